@@ -1,0 +1,109 @@
+// forkd's settings: one struct, filled from (lowest to highest precedence)
+// built-in defaults, the --config file, FORKD_<NAME> environment variables,
+// and command-line flags. Validation names the flag, the value and what is
+// allowed, so a bad value stops start-up with a clear message.
+#ifndef FORKD_SERVER_CONFIG_CONFIG_H_
+#define FORKD_SERVER_CONFIG_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace forkd::config {
+
+enum class WorkerClass { kSync, kGthread, kAsync };
+const char* WorkerClassName(WorkerClass c);  // "sync", "gthread", "async"
+
+enum class LogLevel { kDebug, kInfo, kWarning, kError, kCritical };
+
+struct Config {
+  // --- listening -----------------------------------------------------------
+  std::vector<std::string> bind = {"127.0.0.1:8000"};  // --bind, repeatable
+  int backlog = 2048;                                  // --backlog
+  bool reuse_port = false;                             // --reuse-port
+
+  // --- pool ----------------------------------------------------------------
+  int workers = 0;          // --workers; 0 before resolution means "auto"
+  int max_workers = 64;     // --max-workers: upper bound for TTIN and the API
+  WorkerClass worker_class = WorkerClass::kSync;  // --worker-class
+  int threads = 1;          // --threads (gthread)
+  int max_threads = 256;    // --max-threads
+  int worker_connections = 1000;        // --worker-connections
+  int max_worker_connections = 100000;  // --max-worker-connections
+
+  // --- supervision (seconds) -----------------------------------------------
+  double timeout = 30;           // --timeout; 0 disables the heartbeat check
+  double graceful_timeout = 30;  // --graceful-timeout
+  double keepalive = 2;          // --keepalive: idle keep-alive close
+  int max_requests = 0;          // --max-requests; 0 disables recycling
+  int max_requests_jitter = 0;   // --max-requests-jitter
+  double shutdown_delay = 0;     // --shutdown-delay: readiness off, still serving
+
+  // --- request limits ------------------------------------------------------
+  int limit_request_line = 4094;         // --limit-request-line (0: unlimited)
+  int limit_request_fields = 100;        // --limit-request-fields
+  int limit_request_field_size = 8190;   // --limit-request-field-size
+  int64_t limit_request_body = 0;        // --limit-request-body (0: unlimited)
+  int64_t request_buffer = 1 << 20;      // --request-buffer
+  int64_t response_buffer = 1 << 20;     // --response-buffer
+
+  // --- upstream (the app) --------------------------------------------------
+  std::string upstream = "unix:/tmp/app.sock";  // --upstream
+  double upstream_timeout = 60;     // --upstream-timeout (s): connect + idle read
+  int upstream_keepalive = 64;      // --upstream-keepalive: idle conns per worker
+
+  // --- logs and files ------------------------------------------------------
+  std::string pidfile;                 // --pidfile
+  std::string access_logfile;          // --access-logfile ("-" = stdout, "" = off)
+  std::string access_logformat =       // --access-logformat (or "json")
+      R"(%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s")";
+  std::string error_logfile = "-";     // --error-logfile ("-" = stderr)
+  LogLevel log_level = LogLevel::kInfo;  // --log-level
+  std::string config_file;             // --config
+
+  // --- planes --------------------------------------------------------------
+  std::string admin_bind = "0.0.0.0:9090";    // --admin-bind ("" = off)
+  std::string metrics_bind = "0.0.0.0:9091";  // --metrics-bind ("" = off)
+  std::string admin_token_file;               // --admin-token-file
+};
+
+// Where the settings come from. `env` is the process environment as a map
+// (only FORKD_* keys matter); tests pass their own.
+struct Sources {
+  std::vector<std::string> args;              // argv[1..]
+  std::map<std::string, std::string> env;
+};
+
+// Builds the Config from defaults < config file < env < flags, then
+// validates it. workers == 0 stays 0 here (the master resolves "auto").
+// Errors are InvalidArgument with a message such as:
+//   "--workers: \"abc\" is not an integer (expected 1..64)".
+// --help and --version are not errors: they set the flags below.
+struct ParseResult {
+  Config config;
+  bool show_help = false;
+  bool show_version = false;
+};
+absl::StatusOr<ParseResult> Parse(const Sources& sources);
+
+// Re-reads the config file and env for a HUP reload, keeping `args` as they
+// were at start. Same rules as Parse().
+absl::StatusOr<Config> Reload(const Sources& sources);
+
+// The canonical command line that reproduces `config` exactly (every
+// setting, as --name=value), used to hand the resolved settings to worker
+// processes across exec.
+std::vector<std::string> ToArgs(const Config& config);
+
+// Text of `forkd --help`: every flag, its default and its env variable.
+std::string HelpText();
+
+// Reads the process environment into a map.
+std::map<std::string, std::string> ProcessEnvironment();
+
+}  // namespace forkd::config
+
+#endif  // FORKD_SERVER_CONFIG_CONFIG_H_

@@ -1,0 +1,182 @@
+// Strict HTTP/1.1 message parsing (RFC 9110/9112) for requests from clients
+// and responses from the app. Protocol code only: no I/O. Callers feed bytes
+// they read and act on the results.
+#ifndef FORKD_SERVER_HTTP1_HTTP1_PARSER_H_
+#define FORKD_SERVER_HTTP1_HTTP1_PARSER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace forkd::http1 {
+
+// Why a message was rejected. Mapped to an HTTP status in exactly one place:
+// StatusForError().
+enum class ErrorKind {
+  kNone = 0,
+  kBadRequest,        // 400: malformed syntax of any kind
+  kUriTooLong,        // 414: request line over the limit
+  kHeadersTooLarge,   // 431: too many fields, or one field over the limit
+  kBodyTooLarge,      // 413: Content-Length or chunked total over the limit
+  kNotImplemented,    // 501: a transfer coding other than chunked
+  kVersionNotSupported,  // 505: HTTP/2.0 or other major versions in HTTP/1 syntax
+};
+
+// The HTTP status code that answers `kind` (400 for kNone is never asked).
+int StatusForError(ErrorKind kind);
+
+struct Error {
+  ErrorKind kind = ErrorKind::kNone;
+  // Short, human-readable cause for the error log and the response body,
+  // e.g. "both Content-Length and Transfer-Encoding".
+  std::string detail;
+};
+
+struct Limits {
+  size_t max_request_line = 4094;   // --limit-request-line (0: unlimited)
+  size_t max_fields = 100;          // --limit-request-fields
+  size_t max_field_size = 8190;     // --limit-request-field-size
+  uint64_t max_body = 0;            // --limit-request-body (0: unlimited)
+};
+
+struct Header {
+  std::string name;   // as received (case preserved)
+  std::string value;  // leading/trailing OWS stripped
+};
+
+// How the message body is delimited.
+enum class Framing {
+  kNone,           // no body
+  kContentLength,  // exactly content_length bytes
+  kChunked,        // chunked transfer coding
+  kUntilClose,     // responses only: body runs until the app closes
+};
+
+struct RequestHead {
+  std::string method;
+  std::string target;
+  int version_minor = 1;  // HTTP/1.<minor>; only 0 and 1 are accepted
+  std::vector<Header> headers;
+  Framing framing = Framing::kNone;
+  uint64_t content_length = 0;  // valid when framing == kContentLength
+  bool keep_alive = true;       // from version and Connection
+  bool expect_continue = false; // "Expect: 100-continue" was sent
+  bool upgrade = false;         // Connection: upgrade + Upgrade present
+  // Returns the first header value named `name` (case-insensitive), or
+  // nullptr.
+  const std::string* Find(std::string_view name) const;
+};
+
+struct ResponseHead {
+  int status = 0;
+  std::string reason;
+  int version_minor = 1;
+  std::vector<Header> headers;
+  Framing framing = Framing::kNone;
+  uint64_t content_length = 0;
+  bool keep_alive = true;  // the app allows reusing the connection
+  const std::string* Find(std::string_view name) const;
+};
+
+enum class ParseStatus { kNeedMore, kDone, kError };
+
+// Parses one request head. Reusable: call Reset() before the next request of
+// a keep-alive connection. Single-threaded.
+class RequestParser {
+ public:
+  explicit RequestParser(const Limits& limits) : limits_(limits) {}
+
+  // Parses `buf`, which holds all bytes received so far for this head (the
+  // caller keeps appending and calls again on kNeedMore). On kDone,
+  // *consumed is the head's length including the final CRLF and head() is
+  // filled. On kError, error() says why. Leading empty lines (RFC 9112 2.2)
+  // are skipped. Enforces the line/field limits even before the head ends,
+  // so a caller can stop reading early.
+  ParseStatus Parse(std::string_view buf, size_t* consumed);
+
+  const RequestHead& head() const { return head_; }
+  RequestHead& mutable_head() { return head_; }
+  const Error& error() const { return error_; }
+  void Reset();
+
+ private:
+  Limits limits_;
+  RequestHead head_;
+  Error error_;
+};
+
+// Parses one response head from the app. `request_method` decides whether
+// the response has a body (HEAD never does); 1xx, 204 and 304 have none.
+// A 1xx head is returned as kDone like any other: the caller forwards it and
+// parses again for the final response.
+class ResponseParser {
+ public:
+  ResponseParser() = default;
+  ParseStatus Parse(std::string_view buf, std::string_view request_method,
+                    size_t* consumed);
+  const ResponseHead& head() const { return head_; }
+  const Error& error() const { return error_; }
+  void Reset();
+
+ private:
+  ResponseHead head_;
+  Error error_;
+};
+
+// Decodes a message body framed as kContentLength, kChunked or kUntilClose
+// into its payload bytes. For chunked bodies it validates chunk sizes and
+// extensions strictly and skips trailers (which are not forwarded).
+class BodyDecoder {
+ public:
+  // `max_body` 0 means unlimited; exceeding it is kBodyTooLarge.
+  BodyDecoder(Framing framing, uint64_t content_length, uint64_t max_body);
+
+  // Decodes from `in`, appending payload to *out. Returns the number of
+  // input bytes consumed (everything up to the end of the body, never past
+  // it: bytes after the body belong to the next pipelined message).
+  // On a framing error sets error() and returns what was consumed so far.
+  size_t Decode(std::string_view in, std::string* out);
+
+  // For kUntilClose: the peer closed, so the body is complete.
+  void OnEof();
+
+  bool done() const { return done_; }
+  bool failed() const { return error_.kind != ErrorKind::kNone; }
+  const Error& error() const { return error_; }
+  uint64_t payload_bytes() const { return payload_bytes_; }
+
+ private:
+  enum class ChunkState {
+    kSize, kSizeLf, kData, kDataCr, kDataLf, kTrailer, kTrailerLf, kDone
+  };
+  Framing framing_;
+  uint64_t remaining_ = 0;  // content-length or current chunk
+  uint64_t max_body_ = 0;
+  uint64_t payload_bytes_ = 0;
+  bool done_ = false;
+  Error error_;
+  ChunkState chunk_state_ = ChunkState::kSize;
+  std::string line_;  // partial chunk-size line or trailer line
+};
+
+// True when `name` is a hop-by-hop field that a proxy must not forward
+// (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+// Upgrade, Proxy-Authenticate, Proxy-Authorization), or is listed in the
+// message's Connection header (`connection_tokens`, lowercase).
+bool IsHopByHop(std::string_view name,
+                const std::vector<std::string>& connection_tokens);
+
+// Lower-cased tokens of all Connection header values of `headers`.
+std::vector<std::string> ConnectionTokens(const std::vector<Header>& headers);
+
+// Case-insensitive ASCII comparison.
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+// Reason phrase for a status code ("OK", "Bad Gateway"...), "" if unknown.
+std::string_view ReasonPhrase(int status);
+
+}  // namespace forkd::http1
+
+#endif  // FORKD_SERVER_HTTP1_HTTP1_PARSER_H_

@@ -1,0 +1,194 @@
+#include "server/scoreboard/scoreboard.h"
+
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace forkd::scoreboard {
+namespace {
+
+constexpr uint64_t kMagic = 0x666f726b64534231ULL;  // "forkdSB1"
+
+size_t RegionSize(uint32_t capacity) {
+  size_t header = (sizeof(Header) + 63) / 64 * 64;
+  return header + sizeof(Slot) * capacity;
+}
+
+template <typename T>
+void Relaxed(std::atomic<T>& a, T v) {
+  a.store(v, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+const char* WorkerStateName(WorkerState s) {
+  switch (s) {
+    case WorkerState::kEmpty: return "empty";
+    case WorkerState::kBooting: return "booting";
+    case WorkerState::kReady: return "ready";
+    case WorkerState::kDraining: return "draining";
+    case WorkerState::kExiting: return "exiting";
+  }
+  return "unknown";
+}
+
+Method MethodIndex(const char* method, size_t len) {
+  std::string_view m(method, len);
+  if (m == "GET") return Method::kGet;
+  if (m == "HEAD") return Method::kHead;
+  if (m == "POST") return Method::kPost;
+  if (m == "PUT") return Method::kPut;
+  if (m == "DELETE") return Method::kDelete;
+  if (m == "PATCH") return Method::kPatch;
+  if (m == "OPTIONS") return Method::kOptions;
+  return Method::kOther;
+}
+
+const char* MethodName(Method m) {
+  static constexpr const char* kNames[] = {"GET",    "HEAD",  "POST",
+                                           "PUT",    "DELETE", "PATCH",
+                                           "OPTIONS", "other"};
+  return kNames[static_cast<size_t>(m)];
+}
+
+void Histogram::Observe(double seconds) {
+  size_t i = 0;
+  while (i < kDurationBuckets.size() && seconds > kDurationBuckets[i]) ++i;
+  buckets[i].fetch_add(1, std::memory_order_relaxed);
+  sum_us.fetch_add(static_cast<uint64_t>(seconds * 1e6),
+                   std::memory_order_relaxed);
+}
+
+uint64_t CounterTotals::TotalRequests() const {
+  uint64_t total = 0;
+  for (const auto& by_class : requests) {
+    for (uint64_t v : by_class) total += v;
+  }
+  return total;
+}
+
+void CounterTotals::Add(const Counters& c) {
+  auto load = [](const std::atomic<uint64_t>& a) {
+    return a.load(std::memory_order_relaxed);
+  };
+  for (size_t m = 0; m < requests.size(); ++m) {
+    for (size_t k = 0; k < 5; ++k) requests[m][k] += load(c.requests[m][k]);
+  }
+  for (size_t i = 0; i < rejected.size(); ++i) rejected[i] += load(c.rejected[i]);
+  for (size_t i = 0; i < upstream_errors.size(); ++i) {
+    upstream_errors[i] += load(c.upstream_errors[i]);
+  }
+  bytes_in += load(c.bytes_in);
+  bytes_out += load(c.bytes_out);
+  connections_accepted += load(c.connections_accepted);
+  auto add_hist = [&](Hist& h, const Histogram& src) {
+    for (size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] += load(src.buckets[i]);
+    h.sum_us += load(src.sum_us);
+  };
+  add_hist(request_duration, c.request_duration);
+  add_hist(upstream_duration, c.upstream_duration);
+}
+
+void CounterTotals::Add(const CounterTotals& o) {
+  for (size_t m = 0; m < requests.size(); ++m) {
+    for (size_t k = 0; k < 5; ++k) requests[m][k] += o.requests[m][k];
+  }
+  for (size_t i = 0; i < rejected.size(); ++i) rejected[i] += o.rejected[i];
+  for (size_t i = 0; i < upstream_errors.size(); ++i) {
+    upstream_errors[i] += o.upstream_errors[i];
+  }
+  bytes_in += o.bytes_in;
+  bytes_out += o.bytes_out;
+  connections_accepted += o.connections_accepted;
+  auto add_hist = [](Hist& h, const Hist& src) {
+    for (size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] += src.buckets[i];
+    h.sum_us += src.sum_us;
+  };
+  add_hist(request_duration, o.request_duration);
+  add_hist(upstream_duration, o.upstream_duration);
+}
+
+int64_t MonotonicMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+absl::StatusOr<std::unique_ptr<Scoreboard>> Scoreboard::Create(
+    uint32_t capacity) {
+  // Not close-on-exec: workers inherit it across exec on purpose.
+  int fd = memfd_create("forkd-scoreboard", 0);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("memfd_create: ", std::strerror(errno)));
+  }
+  size_t size = RegionSize(capacity);
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::InternalError(absl::StrCat("ftruncate: ", std::strerror(err)));
+  }
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    return absl::InternalError(absl::StrCat("mmap: ", std::strerror(err)));
+  }
+  // The region is zero-filled; placement-new gives the atomics their
+  // defaults so every field is a valid object.
+  auto* header = new (base) Header{};
+  header->magic = kMagic;
+  header->capacity = capacity;
+  auto* slots = reinterpret_cast<Slot*>(static_cast<char*>(base) +
+                                        RegionSize(0));
+  for (uint32_t i = 0; i < capacity; ++i) new (&slots[i]) Slot();
+  return std::unique_ptr<Scoreboard>(new Scoreboard(fd, base, size));
+}
+
+absl::StatusOr<std::unique_ptr<Scoreboard>> Scoreboard::Attach(int fd) {
+  // Header starts with these two plain fields; read them before mapping.
+  struct {
+    uint64_t magic;
+    uint32_t capacity;
+  } probe;
+  if (pread(fd, &probe, sizeof(probe), 0) != sizeof(probe) ||
+      probe.magic != kMagic) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fd ", fd, " is not a forkd scoreboard"));
+  }
+  size_t size = RegionSize(probe.capacity);
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    return absl::InternalError(absl::StrCat("mmap: ", std::strerror(errno)));
+  }
+  return std::unique_ptr<Scoreboard>(new Scoreboard(fd, base, size));
+}
+
+Scoreboard::Scoreboard(int fd, void* base, size_t size)
+    : fd_(fd),
+      base_(base),
+      size_(size),
+      header_(static_cast<Header*>(base)),
+      slots_(reinterpret_cast<Slot*>(static_cast<char*>(base) +
+                                     RegionSize(0))) {}
+
+Scoreboard::~Scoreboard() {
+  munmap(base_, size_);
+  close(fd_);
+}
+
+void Scoreboard::ResetSlot(uint32_t index) {
+  Slot* s = &slots_[index];
+  s->~Slot();
+  new (s) Slot();
+}
+
+}  // namespace forkd::scoreboard

@@ -1,0 +1,171 @@
+// The scoreboard: one shared-memory region, made by the master before any
+// worker, with a slot per worker. Each worker writes only its own slot
+// (heartbeat, state, gauges, counters, histogram buckets) with relaxed
+// atomics, never locks; the master reads all slots to supervise and to
+// report. The master also publishes live settings (threads, connections) in
+// the header with a generation number that workers watch.
+#ifndef FORKD_SERVER_SCOREBOARD_SCOREBOARD_H_
+#define FORKD_SERVER_SCOREBOARD_SCOREBOARD_H_
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+namespace forkd::scoreboard {
+
+enum class WorkerState : uint32_t {
+  kEmpty = 0,   // slot unused
+  kBooting,     // spawned, not yet accepting
+  kReady,       // accepting and serving
+  kDraining,    // told to stop: finishing in-flight work, not accepting
+  kExiting,     // done, about to exit
+};
+const char* WorkerStateName(WorkerState s);
+
+// Index of a request's method in the per-method counters.
+enum class Method : uint32_t {
+  kGet, kHead, kPost, kPut, kDelete, kPatch, kOptions, kOther, kCount
+};
+Method MethodIndex(const char* method, size_t len);
+const char* MethodName(Method m);
+
+// Why a request was answered by forkd itself instead of the app.
+enum class Rejection : uint32_t {
+  kBadRequest,     // 400 (and 501/505 parse errors)
+  kBodyTooLarge,   // 413
+  kUriTooLong,     // 414
+  kHeadersTooLarge,  // 431
+  kOverCapacity,   // 503: over the in-flight cap
+  kDraining,       // 503: worker or server draining
+  kCount
+};
+
+enum class UpstreamError : uint32_t {
+  kRefused,      // connect failed: socket missing or refused
+  kReset,        // connection reset / closed before a full response
+  kTimeout,      // --upstream-timeout
+  kBadResponse,  // unparsable response
+  kCount
+};
+
+// Histogram bucket upper bounds in seconds (Prometheus "le"), +Inf implied.
+inline constexpr std::array<double, 14> kDurationBuckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,    0.25,  0.5,    1.0,   2.5,   5.0,  10.0};
+
+// A histogram of durations: counts per bucket (+Inf last), sum in
+// microseconds. Cumulation happens at read time.
+struct Histogram {
+  std::array<std::atomic<uint64_t>, kDurationBuckets.size() + 1> buckets{};
+  std::atomic<uint64_t> sum_us{0};
+  void Observe(double seconds);
+};
+
+// Monotonic counters: folded into the retired totals when a worker leaves.
+struct Counters {
+  // [method][status class 1xx..5xx]
+  std::array<std::array<std::atomic<uint64_t>, 5>,
+             static_cast<size_t>(Method::kCount)>
+      requests{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(Rejection::kCount)>
+      rejected{};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(UpstreamError::kCount)>
+      upstream_errors{};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+  std::atomic<uint64_t> connections_accepted{0};
+  Histogram request_duration;
+  Histogram upstream_duration;
+};
+
+// A plain (non-atomic) copy of Counters for aggregation.
+struct CounterTotals {
+  std::array<std::array<uint64_t, 5>, static_cast<size_t>(Method::kCount)>
+      requests{};
+  std::array<uint64_t, static_cast<size_t>(Rejection::kCount)> rejected{};
+  std::array<uint64_t, static_cast<size_t>(UpstreamError::kCount)>
+      upstream_errors{};
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t connections_accepted = 0;
+  struct Hist {
+    std::array<uint64_t, kDurationBuckets.size() + 1> buckets{};
+    uint64_t sum_us = 0;
+  } request_duration, upstream_duration;
+
+  uint64_t TotalRequests() const;
+  void Add(const Counters& c);        // reads atomics relaxed
+  void Add(const CounterTotals& other);
+};
+
+struct alignas(64) Slot {
+  std::atomic<int32_t> pid{0};
+  std::atomic<uint32_t> state{0};          // WorkerState
+  std::atomic<uint64_t> generation{0};     // reload generation it serves
+  std::atomic<int64_t> boot_ms{0};         // monotonic ms when spawned
+  std::atomic<int64_t> heartbeat_ms{0};    // monotonic ms of last sign of life
+  // Gauges.
+  std::atomic<uint32_t> in_flight{0};      // requests at the app right now
+  std::atomic<uint32_t> busy_threads{0};
+  std::atomic<uint32_t> threads{0};        // request threads running now
+  std::atomic<uint32_t> connection_cap{0}; // worker_connections applied
+  std::atomic<uint32_t> connections_active{0};  // client conns with a request
+  std::atomic<uint32_t> connections_idle{0};    // keep-alive, waiting
+  std::atomic<uint64_t> requests_served{0};     // this process, all outcomes
+  std::atomic<uint64_t> settings_generation_seen{0};
+  Counters counters;
+};
+
+// Settings the master publishes to running workers.
+struct Settings {
+  std::atomic<uint64_t> generation{0};  // bumped after fields change
+  std::atomic<uint32_t> threads{1};
+  std::atomic<uint32_t> worker_connections{1000};
+  std::atomic<uint32_t> draining{0};    // whole server draining (503s)
+};
+
+struct Header {
+  uint64_t magic;
+  uint32_t capacity;
+  Settings settings;
+};
+
+// Milliseconds on CLOCK_MONOTONIC, comparable between processes.
+int64_t MonotonicMs();
+
+class Scoreboard {
+ public:
+  // Master: creates a memfd-backed region for `capacity` slots. The fd is
+  // inherited by workers across exec. Fails only on OS errors.
+  static absl::StatusOr<std::unique_ptr<Scoreboard>> Create(uint32_t capacity);
+  // Worker: maps the region behind an inherited fd.
+  static absl::StatusOr<std::unique_ptr<Scoreboard>> Attach(int fd);
+  ~Scoreboard();
+
+  int fd() const { return fd_; }
+  uint32_t capacity() const { return header_->capacity; }
+  Settings& settings() { return header_->settings; }
+  Slot& slot(uint32_t index) { return slots_[index]; }
+  const Slot& slot(uint32_t index) const { return slots_[index]; }
+
+  // Master: clears a slot's every field before a new worker uses it.
+  void ResetSlot(uint32_t index);
+
+ private:
+  Scoreboard(int fd, void* base, size_t size);
+  int fd_;
+  void* base_;
+  size_t size_;
+  Header* header_;
+  Slot* slots_;
+};
+
+}  // namespace forkd::scoreboard
+
+#endif  // FORKD_SERVER_SCOREBOARD_SCOREBOARD_H_
