@@ -28,6 +28,15 @@ enum class WorkerState : uint32_t {
 };
 const char* WorkerStateName(WorkerState s);
 
+// Why a worker left on its own, written by the worker before it exits so the
+// master can tell a recycle from a crash.
+enum class ExitReason : uint32_t {
+  kNone = 0,      // still running, or died without saying (a crash)
+  kMaxRequests,   // served --max-requests (+ jitter): recycled
+  kStopped,       // told to stop (TERM/QUIT from the master) and did
+  kBootFailed,    // could not start (also exit code 3)
+};
+
 // Index of a request's method in the per-method counters.
 enum class Method : uint32_t {
   kGet, kHead, kPost, kPut, kDelete, kPatch, kOptions, kOther, kCount
@@ -119,6 +128,7 @@ struct alignas(64) Slot {
   std::atomic<uint32_t> connections_idle{0};    // keep-alive, waiting
   std::atomic<uint64_t> requests_served{0};     // this process, all outcomes
   std::atomic<uint64_t> settings_generation_seen{0};
+  std::atomic<uint32_t> exit_reason{0};    // ExitReason
   Counters counters;
 };
 
