@@ -1,0 +1,64 @@
+#include "server/proxy/error_response.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace forkd::proxy {
+
+int StatusFor(Failure failure, http1::ErrorKind parse_error) {
+  switch (failure) {
+    case Failure::kBadRequest:
+      return http1::StatusForError(parse_error);
+    case Failure::kUpstreamRefused:
+    case Failure::kUpstreamReset:
+    case Failure::kUpstreamBadResponse:
+      return 502;
+    case Failure::kUpstreamTimeout:
+      return 504;
+    case Failure::kOverCapacity:
+    case Failure::kDraining:
+      return 503;
+  }
+  return 500;
+}
+
+scoreboard::Rejection RejectionFor(int status, Failure failure) {
+  using scoreboard::Rejection;
+  switch (failure) {
+    case Failure::kOverCapacity: return Rejection::kOverCapacity;
+    case Failure::kDraining: return Rejection::kDraining;
+    case Failure::kBadRequest:
+      switch (status) {
+        case 413: return Rejection::kBodyTooLarge;
+        case 414: return Rejection::kUriTooLong;
+        case 431: return Rejection::kHeadersTooLarge;
+        default: return Rejection::kBadRequest;
+      }
+    default:
+      return Rejection::kCount;
+  }
+}
+
+scoreboard::UpstreamError UpstreamErrorFor(Failure failure) {
+  using scoreboard::UpstreamError;
+  switch (failure) {
+    case Failure::kUpstreamRefused: return UpstreamError::kRefused;
+    case Failure::kUpstreamReset: return UpstreamError::kReset;
+    case Failure::kUpstreamTimeout: return UpstreamError::kTimeout;
+    case Failure::kUpstreamBadResponse: return UpstreamError::kBadResponse;
+    default: return UpstreamError::kCount;
+  }
+}
+
+std::string BuildErrorResponse(int status, std::string_view detail,
+                               bool close) {
+  // absl 20220623 here has its own string_view: pass std::string.
+  std::string reason(http1::ReasonPhrase(status));
+  std::string body = absl::StrCat(reason, ": ", std::string(detail), "\n");
+  return absl::StrCat("HTTP/1.1 ", status, " ", reason,
+                      "\r\nContent-Type: text/plain; charset=utf-8"
+                      "\r\nContent-Length: ",
+                      body.size(), close ? "\r\nConnection: close" : "",
+                      "\r\n\r\n", body);
+}
+
+}  // namespace forkd::proxy

@@ -1,0 +1,42 @@
+// forkd's own answers: every way a request can fail before or at the app,
+// mapped to an HTTP status in one place, with a short plain-text body.
+#ifndef FORKD_SERVER_PROXY_ERROR_RESPONSE_H_
+#define FORKD_SERVER_PROXY_ERROR_RESPONSE_H_
+
+#include <string>
+#include <string_view>
+
+#include "server/http1/http1_parser.h"
+#include "server/scoreboard/scoreboard.h"
+
+namespace forkd::proxy {
+
+enum class Failure {
+  kBadRequest,          // client sent something the parser refused
+  kUpstreamRefused,     // app socket missing or refusing
+  kUpstreamReset,       // app closed or reset before a full response
+  kUpstreamTimeout,     // app slower than --upstream-timeout
+  kUpstreamBadResponse, // app's response is not valid HTTP/1.1
+  kOverCapacity,        // in-flight cap reached
+  kDraining,            // worker or server is shutting down
+};
+
+// The HTTP status for a failure. For kBadRequest, `parse_error` decides
+// (400, 413, 414, 431, 501, 505).
+int StatusFor(Failure failure, http1::ErrorKind parse_error);
+
+// The rejection counter a forkd-generated 4xx/503 falls under, or
+// Rejection::kCount when the status is not a rejection (502, 504).
+scoreboard::Rejection RejectionFor(int status, Failure failure);
+
+// The upstream error counter for a failure, or UpstreamError::kCount.
+scoreboard::UpstreamError UpstreamErrorFor(Failure failure);
+
+// A complete response with "Connection: close" when `close` is set, a
+// text/plain body "<Reason>: <detail>\n".
+std::string BuildErrorResponse(int status, std::string_view detail,
+                               bool close);
+
+}  // namespace forkd::proxy
+
+#endif  // FORKD_SERVER_PROXY_ERROR_RESPONSE_H_

@@ -1,0 +1,874 @@
+#include "server/proxy/proxy_session.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "server/common/log.h"
+
+namespace forkd::proxy {
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+// Unparsed request bytes kept before the parser must have decided; the
+// parser's own limits are smaller, this only stops a runaway buffer.
+constexpr size_t kMaxPendingInput = 256 * 1024;
+constexpr int64_t kLingerMs = 2000;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t NowMs() { return scoreboard::MonotonicMs(); }
+
+// 128 random bits as 32 hex digits. A per-thread generator keeps it cheap
+// and free of locks; uniqueness, not secrecy, is what matters here.
+std::string NewRequestId() {
+  thread_local std::mt19937_64 gen([] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+           static_cast<uint64_t>(getpid()) ^ static_cast<uint64_t>(NowNs());
+  }());
+  return absl::StrFormat("%016x%016x", gen(), gen());
+}
+
+void AppendChunk(Buffer* out, std::string_view data) {
+  if (data.empty()) return;
+  char size[24];
+  int n = snprintf(size, sizeof(size), "%zx\r\n", data.size());
+  out->Append(std::string_view(size, n));
+  out->Append(data);
+  out->Append("\r\n");
+}
+
+void AppendHeader(std::string* out, std::string_view name,
+                  std::string_view value) {
+  out->append(name);
+  out->append(": ");
+  out->append(value);
+  out->append("\r\n");
+}
+
+int StatusClass(int status) {
+  int c = status / 100;
+  return (c >= 1 && c <= 5) ? c - 1 : 4;
+}
+
+}  // namespace
+
+ProxySession::ProxySession(SessionContext* ctx, int client_fd,
+                           std::string peer, int64_t now_ms)
+    : ctx_(ctx),
+      client_fd_(client_fd),
+      peer_(std::move(peer)),
+      req_parser_(ctx->limits) {
+  last_client_ms_ = now_ms;
+  deadline_ms_ = now_ms + ctx_->client_timeout_ms;
+}
+
+ProxySession::~ProxySession() {
+  if (!closed_) {
+    ReleaseUpstream(false);
+    LeaveInFlight();
+    close(client_fd_);
+  }
+}
+
+void ProxySession::OnClientEvents(uint32_t events) {
+  // EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP/EPOLLRDHUP use poll's bit values.
+  if (events & (0x001 | 0x008 | 0x010 | 0x2000)) client_readable_ = true;
+  if (events & (0x004 | 0x008 | 0x010)) client_writable_ = true;
+  Drive();
+}
+
+void ProxySession::OnUpstreamEvents(uint32_t events) {
+  if (!up_) return;
+  if (events & (0x001 | 0x008 | 0x010 | 0x2000)) up_->readable = true;
+  if (events & (0x004 | 0x008 | 0x010)) up_->writable = true;
+  Drive();
+}
+
+void ProxySession::Drive() {
+  while (!closed_) {
+    bool progress = ReadClient();
+    progress |= ProcessClientInput();
+    if (closed_) break;
+    progress |= StartUpstream();
+    progress |= WriteUpstream();
+    progress |= ReadUpstream();
+    progress |= ProcessUpstreamInput();
+    if (closed_) break;
+    progress |= WriteClient();
+    progress |= MaybeFinishRequest();
+    if (!progress) break;
+  }
+  if (!closed_) UpdateDeadline();
+}
+
+bool ProxySession::WantClientRead() const {
+  if (closed_ || client_eof_) return false;
+  if (lingering_) return true;
+  switch (req_state_) {
+    case ReqState::kWaitHead:
+    case ReqState::kHead:
+      return in_.size() < kMaxPendingInput && out_.empty();
+    case ReqState::kBody:
+      return in_.size() < kReadChunk * 4;
+    case ReqState::kDone:
+      return false;
+  }
+  return false;
+}
+
+bool ProxySession::ReadClient() {
+  if (!client_readable_ || !WantClientRead()) return false;
+  ssize_t n = read(client_fd_, in_.Reserve(kReadChunk), kReadChunk);
+  if (n > 0) {
+    last_client_ms_ = NowMs();
+    if (lingering_) return true;  // discard: the answer is already sent
+    in_.Commit(static_cast<size_t>(n));
+    bytes_in_ += static_cast<uint64_t>(n);
+    if (req_state_ == ReqState::kWaitHead) StartHead();
+    return true;
+  }
+  if (n == 0) {
+    client_eof_ = true;
+    if (lingering_ || req_state_ == ReqState::kWaitHead ||
+        req_state_ == ReqState::kHead) {
+      // Closed between requests, or gave up mid-head: nothing to answer.
+      CloseClient(false);
+    } else if (req_state_ == ReqState::kBody) {
+      LOG_INFO("client %s closed the connection during the request body",
+               PeerForLog());
+      CloseClient(false);
+    }
+    return true;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    client_readable_ = false;
+    return false;
+  }
+  if (errno == EINTR) return true;
+  CloseClient(false);  // ECONNRESET and friends: the client is gone
+  return true;
+}
+
+void ProxySession::StartHead() {
+  req_state_ = ReqState::kHead;
+  req_start_ns_ = NowNs();
+  req_start_time_ = absl::Now();
+}
+
+bool ProxySession::ProcessClientInput() {
+  if (lingering_) {
+    in_.Clear();
+    return false;
+  }
+  if (req_state_ == ReqState::kHead) {
+    if (in_.empty()) return false;
+    size_t consumed = 0;
+    switch (req_parser_.Parse(in_.View(), &consumed)) {
+      case http1::ParseStatus::kNeedMore:
+        return false;
+      case http1::ParseStatus::kError:
+        method_ = req_parser_.head().method;
+        Fail(Failure::kBadRequest, req_parser_.error().detail);
+        return true;
+      case http1::ParseStatus::kDone:
+        in_.Consume(consumed);
+        BeginRequest();
+        return true;
+    }
+  }
+  if (req_state_ != ReqState::kBody || in_.empty()) return false;
+
+  // Decode no more than the buffers may take: up to --request-buffer while
+  // buffering, and while streaming only what the app has drained.
+  size_t pending = upstream_wanted_ ? up_out_.size() : body_buf_.size();
+  if (pending >= ctx_->request_buffer) return false;
+  size_t room = ctx_->request_buffer - pending;
+  std::string_view input = in_.View();
+  if (input.size() > room + 64) input = input.substr(0, room + 64);
+  scratch_.clear();
+  size_t used = req_body_->Decode(input, &scratch_);
+  in_.Consume(used);
+  if (req_body_->failed()) {
+    ReleaseUpstream(false);
+    Fail(Failure::kBadRequest, req_body_->error().detail,
+         req_body_->error().kind);
+    return true;
+  }
+  if (upstream_wanted_) {
+    if (req_body_chunked_upstream_) {
+      AppendChunk(&up_out_, scratch_);
+    } else {
+      up_out_.Append(scratch_);
+    }
+  } else {
+    body_buf_.Append(scratch_);
+  }
+  if (req_body_->done()) {
+    req_state_ = ReqState::kDone;
+    if (!upstream_wanted_) {
+      // The whole body fit in the buffer: send it with a Content-Length,
+      // even if the client chunked it, and keep a copy for one retry.
+      BuildUpstreamHead(UpstreamFraming::kLength, body_buf_.size());
+      up_out_.Append(body_buf_.View());
+      body_buf_.Clear();
+      body_buf_.Shrink(64 * 1024);
+      can_replay_ = true;
+      upstream_wanted_ = true;
+    } else if (req_body_chunked_upstream_) {
+      up_out_.Append("0\r\n\r\n");
+    }
+  } else if (!upstream_wanted_ && body_buf_.size() >= ctx_->request_buffer) {
+    // Larger than --request-buffer: stream the rest as it comes.
+    const http1::RequestHead& h = req_parser_.head();
+    if (h.framing == http1::Framing::kChunked) {
+      BuildUpstreamHead(UpstreamFraming::kChunked, 0);
+      req_body_chunked_upstream_ = true;
+      AppendChunk(&up_out_, body_buf_.View());
+    } else {
+      BuildUpstreamHead(UpstreamFraming::kLength, h.content_length);
+      up_out_.Append(body_buf_.View());
+    }
+    body_buf_.Clear();
+    upstream_wanted_ = true;
+  }
+  return used > 0 || req_body_->done();
+}
+
+void ProxySession::BeginRequest() {
+  const http1::RequestHead& h = req_parser_.head();
+  method_ = h.method;
+  target_ = h.target;
+  version_minor_ = h.version_minor;
+  keep_alive_ = h.keep_alive && !ctx_->force_close;
+  head_request_ = method_ == "HEAD";
+  const std::string* rid = h.Find("X-Request-Id");
+  request_id_ = (rid != nullptr && !rid->empty() && rid->size() <= 200)
+                    ? *rid
+                    : NewRequestId();
+
+  if (ctx_->server_draining != nullptr &&
+      ctx_->server_draining->load(std::memory_order_relaxed) != 0) {
+    Fail(Failure::kDraining, "server is draining");
+    return;
+  }
+  if (ctx_->in_flight_cap != nullptr) {
+    uint32_t cap = ctx_->in_flight_cap->load(std::memory_order_relaxed);
+    if (cap > 0 &&
+        ctx_->slot->in_flight.load(std::memory_order_relaxed) >= cap) {
+      Fail(Failure::kOverCapacity,
+           absl::StrCat("worker at its cap of ", cap, " requests in flight"));
+      return;
+    }
+  }
+  in_flight_ = true;
+  ctx_->slot->in_flight.fetch_add(1, std::memory_order_relaxed);
+
+  if (h.framing == http1::Framing::kNone) {
+    req_state_ = ReqState::kDone;
+    BuildUpstreamHead(UpstreamFraming::kNone, 0);
+    can_replay_ = true;
+    upstream_wanted_ = true;
+    return;
+  }
+  req_body_ = std::make_unique<http1::BodyDecoder>(
+      h.framing, h.content_length, ctx_->limits.max_body);
+  req_state_ = ReqState::kBody;
+  if (h.expect_continue && version_minor_ == 1) {
+    out_.Append("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+}
+
+void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
+                                     uint64_t length) {
+  const http1::RequestHead& h = req_parser_.head();
+  std::vector<std::string> tokens = http1::ConnectionTokens(h.headers);
+  std::string head;
+  head.reserve(512);
+  head.append(h.method).append(" ").append(h.target).append(" HTTP/1.1\r\n");
+  const std::string* xff = nullptr;
+  const std::string* host = nullptr;
+  for (const http1::Header& f : h.headers) {
+    std::string_view n = f.name;
+    if (http1::IsHopByHop(n, tokens) ||
+        http1::EqualsIgnoreCase(n, "Content-Length") ||
+        http1::EqualsIgnoreCase(n, "Expect") ||
+        http1::EqualsIgnoreCase(n, "X-Forwarded-Proto") ||
+        http1::EqualsIgnoreCase(n, "X-Forwarded-Host") ||
+        http1::EqualsIgnoreCase(n, "X-Request-Id")) {
+      continue;
+    }
+    if (http1::EqualsIgnoreCase(n, "X-Forwarded-For")) {
+      xff = &f.value;
+      continue;
+    }
+    if (http1::EqualsIgnoreCase(n, "Host")) host = &f.value;
+    AppendHeader(&head, f.name, f.value);
+  }
+  if (!peer_.empty()) {
+    AppendHeader(&head, "X-Forwarded-For",
+                 xff ? absl::StrCat(*xff, ", ", peer_) : peer_);
+  } else if (xff) {
+    AppendHeader(&head, "X-Forwarded-For", *xff);
+  }
+  AppendHeader(&head, "X-Forwarded-Proto", "http");
+  if (host) AppendHeader(&head, "X-Forwarded-Host", *host);
+  AppendHeader(&head, "X-Request-Id", request_id_);
+  switch (framing) {
+    case UpstreamFraming::kNone:
+      break;
+    case UpstreamFraming::kLength:
+      AppendHeader(&head, "Content-Length", absl::StrCat(length));
+      break;
+    case UpstreamFraming::kChunked:
+      AppendHeader(&head, "Transfer-Encoding", "chunked");
+      break;
+  }
+  head.append("\r\n");
+  up_out_.Append(head);
+}
+
+bool ProxySession::StartUpstream() {
+  if (!upstream_wanted_ || up_ || resp_state_ != RespState::kNotStarted) {
+    return false;
+  }
+  int64_t now = NowMs();
+  if (connect_started_ms_ == 0) connect_started_ms_ = now;
+  if (retry_connect_at_ms_ > now) return false;
+  retry_connect_at_ms_ = 0;
+
+  std::unique_ptr<upstream::Connection> conn = ctx_->pool->TakeIdle();
+  if (conn) {
+    if (can_replay_) {
+      replay_.Clear();
+      replay_.Append(up_out_.View());
+    }
+  } else {
+    int err = 0;
+    switch (ctx_->pool->Connect(&conn, &err)) {
+      case upstream::ConnectResult::kConnected:
+      case upstream::ConnectResult::kInProgress:
+        break;
+      case upstream::ConnectResult::kRetryLater:
+        // The app's accept queue is full; it is busy, not gone.
+        retry_connect_at_ms_ = now + 5;
+        return false;
+      case upstream::ConnectResult::kFailed:
+        UpstreamFailed(Failure::kUpstreamRefused,
+                       absl::StrCat("connect to ",
+                                    ctx_->pool->address().display, ": ",
+                                    std::strerror(err)));
+        return true;
+    }
+  }
+  up_ = std::move(conn);
+  up_->owner = this;
+  if (ctx_->register_upstream && !up_->registered) {
+    ctx_->register_upstream(up_.get());
+  }
+  up_start_ns_ = NowNs();
+  last_upstream_ms_ = now;
+  resp_state_ = RespState::kHead;
+  return true;
+}
+
+bool ProxySession::WriteUpstream() {
+  if (!up_ || !up_->writable || (up_out_.empty() && !up_->connecting)) {
+    return false;
+  }
+  if (up_->connecting) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(up_->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    up_->connecting = false;
+    if (err != 0) {
+      UpstreamFailed(Failure::kUpstreamRefused,
+                     absl::StrCat("connect to ", ctx_->pool->address().display,
+                                  ": ", std::strerror(err)));
+      return true;
+    }
+    if (up_out_.empty()) return true;
+  }
+  std::string_view data = up_out_.View();
+  ssize_t n = send(up_->fd, data.data(), data.size(), MSG_NOSIGNAL);
+  if (n > 0) {
+    up_out_.Consume(static_cast<size_t>(n));
+    last_upstream_ms_ = NowMs();
+    return true;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    up_->writable = false;
+    return false;
+  }
+  if (n < 0 && errno == EINTR) return true;
+  UpstreamFailed(Failure::kUpstreamReset,
+                 absl::StrCat("write to app: ", std::strerror(errno)));
+  return true;
+}
+
+bool ProxySession::ReadUpstream() {
+  if (!up_ || !up_->readable || up_->connecting) return false;
+  if (resp_state_ != RespState::kHead && resp_state_ != RespState::kBody) {
+    return false;
+  }
+  if (out_.size() >= ctx_->response_buffer) return false;  // client is slow
+  ssize_t n = read(up_->fd, up_in_.Reserve(kReadChunk), kReadChunk);
+  if (n > 0) {
+    up_in_.Commit(static_cast<size_t>(n));
+    last_upstream_ms_ = NowMs();
+    return true;
+  }
+  if (n == 0) {
+    if (resp_state_ == RespState::kBody && resp_body_ &&
+        !resp_body_->done() && up_in_.empty()) {
+      resp_body_->OnEof();  // completes an until-close body
+      if (resp_body_->done()) {
+        up_eof_ = true;
+        return true;
+      }
+    }
+    if (resp_state_ == RespState::kBody && !up_in_.empty()) {
+      up_eof_ = true;  // let the decoder take what is buffered first
+      return true;
+    }
+    UpstreamFailed(Failure::kUpstreamReset,
+                   resp_state_ == RespState::kHead
+                       ? "app closed the connection without a response"
+                       : "app closed the connection mid-response");
+    return true;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    up_->readable = false;
+    return false;
+  }
+  if (errno == EINTR) return true;
+  UpstreamFailed(Failure::kUpstreamReset,
+                 absl::StrCat("read from app: ", std::strerror(errno)));
+  return true;
+}
+
+bool ProxySession::ProcessUpstreamInput() {
+  if (resp_state_ == RespState::kHead) {
+    if (up_in_.empty()) return false;
+    size_t consumed = 0;
+    switch (resp_parser_.Parse(up_in_.View(), method_, &consumed)) {
+      case http1::ParseStatus::kNeedMore:
+        return false;
+      case http1::ParseStatus::kError:
+        UpstreamFailed(Failure::kUpstreamBadResponse,
+                       absl::StrCat("invalid response from app: ",
+                                    resp_parser_.error().detail));
+        return true;
+      case http1::ParseStatus::kDone:
+        break;
+    }
+    const http1::ResponseHead& rh = resp_parser_.head();
+    if (rh.status < 200) {
+      if (rh.status == 101) {
+        UpstreamFailed(Failure::kUpstreamBadResponse,
+                       "app switched protocols, which forkd does not proxy");
+        return true;
+      }
+      // Interim responses (100, 103...) go to HTTP/1.1 clients as they are.
+      if (version_minor_ == 1) out_.Append(up_in_.View().substr(0, consumed));
+      up_in_.Consume(consumed);
+      resp_parser_.Reset();
+      return true;
+    }
+    up_in_.Consume(consumed);
+    OnResponseHead();
+    return true;
+  }
+  if (resp_state_ != RespState::kBody) return false;
+  if (!resp_body_->done() && !up_in_.empty()) {
+    if (out_.size() >= ctx_->response_buffer) return false;
+    scratch_.clear();
+    size_t used = resp_body_->Decode(up_in_.View(), &scratch_);
+    up_in_.Consume(used);
+    if (resp_body_->failed()) {
+      UpstreamFailed(Failure::kUpstreamBadResponse,
+                     absl::StrCat("invalid response body from app: ",
+                                  resp_body_->error().detail));
+      return true;
+    }
+    body_bytes_out_ += scratch_.size();
+    if (resp_chunked_to_client_) {
+      AppendChunk(&out_, scratch_);
+    } else {
+      out_.Append(scratch_);
+    }
+    if (!resp_body_->done() && up_eof_ && up_in_.empty()) {
+      resp_body_->OnEof();
+      if (!resp_body_->done()) {
+        UpstreamFailed(Failure::kUpstreamReset,
+                       "app closed the connection mid-response");
+        return true;
+      }
+    }
+    if (!resp_body_->done()) return used > 0;
+  }
+  if (!resp_body_->done()) return false;
+  if (resp_chunked_to_client_) out_.Append("0\r\n\r\n");
+  CompleteUpstream();
+  return true;
+}
+
+void ProxySession::OnResponseHead() {
+  const http1::ResponseHead& rh = resp_parser_.head();
+  status_ = rh.status;
+  resp_keep_alive_ = rh.keep_alive;
+  if (ctx_->stopping != nullptr && ctx_->stopping->load()) keep_alive_ = false;
+  bool streamed = rh.framing == http1::Framing::kChunked ||
+                  rh.framing == http1::Framing::kUntilClose;
+  // HTTP/1.0 clients cannot take chunks: the body ends with the connection.
+  if (streamed && version_minor_ == 0) keep_alive_ = false;
+  resp_chunked_to_client_ = streamed && version_minor_ == 1;
+
+  std::vector<std::string> tokens = http1::ConnectionTokens(rh.headers);
+  std::string head;
+  head.reserve(256 + rh.headers.size() * 48);
+  absl::StrAppend(&head, "HTTP/1.1 ", rh.status, " ",
+                  rh.reason.empty() ? std::string(http1::ReasonPhrase(rh.status))
+                                    : rh.reason,
+                  "\r\n");
+  for (const http1::Header& f : rh.headers) {
+    if (http1::IsHopByHop(f.name, tokens)) continue;
+    if (streamed && http1::EqualsIgnoreCase(f.name, "Content-Length")) {
+      continue;
+    }
+    AppendHeader(&head, f.name, f.value);
+  }
+  if (resp_chunked_to_client_) {
+    AppendHeader(&head, "Transfer-Encoding", "chunked");
+  }
+  if (!keep_alive_) {
+    AppendHeader(&head, "Connection", "close");
+  } else if (version_minor_ == 0) {
+    AppendHeader(&head, "Connection", "keep-alive");
+  }
+  head.append("\r\n");
+  out_.Append(head);
+  sent_to_client_ = true;
+  if (ctx_->access_log != nullptr) resp_headers_ = rh.headers;
+  resp_body_ = std::make_unique<http1::BodyDecoder>(
+      rh.framing, rh.content_length, /*max_body=*/0);
+  resp_state_ = RespState::kBody;
+}
+
+void ProxySession::CompleteUpstream() {
+  resp_state_ = RespState::kDone;
+  upstream_s_ = static_cast<double>(NowNs() - up_start_ns_) / 1e9;
+  ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
+  // Reusable only after a complete exchange with nothing left over.
+  bool reusable = resp_keep_alive_ && !up_eof_ && up_in_.empty() &&
+                  req_state_ == ReqState::kDone && up_out_.empty();
+  ReleaseUpstream(reusable);
+  LeaveInFlight();
+}
+
+void ProxySession::UpstreamFailed(Failure failure, const std::string& detail) {
+  // A pooled connection the app closed while idle fails at once: retry the
+  // request once on a fresh connection when nothing of it was answered.
+  if (up_ && up_->reused && can_replay_ && failure == Failure::kUpstreamReset &&
+      resp_state_ == RespState::kHead && up_in_.empty()) {
+    ReleaseUpstream(false);
+    up_out_.Clear();
+    up_out_.Append(replay_.View());
+    replay_.Clear();
+    can_replay_ = false;
+    resp_state_ = RespState::kNotStarted;
+    LOG_DEBUG("retrying on a fresh connection after: %s", detail);
+    return;
+  }
+  auto kind = UpstreamErrorFor(failure);
+  if (kind != scoreboard::UpstreamError::kCount) {
+    ctx_->slot->counters.upstream_errors[static_cast<size_t>(kind)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+  ReleaseUpstream(false);
+  LeaveInFlight();
+  if (!sent_to_client_) {
+    Fail(failure, detail);
+    return;
+  }
+  LOG_ERROR("%s %s (request %s): %s; response cut short", method_, target_,
+            request_id_, detail);
+  CloseClient(false);
+}
+
+void ProxySession::Fail(Failure failure, const std::string& detail,
+                        http1::ErrorKind parse_error) {
+  if (parse_error == http1::ErrorKind::kNone &&
+      failure == Failure::kBadRequest) {
+    parse_error = req_parser_.error().kind;
+  }
+  int status = StatusFor(failure, parse_error);
+  auto rejection = RejectionFor(status, failure);
+  if (rejection != scoreboard::Rejection::kCount) {
+    ctx_->slot->counters.rejected[static_cast<size_t>(rejection)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+  // After an app failure a fully-read request leaves the connection usable;
+  // anything else may have unread bytes, so the connection ends.
+  bool is_upstream = failure == Failure::kUpstreamRefused ||
+                     failure == Failure::kUpstreamReset ||
+                     failure == Failure::kUpstreamTimeout ||
+                     failure == Failure::kUpstreamBadResponse;
+  bool close = !(is_upstream && req_state_ == ReqState::kDone && keep_alive_);
+  LOG_ERROR("%d for %s %s from %s (request %s): %s", status,
+            method_.empty() ? "-" : method_, target_.empty() ? "-" : target_,
+            PeerForLog(), request_id_.empty() ? "-" : request_id_, detail);
+  std::string response = BuildErrorResponse(status, detail, close);
+  out_.Append(response);
+  body_bytes_out_ = response.size() - response.find("\r\n\r\n") - 4;
+  status_ = status;
+  sent_to_client_ = true;
+  LeaveInFlight();
+  if (close) {
+    keep_alive_ = false;
+    close_after_response_ = true;
+    // Unread request bytes stay unread; the linger in CloseClient keeps the
+    // client from seeing a reset before it reads this answer.
+    unread_input_ = req_state_ != ReqState::kDone || !in_.empty();
+    req_state_ = ReqState::kDone;
+  }
+  upstream_wanted_ = false;
+  resp_state_ = RespState::kDone;
+  if (req_start_ns_ == 0) StartHead();
+}
+
+bool ProxySession::WriteClient() {
+  if (out_.empty() || !client_writable_ || lingering_) return false;
+  std::string_view data = out_.View();
+  ssize_t n = send(client_fd_, data.data(), data.size(), MSG_NOSIGNAL);
+  if (n > 0) {
+    out_.Consume(static_cast<size_t>(n));
+    last_client_ms_ = NowMs();
+    return true;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    client_writable_ = false;
+    return false;
+  }
+  if (n < 0 && errno == EINTR) return true;
+  LOG_DEBUG("client %s went away: %s", PeerForLog(), std::strerror(errno));
+  CloseClient(false);
+  return true;
+}
+
+bool ProxySession::MaybeFinishRequest() {
+  if (resp_state_ != RespState::kDone || !out_.empty() || lingering_) {
+    return false;
+  }
+  if (req_state_ != ReqState::kDone) {
+    // The app answered before taking the whole body: the rest is unread.
+    close_after_response_ = true;
+    unread_input_ = true;
+  }
+  FinishRequest();
+  return true;
+}
+
+void ProxySession::FinishRequest() {
+  int64_t end_ns = NowNs();
+  double duration = static_cast<double>(end_ns - req_start_ns_) / 1e9;
+  scoreboard::Slot* slot = ctx_->slot;
+  auto method = scoreboard::MethodIndex(method_.data(), method_.size());
+  slot->counters.requests[static_cast<size_t>(method)][StatusClass(status_)]
+      .fetch_add(1, std::memory_order_relaxed);
+  slot->counters.request_duration.Observe(duration);
+  slot->counters.bytes_in.fetch_add(bytes_in_, std::memory_order_relaxed);
+  slot->counters.bytes_out.fetch_add(body_bytes_out_,
+                                     std::memory_order_relaxed);
+  slot->requests_served.fetch_add(1, std::memory_order_relaxed);
+  if (ctx_->access_log != nullptr) {
+    accesslog::Entry e;
+    e.remote_addr = peer_.empty() ? std::string_view("-") : peer_;
+    e.start = req_start_time_;
+    e.duration_s = duration;
+    e.upstream_s = upstream_s_;
+    e.method = method_;
+    e.target = target_;
+    e.protocol = version_minor_ == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    e.status = status_;
+    e.body_bytes = body_bytes_out_;
+    e.request_id = request_id_;
+    e.request_headers = &req_parser_.head().headers;
+    e.response_headers = &resp_headers_;
+    ctx_->access_log->Log(e);
+  }
+  if (ctx_->on_request_done) ctx_->on_request_done();
+
+  if (close_after_response_ || !keep_alive_ || client_eof_) {
+    CloseClient(unread_input_);
+    return;
+  }
+  // Ready for the next request on this connection.
+  req_parser_.Reset();
+  resp_parser_.Reset();
+  req_body_.reset();
+  resp_body_.reset();
+  req_body_chunked_upstream_ = false;
+  request_id_.clear();
+  method_.clear();
+  target_.clear();
+  resp_headers_.clear();
+  up_out_.Clear();
+  up_in_.Clear();
+  replay_.Clear();
+  can_replay_ = false;
+  upstream_wanted_ = false;
+  sent_to_client_ = false;
+  up_eof_ = false;
+  connect_started_ms_ = 0;
+  upstream_s_ = 0;
+  status_ = 0;
+  body_bytes_out_ = 0;
+  resp_state_ = RespState::kNotStarted;
+  req_state_ = ReqState::kWaitHead;
+  req_start_ns_ = 0;
+  bytes_in_ = in_.size();
+  in_.Shrink(64 * 1024);
+  out_.Shrink(64 * 1024);
+  if (!in_.empty()) StartHead();  // pipelined request already here
+}
+
+void ProxySession::ReleaseUpstream(bool reusable) {
+  if (!up_) return;
+  up_->owner = nullptr;
+  if (reusable) {
+    ctx_->pool->Release(std::move(up_));
+  } else {
+    ctx_->pool->Discard(std::move(up_));
+  }
+}
+
+void ProxySession::LeaveInFlight() {
+  if (!in_flight_) return;
+  in_flight_ = false;
+  ctx_->slot->in_flight.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void ProxySession::CloseClient(bool linger) {
+  ReleaseUpstream(false);
+  LeaveInFlight();
+  if (linger && !client_eof_) {
+    // Half-close and read what the client still sends, so our answer is not
+    // lost to a reset caused by unread data (nginx's lingering close).
+    shutdown(client_fd_, SHUT_WR);
+    lingering_ = true;
+    linger_until_ms_ = NowMs() + kLingerMs;
+    in_.Clear();
+    return;
+  }
+  close(client_fd_);
+  closed_ = true;
+}
+
+void ProxySession::Abort() {
+  if (closed_) return;
+  lingering_ = false;
+  CloseClient(false);
+}
+
+void ProxySession::OnTimeout(int64_t now_ms) {
+  if (closed_ || now_ms < deadline_ms_) return;
+  if (lingering_) {
+    Abort();
+    return;
+  }
+  if (WaitingForApp()) {
+    if (up_ == nullptr && retry_connect_at_ms_ != 0 &&
+        now_ms < connect_started_ms_ + ctx_->upstream_timeout_ms) {
+      Drive();  // time to retry a connect the app's full queue refused
+      return;
+    }
+    UpstreamFailed(Failure::kUpstreamTimeout,
+                   absl::StrFormat("app did not answer within %.3gs",
+                                   ctx_->upstream_timeout_ms / 1000.0));
+    Drive();
+    return;
+  }
+  if (req_state_ == ReqState::kHead || req_state_ == ReqState::kBody ||
+      !out_.empty()) {
+    LOG_INFO("closing connection from %s: client stalled for %.3gs",
+             PeerForLog(), ctx_->client_timeout_ms / 1000.0);
+  }
+  Abort();
+}
+
+bool ProxySession::WaitingForApp() const {
+  return upstream_wanted_ && resp_state_ != RespState::kDone && out_.empty();
+}
+
+void ProxySession::UpdateDeadline() {
+  if (lingering_) {
+    deadline_ms_ = linger_until_ms_;
+  } else if (WaitingForApp()) {
+    if (up_ == nullptr && retry_connect_at_ms_ != 0) {
+      deadline_ms_ = std::min(retry_connect_at_ms_,
+                              connect_started_ms_ + ctx_->upstream_timeout_ms);
+    } else {
+      deadline_ms_ = last_upstream_ms_ + ctx_->upstream_timeout_ms;
+    }
+  } else if (req_state_ == ReqState::kWaitHead && out_.empty()) {
+    deadline_ms_ = last_client_ms_ + ctx_->keepalive_ms;
+  } else {
+    deadline_ms_ = last_client_ms_ + ctx_->client_timeout_ms;
+  }
+}
+
+ProxySession::Wait ProxySession::wait() const {
+  Wait w;
+  if (closed_) return w;
+  w.client_read = WantClientRead() && !client_readable_;
+  w.client_write = !out_.empty() && !lingering_ && !client_writable_;
+  if (up_) {
+    w.upstream_fd = up_->fd;
+    w.upstream_write =
+        (up_->connecting || !up_out_.empty()) && !up_->writable;
+    w.upstream_read = !up_->connecting &&
+                      (resp_state_ == RespState::kHead ||
+                       resp_state_ == RespState::kBody) &&
+                      out_.size() < ctx_->response_buffer && !up_->readable;
+  }
+  return w;
+}
+
+ProxySession::Phase ProxySession::phase() const {
+  if (closed_) return Phase::kClosed;
+  if (req_state_ == ReqState::kWaitHead && in_.empty() && out_.empty() &&
+      !lingering_) {
+    return Phase::kIdle;
+  }
+  return Phase::kActive;
+}
+
+void ProxySession::SetReadiness(bool client_readable, bool client_writable,
+                                bool upstream_readable,
+                                bool upstream_writable) {
+  client_readable_ |= client_readable;
+  client_writable_ |= client_writable;
+  if (up_) {
+    up_->readable |= upstream_readable;
+    up_->writable |= upstream_writable;
+  }
+}
+
+std::string_view ProxySession::PeerForLog() const {
+  return peer_.empty() ? std::string_view("unix-socket client") : peer_;
+}
+
+}  // namespace forkd::proxy

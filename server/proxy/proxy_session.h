@@ -1,0 +1,195 @@
+// One client connection's request path: read and parse requests, admit
+// them, buffer the body, send them to the app over a pooled connection and
+// stream the app's response back with bounded buffers. The session does
+// non-blocking I/O on its two sockets but never waits: drivers (the async
+// worker's epoll loop, or a gthread/sync thread's poll loop) tell it about
+// readiness and call Drive(); it reports what it waits for.
+#ifndef FORKD_SERVER_PROXY_PROXY_SESSION_H_
+#define FORKD_SERVER_PROXY_PROXY_SESSION_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/accesslog/access_log.h"
+#include "server/common/buffer.h"
+#include "server/http1/http1_parser.h"
+#include "server/proxy/error_response.h"
+#include "server/scoreboard/scoreboard.h"
+#include "server/upstream/upstream_pool.h"
+
+namespace forkd::proxy {
+
+// Per-worker state every session of the worker shares. Owned by the worker;
+// the pointers outlive all sessions.
+struct SessionContext {
+  http1::Limits limits;
+  uint64_t request_buffer = 1 << 20;
+  uint64_t response_buffer = 1 << 20;
+  int64_t upstream_timeout_ms = 60000;
+  int64_t client_timeout_ms = 30000;  // a request head or a write stalled
+  int64_t keepalive_ms = 2000;        // idle keep-alive connection
+  bool force_close = false;           // sync class: one request per conn
+  upstream::Pool* pool = nullptr;
+  scoreboard::Slot* slot = nullptr;
+  accesslog::AccessLog* access_log = nullptr;  // nullptr: no access log
+  // Set when the worker stops: responses carry "Connection: close".
+  std::atomic<bool>* stopping = nullptr;
+  // Async class: requests past this many in flight in the worker get 503
+  // (nullptr: no check; gthread/sync bound it by their threads).
+  std::atomic<uint32_t>* in_flight_cap = nullptr;
+  // The whole server is draining (admin Drain): new requests get 503.
+  const std::atomic<uint32_t>* server_draining = nullptr;
+  // Async class: registers a new upstream connection with the epoll.
+  std::function<void(upstream::Connection*)> register_upstream;
+  // Called after each finished request (max-requests accounting).
+  std::function<void()> on_request_done;
+};
+
+class ProxySession : public upstream::Connection::Owner {
+ public:
+  enum class Phase {
+    kIdle,    // keep-alive, waiting for the next request, nothing buffered
+    kActive,  // a request is being read, proxied or answered
+    kClosed,  // done; the driver deletes it
+  };
+
+  // Takes ownership of `client_fd` (non-blocking). `peer` is the client's IP
+  // for X-Forwarded-For and the access log ("" for unix-socket clients).
+  ProxySession(SessionContext* ctx, int client_fd, std::string peer,
+               int64_t now_ms);
+  ~ProxySession() override;
+
+  // Readiness from the driver (EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP bits);
+  // both run Drive().
+  void OnClientEvents(uint32_t events);
+  void OnUpstreamEvents(uint32_t events) override;
+
+  // Makes all progress possible without blocking.
+  void Drive();
+
+  // Called when now_ms passed deadline_ms(): answers 504 or closes.
+  void OnTimeout(int64_t now_ms);
+
+  // Closes at once, cutting whatever is in flight (quick shutdown).
+  void Abort();
+
+  // For poll-based drivers: readiness that poll() reported.
+  void SetReadiness(bool client_readable, bool client_writable,
+                    bool upstream_readable, bool upstream_writable);
+
+  // For poll-based drivers: what to wait for.
+  struct Wait {
+    bool client_read = false;
+    bool client_write = false;
+    int upstream_fd = -1;
+    bool upstream_read = false;
+    bool upstream_write = false;
+  };
+  Wait wait() const;
+
+  Phase phase() const;
+  int64_t deadline_ms() const { return deadline_ms_; }
+  int client_fd() const { return client_fd_; }
+  bool in_request() const { return req_state_ != ReqState::kWaitHead; }
+
+ private:
+  enum class ReqState { kWaitHead, kHead, kBody, kDone };
+  enum class RespState { kNotStarted, kHead, kBody, kDone };
+  enum class UpstreamFraming { kNone, kLength, kChunked };
+
+  // Steps of Drive(); each returns true when it made progress.
+  bool ReadClient();
+  bool ProcessClientInput();
+  bool StartUpstream();
+  bool WriteUpstream();
+  bool ReadUpstream();
+  bool ProcessUpstreamInput();
+  bool WriteClient();
+  bool MaybeFinishRequest();
+
+  bool WantClientRead() const;
+  bool WaitingForApp() const;
+  void StartHead();
+  void BeginRequest();
+  void BuildUpstreamHead(UpstreamFraming framing, uint64_t length);
+  void OnResponseHead();
+  void CompleteUpstream();
+  // Answers with forkd's own error response (see error_response.h).
+  void Fail(Failure failure, const std::string& detail,
+            http1::ErrorKind parse_error = http1::ErrorKind::kNone);
+  void UpstreamFailed(Failure failure, const std::string& detail);
+  void ReleaseUpstream(bool reusable);
+  void FinishRequest();
+  void CloseClient(bool linger);
+  void LeaveInFlight();
+  void UpdateDeadline();
+  std::string_view PeerForLog() const;
+
+  SessionContext* ctx_;
+  int client_fd_;
+  std::string peer_;
+
+  // Client side.
+  Buffer in_;   // bytes from the client not yet consumed
+  Buffer out_;  // bytes for the client
+  bool client_readable_ = true;  // optimistic until EAGAIN
+  bool client_writable_ = true;
+  bool client_eof_ = false;
+  bool close_after_response_ = false;
+  bool unread_input_ = false;  // closing with request bytes unread
+  bool lingering_ = false;     // half-closed, discarding input
+  bool closed_ = false;
+  int64_t linger_until_ms_ = 0;
+  int64_t last_client_ms_ = 0;
+
+  // The current request.
+  ReqState req_state_ = ReqState::kWaitHead;
+  http1::RequestParser req_parser_;
+  std::unique_ptr<http1::BodyDecoder> req_body_;
+  Buffer body_buf_;  // body while buffering (up to --request-buffer)
+  bool req_body_chunked_upstream_ = false;  // streaming chunked to the app
+  std::string request_id_;
+  std::string method_;
+  std::string target_;
+  int version_minor_ = 1;
+  bool keep_alive_ = true;
+  bool head_request_ = false;
+  int64_t req_start_ns_ = 0;
+  absl::Time req_start_time_;
+  uint64_t bytes_in_ = 0;
+  std::string scratch_;  // decoder output, reused
+
+  // Upstream side.
+  std::unique_ptr<upstream::Connection> up_;
+  Buffer up_out_;  // request bytes for the app (head + body so far)
+  Buffer up_in_;   // bytes from the app not yet consumed
+  Buffer replay_;  // a copy of a fully-buffered request, for one retry
+  bool can_replay_ = false;
+  bool upstream_wanted_ = false;  // request admitted, needs the app
+  bool in_flight_ = false;
+  bool sent_to_client_ = false;  // a response head is on its way
+  bool up_eof_ = false;
+  int64_t connect_started_ms_ = 0;
+  int64_t retry_connect_at_ms_ = 0;
+  int64_t last_upstream_ms_ = 0;
+  int64_t up_start_ns_ = 0;
+  double upstream_s_ = 0;
+  RespState resp_state_ = RespState::kNotStarted;
+  http1::ResponseParser resp_parser_;
+  std::unique_ptr<http1::BodyDecoder> resp_body_;
+  bool resp_chunked_to_client_ = false;
+  bool resp_keep_alive_ = true;  // the app allows reusing its connection
+  int status_ = 0;
+  uint64_t body_bytes_out_ = 0;
+  std::vector<http1::Header> resp_headers_;  // for the access log
+
+  int64_t deadline_ms_ = 0;
+};
+
+}  // namespace forkd::proxy
+
+#endif  // FORKD_SERVER_PROXY_PROXY_SESSION_H_

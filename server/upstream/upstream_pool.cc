@@ -1,0 +1,173 @@
+#include "server/upstream/upstream_pool.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace forkd::upstream {
+
+Connection::~Connection() {
+  if (fd >= 0) close(fd);
+}
+
+absl::StatusOr<Address> Address::Parse(const std::string& spec) {
+  Address a;
+  a.display = spec;
+  if (absl::StartsWith(spec, "unix:")) {
+    std::string path = spec.substr(5);
+    auto* sun = reinterpret_cast<sockaddr_un*>(&a.addr);
+    if (path.empty() || path.size() >= sizeof(sun->sun_path)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--upstream: \"", spec,
+                       "\" needs a socket path of 1..107 bytes"));
+    }
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path.data(), path.size());
+    a.len = offsetof(sockaddr_un, sun_path) + path.size() + 1;
+    a.is_unix = true;
+    return a;
+  }
+  if (!absl::StartsWith(spec, "http://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--upstream: \"", spec,
+        "\" is not unix:/path or http://127.0.0.1:PORT"));
+  }
+  std::string hostport = spec.substr(7);
+  if (!hostport.empty() && hostport.back() == '/') hostport.pop_back();
+  std::string host;
+  std::string port_text;
+  if (!hostport.empty() && hostport[0] == '[') {
+    size_t close = hostport.find(']');
+    if (close == std::string::npos || close + 1 >= hostport.size() ||
+        hostport[close + 1] != ':') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--upstream: bad address \"", spec, "\""));
+    }
+    host = hostport.substr(1, close - 1);
+    port_text = hostport.substr(close + 2);
+  } else {
+    size_t colon = hostport.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--upstream: \"", spec, "\" has no port"));
+    }
+    host = hostport.substr(0, colon);
+    port_text = hostport.substr(colon + 1);
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(port_text, &port) || port <= 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--upstream: bad port in \"", spec, "\""));
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  auto* sin = reinterpret_cast<sockaddr_in*>(&a.addr);
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.addr);
+  if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(static_cast<uint16_t>(port));
+    a.len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(static_cast<uint16_t>(port));
+    a.len = sizeof(sockaddr_in6);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--upstream: host in \"", spec, "\" must be an IP or localhost"));
+  }
+  return a;
+}
+
+Pool::Pool(Address address, int max_idle)
+    : address_(std::move(address)), max_idle_(std::max(0, max_idle)) {}
+
+std::unique_ptr<Connection> Pool::TakeIdle() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (idle_.empty()) return nullptr;
+  std::unique_ptr<Connection> c = std::move(idle_.back());
+  idle_.pop_back();
+  c->reused = true;
+  return c;
+}
+
+ConnectResult Pool::Connect(std::unique_ptr<Connection>* out, int* err) {
+  int family = address_.addr.ss_family;
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = errno;
+    return ConnectResult::kFailed;
+  }
+  if (!address_.is_unix) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  auto conn = std::make_unique<Connection>();
+  conn->fd = fd;
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&address_.addr),
+              address_.len) == 0) {
+    conn->writable = true;
+    *out = std::move(conn);
+    return ConnectResult::kConnected;
+  }
+  *err = errno;
+  if (errno == EINPROGRESS) {
+    conn->connecting = true;
+    *out = std::move(conn);
+    return ConnectResult::kInProgress;
+  }
+  // A unix socket answers EAGAIN when the app's accept queue is full.
+  if (errno == EAGAIN && address_.is_unix) return ConnectResult::kRetryLater;
+  return ConnectResult::kFailed;
+}
+
+void Pool::Release(std::unique_ptr<Connection> conn) {
+  conn->owner = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (idle_.size() < max_idle_) {
+      idle_.push_back(std::move(conn));
+      return;
+    }
+  }
+  Discard(std::move(conn));
+}
+
+void Pool::Discard(std::unique_ptr<Connection> conn) {
+  conn->owner = nullptr;
+  if (discard_) discard_(std::move(conn));
+}
+
+void Pool::SetDiscard(
+    std::function<void(std::unique_ptr<Connection>)> discard) {
+  discard_ = std::move(discard);
+}
+
+void Pool::DropIdle(Connection* conn) {
+  std::unique_ptr<Connection> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = std::find_if(idle_.begin(), idle_.end(),
+                           [conn](const auto& c) { return c.get() == conn; });
+    if (it == idle_.end()) return;
+    dropped = std::move(*it);
+    idle_.erase(it);
+  }
+  Discard(std::move(dropped));
+}
+
+size_t Pool::idle_count() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_.size();
+}
+
+}  // namespace forkd::upstream

@@ -1,0 +1,94 @@
+// Connections to the app: where it is (unix socket or loopback TCP), how to
+// open a non-blocking connection to it, and a per-worker pool of idle
+// keep-alive connections so most requests skip the connect.
+#ifndef FORKD_SERVER_UPSTREAM_UPSTREAM_POOL_H_
+#define FORKD_SERVER_UPSTREAM_UPSTREAM_POOL_H_
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace forkd::upstream {
+
+struct Address {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+  bool is_unix = false;
+  std::string display;  // "unix:/path" or "127.0.0.1:8001"
+
+  // Parses "unix:/path", "http://HOST:PORT" (HOST an IP or localhost).
+  static absl::StatusOr<Address> Parse(const std::string& spec);
+};
+
+// One connection to the app. In the async worker it stays registered with
+// the worker's epoll for its whole life; `owner` says who gets its events
+// (nullptr while idle in the pool, when an event means the app closed it).
+struct Connection {
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    virtual void OnUpstreamEvents(uint32_t events) = 0;
+  };
+
+  int fd = -1;
+  Owner* owner = nullptr;
+  bool registered = false;  // with the async worker's epoll
+  bool reused = false;      // came from the pool (may have been closed)
+  bool connecting = false;  // non-blocking TCP connect in progress
+  bool readable = false;    // edge-triggered readiness, cleared on EAGAIN
+  bool writable = false;
+  ~Connection();
+};
+
+enum class ConnectResult { kConnected, kInProgress, kRetryLater, kFailed };
+
+// Thread-safe: gthread workers share one pool among their threads.
+class Pool {
+ public:
+  Pool(Address address, int max_idle);
+
+  // Takes an idle connection (most recently used first), or nullptr.
+  std::unique_ptr<Connection> TakeIdle();
+
+  // Opens a new non-blocking connection. kRetryLater: the app's accept
+  // queue is full (EAGAIN on a unix socket); try again shortly.
+  // kFailed: refused or missing socket; *err holds errno.
+  ConnectResult Connect(std::unique_ptr<Connection>* out, int* err);
+
+  // Returns a connection after a complete exchange. Closes it if the pool
+  // already holds max_idle.
+  void Release(std::unique_ptr<Connection> conn);
+
+  // Closes an idle connection the app closed (async worker events).
+  void DropIdle(Connection* conn);
+
+  // Lets go of a connection that must not be reused.
+  void Discard(std::unique_ptr<Connection> conn);
+
+  const Address& address() const { return address_; }
+  size_t idle_count();
+
+  // Where connections the pool lets go end up. By default they are closed at
+  // once; the async worker defers it to the end of its event batch, since an
+  // event for the same connection may still be pending there.
+  void SetDiscard(std::function<void(std::unique_ptr<Connection>)> discard);
+
+ private:
+  std::function<void(std::unique_ptr<Connection>)> discard_;
+  Address address_;
+  size_t max_idle_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+};
+
+}  // namespace forkd::upstream
+
+#endif  // FORKD_SERVER_UPSTREAM_UPSTREAM_POOL_H_

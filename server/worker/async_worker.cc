@@ -1,0 +1,210 @@
+// The async class: one non-blocking epoll loop per worker serving up to
+// 2 x --worker-connections connections, with up to --worker-connections
+// requests in flight at the app; past that a request gets 503.
+//
+// Client and app sockets are edge-triggered and registered once; a pooled
+// app connection stays registered while idle so the loop sees the app
+// close it. Objects closed during an event batch are freed after the batch,
+// since a later event of the same batch may still name them.
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "server/common/log.h"
+#include "server/scoreboard/scoreboard.h"
+#include "server/worker/worker_runtime.h"
+
+namespace forkd::worker {
+namespace {
+
+constexpr uint64_t kTagSignal = 1;
+constexpr uint64_t kTagWake = 2;
+constexpr uint64_t kTagListen = 3;  // | (index << 8)
+constexpr uint64_t kTagClient = 0;  // pointer to a ProxySession, low bit 0
+constexpr uint64_t kTagUpstream = 1;  // pointer | 1
+constexpr int kTickMs = 100;
+constexpr int kAcceptBatch = 64;  // per wake-up, for fairness between workers
+
+class AsyncWorker {
+ public:
+  explicit AsyncWorker(WorkerRuntime* rt) : rt_(rt) {}
+  [[noreturn]] void Run();
+
+ private:
+  void Add(int fd, uint32_t events, uint64_t data);
+  void SetListening(bool on);
+  void AcceptSome(int listen_fd);
+  void OnEvent(const epoll_event& ev);
+  void Sweep(int64_t now_ms);
+  void ApplySettings();
+  uint64_t MaxConnections() const { return 2ull * cap_.load(); }
+
+  WorkerRuntime* rt_;
+  int epfd_ = -1;
+  bool listening_ = false;
+  std::atomic<uint32_t> cap_{0};
+  absl::flat_hash_set<proxy::ProxySession*> sessions_;
+  std::vector<proxy::ProxySession*> touched_;
+  std::vector<std::unique_ptr<upstream::Connection>> discarded_;
+};
+
+void AsyncWorker::Add(int fd, uint32_t events, uint64_t data) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = data;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    LOG_ERROR("epoll_ctl add fd %d: %s", fd, std::strerror(errno));
+  }
+}
+
+void AsyncWorker::SetListening(bool on) {
+  if (on == listening_) return;
+  listening_ = on;
+  const auto& fds = rt_->listen_fds();
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if (on) {
+      // EPOLLEXCLUSIVE: one worker wakes per connection, not all of them.
+      Add(fds[i], EPOLLIN | EPOLLEXCLUSIVE, kTagListen | (i << 8));
+    } else {
+      epoll_ctl(epfd_, EPOLL_CTL_DEL, fds[i], nullptr);
+    }
+  }
+}
+
+void AsyncWorker::ApplySettings() {
+  uint32_t cap = rt_->settings().worker_connections.load();
+  if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
+  cap_.store(cap);
+  rt_->slot().connection_cap.store(cap);
+}
+
+void AsyncWorker::AcceptSome(int listen_fd) {
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    if (sessions_.size() >= MaxConnections() || rt_->stopping()) {
+      SetListening(false);  // the rest wait in the listen backlog
+      return;
+    }
+    std::string peer;
+    int fd = rt_->Accept(listen_fd, &peer);
+    if (fd < 0) return;
+    auto* s = new proxy::ProxySession(rt_->session_context(), fd,
+                                      std::move(peer),
+                                      scoreboard::MonotonicMs());
+    sessions_.insert(s);
+    Add(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        reinterpret_cast<uint64_t>(s) | kTagClient);
+    s->Drive();
+    touched_.push_back(s);
+  }
+}
+
+void AsyncWorker::OnEvent(const epoll_event& ev) {
+  uint64_t data = ev.data.u64;
+  if (data == kTagSignal) {
+    rt_->HandleSignals();
+    return;
+  }
+  if (data == kTagWake) {
+    uint64_t n;
+    (void)!read(rt_->wake_fd(), &n, sizeof(n));
+    return;
+  }
+  if ((data & 0xff) == kTagListen) {
+    AcceptSome(rt_->listen_fds()[data >> 8]);
+    return;
+  }
+  if ((data & 1) == kTagUpstream) {
+    auto* conn = reinterpret_cast<upstream::Connection*>(data & ~1ull);
+    if (conn->owner != nullptr) {
+      auto* s = static_cast<proxy::ProxySession*>(conn->owner);
+      s->OnUpstreamEvents(ev.events);
+      touched_.push_back(s);
+    } else {
+      rt_->pool().DropIdle(conn);  // the app closed an idle connection
+    }
+    return;
+  }
+  auto* s = reinterpret_cast<proxy::ProxySession*>(data);
+  s->OnClientEvents(ev.events);
+  touched_.push_back(s);
+}
+
+void AsyncWorker::Sweep(int64_t now_ms) {
+  for (auto* s : sessions_) {
+    if (s->phase() != proxy::ProxySession::Phase::kClosed &&
+        now_ms >= s->deadline_ms()) {
+      s->OnTimeout(now_ms);
+      touched_.push_back(s);
+    } else if (rt_->stopping() &&
+               s->phase() == proxy::ProxySession::Phase::kIdle) {
+      s->Abort();  // idle keep-alive connections end at once on stop
+      touched_.push_back(s);
+    }
+  }
+}
+
+void AsyncWorker::Run() {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  ApplySettings();
+  rt_->session_context()->in_flight_cap = &cap_;
+  rt_->session_context()->register_upstream = [this](upstream::Connection* c) {
+    c->registered = true;
+    Add(c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+        reinterpret_cast<uint64_t>(c) | kTagUpstream);
+  };
+  rt_->pool().SetDiscard([this](std::unique_ptr<upstream::Connection> c) {
+    discarded_.push_back(std::move(c));
+  });
+  Add(rt_->signal_fd(), EPOLLIN, kTagSignal);
+  Add(rt_->wake_fd(), EPOLLIN, kTagWake);
+  SetListening(true);
+  rt_->MarkReady();
+
+  std::vector<epoll_event> events(256);
+  int64_t last_tick = 0;
+  while (true) {
+    int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
+                       kTickMs);
+    for (int i = 0; i < n; ++i) OnEvent(events[i]);
+
+    int64_t now = scoreboard::MonotonicMs();
+    if (now - last_tick >= kTickMs || n == 0) {
+      last_tick = now;
+      rt_->Heartbeat();
+      if (rt_->SettingsChanged()) ApplySettings();
+      Sweep(now);
+    }
+    // Free what closed in this batch (deduplicated through sessions_).
+    for (auto* s : touched_) {
+      if (s->phase() == proxy::ProxySession::Phase::kClosed &&
+          sessions_.erase(s) == 1) {
+        delete s;
+      }
+    }
+    touched_.clear();
+    discarded_.clear();
+
+    if (rt_->stopping()) {
+      SetListening(false);
+      if (sessions_.empty()) break;
+    } else if (!listening_ && sessions_.size() < MaxConnections()) {
+      SetListening(true);
+    }
+  }
+  rt_->Exit();
+}
+
+}  // namespace
+
+void RunAsyncWorker(WorkerRuntime* rt) {
+  static AsyncWorker* worker = new AsyncWorker(rt);  // lives until _exit
+  worker->Run();
+}
+
+}  // namespace forkd::worker

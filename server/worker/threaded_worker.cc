@@ -1,0 +1,321 @@
+// The gthread and sync classes.
+//
+// gthread: the main thread accepts and keeps idle keep-alive connections in
+// an epoll poller (at most --worker-connections); a connection with bytes to
+// read goes to a pool of --threads request threads, each driving one
+// connection at a time with poll(). A connection is accepted only while a
+// thread is free, so connections past workers x threads wait in the listen
+// backlog. The pool grows and shrinks in place when the master publishes a
+// new thread count.
+//
+// sync: the main thread itself serves one connection at a time, one request
+// per connection ("Connection: close"), as Gunicorn's sync worker does.
+#include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "server/common/log.h"
+#include "server/scoreboard/scoreboard.h"
+#include "server/worker/worker_runtime.h"
+
+namespace forkd::worker {
+namespace {
+
+using proxy::ProxySession;
+
+constexpr int kTickMs = 100;
+constexpr uint64_t kTagSignal = 1;
+constexpr uint64_t kTagWake = 2;
+constexpr uint64_t kTagListen = 3;  // | (index << 8)
+
+// Drives `s` with poll() until it is idle (keep-alive, nothing buffered) or
+// closed. `tick` runs at least every kTickMs (the sync class heartbeats and
+// reads signals there).
+template <typename Tick>
+void RunSession(ProxySession* s, Tick&& tick) {
+  s->Drive();
+  while (s->phase() == ProxySession::Phase::kActive) {
+    ProxySession::Wait w = s->wait();
+    pollfd fds[2];
+    nfds_t n = 0;
+    short client_events = (w.client_read ? POLLIN : 0) |
+                          (w.client_write ? POLLOUT : 0);
+    fds[n++] = {s->client_fd(), client_events, 0};
+    if (w.upstream_fd >= 0 && (w.upstream_read || w.upstream_write)) {
+      fds[n++] = {w.upstream_fd,
+                  static_cast<short>((w.upstream_read ? POLLIN : 0) |
+                                     (w.upstream_write ? POLLOUT : 0)),
+                  0};
+    }
+    int64_t now = scoreboard::MonotonicMs();
+    int timeout = static_cast<int>(
+        std::clamp<int64_t>(s->deadline_ms() - now, 0, kTickMs));
+    int r = poll(fds, n, timeout);
+    tick();
+    if (r > 0) {
+      bool cr = fds[0].revents & (POLLIN | POLLHUP | POLLERR);
+      bool cw = fds[0].revents & (POLLOUT | POLLHUP | POLLERR);
+      bool ur = n > 1 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR));
+      bool uw = n > 1 && (fds[1].revents & (POLLOUT | POLLHUP | POLLERR));
+      s->SetReadiness(cr, cw, ur, uw);
+      s->Drive();
+    }
+    now = scoreboard::MonotonicMs();
+    if (now >= s->deadline_ms()) s->OnTimeout(now);
+  }
+}
+
+class ThreadedWorker {
+ public:
+  ThreadedWorker(WorkerRuntime* rt, bool sync) : rt_(rt), sync_(sync) {}
+  [[noreturn]] void Run();
+
+ private:
+  void Add(int fd, uint32_t events, uint64_t data);
+  void SetListening(bool on);
+  void Accept(int listen_fd);
+  void Dispatch(ProxySession* s);
+  void ThreadMain();
+  void TakeBackReturned();
+  void Sweep(int64_t now_ms);
+  void ApplySettings();
+  bool HasFreeThread();
+
+  WorkerRuntime* rt_;
+  bool sync_;
+  int epfd_ = -1;
+  bool listening_ = false;
+
+  // Connections the main thread holds (idle keep-alive, in the poller).
+  absl::flat_hash_set<ProxySession*> idle_;
+  size_t connections_ = 0;  // idle + queued + with a thread
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<ProxySession*> queue_;      // ready for a thread
+  std::vector<ProxySession*> returned_;  // back from threads, idle
+  uint32_t target_threads_ = 1;
+  uint32_t running_threads_ = 0;
+  uint32_t busy_threads_ = 0;
+  size_t closed_by_threads_ = 0;
+};
+
+void ThreadedWorker::Add(int fd, uint32_t events, uint64_t data) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = data;
+  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    LOG_ERROR("epoll_ctl add fd %d: %s", fd, std::strerror(errno));
+  }
+}
+
+void ThreadedWorker::SetListening(bool on) {
+  if (on == listening_) return;
+  listening_ = on;
+  const auto& fds = rt_->listen_fds();
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if (on) {
+      Add(fds[i], EPOLLIN | EPOLLEXCLUSIVE, kTagListen | (i << 8));
+    } else {
+      epoll_ctl(epfd_, EPOLL_CTL_DEL, fds[i], nullptr);
+    }
+  }
+}
+
+bool ThreadedWorker::HasFreeThread() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return busy_threads_ + queue_.size() < running_threads_;
+}
+
+void ThreadedWorker::ApplySettings() {
+  uint32_t want = rt_->settings().threads.load();
+  if (want == 0) want = static_cast<uint32_t>(rt_->config().threads);
+  if (sync_) want = 1;
+  uint32_t to_start = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    target_threads_ = want;
+    if (!sync_ && running_threads_ < want) {
+      to_start = want - running_threads_;
+      running_threads_ = want;
+    }
+  }
+  cv_.notify_all();  // surplus threads exit once idle
+  for (uint32_t i = 0; i < to_start; ++i) {
+    std::thread([this] { ThreadMain(); }).detach();
+  }
+  if (sync_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_threads_ = 1;
+  }
+  rt_->slot().threads.store(want);
+}
+
+void ThreadedWorker::ThreadMain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [this] {
+      return !queue_.empty() || running_threads_ > target_threads_;
+    });
+    if (queue_.empty()) {  // shrinking: this idle thread leaves
+      --running_threads_;
+      rt_->slot().threads.store(running_threads_);
+      return;
+    }
+    ProxySession* s = queue_.front();
+    queue_.pop_front();
+    ++busy_threads_;
+    rt_->slot().busy_threads.store(busy_threads_);
+    lock.unlock();
+    RunSession(s, [] {});
+    bool closed = s->phase() == ProxySession::Phase::kClosed;
+    if (closed) delete s;
+    lock.lock();
+    --busy_threads_;
+    rt_->slot().busy_threads.store(busy_threads_);
+    if (closed) {
+      ++closed_by_threads_;
+    } else {
+      returned_.push_back(s);
+    }
+    uint64_t one = 1;
+    (void)!write(rt_->wake_fd(), &one, sizeof(one));
+  }
+}
+
+void ThreadedWorker::Dispatch(ProxySession* s) {
+  if (sync_) {
+    rt_->slot().busy_threads.store(1);
+    RunSession(s, [this] {
+      rt_->Heartbeat();
+      rt_->HandleSignals();
+    });
+    rt_->slot().busy_threads.store(0);
+    // One request per connection: the session closes itself after it.
+    if (s->phase() != ProxySession::Phase::kClosed) s->Abort();
+    delete s;
+    --connections_;
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(s);
+  }
+  cv_.notify_one();
+}
+
+void ThreadedWorker::Accept(int listen_fd) {
+  uint32_t cap = rt_->settings().worker_connections.load();
+  if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
+  size_t max_conns = cap;
+  while (!rt_->stopping() && connections_ < max_conns && HasFreeThread()) {
+    std::string peer;
+    int fd = rt_->Accept(listen_fd, &peer);
+    if (fd < 0) return;
+    ++connections_;
+    Dispatch(new ProxySession(rt_->session_context(), fd, std::move(peer),
+                              scoreboard::MonotonicMs()));
+    if (sync_) return;  // back to the loop: heartbeat, signals
+  }
+  SetListening(false);  // no thread free: the backlog holds the rest
+}
+
+void ThreadedWorker::TakeBackReturned() {
+  std::vector<ProxySession*> back;
+  size_t closed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    back.swap(returned_);
+    closed = closed_by_threads_;
+    closed_by_threads_ = 0;
+  }
+  connections_ -= closed;
+  for (ProxySession* s : back) {
+    if (rt_->stopping()) {
+      delete s;  // idle keep-alive connections end on stop
+      --connections_;
+      continue;
+    }
+    idle_.insert(s);
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.u64 = reinterpret_cast<uint64_t>(s);
+    if (epoll_ctl(epfd_, EPOLL_CTL_MOD, s->client_fd(), &ev) != 0) {
+      epoll_ctl(epfd_, EPOLL_CTL_ADD, s->client_fd(), &ev);
+    }
+  }
+}
+
+void ThreadedWorker::Sweep(int64_t now_ms) {
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    ProxySession* s = *it;
+    if (rt_->stopping() || now_ms >= s->deadline_ms()) {
+      idle_.erase(it++);
+      delete s;  // closing the fd also leaves the epoll set
+      --connections_;
+    } else {
+      ++it;
+    }
+  }
+}
+
+void ThreadedWorker::Run() {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  Add(rt_->signal_fd(), EPOLLIN, kTagSignal);
+  Add(rt_->wake_fd(), EPOLLIN, kTagWake);
+  ApplySettings();
+  if (sync_) running_threads_ = 1;
+  SetListening(true);
+  rt_->MarkReady();
+
+  std::vector<epoll_event> events(128);
+  while (true) {
+    int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
+                       kTickMs);
+    for (int i = 0; i < n; ++i) {
+      uint64_t data = events[i].data.u64;
+      if (data == kTagSignal) {
+        rt_->HandleSignals();
+      } else if (data == kTagWake) {
+        uint64_t v;
+        (void)!read(rt_->wake_fd(), &v, sizeof(v));
+        TakeBackReturned();
+      } else if ((data & 0xff) == kTagListen) {
+        Accept(rt_->listen_fds()[data >> 8]);
+      } else {
+        auto* s = reinterpret_cast<ProxySession*>(data);
+        if (idle_.erase(s) == 1) Dispatch(s);  // oneshot: disarmed now
+      }
+    }
+    rt_->Heartbeat();
+    if (rt_->SettingsChanged()) ApplySettings();
+    TakeBackReturned();
+    Sweep(scoreboard::MonotonicMs());
+    if (rt_->stopping()) {
+      SetListening(false);
+      if (connections_ == 0) break;
+    } else if (!listening_ && HasFreeThread()) {
+      SetListening(true);
+    }
+  }
+  rt_->Exit();
+}
+
+}  // namespace
+
+void RunThreadedWorker(WorkerRuntime* rt, bool sync) {
+  static ThreadedWorker* worker = new ThreadedWorker(rt, sync);
+  worker->Run();
+}
+
+}  // namespace forkd::worker

@@ -1,0 +1,209 @@
+#include "server/worker/worker_runtime.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/log.h"
+
+namespace forkd::worker {
+
+absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
+    Args args) {
+  std::unique_ptr<WorkerRuntime> rt(new WorkerRuntime(std::move(args)));
+  const config::Config& c = rt->args_.config;
+
+  auto sb = scoreboard::Scoreboard::Attach(rt->args_.scoreboard_fd);
+  if (!sb.ok()) return sb.status();
+  rt->scoreboard_ = std::move(*sb);
+  if (rt->args_.slot >= rt->scoreboard_->capacity()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slot ", rt->args_.slot, " is outside the scoreboard"));
+  }
+  rt->slot_ = &rt->scoreboard_->slot(rt->args_.slot);
+
+  auto address = upstream::Address::Parse(c.upstream);
+  if (!address.ok()) return address.status();
+  rt->pool_ = std::make_unique<upstream::Pool>(*address, c.upstream_keepalive);
+
+  if (!c.access_logfile.empty()) {
+    auto log = accesslog::AccessLog::Create(c.access_logfile,
+                                            c.access_logformat);
+    if (!log.ok()) return log.status();
+    rt->access_log_ = std::move(*log);
+  }
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP, SIGTTIN, SIGTTOU,
+                SIGUSR2, SIGWINCH}) {
+    sigaddset(&mask, s);
+  }
+  if (pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    return absl::InternalError("pthread_sigmask failed");
+  }
+  signal(SIGPIPE, SIG_IGN);
+  rt->signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  rt->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (rt->signal_fd_ < 0 || rt->wake_fd_ < 0) {
+    return absl::InternalError(
+        absl::StrCat("signalfd/eventfd: ", std::strerror(errno)));
+  }
+
+  if (c.max_requests > 0) {
+    std::random_device rd;
+    uint64_t jitter =
+        c.max_requests_jitter > 0 ? rd() % (c.max_requests_jitter + 1) : 0;
+    rt->max_requests_ = static_cast<uint64_t>(c.max_requests) + jitter;
+  }
+
+  proxy::SessionContext& ctx = rt->ctx_;
+  ctx.limits.max_request_line = c.limit_request_line;
+  ctx.limits.max_fields = c.limit_request_fields;
+  ctx.limits.max_field_size = c.limit_request_field_size;
+  ctx.limits.max_body = static_cast<uint64_t>(c.limit_request_body);
+  ctx.request_buffer = static_cast<uint64_t>(c.request_buffer);
+  ctx.response_buffer = static_cast<uint64_t>(c.response_buffer);
+  ctx.upstream_timeout_ms = static_cast<int64_t>(c.upstream_timeout * 1000);
+  ctx.client_timeout_ms =
+      c.timeout > 0 ? static_cast<int64_t>(c.timeout * 1000) : 60000;
+  ctx.keepalive_ms = static_cast<int64_t>(c.keepalive * 1000);
+  ctx.force_close = c.worker_class == config::WorkerClass::kSync;
+  ctx.pool = rt->pool_.get();
+  ctx.slot = rt->slot_;
+  ctx.access_log = rt->access_log_.get();
+  ctx.stopping = &rt->stopping_;
+  ctx.server_draining = &rt->scoreboard_->settings().draining;
+  WorkerRuntime* self = rt.get();
+  ctx.on_request_done = [self] { self->OnRequestDone(); };
+
+  scoreboard::Slot& s = *rt->slot_;
+  s.pid.store(getpid());
+  s.generation.store(rt->args_.generation);
+  s.threads.store(c.worker_class == config::WorkerClass::kAsync ? 1
+                                                                : c.threads);
+  s.connection_cap.store(c.worker_connections);
+  s.state.store(static_cast<uint32_t>(scoreboard::WorkerState::kBooting));
+  rt->settings_seen_ = rt->scoreboard_->settings().generation.load();
+  s.settings_generation_seen.store(rt->settings_seen_);
+  rt->Heartbeat();
+  return rt;
+}
+
+void WorkerRuntime::MarkReady() {
+  slot_->state.store(static_cast<uint32_t>(scoreboard::WorkerState::kReady));
+  Heartbeat();
+}
+
+void WorkerRuntime::Heartbeat() {
+  slot_->heartbeat_ms.store(scoreboard::MonotonicMs(),
+                            std::memory_order_relaxed);
+}
+
+void WorkerRuntime::HandleSignals() {
+  signalfd_siginfo info;
+  while (read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
+    switch (info.ssi_signo) {
+      case SIGTERM:
+        BeginStop(scoreboard::ExitReason::kStopped);
+        break;
+      case SIGQUIT:
+      case SIGINT:
+        slot_->exit_reason.store(
+            static_cast<uint32_t>(scoreboard::ExitReason::kStopped));
+        slot_->state.store(
+            static_cast<uint32_t>(scoreboard::WorkerState::kExiting));
+        _exit(0);
+      case SIGUSR1:
+        log::Reopen();
+        if (access_log_) access_log_->Reopen();
+        break;
+      default:
+        break;  // HUP, TTIN... are for the master
+    }
+  }
+}
+
+void WorkerRuntime::BeginStop(scoreboard::ExitReason reason) {
+  uint32_t none = 0;
+  exit_reason_.compare_exchange_strong(none, static_cast<uint32_t>(reason));
+  if (stopping_.exchange(true)) return;
+  slot_->state.store(
+      static_cast<uint32_t>(scoreboard::WorkerState::kDraining));
+  uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
+}
+
+bool WorkerRuntime::SettingsChanged() {
+  uint64_t g = scoreboard_->settings().generation.load();
+  if (g == settings_seen_) return false;
+  settings_seen_ = g;
+  slot_->settings_generation_seen.store(g);
+  return true;
+}
+
+void WorkerRuntime::OnRequestDone() {
+  uint64_t done = requests_done_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (max_requests_ > 0 && done == max_requests_) {
+    LOG_INFO("Autorestarting worker after current request (%u requests)",
+             done);
+    BeginStop(scoreboard::ExitReason::kMaxRequests);
+  }
+}
+
+void WorkerRuntime::Exit() {
+  slot_->exit_reason.store(exit_reason_.load());
+  slot_->state.store(static_cast<uint32_t>(scoreboard::WorkerState::kExiting));
+  // Threads may still sit in their waits; _exit skips static destructors
+  // that could race with them.
+  _exit(0);
+}
+
+int WorkerRuntime::Accept(int listen_fd, std::string* peer) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len,
+                   SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+        errno == ENOMEM) {
+      LOG_WARNING("accept: %s", std::strerror(errno));
+    }
+    return -1;
+  }
+  if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  *peer = PeerAddress(ss);
+  slot_->counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+  return fd;
+}
+
+std::string WorkerRuntime::PeerAddress(const sockaddr_storage& ss) {
+  char text[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr,
+              text, sizeof(text));
+  } else if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6,
+              &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, text,
+              sizeof(text));
+  } else {
+    return "";
+  }
+  return text;
+}
+
+}  // namespace forkd::worker

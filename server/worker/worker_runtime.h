@@ -1,0 +1,100 @@
+// What every worker class shares: its scoreboard slot, the listening
+// sockets, signals, heartbeat, live settings, graceful stop and the
+// max-requests recycle. The class drivers (async_worker, threaded_worker)
+// own the event loops; they call into this.
+#ifndef FORKD_SERVER_WORKER_WORKER_RUNTIME_H_
+#define FORKD_SERVER_WORKER_WORKER_RUNTIME_H_
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/accesslog/access_log.h"
+#include "server/config/config.h"
+#include "server/proxy/proxy_session.h"
+#include "server/scoreboard/scoreboard.h"
+#include "server/upstream/upstream_pool.h"
+
+namespace forkd::worker {
+
+class WorkerRuntime {
+ public:
+  struct Args {
+    uint32_t slot = 0;
+    uint64_t generation = 0;
+    int scoreboard_fd = -1;
+    std::vector<int> listen_fds;
+    config::Config config;
+  };
+
+  // Attaches the scoreboard, opens the access log, blocks the handled
+  // signals and makes the signalfd. Called on the main thread before any
+  // other thread exists (the signal mask is inherited by threads).
+  static absl::StatusOr<std::unique_ptr<WorkerRuntime>> Create(Args args);
+
+  const config::Config& config() const { return args_.config; }
+  const std::vector<int>& listen_fds() const { return args_.listen_fds; }
+  scoreboard::Slot& slot() { return *slot_; }
+  scoreboard::Settings& settings() { return scoreboard_->settings(); }
+  proxy::SessionContext* session_context() { return &ctx_; }
+  upstream::Pool& pool() { return *pool_; }
+  int signal_fd() const { return signal_fd_; }
+  // An eventfd the drivers poll: written when a stop begins from another
+  // thread (max-requests reached in a gthread thread).
+  int wake_fd() const { return wake_fd_; }
+
+  // Marks the slot ready (accepting). Main thread.
+  void MarkReady();
+  // Writes the heartbeat. Main thread, at least every second.
+  void Heartbeat();
+  // Reads pending signals: TERM starts a graceful stop, QUIT/INT exit at
+  // once, USR1 reopens logs. Main thread.
+  void HandleSignals();
+  // Starts a graceful stop for `reason`. Any thread; idempotent.
+  void BeginStop(scoreboard::ExitReason reason);
+  bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+  // True when the settings generation moved since the last call; main
+  // thread. The driver then reads settings() and applies them.
+  bool SettingsChanged();
+  // Final slot state and exit code 0.
+  [[noreturn]] void Exit();
+
+  // Client IP text for a peer address from accept ("" for unix sockets).
+  static std::string PeerAddress(const sockaddr_storage& peer);
+
+  // Accepts one connection from `listen_fd` (non-blocking, close-on-exec,
+  // TCP_NODELAY), counting it in the slot. Returns -1 when none is waiting
+  // or on a transient error (logged); *peer receives the client's IP text.
+  int Accept(int listen_fd, std::string* peer);
+
+ private:
+  explicit WorkerRuntime(Args args) : args_(std::move(args)) {}
+  void OnRequestDone();
+
+  Args args_;
+  std::unique_ptr<scoreboard::Scoreboard> scoreboard_;
+  scoreboard::Slot* slot_ = nullptr;
+  std::unique_ptr<accesslog::AccessLog> access_log_;
+  std::unique_ptr<upstream::Pool> pool_;
+  proxy::SessionContext ctx_;
+  int signal_fd_ = -1;
+  int wake_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint32_t> exit_reason_{0};
+  uint64_t max_requests_ = 0;  // 0: never recycle
+  std::atomic<uint64_t> requests_done_{0};
+  uint64_t settings_seen_ = 0;
+};
+
+// The drivers: each runs until the worker stops, then calls Exit().
+[[noreturn]] void RunAsyncWorker(WorkerRuntime* rt);
+[[noreturn]] void RunThreadedWorker(WorkerRuntime* rt, bool sync);
+
+}  // namespace forkd::worker
+
+#endif  // FORKD_SERVER_WORKER_WORKER_RUNTIME_H_
