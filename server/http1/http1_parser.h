@@ -102,9 +102,20 @@ class RequestParser {
   void Reset();
 
  private:
+  enum class Stage { kStartLine, kFields, kDone, kError };
+  ParseStatus Fail(ErrorKind kind, std::string_view detail);
+  ParseStatus CheckPartial(std::string_view buf, size_t cap);
+  bool ParseRequestLine(std::string_view line);
+  ParseStatus Finish(size_t end, size_t* consumed);
+
   Limits limits_;
   RequestHead head_;
   Error error_;
+  // Resume state, so feeding a head in small pieces stays linear overall.
+  Stage stage_ = Stage::kStartLine;
+  size_t pos_ = 0;         // start of the first line not parsed yet
+  size_t scan_ = 0;        // bytes before this were searched for LF
+  size_t head_start_ = 0;  // where the request line starts
 };
 
 // Parses one response head from the app. `request_method` decides whether
@@ -121,8 +132,17 @@ class ResponseParser {
   void Reset();
 
  private:
+  enum class Stage { kStartLine, kFields, kDone, kError };
+  ParseStatus Fail(ErrorKind kind, std::string_view detail);
+  bool ParseStatusLine(std::string_view line);
+  ParseStatus Finish(size_t end, std::string_view request_method,
+                     size_t* consumed);
+
   ResponseHead head_;
   Error error_;
+  Stage stage_ = Stage::kStartLine;
+  size_t pos_ = 0;   // start of the first line not parsed yet
+  size_t scan_ = 0;  // bytes before this were searched for LF
 };
 
 // Decodes a message body framed as kContentLength, kChunked or kUntilClose
@@ -148,6 +168,10 @@ class BodyDecoder {
   uint64_t payload_bytes() const { return payload_bytes_; }
 
  private:
+  void Fail(ErrorKind kind, std::string_view detail);
+  size_t DecodeChunked(std::string_view in, std::string* out);
+  bool HandleSizeLine(std::string_view line);
+
   enum class ChunkState {
     kSize, kSizeLf, kData, kDataCr, kDataLf, kTrailer, kTrailerLf, kDone
   };
@@ -159,6 +183,7 @@ class BodyDecoder {
   Error error_;
   ChunkState chunk_state_ = ChunkState::kSize;
   std::string line_;  // partial chunk-size line or trailer line
+  uint64_t trailer_bytes_ = 0;
 };
 
 // True when `name` is a hop-by-hop field that a proxy must not forward
