@@ -68,6 +68,9 @@ struct Config {
   std::string admin_bind = "0.0.0.0:9090";    // --admin-bind ("" = off)
   std::string metrics_bind = "0.0.0.0:9091";  // --metrics-bind ("" = off)
   std::string admin_token_file;               // --admin-token-file
+
+  // Field-by-field equality (a HUP reload compares old and new settings).
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 // Where the settings come from. `env` is the process environment as a map

@@ -18,7 +18,7 @@ int EffectiveCpus(const std::string& cgroup_root,
                   const std::string& proc_self_cgroup, int online_cpus);
 
 // EffectiveCpus() for this process (reads /sys/fs/cgroup, /proc/self/cgroup
-// and sysconf(_SC_NPROCESSORS_ONLN)).
+// and sysconf(_SC_NPROCESSORS_ONLN), narrowed by sched_getaffinity()).
 int HostEffectiveCpus();
 
 // Gunicorn's rule of thumb: (2 x cpus) + 1.

@@ -1,0 +1,983 @@
+// Flags, FORKD_* environment variables and the config file, merged in that
+// order of precedence over the defaults in config.h, then validated.
+//
+// Config file format (--config PATH or FORKD_CONFIG):
+//
+//   # forkd.conf: one setting per line, "name = value".
+//   bind = 0.0.0.0:8080
+//   bind = unix:/run/forkd.sock
+//   workers = 4
+//   worker_class = gthread
+//   access-logformat = %(h)s "%(r)s" %(s)s
+//   access-logformat = ""%(r)s" "%(a)s""
+//
+// - `name` is a flag's name without the leading dashes; '_' may replace '-'
+//   and case does not matter.
+// - Leading and trailing blanks around name and value are ignored.
+// - A line whose first non-blank character is '#' is a comment; blank lines
+//   are skipped. '#' elsewhere is part of the value.
+// - A value wrapped in double quotes has that one pair removed (so a value
+//   that itself starts and ends with '"' must be wrapped once more, as the
+//   second access-logformat line shows; its value is "%(r)s" "%(a)s").
+//   There are no escapes.
+// - `bind` may appear several times; the lines accumulate and replace the
+//   default list. Any other repeated setting: the last line wins.
+// - `config` cannot be set from inside a config file.
+// - Errors read "PATH:LINE: ...".
+#include "server/config/config.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+
+#ifndef FORKD_VERSION
+#define FORKD_VERSION "unknown"
+#endif
+
+extern char** environ;
+
+namespace forkd::config {
+namespace {
+
+constexpr int64_t kNoMax = INT64_MAX;
+
+enum class Kind {
+  kInt,          // int field, decimal
+  kSize,         // int64_t field, bytes with optional k/m/g suffix
+  kSeconds,      // double field, decimal seconds
+  kBool,         // bool field; a bare flag means true
+  kString,       // std::string field, checked in Validate()
+  kBindList,     // the repeatable --bind
+  kWorkerClass,  // sync | gthread | async
+  kLogLevel,     // debug | info | warning | error | critical
+};
+
+struct Flag {
+  absl::string_view name;  // without dashes, e.g. "worker-class"
+  char short_name;         // 0 when none
+  Kind kind;
+  absl::string_view metavar;
+  absl::string_view help;
+  int Config::*int_field = nullptr;
+  int64_t Config::*int64_field = nullptr;
+  double Config::*double_field = nullptr;
+  bool Config::*bool_field = nullptr;
+  std::string Config::*string_field = nullptr;
+  int64_t min = 0;
+  int64_t max = kNoMax;
+  // When set, the upper bound is this other setting's value.
+  int Config::*max_field = nullptr;
+  absl::string_view max_flag = {};
+};
+
+// The one table every source, ToArgs() and HelpText() are driven from.
+// clang-format off
+const Flag kFlags[] = {
+    {.name = "bind", .short_name = 'b', .kind = Kind::kBindList,
+     .metavar = "ADDRESS",
+     .help = "Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or "
+             "fd://N. Repeat for several; env takes a comma-separated list."},
+    {.name = "backlog", .short_name = 0, .kind = Kind::kInt, .metavar = "INT",
+     .help = "Maximum number of pending connections.",
+     .int_field = &Config::backlog, .min = 1, .max = 65535},
+    {.name = "reuse-port", .short_name = 0, .kind = Kind::kBool,
+     .metavar = "",
+     .help = "Set SO_REUSEPORT on the listening sockets.",
+     .bool_field = &Config::reuse_port},
+    {.name = "workers", .short_name = 'w', .kind = Kind::kInt,
+     .metavar = "INT|auto",
+     .help = "Number of worker processes; auto: 2 x CPUs (cgroup-aware) + 1.",
+     .int_field = &Config::workers, .min = 1,
+     .max_field = &Config::max_workers, .max_flag = "max-workers"},
+    {.name = "max-workers", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Upper bound for the worker count (TTIN, the admin API).",
+     .int_field = &Config::max_workers, .min = 1, .max = 1024},
+    {.name = "worker-class", .short_name = 'k', .kind = Kind::kWorkerClass,
+     .metavar = "STRING",
+     .help = "Worker type: sync, gthread or async."},
+    {.name = "threads", .short_name = 0, .kind = Kind::kInt, .metavar = "INT",
+     .help = "Threads per gthread worker; more than 1 selects gthread unless "
+             "--worker-class is given.",
+     .int_field = &Config::threads, .min = 1,
+     .max_field = &Config::max_threads, .max_flag = "max-threads"},
+    {.name = "max-threads", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Upper bound for --threads (live changes included).",
+     .int_field = &Config::max_threads, .min = 1, .max = 4096},
+    {.name = "worker-connections", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Maximum simultaneous clients per async worker.",
+     .int_field = &Config::worker_connections, .min = 1,
+     .max_field = &Config::max_worker_connections,
+     .max_flag = "max-worker-connections"},
+    {.name = "max-worker-connections", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Upper bound for --worker-connections.",
+     .int_field = &Config::max_worker_connections, .min = 1, .max = 1000000},
+    {.name = "timeout", .short_name = 't', .kind = Kind::kSeconds,
+     .metavar = "SECONDS",
+     .help = "Workers silent for more than this are killed and restarted; "
+             "0 disables the check.",
+     .double_field = &Config::timeout},
+    {.name = "graceful-timeout", .short_name = 0, .kind = Kind::kSeconds,
+     .metavar = "SECONDS",
+     .help = "Time to finish in-flight requests after a graceful stop.",
+     .double_field = &Config::graceful_timeout},
+    {.name = "keepalive", .short_name = 0, .kind = Kind::kSeconds,
+     .metavar = "SECONDS",
+     .help = "Idle time before a keep-alive connection is closed.",
+     .double_field = &Config::keepalive},
+    {.name = "max-requests", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Restart a worker after this many requests; 0 disables.",
+     .int_field = &Config::max_requests},
+    {.name = "max-requests-jitter", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Add a random 0..N to --max-requests per worker.",
+     .int_field = &Config::max_requests_jitter},
+    {.name = "shutdown-delay", .short_name = 0, .kind = Kind::kSeconds,
+     .metavar = "SECONDS",
+     .help = "On TERM, report not-ready but keep serving for this long.",
+     .double_field = &Config::shutdown_delay},
+    {.name = "limit-request-line", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Maximum request line size in bytes; 0 means unlimited.",
+     .int_field = &Config::limit_request_line, .min = 0, .max = 8190},
+    {.name = "limit-request-fields", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Maximum number of request header fields.",
+     .int_field = &Config::limit_request_fields, .min = 1, .max = 32768},
+    {.name = "limit-request-field-size", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Maximum size of one request header field in bytes.",
+     .int_field = &Config::limit_request_field_size, .min = 0,
+     .max = 65536},
+    {.name = "limit-request-body", .short_name = 0, .kind = Kind::kSize,
+     .metavar = "SIZE",
+     .help = "Maximum request body size (k/m/g suffixes); 0 means unlimited.",
+     .int64_field = &Config::limit_request_body},
+    {.name = "request-buffer", .short_name = 0, .kind = Kind::kSize,
+     .metavar = "SIZE",
+     .help = "Request bytes buffered before the app is called.",
+     .int64_field = &Config::request_buffer, .min = 4096},
+    {.name = "response-buffer", .short_name = 0, .kind = Kind::kSize,
+     .metavar = "SIZE",
+     .help = "Response bytes buffered per connection.",
+     .int64_field = &Config::response_buffer, .min = 4096},
+    {.name = "upstream", .short_name = 0, .kind = Kind::kString,
+     .metavar = "URL",
+     .help = "The app: unix:/abs/path or http://127.0.0.1:PORT.",
+     .string_field = &Config::upstream},
+    {.name = "upstream-timeout", .short_name = 0, .kind = Kind::kSeconds,
+     .metavar = "SECONDS",
+     .help = "Connect and idle-read timeout towards the app.",
+     .double_field = &Config::upstream_timeout},
+    {.name = "upstream-keepalive", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT",
+     .help = "Idle app connections kept per worker.",
+     .int_field = &Config::upstream_keepalive, .min = 0, .max = 10000},
+    {.name = "pidfile", .short_name = 'p', .kind = Kind::kString,
+     .metavar = "FILE",
+     .help = "Write the master's PID to this file.",
+     .string_field = &Config::pidfile},
+    {.name = "access-logfile", .short_name = 0, .kind = Kind::kString,
+     .metavar = "FILE",
+     .help = "Access log file; - for stdout, empty for none.",
+     .string_field = &Config::access_logfile},
+    {.name = "access-logformat", .short_name = 0, .kind = Kind::kString,
+     .metavar = "STRING",
+     .help = "Access log format (Gunicorn's atoms) or json.",
+     .string_field = &Config::access_logformat},
+    {.name = "error-logfile", .short_name = 0, .kind = Kind::kString,
+     .metavar = "FILE",
+     .help = "Error log file; - for stderr.",
+     .string_field = &Config::error_logfile},
+    {.name = "log-level", .short_name = 0, .kind = Kind::kLogLevel,
+     .metavar = "LEVEL",
+     .help = "debug, info, warning, error or critical."},
+    {.name = "config", .short_name = 'c', .kind = Kind::kString,
+     .metavar = "FILE",
+     .help = "Read settings from this file (name = value per line).",
+     .string_field = &Config::config_file},
+    {.name = "admin-bind", .short_name = 0, .kind = Kind::kString,
+     .metavar = "HOST:PORT",
+     .help = "gRPC admin API address; empty disables it.",
+     .string_field = &Config::admin_bind},
+    {.name = "metrics-bind", .short_name = 0, .kind = Kind::kString,
+     .metavar = "HOST:PORT",
+     .help = "HTTP /metrics and probe address; empty disables it.",
+     .string_field = &Config::metrics_bind},
+    {.name = "admin-token-file", .short_name = 0, .kind = Kind::kString,
+     .metavar = "FILE",
+     .help = "File holding the bearer token the admin API requires.",
+     .string_field = &Config::admin_token_file},
+};
+// clang-format on
+
+const Flag* FindFlag(absl::string_view name) {
+  for (const Flag& f : kFlags) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+const Flag* FindShortFlag(char c) {
+  for (const Flag& f : kFlags) {
+    if (f.short_name == c) return &f;
+  }
+  return nullptr;
+}
+
+std::string EnvName(const Flag& f) {
+  std::string env = absl::StrCat("FORKD_", f.name);
+  for (char& c : env) c = c == '-' ? '_' : absl::ascii_toupper(c);
+  return env;
+}
+
+std::string Quote(absl::string_view v) {
+  return absl::StrCat("\"", absl::CHexEscape(v), "\"");
+}
+
+const char* LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarning:
+      return "warning";
+    case LogLevel::kError:
+      return "error";
+    case LogLevel::kCritical:
+      return "critical";
+  }
+  return "info";
+}
+
+std::string FormatSeconds(double d) {
+  // Shortest text that parses back to the same double, so ToArgs() is exact.
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), d);
+  if (ec != std::errc()) return absl::StrCat(d);
+  return std::string(buf, end);
+}
+
+// The value of a single-valued flag as ToArgs() and HelpText() print it.
+std::string FormatValue(const Flag& f, const Config& c) {
+  switch (f.kind) {
+    case Kind::kInt:
+      if (f.int_field == &Config::workers && c.workers == 0) return "auto";
+      return absl::StrCat(c.*f.int_field);
+    case Kind::kSize:
+      return absl::StrCat(c.*f.int64_field);
+    case Kind::kSeconds:
+      return FormatSeconds(c.*f.double_field);
+    case Kind::kBool:
+      return c.*f.bool_field ? "true" : "false";
+    case Kind::kString:
+      return c.*f.string_field;
+    case Kind::kWorkerClass:
+      return WorkerClassName(c.worker_class);
+    case Kind::kLogLevel:
+      return LogLevelName(c.log_level);
+    case Kind::kBindList:
+      return absl::StrJoin(c.bind, ",");
+  }
+  return "";
+}
+
+// Parses "123", "64k", "1M", "2g" (powers of 1024) into bytes.
+bool ParseSize(absl::string_view text, int64_t* out) {
+  absl::string_view v = absl::StripAsciiWhitespace(text);
+  int shift = 0;
+  if (!v.empty()) {
+    switch (v.back()) {
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      default:
+        break;
+    }
+    if (shift != 0) v.remove_suffix(1);
+  }
+  if (v.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(v[0]))) {
+    return false;
+  }
+  int64_t n;
+  if (!absl::SimpleAtoi(v, &n) || n < 0) return false;
+  if (n > (INT64_MAX >> shift)) return false;
+  *out = n << shift;
+  return true;
+}
+
+// Where a value came from, to prefix its error messages: "" for flags,
+// "FORKD_X: " for the environment, "PATH:LINE: " for the config file.
+struct Origin {
+  std::string prefix;
+  std::string raw;  // the value as written
+};
+
+struct State {
+  Config config;
+  std::set<absl::string_view> explicit_flags;  // set by any source
+  std::map<absl::string_view, Origin> origins;
+  bool bind_replaced = false;  // per source: the first --bind clears the list
+};
+
+std::string ExpectedRange(const Flag& f, const Config& c) {
+  if (f.max_field != nullptr) {
+    return absl::StrCat(f.min, "..", c.*f.max_field, ", the --", f.max_flag,
+                        " limit");
+  }
+  if (f.max == kNoMax) return absl::StrCat(f.min, " or more");
+  return absl::StrCat(f.min, "..", f.max);
+}
+
+absl::Status ValueError(absl::string_view prefix, const Flag& f,
+                        absl::string_view value, absl::string_view problem,
+                        absl::string_view expected) {
+  return absl::InvalidArgumentError(absl::StrCat(prefix, "--", f.name, ": ",
+                                                 Quote(value), " ", problem,
+                                                 " (expected ", expected, ")"));
+}
+
+absl::Status ApplyValue(const Flag& f, absl::string_view value,
+                        absl::string_view prefix, bool split_list, State* st) {
+  Config& c = st->config;
+  bool is_explicit = true;
+  switch (f.kind) {
+    case Kind::kInt: {
+      if (f.int_field == &Config::workers &&
+          absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(value), "auto")) {
+        c.workers = 0;
+        is_explicit = false;
+        break;
+      }
+      int64_t n;
+      if (!absl::SimpleAtoi(value, &n)) {
+        return ValueError(prefix, f, value, "is not an integer",
+                          ExpectedRange(f, c));
+      }
+      if (n < INT_MIN || n > INT_MAX) {
+        return ValueError(prefix, f, value, "is out of range",
+                          ExpectedRange(f, c));
+      }
+      c.*f.int_field = static_cast<int>(n);
+      break;
+    }
+    case Kind::kSize:
+      if (!ParseSize(value, &(c.*f.int64_field))) {
+        return ValueError(
+            prefix, f, value, "is not a size",
+            absl::StrCat("bytes, or a number with a k, m or g suffix such as "
+                         "64k; ",
+                         ExpectedRange(f, c)));
+      }
+      break;
+    case Kind::kSeconds: {
+      double d;
+      if (!absl::SimpleAtod(value, &d) || !std::isfinite(d)) {
+        return ValueError(prefix, f, value, "is not a number of seconds",
+                          "0 or more, decimals allowed, e.g. 30 or 0.5");
+      }
+      c.*f.double_field = d;
+      break;
+    }
+    case Kind::kBool: {
+      bool b;
+      if (!absl::SimpleAtob(value, &b)) {
+        return ValueError(prefix, f, value, "is not a boolean",
+                          "true or false");
+      }
+      c.*f.bool_field = b;
+      break;
+    }
+    case Kind::kString:
+      c.*f.string_field = std::string(value);
+      break;
+    case Kind::kBindList:
+      if (!st->bind_replaced) {
+        c.bind.clear();
+        st->bind_replaced = true;
+      }
+      if (split_list) {
+        for (absl::string_view part : absl::StrSplit(value, ',')) {
+          part = absl::StripAsciiWhitespace(part);
+          if (!part.empty()) c.bind.emplace_back(part);
+        }
+      } else {
+        c.bind.emplace_back(value);
+      }
+      break;
+    case Kind::kWorkerClass: {
+      std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));
+      if (v == "sync") {
+        c.worker_class = WorkerClass::kSync;
+      } else if (v == "gthread") {
+        c.worker_class = WorkerClass::kGthread;
+      } else if (v == "async") {
+        c.worker_class = WorkerClass::kAsync;
+      } else if (v == "gevent" || v == "eventlet" || v == "tornado") {
+        return ValueError(
+            prefix, f, value,
+            "is a Python worker class; forkd's event-loop worker is \"async\"",
+            "sync, gthread or async");
+      } else {
+        return ValueError(prefix, f, value, "is not a worker class",
+                          "sync, gthread or async");
+      }
+      break;
+    }
+    case Kind::kLogLevel: {
+      std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(value));
+      if (v == "debug") {
+        c.log_level = LogLevel::kDebug;
+      } else if (v == "info") {
+        c.log_level = LogLevel::kInfo;
+      } else if (v == "warning") {
+        c.log_level = LogLevel::kWarning;
+      } else if (v == "error") {
+        c.log_level = LogLevel::kError;
+      } else if (v == "critical") {
+        c.log_level = LogLevel::kCritical;
+      } else {
+        return ValueError(prefix, f, value, "is not a log level",
+                          "debug, info, warning, error or critical");
+      }
+      break;
+    }
+  }
+  if (is_explicit) {
+    st->explicit_flags.insert(f.name);
+  } else {
+    st->explicit_flags.erase(f.name);
+  }
+  Origin& o = st->origins[f.name];
+  o.prefix = std::string(prefix);
+  o.raw = std::string(value);
+  return absl::OkStatus();
+}
+
+// --- address syntax ---------------------------------------------------------
+
+constexpr size_t kMaxUnixPath = 107;  // sun_path is 108 bytes with the NUL
+
+bool ParsePort(absl::string_view s, int min, int* port) {
+  if (s.empty() || s.size() > 5) return false;
+  for (char ch : s) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(ch))) return false;
+  }
+  int p = 0;
+  if (!absl::SimpleAtoi(s, &p) || p < min || p > 65535) return false;
+  *port = p;
+  return true;
+}
+
+bool IsIpv4(absl::string_view host) {
+  in_addr a;
+  return inet_pton(AF_INET, std::string(host).c_str(), &a) == 1;
+}
+
+bool IsIpv6(absl::string_view host) {
+  in6_addr a;
+  return inet_pton(AF_INET6, std::string(host).c_str(), &a) == 1;
+}
+
+bool IsHostName(absl::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (char ch : host) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-' &&
+        ch != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Checks "HOST:PORT" / "[IPv6]:PORT". Returns "" or what is wrong.
+// `ip_or_localhost` restricts the host to IP literals and "localhost".
+std::string CheckHostPort(absl::string_view v, int min_port,
+                          bool ip_or_localhost) {
+  absl::string_view host, port;
+  if (absl::StartsWith(v, "[")) {
+    size_t close = v.find(']');
+    if (close == absl::string_view::npos) return "missing ']'";
+    host = v.substr(1, close - 1);
+    if (!IsIpv6(host)) return "not an IPv6 address inside [...]";
+    absl::string_view rest = v.substr(close + 1);
+    if (!absl::ConsumePrefix(&rest, ":")) return "missing :PORT";
+    port = rest;
+  } else {
+    size_t colon = v.rfind(':');
+    if (colon == absl::string_view::npos) return "missing :PORT";
+    host = v.substr(0, colon);
+    port = v.substr(colon + 1);
+    if (host.find(':') != absl::string_view::npos) {
+      return "IPv6 addresses need brackets, e.g. [::1]:8000";
+    }
+    if (host.empty()) return "missing host (0.0.0.0 means all interfaces)";
+    if (ip_or_localhost) {
+      if (!IsIpv4(host) && host != "localhost") {
+        return "the host must be an IP address or localhost";
+      }
+    } else if (!IsHostName(host)) {
+      return "bad host name";
+    }
+  }
+  int p;
+  if (!ParsePort(port, min_port, &p)) {
+    return absl::StrCat("bad port (expected ", min_port, "..65535)");
+  }
+  return "";
+}
+
+std::string CheckBind(absl::string_view v) {
+  if (absl::StartsWith(v, "unix:")) {
+    absl::string_view path = v.substr(5);
+    if (path.empty()) return "empty unix socket path";
+    if (path.size() > kMaxUnixPath) {
+      return absl::StrCat("the unix socket path is ", path.size(),
+                          " bytes long (at most ", kMaxUnixPath, ")");
+    }
+    return "";
+  }
+  if (absl::StartsWith(v, "fd://")) {
+    int fd;
+    absl::string_view n = v.substr(5);
+    if (n.empty() ||
+        !std::all_of(n.begin(), n.end(),
+                     [](char ch) {
+                       return absl::ascii_isdigit(
+                           static_cast<unsigned char>(ch));
+                     }) ||
+        !absl::SimpleAtoi(n, &fd)) {
+      return "fd://N needs a descriptor number";
+    }
+    return "";
+  }
+  return CheckHostPort(v, 0, /*ip_or_localhost=*/false);
+}
+
+std::string CheckUpstream(absl::string_view v) {
+  if (absl::StartsWith(v, "unix:")) {
+    absl::string_view path = v.substr(5);
+    if (!absl::StartsWith(path, "/")) return "the path must be absolute";
+    if (path.size() > kMaxUnixPath) {
+      return absl::StrCat("the unix socket path is ", path.size(),
+                          " bytes long (at most ", kMaxUnixPath, ")");
+    }
+    return "";
+  }
+  if (absl::StartsWith(v, "https://")) return "TLS to the app is not supported";
+  absl::string_view rest = v;
+  if (!absl::ConsumePrefix(&rest, "http://")) return "unknown scheme";
+  if (rest.find('/') != absl::string_view::npos) return "no path allowed";
+  return CheckHostPort(rest, 1, /*ip_or_localhost=*/true);
+}
+
+// --- sources ----------------------------------------------------------------
+
+struct FlagValue {
+  const Flag* flag;
+  std::string value;
+};
+
+// Splits argv into flag/value pairs without applying them (the config file
+// named by --config must be applied first).
+absl::Status Tokenize(const std::vector<std::string>& args,
+                      std::vector<FlagValue>* out, bool* help, bool* version) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    const Flag* flag = nullptr;
+    std::optional<std::string> value;
+    std::string shown;  // the flag as the user typed it, for messages
+    if (absl::StartsWith(arg, "--") && arg.size() > 2) {
+      absl::string_view body = absl::string_view(arg).substr(2);
+      size_t eq = body.find('=');
+      absl::string_view name = body.substr(0, eq);
+      if (eq != absl::string_view::npos)
+        value = std::string(body.substr(eq + 1));
+      if (name == "help") {
+        *help = true;
+        return absl::OkStatus();
+      }
+      if (name == "version") {
+        *version = true;
+        return absl::OkStatus();
+      }
+      flag = FindFlag(name);
+      shown = absl::StrCat("--", name);
+    } else if (arg.size() >= 2 && arg[0] == '-' && arg[1] != '-') {
+      if (arg[1] == 'h') {
+        *help = true;
+        return absl::OkStatus();
+      }
+      if (arg[1] == 'v') {
+        *version = true;
+        return absl::OkStatus();
+      }
+      flag = FindShortFlag(arg[1]);
+      shown = arg.substr(0, 2);
+      if (arg.size() > 2) value = arg.substr(2);  // "-w4", as getopt
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument ", Quote(arg),
+                       ": forkd takes only flags (see forkd --help)"));
+    }
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag ", shown, " (see forkd --help)"));
+    }
+    if (!value.has_value()) {
+      if (flag->kind == Kind::kBool) {
+        value = "true";
+      } else if (i + 1 >= args.size() || absl::StartsWith(args[i + 1], "--")) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", flag->name, ": missing value (expected ",
+                         flag->metavar, ")"));
+      } else {
+        value = args[++i];
+      }
+    }
+    out->push_back({flag, std::move(*value)});
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--config: cannot read ", Quote(path), ": ", strerror(errno)));
+  }
+  std::string text;
+  char buf[8192];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--config: cannot read ", Quote(path), ": ", strerror(err)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return text;
+}
+
+absl::Status ApplyConfigFile(const std::string& path, State* st) {
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    ++line_no;
+    std::string prefix = absl::StrCat(path, ":", line_no, ": ");
+    line = absl::StripAsciiWhitespace(line);  // also drops a CR
+    if (line.empty() || line[0] == '#') continue;
+    size_t eq = line.find('=');
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, "expected \"name = value\", got ", Quote(line)));
+    }
+    std::string name = absl::StrReplaceAll(
+        absl::AsciiStrToLower(absl::StripAsciiWhitespace(line.substr(0, eq))),
+        {{"_", "-"}});
+    absl::string_view value = absl::StripAsciiWhitespace(line.substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      value = value.substr(1, value.size() - 2);
+    }
+    const Flag* flag = FindFlag(name);
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          prefix, "unknown setting ", Quote(name), " (see forkd --help)"));
+    }
+    if (flag->string_field == &Config::config_file) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          prefix, "\"config\" cannot be set inside a config file"));
+    }
+    absl::Status s = ApplyValue(*flag, value, prefix, false, st);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// --- validation -------------------------------------------------------------
+
+const Origin& OriginOf(const State& st, absl::string_view name) {
+  static const Origin* const kNone = new Origin();
+  auto it = st.origins.find(name);
+  return it == st.origins.end() ? *kNone : it->second;
+}
+
+absl::Status CheckRange(const State& st, const Flag& f, int64_t v) {
+  const Config& c = st.config;
+  int64_t max = f.max_field != nullptr ? c.*f.max_field : f.max;
+  if (v >= f.min && v <= max) return absl::OkStatus();
+  const Origin& o = OriginOf(st, f.name);
+  std::string raw = o.raw.empty() ? absl::StrCat(v) : o.raw;
+  return ValueError(o.prefix, f, raw, "is out of range", ExpectedRange(f, c));
+}
+
+absl::Status CheckAddress(const State& st, const Flag& f,
+                          absl::string_view value, absl::string_view problem,
+                          absl::string_view expected) {
+  if (problem.empty()) return absl::OkStatus();
+  return ValueError(OriginOf(st, f.name).prefix, f, value,
+                    absl::StrCat("is invalid: ", problem), expected);
+}
+
+absl::Status Validate(const State& st) {
+  const Config& c = st.config;
+  // Limits first: the settings bounded by them name their current value.
+  for (absl::string_view name :
+       {"max-workers", "max-threads", "max-worker-connections"}) {
+    const Flag& f = *FindFlag(name);
+    absl::Status s = CheckRange(st, f, c.*f.int_field);
+    if (!s.ok()) return s;
+  }
+  for (const Flag& f : kFlags) {
+    absl::Status s;
+    switch (f.kind) {
+      case Kind::kInt:
+        // workers == 0 is "auto" unless a source set it explicitly.
+        if (f.int_field == &Config::workers && c.workers == 0 &&
+            !st.explicit_flags.contains("workers")) {
+          break;
+        }
+        s = CheckRange(st, f, c.*f.int_field);
+        break;
+      case Kind::kSize:
+        s = CheckRange(st, f, c.*f.int64_field);
+        break;
+      case Kind::kSeconds:
+        if (!(c.*f.double_field >= 0)) {
+          const Origin& o = OriginOf(st, f.name);
+          s = ValueError(
+              o.prefix, f,
+              o.raw.empty() ? FormatSeconds(c.*f.double_field) : o.raw,
+              "is out of range", "0 or more seconds");
+        }
+        break;
+      case Kind::kBindList:
+        if (c.bind.empty()) {
+          s = absl::InvalidArgumentError(absl::StrCat(
+              OriginOf(st, f.name).prefix,
+              "--bind: no address given (expected HOST:PORT, [IPv6]:PORT, "
+              "unix:PATH or fd://N)"));
+        }
+        for (const std::string& b : c.bind) {
+          if (!s.ok()) break;
+          s = CheckAddress(st, f, b, CheckBind(b),
+                           "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N");
+        }
+        break;
+      case Kind::kString:
+        if (f.string_field == &Config::upstream) {
+          s = CheckAddress(st, f, c.upstream, CheckUpstream(c.upstream),
+                           "unix:/abs/path or http://127.0.0.1:PORT");
+        } else if (f.string_field == &Config::admin_bind ||
+                   f.string_field == &Config::metrics_bind) {
+          const std::string& v = c.*f.string_field;
+          if (!v.empty()) {
+            s = CheckAddress(st, f, v, CheckHostPort(v, 0, false),
+                             "HOST:PORT, [IPv6]:PORT, or empty for off");
+          }
+        }
+        break;
+      case Kind::kBool:
+      case Kind::kWorkerClass:
+      case Kind::kLogLevel:
+        break;
+    }
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Appends `words` indented by 8 and wrapped at 79 columns.
+void AppendWrapped(absl::string_view words, std::string* out) {
+  constexpr size_t kIndent = 8;
+  constexpr size_t kWidth = 79;
+  size_t column = 0;
+  for (absl::string_view word : absl::StrSplit(words, ' ', absl::SkipEmpty())) {
+    if (column > kIndent && column + 1 + word.size() > kWidth) {
+      out->push_back('\n');
+      column = 0;
+    }
+    if (column == 0) {
+      out->append(kIndent, ' ');
+      column = kIndent;
+    } else {
+      out->push_back(' ');
+      ++column;
+    }
+    absl::StrAppend(out, word);
+    column += word.size();
+  }
+  out->push_back('\n');
+}
+
+}  // namespace
+
+const char* WorkerClassName(WorkerClass c) {
+  switch (c) {
+    case WorkerClass::kSync:
+      return "sync";
+    case WorkerClass::kGthread:
+      return "gthread";
+    case WorkerClass::kAsync:
+      return "async";
+  }
+  return "sync";
+}
+
+absl::StatusOr<ParseResult> Parse(const Sources& sources) {
+  ParseResult result;
+  std::vector<FlagValue> flags;
+  absl::Status s =
+      Tokenize(sources.args, &flags, &result.show_help, &result.show_version);
+  if (!s.ok()) return s;
+  if (result.show_help || result.show_version) return result;
+
+  State st;
+  const Flag& config_flag = *FindFlag("config");
+  std::string config_path;
+  if (auto it = sources.env.find(EnvName(config_flag));
+      it != sources.env.end()) {
+    config_path = it->second;
+  }
+  for (const FlagValue& fv : flags) {
+    if (fv.flag == &config_flag) config_path = fv.value;
+  }
+
+  if (!config_path.empty()) {
+    s = ApplyConfigFile(config_path, &st);
+    if (!s.ok()) return s;
+  }
+
+  st.bind_replaced = false;
+  for (const Flag& f : kFlags) {
+    auto it = sources.env.find(EnvName(f));
+    if (it == sources.env.end()) continue;
+    s = ApplyValue(f, it->second, absl::StrCat(it->first, ": "),
+                   /*split_list=*/true, &st);
+    if (!s.ok()) return s;
+  }
+
+  st.bind_replaced = false;
+  for (const FlagValue& fv : flags) {
+    s = ApplyValue(*fv.flag, fv.value, "", /*split_list=*/false, &st);
+    if (!s.ok()) return s;
+  }
+  st.config.config_file = config_path;
+
+  // Gunicorn: --threads > 1 without an explicit class means gthread.
+  if (st.config.threads > 1 && !st.explicit_flags.contains("worker-class")) {
+    st.config.worker_class = WorkerClass::kGthread;
+  }
+
+  s = Validate(st);
+  if (!s.ok()) return s;
+  result.config = std::move(st.config);
+  return result;
+}
+
+absl::StatusOr<Config> Reload(const Sources& sources) {
+  absl::StatusOr<ParseResult> r = Parse(sources);
+  if (!r.ok()) return r.status();
+  return std::move(r->config);
+}
+
+std::vector<std::string> ToArgs(const Config& config) {
+  std::vector<std::string> args;
+  for (const Flag& f : kFlags) {
+    if (f.string_field == &Config::config_file) continue;
+    if (f.kind == Kind::kBindList) {
+      for (const std::string& b : config.bind) {
+        args.push_back(absl::StrCat("--bind=", b));
+      }
+      continue;
+    }
+    args.push_back(absl::StrCat("--", f.name, "=", FormatValue(f, config)));
+  }
+  return args;
+}
+
+std::string HelpText() {
+  const Config defaults;
+  std::string text = absl::StrCat(
+      "usage: forkd [OPTIONS]\n\n"
+      "forkd ",
+      FORKD_VERSION,
+      ": a pre-fork HTTP server in front of an app on a local socket.\n"
+      "Settings come from, lowest precedence first: built-in defaults, the\n"
+      "--config file (name = value per line), FORKD_<NAME> environment\n"
+      "variables, and these flags. --flag value and --flag=value both work.\n"
+      "Sizes take k, m or g suffixes (powers of 1024); durations are decimal\n"
+      "seconds.\n\n"
+      "options:\n"
+      "  -h, --help\n        Show this help and exit.\n"
+      "  -v, --version\n        Print the version and exit.\n");
+  for (const Flag& f : kFlags) {
+    std::string head =
+        f.short_name != 0
+            ? absl::StrCat("  -", std::string(1, f.short_name), ", --", f.name)
+            : absl::StrCat("  --", f.name);
+    if (!f.metavar.empty()) absl::StrAppend(&head, " ", f.metavar);
+    std::string def = FormatValue(f, defaults);
+    absl::StrAppend(&text, head, "\n");
+    AppendWrapped(f.help, &text);
+    // Not wrapped: a default's spaces are part of it.
+    absl::StrAppend(&text, "        [default: ", def.empty() ? "\"\"" : def,
+                    "] [env: ", EnvName(f), "]\n");
+  }
+  return text;
+}
+
+std::map<std::string, std::string> ProcessEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    absl::string_view kv(*e);
+    size_t eq = kv.find('=');
+    if (eq == absl::string_view::npos) continue;
+    env.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+  }
+  return env;
+}
+
+}  // namespace forkd::config
