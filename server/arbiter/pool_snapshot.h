@@ -1,0 +1,68 @@
+// A consistent picture of the worker pool, published by the master's loop
+// for the admin (GetStatus) and metrics planes.
+#ifndef FORKD_SERVER_ARBITER_POOL_SNAPSHOT_H_
+#define FORKD_SERVER_ARBITER_POOL_SNAPSHOT_H_
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "server/config/config.h"
+#include "server/scoreboard/scoreboard.h"
+
+namespace forkd::arbiter {
+
+// Why a worker left. Counted per reason (a metric label).
+enum class ExitCause {
+  kCrash,        // died without being asked (signal or non-zero exit)
+  kTimeout,      // missed heartbeats (or did not boot in time): SIGABRT
+  kMaxRequests,  // recycled itself after --max-requests
+  kScaleDown,    // retired by TTOU / ScaleWorkers / WINCH
+  kReload,       // old generation retired after HUP
+  kBootFailure,  // exited before becoming ready
+  kKilled,       // KillWorker command
+  kCount
+};
+const char* ExitCauseName(ExitCause cause);  // "crash", "max_requests", ...
+
+struct WorkerRow {
+  uint32_t slot = 0;
+  pid_t pid = 0;
+  uint64_t generation = 0;
+  scoreboard::WorkerState state = scoreboard::WorkerState::kEmpty;
+  bool retiring = false;  // told to stop (or stopping on its own)
+  double age_s = 0;
+  uint64_t requests_served = 0;
+  uint32_t in_flight = 0;
+  uint32_t busy_threads = 0;
+  int64_t heartbeat_age_ms = 0;
+  int restarts = 0;  // workers that used this slot before this one
+  std::optional<ExitCause> last_exit;  // why the previous one left
+};
+
+struct PoolSnapshot {
+  pid_t master_pid = 0;
+  double uptime_s = 0;
+  config::WorkerClass worker_class = config::WorkerClass::kSync;
+  uint64_t generation = 0;           // reload generation
+  uint64_t settings_generation = 0;  // scoreboard Settings generation
+  int desired_workers = 0;
+  int actual_workers = 0;  // current generation, not retiring
+  int ready_workers = 0;   // any generation, state ready
+  int max_workers = 0;
+  int threads = 0;
+  int worker_connections = 0;
+  int64_t in_flight_cap = 0;  // desired x threads (x connections for async)
+  bool draining = false;      // shutting down: not ready for traffic
+  bool upgrading = false;     // a USR2 child master is running
+  std::vector<WorkerRow> workers;  // every live worker process, by slot
+  std::array<uint64_t, static_cast<size_t>(ExitCause::kCount)> exits{};
+  scoreboard::CounterTotals totals;  // live slots + retired workers
+};
+
+}  // namespace forkd::arbiter
+
+#endif  // FORKD_SERVER_ARBITER_POOL_SNAPSHOT_H_

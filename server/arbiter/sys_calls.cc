@@ -1,0 +1,145 @@
+#include "server/arbiter/sys_calls.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/config/cpu_limit.h"
+#include "server/scoreboard/scoreboard.h"
+
+namespace forkd::arbiter {
+namespace {
+
+std::vector<char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  out.reserve(v.size() + 1);
+  for (const std::string& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Runs in the forked child: async-signal-safe calls only.
+[[noreturn]] void ExecChild(const char* path, char* const* argv,
+                            char* const* envp, const int* fds, size_t nfds,
+                            int error_pipe) {
+  for (size_t i = 0; i < nfds; ++i) {
+    int flags = fcntl(fds[i], F_GETFD);
+    if (flags >= 0) fcntl(fds[i], F_SETFD, flags & ~FD_CLOEXEC);
+  }
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; ++s) {
+    if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  execve(path, argv, envp);
+  int err = errno;
+  (void)!write(error_pipe, &err, sizeof(err));
+  _exit(127);
+}
+
+}  // namespace
+
+absl::StatusOr<pid_t> SysCallsImpl::Spawn(const SpawnSpec& spec) {
+  // Everything the child needs is built before fork: the child may not
+  // allocate (another thread could hold the malloc lock).
+  std::vector<char*> argv = CStrings(spec.argv);
+  std::vector<char*> envp = CStrings(spec.env);
+  // The child reports a failed exec through this pipe; a successful exec
+  // closes it (O_CLOEXEC), so the parent reads EOF.
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  // Block all signals across fork so nothing runs in the child before its
+  // dispositions are reset.
+  sigset_t all, saved;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &saved);
+  pid_t pid = fork();
+  if (pid == 0) {
+    ExecChild(spec.path.c_str(), argv.data(), envp.data(),
+              spec.inherit_fds.data(), spec.inherit_fds.size(), pipe_fds[1]);
+  }
+  int fork_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  close(pipe_fds[1]);
+  if (pid < 0) {
+    close(pipe_fds[0]);
+    return absl::UnavailableError(
+        absl::StrCat("fork: ", std::strerror(fork_errno)));
+  }
+  int exec_errno = 0;
+  ssize_t n;
+  do {
+    n = read(pipe_fds[0], &exec_errno, sizeof(exec_errno));
+  } while (n < 0 && errno == EINTR);
+  close(pipe_fds[0]);
+  if (n == static_cast<ssize_t>(sizeof(exec_errno))) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("exec ", spec.path, ": ", std::strerror(exec_errno)));
+  }
+  return pid;
+}
+
+int SysCallsImpl::Kill(pid_t pid, int signo) {
+  return ::kill(pid, signo) == 0 ? 0 : errno;
+}
+
+pid_t SysCallsImpl::WaitAny(int* status) {
+  while (true) {
+    pid_t pid = waitpid(-1, status, WNOHANG);
+    if (pid < 0 && errno == EINTR) continue;
+    return pid < 0 ? -1 : pid;
+  }
+}
+
+int64_t SysCallsImpl::NowMs() { return scoreboard::MonotonicMs(); }
+
+pid_t SysCallsImpl::GetPid() { return getpid(); }
+
+pid_t SysCallsImpl::GetParentPid() { return getppid(); }
+
+int SysCallsImpl::EffectiveCpus() { return config::HostEffectiveCpus(); }
+
+absl::StatusOr<std::string> SelfExePath() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n < 0) {
+    return absl::InternalError(
+        absl::StrCat("readlink /proc/self/exe: ", std::strerror(errno)));
+  }
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+std::string SignalName(int signo) {
+  const char* abbrev = sigabbrev_np(signo);
+  if (abbrev == nullptr) return absl::StrCat("signal ", signo);
+  return absl::StrCat("SIG", abbrev);
+}
+
+std::string DescribeWaitStatus(int status) {
+  if (WIFEXITED(status)) {
+    return absl::StrCat("exited with code ", WEXITSTATUS(status));
+  }
+  if (WIFSIGNALED(status)) {
+    return absl::StrCat("was killed by ", SignalName(WTERMSIG(status)),
+                        WCOREDUMP(status) ? " (core dumped)" : "");
+  }
+  return absl::StrCat("changed state (status ", status, ")");
+}
+
+}  // namespace forkd::arbiter

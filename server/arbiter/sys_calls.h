@@ -1,0 +1,75 @@
+// The OS calls the master's supervision depends on (spawn, kill, waitpid,
+// the clock), behind one small interface handed to the Arbiter, so restart,
+// back-off, timeout and drain decisions are unit-tested with a fake.
+#ifndef FORKD_SERVER_ARBITER_SYS_CALLS_H_
+#define FORKD_SERVER_ARBITER_SYS_CALLS_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace forkd::arbiter {
+
+// What to exec in a child process.
+struct SpawnSpec {
+  std::string path;               // executable
+  std::vector<std::string> argv;  // argv[0] included
+  std::vector<std::string> env;   // "NAME=value"
+  std::vector<int> inherit_fds;   // close-on-exec is cleared on these only
+};
+
+class SysCalls {
+ public:
+  virtual ~SysCalls() = default;
+
+  // fork + exec of `spec`. In the child, between fork and exec, only
+  // async-signal-safe calls run: clear FD_CLOEXEC on spec.inherit_fds, reset
+  // every signal disposition to default and unblock all signals. Returns the
+  // child's pid once exec succeeded, or an error naming fork or exec.
+  virtual absl::StatusOr<pid_t> Spawn(const SpawnSpec& spec) = 0;
+
+  // kill(2). Returns 0 or the errno.
+  virtual int Kill(pid_t pid, int signo) = 0;
+
+  // waitpid(-1, status, WNOHANG): a reaped child's pid, 0 when children
+  // remain but none has exited, -1 when there are no children.
+  virtual pid_t WaitAny(int* status) = 0;
+
+  // Milliseconds on CLOCK_MONOTONIC, the clock of scoreboard heartbeats.
+  virtual int64_t NowMs() = 0;
+
+  virtual pid_t GetPid() = 0;
+  virtual pid_t GetParentPid() = 0;
+
+  // CPUs this container may use (config::HostEffectiveCpus()).
+  virtual int EffectiveCpus() = 0;
+};
+
+class SysCallsImpl : public SysCalls {
+ public:
+  absl::StatusOr<pid_t> Spawn(const SpawnSpec& spec) override;
+  int Kill(pid_t pid, int signo) override;
+  pid_t WaitAny(int* status) override;
+  int64_t NowMs() override;
+  pid_t GetPid() override;
+  pid_t GetParentPid() override;
+  int EffectiveCpus() override;
+};
+
+// The path of the running binary (readlink of /proc/self/exe), resolved once
+// at start-up so workers and upgrades exec the same file.
+absl::StatusOr<std::string> SelfExePath();
+
+// "SIGTERM" for SIGTERM; "signal N" when unknown.
+std::string SignalName(int signo);
+
+// "exited with code 1", "was killed by SIGSEGV", for a waitpid status.
+std::string DescribeWaitStatus(int status);
+
+}  // namespace forkd::arbiter
+
+#endif  // FORKD_SERVER_ARBITER_SYS_CALLS_H_

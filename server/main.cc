@@ -1,0 +1,94 @@
+// forkd: the worker entry point when started as `forkd __worker ...`,
+// otherwise the master (arbiter).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include "server/arbiter/arbiter.h"
+#include "server/arbiter/listeners.h"
+#include "server/arbiter/sys_calls.h"
+#include "server/arbiter/upgrade.h"
+#include "server/common/log.h"
+#include "server/config/config.h"
+#include "server/worker/worker_main.h"
+
+namespace {
+
+// Start-up errors go to the error log and, when that is a file, to stderr
+// too, so whoever started forkd sees why it stopped.
+void Fatal(const forkd::config::Config& config, absl::string_view message) {
+  LOG_CRITICAL("%s", message);
+  if (!config.error_logfile.empty() && config.error_logfile != "-") {
+    std::fprintf(stderr, "forkd: %.*s\n", static_cast<int>(message.size()),
+                 message.data());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace forkd;
+  if (argc >= 2 && std::strcmp(argv[1], worker::kWorkerSubcommand) == 0) {
+    return worker::WorkerMain(argc - 2, argv + 2);
+  }
+  // Before any thread exists: the master reads these from a signalfd.
+  arbiter::Arbiter::BlockSignals();
+  arbiter::UpgradeHandoff handoff = arbiter::TakeUpgradeHandoff();
+
+  config::Sources sources;
+  sources.args.assign(argv + 1, argv + argc);
+  sources.env = config::ProcessEnvironment();
+  absl::StatusOr<config::ParseResult> parsed = config::Parse(sources);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "forkd: %s\n",
+                 std::string(parsed.status().message()).c_str());
+    return 2;
+  }
+  if (parsed->show_help) {
+    std::fputs(config::HelpText().c_str(), stdout);
+    return 0;
+  }
+  if (parsed->show_version) {
+    std::printf("forkd %s\n", FORKD_VERSION);
+    return 0;
+  }
+  const config::Config& config = parsed->config;
+  if (!log::Init(config.error_logfile,
+                 static_cast<log::Level>(config.log_level))) {
+    std::fprintf(stderr, "forkd: cannot open --error-logfile %s: %s\n",
+                 config.error_logfile.c_str(), std::strerror(errno));
+  }
+  LOG_INFO("Starting forkd %s", FORKD_VERSION);
+
+  absl::StatusOr<std::string> exe = arbiter::SelfExePath();
+  if (!exe.ok()) {
+    Fatal(config, exe.status().message());
+    return 1;
+  }
+  absl::StatusOr<std::vector<arbiter::Listener>> listeners =
+      arbiter::OpenListeners(config, handoff.inherited_fds);
+  if (!listeners.ok()) {
+    Fatal(config, listeners.status().message());
+    return 1;
+  }
+
+  arbiter::SysCallsImpl sys;
+  arbiter::ArbiterOptions options;
+  options.config = config;
+  options.reload = [sources] { return config::Reload(sources); };
+  options.listeners = std::move(*listeners);
+  options.exe_path = *exe;
+  options.argv.assign(argv, argv + argc);
+  options.env = arbiter::CurrentEnvironment();
+  options.old_master_pid = handoff.old_master_pid;
+  options.ignore_winch = isatty(STDIN_FILENO) == 1;
+  absl::StatusOr<std::unique_ptr<arbiter::Arbiter>> master =
+      arbiter::Arbiter::Create(std::move(options), &sys);
+  if (!master.ok()) {
+    Fatal(config, master.status().message());
+    return 1;
+  }
+  return (*master)->Run();
+}

@@ -1,0 +1,79 @@
+// A SysCalls that forks nothing: spawns hand out fake pids, kills are
+// recorded, exits are queued by the test, the clock moves when told.
+#ifndef FORKD_TESTS_UNIT_ARBITER_FAKE_SYS_CALLS_H_
+#define FORKD_TESTS_UNIT_ARBITER_FAKE_SYS_CALLS_H_
+
+#include <sys/types.h>
+
+#include <deque>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "server/arbiter/sys_calls.h"
+
+namespace forkd::arbiter {
+
+class FakeSysCalls : public SysCalls {
+ public:
+  struct Spawned {
+    pid_t pid;
+    SpawnSpec spec;
+  };
+  struct Killed {
+    pid_t pid;
+    int signo;
+  };
+
+  absl::StatusOr<pid_t> Spawn(const SpawnSpec& spec) override {
+    if (!spawn_error.ok()) return spawn_error;
+    pid_t pid = next_pid++;
+    spawned.push_back({pid, spec});
+    alive.insert(pid);
+    return pid;
+  }
+
+  int Kill(pid_t pid, int signo) override {
+    kills.push_back({pid, signo});
+    return alive.count(pid) != 0 ? 0 : 3;  // ESRCH
+  }
+
+  pid_t WaitAny(int* status) override {
+    if (exits.empty()) return alive.empty() ? -1 : 0;
+    auto [pid, st] = exits.front();
+    exits.pop_front();
+    alive.erase(pid);
+    *status = st;
+    return pid;
+  }
+
+  int64_t NowMs() override { return now_ms; }
+  pid_t GetPid() override { return master_pid; }
+  pid_t GetParentPid() override { return parent_pid; }
+  int EffectiveCpus() override { return cpus; }
+
+  // Signals sent to `pid`, in order.
+  std::vector<int> SignalsTo(pid_t pid) const {
+    std::vector<int> out;
+    for (const Killed& k : kills) {
+      if (k.pid == pid) out.push_back(k.signo);
+    }
+    return out;
+  }
+
+  absl::Status spawn_error = absl::OkStatus();
+  pid_t next_pid = 100;
+  std::vector<Spawned> spawned;
+  std::vector<Killed> kills;
+  std::set<pid_t> alive;
+  std::deque<std::pair<pid_t, int>> exits;  // for WaitAny
+  int64_t now_ms = 1'000'000;
+  pid_t master_pid = 42;
+  pid_t parent_pid = 1;
+  int cpus = 2;
+};
+
+}  // namespace forkd::arbiter
+
+#endif  // FORKD_TESTS_UNIT_ARBITER_FAKE_SYS_CALLS_H_

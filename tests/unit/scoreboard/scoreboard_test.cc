@@ -1,0 +1,135 @@
+#include "server/scoreboard/scoreboard.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "gtest/gtest.h"
+
+namespace forkd::scoreboard {
+namespace {
+
+TEST(HistogramTest, ObservationsLandInTheirLeBucket) {
+  Histogram h;
+  h.Observe(0.0001);  // <= 0.0005
+  h.Observe(0.0005);  // exactly on a bound: that bucket ("le")
+  h.Observe(0.0006);  // <= 0.001
+  h.Observe(0.3);     // <= 0.5
+  h.Observe(10.0);    // <= 10
+  h.Observe(11.0);    // +Inf
+  EXPECT_EQ(h.buckets[0].load(), 2u);
+  EXPECT_EQ(h.buckets[1].load(), 1u);
+  EXPECT_EQ(h.buckets[9].load(), 1u);
+  EXPECT_EQ(h.buckets[13].load(), 1u);
+  EXPECT_EQ(h.buckets[kDurationBuckets.size()].load(), 1u);
+  uint64_t total = 0;
+  for (const auto& b : h.buckets) total += b.load();
+  EXPECT_EQ(total, 6u);
+  // 100 + 500 + 600 + 300000 + 10000000 + 11000000 microseconds.
+  EXPECT_NEAR(static_cast<double>(h.sum_us.load()), 21301200.0, 2.0);
+}
+
+TEST(CounterTotalsTest, AddsCountersAndOtherTotals) {
+  Counters c;
+  c.requests[static_cast<size_t>(Method::kGet)][1] = 3;   // GET 2xx
+  c.requests[static_cast<size_t>(Method::kPost)][4] = 2;  // POST 5xx
+  c.rejected[static_cast<size_t>(Rejection::kOverCapacity)] = 4;
+  c.upstream_errors[static_cast<size_t>(UpstreamError::kTimeout)] = 1;
+  c.bytes_in = 100;
+  c.bytes_out = 200;
+  c.connections_accepted = 7;
+  c.request_duration.Observe(0.002);
+  c.upstream_duration.Observe(0.2);
+
+  CounterTotals t;
+  t.Add(c);
+  t.Add(c);
+  EXPECT_EQ(t.TotalRequests(), 10u);
+  EXPECT_EQ(t.requests[static_cast<size_t>(Method::kGet)][1], 6u);
+  EXPECT_EQ(t.rejected[static_cast<size_t>(Rejection::kOverCapacity)], 8u);
+  EXPECT_EQ(t.upstream_errors[static_cast<size_t>(UpstreamError::kTimeout)],
+            2u);
+  EXPECT_EQ(t.bytes_in, 200u);
+  EXPECT_EQ(t.bytes_out, 400u);
+  EXPECT_EQ(t.connections_accepted, 14u);
+  EXPECT_EQ(t.request_duration.buckets[2], 2u);   // le 0.0025
+  EXPECT_EQ(t.upstream_duration.buckets[8], 2u);  // le 0.25
+  EXPECT_EQ(t.request_duration.sum_us, 4000u);
+
+  CounterTotals sum;
+  sum.Add(t);
+  sum.Add(t);
+  EXPECT_EQ(sum.TotalRequests(), 20u);
+  EXPECT_EQ(sum.bytes_out, 800u);
+  EXPECT_EQ(sum.request_duration.buckets[2], 4u);
+  EXPECT_EQ(sum.upstream_duration.sum_us, 800000u);
+}
+
+TEST(ScoreboardTest, AggregatesSlotsAndResetsOne) {
+  auto sb = Scoreboard::Create(4);
+  ASSERT_TRUE(sb.ok()) << sb.status();
+  Scoreboard& board = **sb;
+  EXPECT_EQ(board.capacity(), 4u);
+  for (uint32_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(board.slot(i).state.load(),
+              static_cast<uint32_t>(WorkerState::kEmpty));
+    board.slot(i).pid = 100 + i;
+    board.slot(i).state = static_cast<uint32_t>(WorkerState::kReady);
+    board.slot(i).counters.requests[0][1] = i + 1;  // 1+2+3+4
+    board.slot(i).counters.bytes_out = 10;
+  }
+  CounterTotals all;
+  for (uint32_t i = 0; i < 4; ++i) all.Add(board.slot(i).counters);
+  EXPECT_EQ(all.TotalRequests(), 10u);
+  EXPECT_EQ(all.bytes_out, 40u);
+
+  board.slot(2).counters.request_duration.Observe(1.0);
+  board.slot(2).exit_reason = static_cast<uint32_t>(ExitReason::kMaxRequests);
+  board.slot(2).heartbeat_ms = 12345;
+  board.ResetSlot(2);
+  const Slot& s = board.slot(2);
+  EXPECT_EQ(s.pid.load(), 0);
+  EXPECT_EQ(s.state.load(), static_cast<uint32_t>(WorkerState::kEmpty));
+  EXPECT_EQ(s.heartbeat_ms.load(), 0);
+  EXPECT_EQ(s.exit_reason.load(), 0u);
+  EXPECT_EQ(s.counters.requests[0][1].load(), 0u);
+  EXPECT_EQ(s.counters.bytes_out.load(), 0u);
+  for (const auto& b : s.counters.request_duration.buckets) {
+    EXPECT_EQ(b.load(), 0u);
+  }
+  // Neighbours are untouched.
+  EXPECT_EQ(board.slot(1).pid.load(), 101);
+  EXPECT_EQ(board.slot(3).counters.requests[0][1].load(), 4u);
+}
+
+TEST(ScoreboardTest, WorkersAttachToTheSameMemory) {
+  auto sb = Scoreboard::Create(2);
+  ASSERT_TRUE(sb.ok());
+  (*sb)->settings().threads = 8;
+  auto view = Scoreboard::Attach(dup((*sb)->fd()));
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ((*view)->capacity(), 2u);
+  EXPECT_EQ((*view)->settings().threads.load(), 8u);
+  (*view)->slot(1).heartbeat_ms = 777;
+  EXPECT_EQ((*sb)->slot(1).heartbeat_ms.load(), 777);
+}
+
+TEST(ScoreboardTest, AttachRejectsOtherFiles) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  EXPECT_FALSE(Scoreboard::Attach(fds[0]).ok());
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST(ScoreboardTest, MethodIndexAndNames) {
+  EXPECT_EQ(MethodIndex("GET", 3), Method::kGet);
+  EXPECT_EQ(MethodIndex("DELETE", 6), Method::kDelete);
+  EXPECT_EQ(MethodIndex("BREW", 4), Method::kOther);
+  EXPECT_EQ(MethodIndex("GETX", 3), Method::kGet);  // length-bounded
+  EXPECT_STREQ(MethodName(Method::kPatch), "PATCH");
+  EXPECT_STREQ(WorkerStateName(WorkerState::kDraining), "draining");
+}
+
+}  // namespace
+}  // namespace forkd::scoreboard
