@@ -38,13 +38,15 @@ constexpr uint64_t kTagSignal = 1;
 constexpr uint64_t kTagWake = 2;
 constexpr uint64_t kTagListen = 3;  // | (index << 8)
 
-// Drives `s` with poll() until it is idle (keep-alive, nothing buffered) or
-// closed. `tick` runs at least every kTickMs (the sync class heartbeats and
-// reads signals there).
+// Drives `s` with poll() until it is idle (keep-alive, nothing buffered) or,
+// with `until_closed`, until it is closed (the sync class also waits for the
+// first request of a new connection). `tick` runs at least every kTickMs
+// (the sync class heartbeats and reads signals there).
 template <typename Tick>
-void RunSession(ProxySession* s, Tick&& tick) {
+void RunSession(ProxySession* s, bool until_closed, Tick&& tick) {
   s->Drive();
-  while (s->phase() == ProxySession::Phase::kActive) {
+  while (s->phase() == ProxySession::Phase::kActive ||
+         (until_closed && s->phase() == ProxySession::Phase::kIdle)) {
     ProxySession::Wait w = s->wait();
     pollfd fds[2];
     nfds_t n = 0;
@@ -177,7 +179,7 @@ void ThreadedWorker::ThreadMain() {
     ++busy_threads_;
     rt_->slot().busy_threads.store(busy_threads_);
     lock.unlock();
-    RunSession(s, [] {});
+    RunSession(s, /*until_closed=*/false, [] {});
     bool closed = s->phase() == ProxySession::Phase::kClosed;
     if (closed) delete s;
     lock.lock();
@@ -196,7 +198,7 @@ void ThreadedWorker::ThreadMain() {
 void ThreadedWorker::Dispatch(ProxySession* s) {
   if (sync_) {
     rt_->slot().busy_threads.store(1);
-    RunSession(s, [this] {
+    RunSession(s, /*until_closed=*/true, [this] {
       rt_->Heartbeat();
       rt_->HandleSignals();
     });
