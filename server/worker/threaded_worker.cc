@@ -296,7 +296,11 @@ void ThreadedWorker::Run() {
         Accept(rt_->listen_fds()[data >> 8]);
       } else {
         auto* s = reinterpret_cast<ProxySession*>(data);
-        if (idle_.erase(s) == 1) Dispatch(s);  // oneshot: disarmed now
+        if (idle_.erase(s) == 1) {  // oneshot: disarmed now
+          // The thread's Drive() must try the read epoll just reported.
+          s->SetReadiness(/*client_readable=*/true, false, false, false);
+          Dispatch(s);
+        }
       }
     }
     rt_->Heartbeat();
