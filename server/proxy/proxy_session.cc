@@ -38,7 +38,13 @@ std::string NewRequestId() {
     return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
            static_cast<uint64_t>(getpid()) ^ static_cast<uint64_t>(NowNs());
   }());
-  return absl::StrFormat("%016x%016x", gen(), gen());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    uint64_t v = gen();
+    for (int i = 0; i < 16; ++i, v >>= 4) id[half * 16 + 15 - i] = kHex[v & 15];
+  }
+  return id;
 }
 
 void AppendChunk(Buffer* out, std::string_view data) {
@@ -87,6 +93,7 @@ void ProxySession::OnClientEvents(uint32_t events) {
   // EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP/EPOLLRDHUP use poll's bit values.
   if (events & (0x001 | 0x008 | 0x010 | 0x2000)) client_readable_ = true;
   if (events & (0x004 | 0x008 | 0x010)) client_writable_ = true;
+  if (events & (0x010 | 0x2000)) client_hup_ = true;
   Drive();
 }
 
@@ -94,6 +101,7 @@ void ProxySession::OnUpstreamEvents(uint32_t events) {
   if (!up_) return;
   if (events & (0x001 | 0x008 | 0x010 | 0x2000)) up_->readable = true;
   if (events & (0x004 | 0x008 | 0x010)) up_->writable = true;
+  if (events & (0x010 | 0x2000)) up_->hup = true;
   Drive();
 }
 
@@ -133,6 +141,13 @@ bool ProxySession::ReadClient() {
   if (!client_readable_ || !WantClientRead()) return false;
   ssize_t n = read(client_fd_, in_.Reserve(kReadChunk), kReadChunk);
   if (n > 0) {
+    // A short read drained the socket: wait for the next readiness event
+    // instead of paying a read that returns EAGAIN (new data raises a new
+    // edge, and poll() sees it too). Not after a hang-up: the EOF behind
+    // the data raises no new edge.
+    if (static_cast<size_t>(n) < kReadChunk && !client_hup_) {
+      client_readable_ = false;
+    }
     last_client_ms_ = NowMs();
     if (lingering_) return true;  // discard: the answer is already sent
     in_.Commit(static_cast<size_t>(n));
@@ -165,7 +180,8 @@ bool ProxySession::ReadClient() {
 void ProxySession::StartHead() {
   req_state_ = ReqState::kHead;
   req_start_ns_ = NowNs();
-  req_start_time_ = absl::Now();
+  // Wall-clock time only feeds the access log's %(t)s.
+  if (ctx_->access_log != nullptr) req_start_time_ = absl::Now();
 }
 
 bool ProxySession::ProcessClientInput() {
@@ -404,6 +420,7 @@ bool ProxySession::WriteUpstream() {
   std::string_view data = up_out_.View();
   ssize_t n = send(up_->fd, data.data(), data.size(), MSG_NOSIGNAL);
   if (n > 0) {
+    if (static_cast<size_t>(n) < data.size()) up_->writable = false;
     up_out_.Consume(static_cast<size_t>(n));
     last_upstream_ms_ = NowMs();
     return true;
@@ -426,6 +443,9 @@ bool ProxySession::ReadUpstream() {
   if (out_.size() >= ctx_->response_buffer) return false;  // client is slow
   ssize_t n = read(up_->fd, up_in_.Reserve(kReadChunk), kReadChunk);
   if (n > 0) {
+    if (static_cast<size_t>(n) < kReadChunk && !up_->hup) {
+      up_->readable = false;  // drained; see ReadClient()
+    }
     up_in_.Commit(static_cast<size_t>(n));
     last_upstream_ms_ = NowMs();
     return true;
@@ -654,6 +674,7 @@ bool ProxySession::WriteClient() {
   std::string_view data = out_.View();
   ssize_t n = send(client_fd_, data.data(), data.size(), MSG_NOSIGNAL);
   if (n > 0) {
+    if (static_cast<size_t>(n) < data.size()) client_writable_ = false;
     out_.Consume(static_cast<size_t>(n));
     last_client_ms_ = NowMs();
     return true;

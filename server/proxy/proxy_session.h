@@ -139,6 +139,7 @@ class ProxySession : public upstream::Connection::Owner {
   bool client_readable_ = true;  // optimistic until EAGAIN
   bool client_writable_ = true;
   bool client_eof_ = false;
+  bool client_hup_ = false;  // the peer hung up: read on to the EOF
   bool close_after_response_ = false;
   bool unread_input_ = false;  // closing with request bytes unread
   bool lingering_ = false;     // half-closed, discarding input

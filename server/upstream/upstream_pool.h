@@ -45,6 +45,7 @@ struct Connection {
   bool connecting = false;  // non-blocking TCP connect in progress
   bool readable = false;    // edge-triggered readiness, cleared on EAGAIN
   bool writable = false;
+  bool hup = false;         // the app hung up (EPOLLRDHUP): read to the EOF
   ~Connection();
 };
 
