@@ -86,7 +86,7 @@ void AsyncWorker::ApplySettings() {
 
 void AsyncWorker::AcceptSome(int listen_fd) {
   for (int i = 0; i < kAcceptBatch; ++i) {
-    if (sessions_.size() >= MaxConnections() || rt_->stopping()) {
+    if (sessions_.size() >= MaxConnections() || !rt_->accepting()) {
       SetListening(false);  // the rest wait in the listen backlog
       return;
     }
@@ -190,9 +190,9 @@ void AsyncWorker::Run() {
     touched_.clear();
     discarded_.clear();
 
-    if (rt_->stopping()) {
+    if (rt_->stopping() && sessions_.empty()) break;
+    if (!rt_->accepting()) {
       SetListening(false);
-      if (sessions_.empty()) break;
     } else if (!listening_ && sessions_.size() < MaxConnections()) {
       SetListening(true);
     }

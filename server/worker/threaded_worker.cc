@@ -220,7 +220,7 @@ void ThreadedWorker::Accept(int listen_fd) {
   uint32_t cap = rt_->settings().worker_connections.load();
   if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
   size_t max_conns = cap;
-  while (!rt_->stopping() && connections_ < max_conns && HasFreeThread()) {
+  while (rt_->accepting() && connections_ < max_conns && HasFreeThread()) {
     std::string peer;
     int fd = rt_->Accept(listen_fd, &peer);
     if (fd < 0) return;
@@ -307,9 +307,9 @@ void ThreadedWorker::Run() {
     if (rt_->SettingsChanged()) ApplySettings();
     TakeBackReturned();
     Sweep(scoreboard::MonotonicMs());
-    if (rt_->stopping()) {
+    if (rt_->stopping() && connections_ == 0) break;
+    if (!rt_->accepting()) {
       SetListening(false);
-      if (connections_ == 0) break;
     } else if (!listening_ && HasFreeThread()) {
       SetListening(true);
     }

@@ -58,6 +58,13 @@ class WorkerRuntime {
   // Starts a graceful stop for `reason`. Any thread; idempotent.
   void BeginStop(scoreboard::ExitReason reason);
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+  // The server is draining (admin Drain or shutdown): take no new
+  // connections; requests on open ones are answered 503.
+  bool server_draining() {
+    return scoreboard_->settings().draining.load(std::memory_order_relaxed);
+  }
+  // Neither stopping nor draining: the worker should be accepting.
+  bool accepting() { return !stopping() && !server_draining(); }
   // True when the settings generation moved since the last call; main
   // thread. The driver then reads settings() and applies them.
   bool SettingsChanged();
