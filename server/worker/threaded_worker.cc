@@ -2,11 +2,13 @@
 //
 // gthread: the main thread accepts and keeps idle keep-alive connections in
 // an epoll poller (at most --worker-connections); a connection with bytes to
-// read goes to a pool of --threads request threads, each driving one
-// connection at a time with poll(). A connection is accepted only while a
-// thread is free, so connections past workers x threads wait in the listen
-// backlog. The pool grows and shrinks in place when the master publishes a
-// new thread count.
+// read goes to a FIFO queue served by --threads request threads, each
+// driving one connection at a time with poll(), so requests in flight never
+// exceed the threads. A new connection is accepted only while the queue is
+// shorter than the thread count: past that, connections wait in the listen
+// backlog, and a keep-alive connection cannot starve a new one for long.
+// The pool grows and shrinks in place when the master publishes a new
+// thread count.
 //
 // sync: the main thread itself serves one connection at a time, one request
 // per connection ("Connection: close"), as Gunicorn's sync worker does.
@@ -91,7 +93,8 @@ class ThreadedWorker {
   void TakeBackReturned();
   void Sweep(int64_t now_ms);
   void ApplySettings();
-  bool HasFreeThread();
+  // True while fewer connections wait for a thread than there are threads.
+  bool RoomInQueue();
 
   WorkerRuntime* rt_;
   bool sync_;
@@ -134,9 +137,9 @@ void ThreadedWorker::SetListening(bool on) {
   }
 }
 
-bool ThreadedWorker::HasFreeThread() {
+bool ThreadedWorker::RoomInQueue() {
   std::lock_guard<std::mutex> lock(mu_);
-  return busy_threads_ + queue_.size() < running_threads_;
+  return queue_.size() < running_threads_;
 }
 
 void ThreadedWorker::ApplySettings() {
@@ -220,7 +223,7 @@ void ThreadedWorker::Accept(int listen_fd) {
   uint32_t cap = rt_->settings().worker_connections.load();
   if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
   size_t max_conns = cap;
-  while (rt_->accepting() && connections_ < max_conns && HasFreeThread()) {
+  while (rt_->accepting() && connections_ < max_conns && RoomInQueue()) {
     std::string peer;
     int fd = rt_->Accept(listen_fd, &peer);
     if (fd < 0) return;
@@ -310,7 +313,7 @@ void ThreadedWorker::Run() {
     if (rt_->stopping() && connections_ == 0) break;
     if (!rt_->accepting()) {
       SetListening(false);
-    } else if (!listening_ && HasFreeThread()) {
+    } else if (!listening_ && RoomInQueue()) {
       SetListening(true);
     }
   }
