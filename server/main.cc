@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
   options.reload = [sources] { return config::Reload(sources); };
   options.listeners = std::move(*listeners);
   options.exe_path = *exe;
+  options.worker_exe_path = "/proc/self/exe";
   options.argv.assign(argv, argv + argc);
   options.env = arbiter::CurrentEnvironment();
   options.old_master_pid = handoff.old_master_pid;

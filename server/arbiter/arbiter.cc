@@ -140,6 +140,9 @@ Arbiter::Arbiter(ArbiterOptions options, SysCalls* sys,
       reload_(std::move(options.reload)),
       listeners_(std::move(options.listeners)),
       exe_path_(std::move(options.exe_path)),
+      worker_exe_path_(options.worker_exe_path.empty()
+                           ? exe_path_
+                           : std::move(options.worker_exe_path)),
       argv_(std::move(options.argv)),
       env_(std::move(options.env)),
       old_master_pid_(options.old_master_pid),
@@ -882,7 +885,7 @@ void Arbiter::SpawnInto(uint32_t slot_index, int64_t now) {
   worker_config.threads = Threads();
   worker_config.worker_connections = WorkerConnections();
   SpawnSpec spec;
-  spec.path = exe_path_;
+  spec.path = worker_exe_path_;
   spec.argv = {"forkd",
                worker::kWorkerSubcommand,
                absl::StrCat(slot_index),

@@ -37,11 +37,16 @@ struct ArbiterOptions {
   // Re-reads the configuration on HUP (main: config::Reload(sources)).
   std::function<absl::StatusOr<config::Config>()> reload;
   std::vector<Listener> listeners;  // owned from here on; closed at exit
-  std::string exe_path;             // what workers and upgrades exec
-  std::vector<std::string> argv;    // the original argv, for USR2
-  std::vector<std::string> env;     // environment for children
-  pid_t old_master_pid = 0;         // FORKD_MASTER_PID when started by USR2
-  bool ignore_winch = false;        // on a terminal, WINCH means "resized"
+  std::string exe_path;             // what a USR2 upgrade execs
+  // What workers exec; empty: exe_path. main() passes /proc/self/exe so
+  // that workers always run the master's own image (same scoreboard layout
+  // and worker contract), even after the file at exe_path was replaced or
+  // removed by a package upgrade; only USR2 picks up the new file.
+  std::string worker_exe_path;
+  std::vector<std::string> argv;  // the original argv, for USR2
+  std::vector<std::string> env;   // environment for children
+  pid_t old_master_pid = 0;       // FORKD_MASTER_PID when started by USR2
+  bool ignore_winch = false;      // on a terminal, WINCH means "resized"
 };
 
 class Arbiter {
@@ -197,6 +202,7 @@ class Arbiter {
   std::function<absl::StatusOr<config::Config>()> reload_;
   std::vector<Listener> listeners_;
   std::string exe_path_;
+  std::string worker_exe_path_;
   std::vector<std::string> argv_;
   std::vector<std::string> env_;
   pid_t old_master_pid_;

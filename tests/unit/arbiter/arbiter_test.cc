@@ -55,6 +55,7 @@ class ArbiterTest : public ::testing::Test {
     listen_fd_ = l.fd;
     o.listeners.push_back(l);
     o.exe_path = "/opt/forkd/bin/forkd";
+    o.worker_exe_path = worker_exe_path_;
     o.argv = {"forkd", "--bind", "127.0.0.1:8000"};
     o.env = {"PATH=/bin", "FORKD_MASTER_PID=1"};
     o.old_master_pid = old_master_pid;
@@ -130,6 +131,7 @@ class ArbiterTest : public ::testing::Test {
   }
 
   FakeSysCalls sys_;
+  std::string worker_exe_path_;  // ArbiterOptions::worker_exe_path
   std::unique_ptr<Arbiter> arbiter_;
   absl::StatusOr<config::Config> reload_result_ = BaseConfig();
   int listen_fd_ = -1;
@@ -767,6 +769,22 @@ TEST_F(ArbiterTest, KillWorkerStopsItAndStartsAReplacement) {
   Exit(p, Exited(0));
   EXPECT_EQ(sys_.spawned.size(), 3u);
   EXPECT_EQ(arbiter_->Snapshot().exits[Cause(ExitCause::kKilled)], 1u);
+}
+
+TEST_F(ArbiterTest, WorkersExecTheWorkerImageAndUpgradesTheExePath) {
+  worker_exe_path_ = "/proc/self/exe";
+  Start(BaseConfig());
+  ASSERT_EQ(sys_.spawned.size(), 2u);
+  EXPECT_EQ(sys_.spawned[0].spec.path, "/proc/self/exe");
+  MarkAllReady();
+  Exit(sys_.spawned[0].pid, Signaled(SIGKILL));  // the replacement too
+  Advance(1);
+  ASSERT_EQ(sys_.spawned.size(), 3u);
+  EXPECT_EQ(sys_.spawned.back().spec.path, "/proc/self/exe");
+  EXPECT_EQ(sys_.spawned.back().spec.argv[1], "__worker");
+  arbiter_->HandleSignal(SIGUSR2);
+  EXPECT_EQ(sys_.spawned.back().spec.path, "/opt/forkd/bin/forkd");
+  EXPECT_NE(sys_.spawned.back().spec.argv[1], "__worker");
 }
 
 TEST_F(ArbiterTest, ReopenLogsForwardsUsr1) {
