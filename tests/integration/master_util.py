@@ -1,0 +1,163 @@
+"""Helpers shared by the process-model tests (test_master_*.py).
+
+They look at the real processes in /proc: a worker is a child of the master
+running the forkd binary as "forkd __worker SLOT GENERATION ...".
+"""
+
+import math
+import os
+import socket
+import subprocess
+import threading
+import time
+
+from forkd_harness import child_pids, http_get, pid_alive, process_cmdline, wait_until
+
+
+def workers_of(master_pid):
+    """Live "__worker" children of master_pid, sorted (never other children)."""
+    return [p for p in child_pids(master_pid) if "__worker" in process_cmdline(p)]
+
+
+def wait_worker_set(master_pid, predicate, timeout, what):
+    """Polls workers_of(master_pid) until predicate(pids) is true; returns pids."""
+    def check():
+        pids = workers_of(master_pid)
+        return (pids,) if predicate(pids) else None  # a 1-tuple: [] is a result too
+    return wait_until(check, timeout, what=what)[0]
+
+
+def worker_generation(pid):
+    """The GENERATION argument of a worker's command line (None if gone)."""
+    argv = process_cmdline(pid)
+    if "__worker" not in argv:
+        return None
+    return int(argv[argv.index("__worker") + 2])
+
+
+def worker_config_args(pid):
+    """The --flag=value arguments the master handed a worker, as a dict."""
+    argv = process_cmdline(pid)
+    if "--" not in argv:
+        return {}
+    out = {}
+    for arg in argv[argv.index("--") + 1:]:
+        name, _, value = arg.partition("=")
+        out[name] = value
+    return out
+
+
+def wait_exit(proc, timeout):
+    """proc's exit code, or None if it is still running after timeout s."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def wait_gone(pid, timeout):
+    """Waits until pid is gone (or a zombie); returns True if it went."""
+    try:
+        wait_until(lambda: not pid_alive(pid), timeout, what="pid %d to exit" % pid)
+        return True
+    except TimeoutError:
+        return False
+
+
+def kill_quietly(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def connection_refused(port, timeout=2):
+    """True when nothing accepts on port: refused, or reset/closed unanswered."""
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except ConnectionRefusedError:
+        return True
+    with sock:
+        try:
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            return sock.recv(100) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+def get_in_thread(port, path, timeout=15):
+    """Starts GET path on a new connection in a thread.
+
+    Returns (thread, result dict); result gets "status" or "error" and "at"
+    (monotonic time the answer came).
+    """
+    result = {}
+
+    def run():
+        try:
+            status, _, body = http_get(port, path, timeout=timeout)
+            result["status"] = status
+            result["body"] = body
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            result["error"] = "%s: %s" % (type(e).__name__, e)
+        result["at"] = time.monotonic()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _quota_cpus(quota, period):
+    if quota <= 0 or period <= 0:
+        return None
+    return max(1, math.ceil(quota / period))
+
+
+def expected_cpus():
+    """The CPU count forkd should see: affinity, then cgroup v2 / v1 quotas.
+
+    Mirrors the documented rule (cgroup v2 cpu.max, v1 CFS quota, cpuset via
+    the affinity mask), walking from the process's cgroup up to the root.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    paths = {}
+    for line in (_read("/proc/self/cgroup") or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for c in parts[1].split(",") if parts[1] else [""]:
+                paths[c] = parts[2]
+
+    def dirs(base, rel):
+        parts = [p for p in rel.split("/") if p]
+        return [os.path.join(base, *parts[:n]) for n in range(len(parts), -1, -1)]
+
+    for d in dirs("/sys/fs/cgroup", paths.get("", "/")):
+        text = _read(os.path.join(d, "cpu.max"))
+        if text and not text.startswith("max"):
+            fields = text.split()
+            n = _quota_cpus(int(fields[0]), int(fields[1]) if len(fields) > 1 else 100000)
+            if n:
+                cpus = min(cpus, n)
+    for mount in ("cpu,cpuacct", "cpuacct,cpu", "cpu"):
+        base = os.path.join("/sys/fs/cgroup", mount)
+        if not os.path.isdir(base):
+            continue
+        for d in dirs(base, paths.get("cpu", "/")):
+            quota = _read(os.path.join(d, "cpu.cfs_quota_us"))
+            period = _read(os.path.join(d, "cpu.cfs_period_us"))
+            if quota and period:
+                n = _quota_cpus(int(quota), int(period))
+                if n:
+                    cpus = min(cpus, n)
+        break
+    return cpus
