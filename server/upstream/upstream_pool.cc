@@ -92,12 +92,29 @@ Pool::Pool(Address address, int max_idle)
     : address_(std::move(address)), max_idle_(std::max(0, max_idle)) {}
 
 std::unique_ptr<Connection> Pool::TakeIdle() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (idle_.empty()) return nullptr;
-  std::unique_ptr<Connection> c = std::move(idle_.back());
-  idle_.pop_back();
-  c->reused = true;
-  return c;
+  while (true) {
+    std::unique_ptr<Connection> c;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (idle_.empty()) return nullptr;
+      c = std::move(idle_.back());
+      idle_.pop_back();
+    }
+    // Registered connections report the app closing them to the async
+    // loop. The others (gthread, sync) are checked here: an app that closes
+    // idle keep-alive connections (Gunicorn after its --keepalive) would
+    // otherwise fail the next request, and a POST cannot be retried.
+    if (!c->registered) {
+      char byte;
+      ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        Discard(std::move(c));  // closed (0), stray bytes (>0) or an error
+        continue;
+      }
+    }
+    c->reused = true;
+    return c;
+  }
 }
 
 ConnectResult Pool::Connect(std::unique_ptr<Connection>* out, int* err) {

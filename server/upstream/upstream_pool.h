@@ -56,7 +56,8 @@ class Pool {
  public:
   Pool(Address address, int max_idle);
 
-  // Takes an idle connection (most recently used first), or nullptr.
+  // Takes an idle connection (most recently used first) that the app has
+  // not closed, or nullptr.
   std::unique_ptr<Connection> TakeIdle();
 
   // Opens a new non-blocking connection. kRetryLater: the app's accept
