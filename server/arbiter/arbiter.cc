@@ -899,6 +899,11 @@ void Arbiter::SpawnInto(uint32_t slot_index, int64_t now) {
   spec.env = env_;
   for (const Listener& l : listeners_) spec.inherit_fds.push_back(l.fd);
   spec.inherit_fds.push_back(scoreboard_->fd());
+  // A master killed outright (OOM killer, kill -9) must not leave workers
+  // serving unsupervised and holding the port: they stop gracefully, as
+  // Gunicorn's do when their parent goes. Not for a USR2 master, which
+  // outlives the old one by design.
+  spec.parent_death_signal = SIGTERM;
 
   absl::StatusOr<pid_t> pid = sys_->Spawn(spec);
   if (!pid.ok()) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,7 +29,15 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
 // Runs in the forked child: async-signal-safe calls only.
 [[noreturn]] void ExecChild(const char* path, char* const* argv,
                             char* const* envp, const int* fds, size_t nfds,
+                            int parent_death_signal, pid_t parent,
                             int error_pipe) {
+  if (parent_death_signal != 0) {
+    // The parent may have died between fork and prctl: then no signal comes.
+    if (prctl(PR_SET_PDEATHSIG, parent_death_signal) != 0 ||
+        getppid() != parent) {
+      _exit(127);
+    }
+  }
   for (size_t i = 0; i < nfds; ++i) {
     int flags = fcntl(fds[i], F_GETFD);
     if (flags >= 0) fcntl(fds[i], F_SETFD, flags & ~FD_CLOEXEC);
@@ -66,10 +75,12 @@ absl::StatusOr<pid_t> SysCallsImpl::Spawn(const SpawnSpec& spec) {
   sigset_t all, saved;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &saved);
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
     ExecChild(spec.path.c_str(), argv.data(), envp.data(),
-              spec.inherit_fds.data(), spec.inherit_fds.size(), pipe_fds[1]);
+              spec.inherit_fds.data(), spec.inherit_fds.size(),
+              spec.parent_death_signal, parent, pipe_fds[1]);
   }
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &saved, nullptr);

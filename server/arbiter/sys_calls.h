@@ -20,6 +20,10 @@ struct SpawnSpec {
   std::vector<std::string> argv;  // argv[0] included
   std::vector<std::string> env;   // "NAME=value"
   std::vector<int> inherit_fds;   // close-on-exec is cleared on these only
+  // When not 0, the child gets this signal when the spawning thread dies
+  // (prctl PR_SET_PDEATHSIG, kept across exec), and exits at once if its
+  // parent died before that was set.
+  int parent_death_signal = 0;
 };
 
 class SysCalls {
@@ -28,7 +32,9 @@ class SysCalls {
 
   // fork + exec of `spec`. In the child, between fork and exec, only
   // async-signal-safe calls run: clear FD_CLOEXEC on spec.inherit_fds, reset
-  // every signal disposition to default and unblock all signals. Returns the
+  // every signal disposition to default, unblock all signals and set
+  // spec.parent_death_signal. Call it from a thread that lives as long as
+  // the children (the death signal follows the thread). Returns the
   // child's pid once exec succeeded, or an error naming fork or exec.
   virtual absl::StatusOr<pid_t> Spawn(const SpawnSpec& spec) = 0;
 

@@ -7,7 +7,8 @@ import signal
 import time
 
 from forkd_harness import Forkd, http_get, pid_alive, wait_until
-from master_util import kill_quietly, wait_worker_set, workers_of
+from master_util import (connection_refused, get_in_thread, kill_quietly, wait_gone,
+                         wait_worker_set, workers_of)
 
 
 def _settle_count(fk, n, hold=0.6):
@@ -161,3 +162,24 @@ def _check_replacement_runs_the_old_image(fk, binary, tmp_short):
     assert not os.path.exists(marker), "a worker was started from the replaced file"
     for _ in range(4):
         assert http_get(fk.port, "/hello")[0] == 200
+
+
+def test_workers_stop_when_the_master_is_killed(forkd_factory, example_app):
+    # A master killed outright (the OOM killer, kill -9) must not leave its
+    # workers serving unsupervised and holding the port: they stop, like
+    # Gunicorn's workers do when their parent goes.
+    fk = forkd_factory(example_app, ["--workers", "2"])
+    workers = fk.wait_workers(2)
+    slow, result = get_in_thread(fk.port, "/sleep?ms=1000")
+    time.sleep(0.3)
+    fk.signal(signal.SIGKILL)
+    try:
+        for pid in workers:
+            assert wait_gone(pid, 5), "worker %d outlived its master" % pid
+    finally:
+        for pid in workers:
+            if pid_alive(pid):
+                kill_quietly(pid, signal.SIGKILL)
+    slow.join(10)
+    assert result.get("status") == 200, result  # they stopped gracefully
+    assert connection_refused(fk.port)

@@ -787,6 +787,15 @@ TEST_F(ArbiterTest, WorkersExecTheWorkerImageAndUpgradesTheExePath) {
   EXPECT_NE(sys_.spawned.back().spec.argv[1], "__worker");
 }
 
+TEST_F(ArbiterTest, WorkersButNotANewMasterStopWhenTheMasterDies) {
+  Start(BaseConfig());
+  arbiter_->HandleSignal(SIGUSR2);
+  ASSERT_EQ(sys_.spawned.size(), 3u);
+  EXPECT_EQ(sys_.spawned[0].spec.parent_death_signal, SIGTERM);
+  EXPECT_EQ(sys_.spawned[1].spec.parent_death_signal, SIGTERM);
+  EXPECT_EQ(sys_.spawned[2].spec.parent_death_signal, 0);  // the new master
+}
+
 TEST_F(ArbiterTest, ReopenLogsForwardsUsr1) {
   Start(BaseConfig());
   arbiter_->HandleSignal(SIGUSR1);
