@@ -64,6 +64,13 @@ void AppendHeader(std::string* out, std::string_view name,
   out->append("\r\n");
 }
 
+// RFC 9110 9.2.2: methods a proxy may repeat when it cannot tell whether
+// the app acted on the first attempt.
+bool IsIdempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" ||
+         method == "TRACE" || method == "PUT" || method == "DELETE";
+}
+
 int StatusClass(int status) {
   int c = status / 100;
   return (c >= 1 && c <= 5) ? c - 1 : 4;
@@ -196,7 +203,10 @@ bool ProxySession::ProcessClientInput() {
       case http1::ParseStatus::kNeedMore:
         return false;
       case http1::ParseStatus::kError:
+        // Whatever of the request line parsed names the request in the
+        // error and access logs ("" when the line itself was bad).
         method_ = req_parser_.head().method;
+        target_ = req_parser_.head().target;
         Fail(Failure::kBadRequest, req_parser_.error().detail);
         return true;
       case http1::ParseStatus::kDone:
@@ -390,6 +400,7 @@ bool ProxySession::StartUpstream() {
     }
   }
   up_ = std::move(conn);
+  up_wrote_ = false;
   up_->owner = this;
   if (ctx_->register_upstream && !up_->registered) {
     ctx_->register_upstream(up_.get());
@@ -422,6 +433,7 @@ bool ProxySession::WriteUpstream() {
   if (n > 0) {
     if (static_cast<size_t>(n) < data.size()) up_->writable = false;
     up_out_.Consume(static_cast<size_t>(n));
+    up_wrote_ = true;
     last_upstream_ms_ = NowMs();
     return true;
   }
@@ -601,8 +613,12 @@ void ProxySession::CompleteUpstream() {
 void ProxySession::UpstreamFailed(Failure failure, const std::string& detail) {
   // A pooled connection the app closed while idle fails at once: retry the
   // request once on a fresh connection when nothing of it was answered.
+  // Once request bytes reached the app, it may have acted on them before
+  // closing, so only idempotent methods are repeated (RFC 9110 9.2.2): a
+  // POST must not be delivered twice.
   if (up_ && up_->reused && can_replay_ && failure == Failure::kUpstreamReset &&
-      resp_state_ == RespState::kHead && up_in_.empty()) {
+      resp_state_ == RespState::kHead && up_in_.empty() &&
+      (!up_wrote_ || IsIdempotent(method_))) {
     ReleaseUpstream(false);
     up_out_.Clear();
     up_out_.Append(replay_.View());
