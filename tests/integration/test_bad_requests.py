@@ -1,0 +1,108 @@
+"""Malformed and oversized requests, for each worker class: the right status
+with a short plain body, the connection closed, one error-log line naming
+the cause, and the next client served as usual."""
+
+import pytest
+
+from forkd_harness import http_get
+from proxy_fixtures import CLASS_ARGS, CLASSES, LogMark, Started, require_forkd
+from wire import WireConnection
+
+H = b"Host: test.local"
+
+
+def head(lines, request_line=b"GET / HTTP/1.1"):
+    return request_line + b"\r\n" + b"".join(l + b"\r\n" for l in lines) + b"\r\n"
+
+
+# (id, request bytes, status, cause the body and the log line must name)
+CASES = [
+    ("cl-and-te",
+     head([H, b"Content-Length: 5", b"Transfer-Encoding: chunked"], b"POST /echo HTTP/1.1")
+     + b"0\r\n\r\n",
+     400, "both Content-Length and Transfer-Encoding"),
+    ("duplicate-cl-differing",
+     head([H, b"Content-Length: 5", b"Content-Length: 6"], b"POST /echo HTTP/1.1") + b"hello!",
+     400, "duplicate Content-Length"),
+    ("bad-chunk-size",
+     head([H, b"Transfer-Encoding: chunked"], b"POST /echo HTTP/1.1")
+     + b"zz\r\nhello\r\n0\r\n\r\n",
+     400, "chunk size"),
+    ("obs-fold", head([H, b"X-Folded: first", b"  second"]), 400, "obs-fold"),
+    ("bare-cr", head([H, b"X-Cr: a\rb"]), 400, "bare CR"),
+    ("invalid-header-name", head([H, b"Bad@Name: 1"]), 400, "header name"),
+    ("space-in-header-name", head([H, b"Bad Name: 1"]), 400, "header name"),
+    ("http2-version", head([H], b"GET / HTTP/2.0"), 505, "HTTP version"),
+    ("missing-host", head([], b"GET / HTTP/1.1"), 400, "Host"),
+    ("request-line-5000",
+     head([H], b"GET /" + b"a" * 4986 + b" HTTP/1.1"), 414, "request line too long"),
+    ("101-headers",
+     head([H] + [b"X-H-%d: v" % i for i in range(100)]), 431, "too many header fields"),
+    ("9000-byte-header", head([H, b"X-Big: " + b"b" * 9000]), 431, "header field too long"),
+    ("body-over-limit-cl",
+     head([H, b"Content-Length: 2000"], b"POST /echo HTTP/1.1") + b"x" * 2000,
+     413, "exceeds limit"),
+    ("body-over-limit-chunked",
+     head([H, b"Transfer-Encoding: chunked"], b"POST /echo HTTP/1.1")
+     + b"7d0\r\n" + b"x" * 2000 + b"\r\n0\r\n\r\n",
+     413, "exceeds limit"),
+    ("te-gzip",
+     head([H, b"Transfer-Encoding: gzip"], b"POST /echo HTTP/1.1") + b"abc",
+     501, "transfer coding"),
+]
+
+
+def test_request_line_case_is_5000_bytes():
+    line = dict((c[0], c[1]) for c in CASES)["request-line-5000"].split(b"\r\n")[0]
+    assert len(line) == 5000
+
+
+@pytest.fixture(scope="module")
+def app():
+    started = Started()
+    try:
+        yield started.app()
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module", params=CLASSES)
+def server(request, app):
+    require_forkd()
+    started = Started()
+    try:
+        yield started.forkd(app, ["--workers", "1", "--limit-request-body", "1000"]
+                            + CLASS_ARGS[request.param])
+    finally:
+        started.stop()
+
+
+@pytest.mark.parametrize("data,status,cause", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_request(server, data, status, cause):
+    fk = server
+    mark = LogMark(fk)
+    with WireConnection(fk.port, timeout=5) as c:
+        c.send(data)
+        r = c.read_response()
+        assert r.status == status, r
+        assert r.headers["Connection"].lower() == "close"
+        assert r.headers["Content-Type"].startswith("text/plain")
+        assert 0 < len(r.body) < 200, r.body
+        assert cause.lower().encode() in r.body.lower(), r.body
+        assert c.closed_by_server(timeout=3), "connection left open after %d" % status
+    lines = mark.wait_for("%d for " % status)
+    assert len(lines) == 1, lines
+    assert cause.lower() in lines[0].lower(), lines[0]
+    # The worker is fine: the next client is served.
+    status2, _, body2 = http_get(fk.port, "/")
+    assert (status2, body2) == (200, b"hello\n")
+
+
+def test_valid_body_under_limit_still_served(server):
+    # The same server takes a body under --limit-request-body.
+    fk = server
+    with WireConnection(fk.port) as c:
+        c.send(head([H, b"Content-Length: 1000", b"Connection: close"], b"POST /echo HTTP/1.1")
+               + b"y" * 1000)
+        r = c.read_response()
+    assert r.status == 200 and r.body == b"y" * 1000
