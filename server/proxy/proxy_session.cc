@@ -285,7 +285,10 @@ void ProxySession::BeginRequest() {
                     ? *rid
                     : NewRequestId();
 
-  if (ctx_->server_draining != nullptr &&
+  // A worker that is stopping serves what reached it (with "Connection:
+  // close"); the 503 is for a drained server whose workers keep running.
+  bool stopping = ctx_->stopping != nullptr && ctx_->stopping->load();
+  if (!stopping && ctx_->server_draining != nullptr &&
       ctx_->server_draining->load(std::memory_order_relaxed) != 0) {
     Fail(Failure::kDraining, "server is draining");
     return;

@@ -39,7 +39,9 @@ class AsyncWorker {
  private:
   void Add(int fd, uint32_t events, uint64_t data);
   void SetListening(bool on);
-  void AcceptSome(int listen_fd);
+  // Accepts up to kAcceptBatch connections, or with `final_sweep` every
+  // connection queued in the backlog regardless of the caps.
+  void AcceptSome(int listen_fd, bool final_sweep = false);
   void OnEvent(const epoll_event& ev);
   void Sweep(int64_t now_ms);
   void ApplySettings();
@@ -48,6 +50,7 @@ class AsyncWorker {
   WorkerRuntime* rt_;
   int epfd_ = -1;
   bool listening_ = false;
+  bool swept_backlog_ = false;
   std::atomic<uint32_t> cap_{0};
   absl::flat_hash_set<proxy::ProxySession*> sessions_;
   std::vector<proxy::ProxySession*> touched_;
@@ -84,9 +87,10 @@ void AsyncWorker::ApplySettings() {
   rt_->slot().connection_cap.store(cap);
 }
 
-void AsyncWorker::AcceptSome(int listen_fd) {
-  for (int i = 0; i < kAcceptBatch; ++i) {
-    if (sessions_.size() >= MaxConnections() || !rt_->accepting()) {
+void AsyncWorker::AcceptSome(int listen_fd, bool final_sweep) {
+  for (int i = 0; final_sweep || i < kAcceptBatch; ++i) {
+    if (!final_sweep &&
+        (sessions_.size() >= MaxConnections() || !rt_->accepting())) {
       SetListening(false);  // the rest wait in the listen backlog
       return;
     }
@@ -190,6 +194,14 @@ void AsyncWorker::Run() {
     touched_.clear();
     discarded_.clear();
 
+    if (rt_->stopping() && !swept_backlog_) {
+      // Connections the kernel already queued for us were promised service:
+      // take them all before we stop listening (Gunicorn drops them,
+      // gunicorn#3397).
+      swept_backlog_ = true;
+      for (int fd : rt_->listen_fds()) AcceptSome(fd, /*final_sweep=*/true);
+      continue;
+    }
     if (rt_->stopping() && sessions_.empty()) break;
     if (!rt_->accepting()) {
       SetListening(false);
