@@ -159,11 +159,16 @@ void ThreadedWorker::ApplySettings() {
   for (uint32_t i = 0; i < to_start; ++i) {
     std::thread([this] { ThreadMain(); }).detach();
   }
-  if (sync_) {
+  // Report the threads that run, not the target: while a pool shrinks, the
+  // surplus threads leave one by one as they become idle (ThreadMain).
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    running_threads_ = 1;
+    if (sync_) running_threads_ = 1;
+    rt_->slot().threads.store(running_threads_);
   }
-  rt_->slot().threads.store(want);
+  uint32_t cap = rt_->settings().worker_connections.load();
+  if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
+  rt_->slot().connection_cap.store(cap);
 }
 
 void ThreadedWorker::ThreadMain() {
