@@ -3,6 +3,8 @@ test_app_failures, test_gunicorn): the worker classes, a module-scoped forkd
 per class, and log helpers."""
 
 import os
+import select
+import subprocess
 
 import pytest
 
@@ -38,6 +40,11 @@ class Started:
 
     def app(self, **kw):
         app = ExampleApp(**kw).start()
+        self.items.append(app)
+        return app
+
+    def tcp_app(self, args=()):
+        app = TcpExampleApp(args).start()
         self.items.append(app)
         return app
 
@@ -78,3 +85,40 @@ _APP_BLOCK = (b"0123456789abcdefghijklmnopqrstuvwxyz" * (65536 // 36 + 1))[:6553
 
 def app_bytes(n):
     return (_APP_BLOCK * (n // len(_APP_BLOCK) + 1))[:n]
+
+
+class TcpExampleApp:
+    """The example app on 127.0.0.1 (--port 0: it prints the port it got)."""
+
+    def __init__(self, args=()):
+        self.args = list(args)
+        self.proc = None
+        self.port = None
+
+    @property
+    def upstream(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self):
+        self.proc = subprocess.Popen([forkd_harness.PYTHON, forkd_harness.APP_PY, "--port", "0"]
+                                     + self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 10)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line.strip().isdigit():
+            self.cleanup()
+            raise RuntimeError("example app on TCP did not start: %r" % line)
+        self.port = int(line)
+        return self
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc:
+            self.proc.stdout.close()

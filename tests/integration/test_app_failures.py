@@ -12,7 +12,7 @@ import time
 import pytest
 
 from fake_upstream import FakeUpstream, ok_response
-from forkd_harness import http_get, http_request, short_tmpdir
+from forkd_harness import free_port, http_get, http_request, short_tmpdir
 from proxy_fixtures import CLASS_ARGS, CLASSES, KEEPALIVE_CLASSES, LogMark, Started
 from wire import WireConnection, chunked, request_bytes
 
@@ -373,3 +373,47 @@ def test_app_broken_response(started, tmpdir_short, cls, answer, cause):
                 assert r.status == 502, r
                 assert cause in r.body, r.body
         assert http_get(fk.port, "/")[::2] == (200, b"ok\n")
+
+
+# --- app connections: TCP upstreams, apps that drop idle connections -------------------
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_tcp_upstream(started, cls):
+    app = started.tcp_app()
+    fk = started.forkd(app.upstream, one_worker(cls, "--request-buffer", "65536"))
+    assert http_get(fk.port, "/")[::2] == (200, b"hello\n")
+    body = os.urandom(300_000)
+    status, headers, got = http_request(fk.port, "POST", "/echo", body=body)
+    assert status == 200 and got == body
+    with WireConnection(fk.port, timeout=10) as c:
+        c.send(request_bytes("GET", "/stream?chunks=3&interval_ms=10&size=64"))
+        r = c.read_response()
+        assert r.status == 200 and len(r.body) == 192
+    status, _, body = http_get(fk.port, "/bytes?n=3000000", timeout=20)
+    assert status == 200 and len(body) == 3_000_000
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_tcp_upstream_refused(started, cls):
+    port = free_port()  # nothing listens there
+    fk = started.forkd("http://127.0.0.1:%d" % port, one_worker(cls))
+    status, _, body = http_get(fk.port, "/")
+    assert status == 502
+    assert b"Connection refused" in body, body
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_app_dropping_idle_connections_loses_no_post(started, cls, transport):
+    # The app closes keep-alive connections idle for 0.2 s (as Gunicorn does
+    # after --keep-alive): every POST after a pause must still go through,
+    # once (a POST that reached a dead connection cannot be retried).
+    args = ["--idle-timeout", "0.2"]
+    app = started.app(args=args) if transport == "unix" else started.tcp_app(args)
+    fk = started.forkd(app.upstream, one_worker(cls))
+    for i in range(4):
+        time.sleep(0.4)
+        body = b"post-%d" % i
+        status, headers, got = http_request(fk.port, "POST", "/echo", body=body)
+        assert (status, got) == (200, body), (i, status, got)

@@ -2,8 +2,11 @@
 with a short plain body, the connection closed, one error-log line naming
 the cause, and the next client served as usual."""
 
+import os
+
 import pytest
 
+from fake_upstream import FakeUpstream
 from forkd_harness import http_get
 from proxy_fixtures import CLASS_ARGS, CLASSES, LogMark, Started, require_forkd
 from wire import WireConnection
@@ -36,9 +39,14 @@ CASES = [
     ("missing-host", head([], b"GET / HTTP/1.1"), 400, "Host"),
     ("request-line-5000",
      head([H], b"GET /" + b"a" * 4986 + b" HTTP/1.1"), 414, "request line too long"),
+    ("request-line-4095",
+     head([H], b"GET /" + b"a" * (4095 - len(b"GET / HTTP/1.1")) + b" HTTP/1.1"),
+     414, "request line too long"),
     ("101-headers",
      head([H] + [b"X-H-%d: v" % i for i in range(100)]), 431, "too many header fields"),
     ("9000-byte-header", head([H, b"X-Big: " + b"b" * 9000]), 431, "header field too long"),
+    ("8191-byte-header", head([H, b"X-Big: " + b"b" * (8191 - 7)]), 431,
+     "header field too long"),
     ("body-over-limit-cl",
      head([H, b"Content-Length: 2000"], b"POST /echo HTTP/1.1") + b"x" * 2000,
      413, "exceeds limit"),
@@ -52,9 +60,11 @@ CASES = [
 ]
 
 
-def test_request_line_case_is_5000_bytes():
-    line = dict((c[0], c[1]) for c in CASES)["request-line-5000"].split(b"\r\n")[0]
-    assert len(line) == 5000
+def test_case_sizes():
+    cases = dict((c[0], c[1]) for c in CASES)
+    assert len(cases["request-line-5000"].split(b"\r\n")[0]) == 5000
+    assert len(cases["request-line-4095"].split(b"\r\n")[0]) == 4095
+    assert len(cases["8191-byte-header"].split(b"\r\n")[2]) == 8191
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +116,30 @@ def test_valid_body_under_limit_still_served(server):
                + b"y" * 1000)
         r = c.read_response()
     assert r.status == 200 and r.body == b"y" * 1000
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_request_exactly_at_limits_is_served(tmp_short, cls):
+    # Exactly --limit-request-line (4094) bytes of request line and
+    # --limit-request-fields (100) fields, one of 8190 bytes
+    # (--limit-request-field-size): all forwarded. (A scripted app: the
+    # example app itself stops at 100 headers, and forkd adds four.)
+    target = "/at-limit?" + "q" * (4094 - len("GET /at-limit? HTTP/1.1"))
+    big = "X-Big: " + "b" * (8190 - len("X-Big: "))
+    fields = [b"Host: test.local", big.encode()] + [b"X-F-%02d: v" % i for i in range(98)]
+    data = head(fields, ("GET %s HTTP/1.1" % target).encode())
+    assert len(data.split(b"\r\n")[0]) == 4094
+    assert len(fields) == 100 and max(len(f) for f in fields) == 8190
+    started = Started()
+    try:
+        with FakeUpstream(os.path.join(tmp_short, "up.sock")) as up:
+            fk = started.forkd(up.upstream, ["--workers", "1"] + CLASS_ARGS[cls])
+            with WireConnection(fk.port) as c:
+                c.send(data)
+                r = c.read_response()
+            assert (r.status, r.body) == (200, b"ok\n"), r
+            [req] = [q for q in up.snapshot() if q.target == target]
+            assert req.headers["x-big"] == "b" * (8190 - len("X-Big: "))
+            assert sum(1 for k in req.headers if k.startswith("x-f-")) == 98
+    finally:
+        started.stop()

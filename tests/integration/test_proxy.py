@@ -494,3 +494,59 @@ def test_access_log_records_forkd_errors(forkd_factory, example_app, tmp_short):
     assert r.status == 400
     records = [json.loads(l) for l in read_lines(path, 1, skip=is_probe)]
     assert [(x["status"], x["path"]) for x in records] == [(400, "/bad")]
+
+
+# --- connection management ----------------------------------------------------------
+
+
+def test_client_connection_close_honoured(server):
+    cls, fk = server
+    with WireConnection(fk.port) as c:
+        c.send(request_bytes("GET", "/", [("Connection", "close")]))
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"hello\n")
+        assert r.headers["Connection"].lower() == "close"
+        assert c.closed_by_server()
+
+
+def test_http10_keepalive(server):
+    cls, fk = server
+    with WireConnection(fk.port) as c:
+        for _ in range(2 if cls in KEEPALIVE_CLASSES else 1):
+            c.send(request_bytes("GET", "/", [("Connection", "keep-alive")],
+                                 version="HTTP/1.0", host=None))
+            r = c.read_response()
+            assert (r.status, r.body) == (200, b"hello\n")
+            if cls in KEEPALIVE_CLASSES:
+                assert r.headers["Connection"].lower() == "keep-alive"
+        if cls == "sync":
+            assert c.closed_by_server()
+    # Without keep-alive an HTTP/1.0 connection ends after the response.
+    with WireConnection(fk.port) as c:
+        c.send(request_bytes("GET", "/", version="HTTP/1.0", host=None))
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"hello\n")
+        assert c.closed_by_server()
+
+
+@pytest.mark.parametrize("cls", KEEPALIVE_CLASSES)
+def test_idle_keepalive_connection_closed_after_keepalive(forkd_factory, example_app, cls):
+    fk = forkd_factory(example_app, ["--workers", "1", "--keepalive", "1"] + CLASS_ARGS[cls])
+    with WireConnection(fk.port) as c:
+        c.send(request_bytes("GET", "/"))
+        assert c.read_response().status == 200
+        time.sleep(0.4)
+        c.send(request_bytes("GET", "/"))  # still open well within --keepalive
+        assert c.read_response().status == 200
+        start = time.monotonic()
+        assert c.closed_by_server(timeout=5)
+        assert 0.5 <= time.monotonic() - start <= 3.0
+
+
+def test_repeated_headers_reach_app_in_order(server):
+    _, fk = server
+    r, c = exchange(fk, request_bytes("GET", "/headers", [
+        ("X-Multi", "one"), ("X-Other", "x"), ("X-Multi", "two")]))
+    c.close()
+    seen = json.loads(r.body)
+    assert seen["x-multi"] == "one, two"
