@@ -215,7 +215,10 @@ bool ProxySession::ProcessClientInput() {
         return true;
     }
   }
-  if (req_state_ != ReqState::kBody || in_.empty()) return false;
+  // A body can be complete with no bytes to read: "Content-Length: 0".
+  if (req_state_ != ReqState::kBody || (in_.empty() && !req_body_->done())) {
+    return false;
+  }
 
   // Decode no more than the buffers may take: up to --request-buffer while
   // buffering, and while streaming only what the app has drained.

@@ -300,6 +300,28 @@ def test_request_body_arrives_whole(server, framing, size):
         assert r.headers["X-Seen-Content-Length"] == str(size)
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_empty_body_with_content_length_zero(server, method):
+    # http.client and most clients send "Content-Length: 0" for a POST
+    # without a body: there are no body bytes to wait for.
+    cls, fk = server
+    status, headers, body = http_request(fk.port, method, "/echo", body=b"", timeout=5)
+    assert (status, body) == (200, b"")
+    assert headers["X-Echo-Method"] == method
+    assert headers["X-Seen-Content-Length"] == "0"
+    if cls not in KEEPALIVE_CLASSES:
+        return
+    # And the request behind it on the same connection.
+    with WireConnection(fk.port, timeout=5) as c:
+        c.send(request_bytes(method, "/echo", [("Content-Length", "0")])
+               + request_bytes("POST", "/echo", [("Transfer-Encoding", "chunked")],
+                               body=b"0\r\n\r\n")
+               + request_bytes("GET", "/"))
+        assert c.read_response().headers["X-Echo-Length"] == "0"
+        assert c.read_response().headers["X-Echo-Length"] == "0"
+        assert c.read_response().body == b"hello\n"
+
+
 def test_chunked_trailers_dropped_body_whole(server):
     _, fk = server
     body = pattern(3000, seed=9)
