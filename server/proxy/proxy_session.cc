@@ -237,7 +237,9 @@ bool ProxySession::ProcessClientInput() {
     return true;
   }
   if (upstream_wanted_) {
-    if (req_body_chunked_upstream_) {
+    if (up_write_closed_) {
+      // The app stopped reading this body: drop the rest.
+    } else if (req_body_chunked_upstream_) {
       AppendChunk(&up_out_, scratch_);
     } else {
       up_out_.Append(scratch_);
@@ -256,7 +258,7 @@ bool ProxySession::ProcessClientInput() {
       body_buf_.Shrink(64 * 1024);
       can_replay_ = true;
       upstream_wanted_ = true;
-    } else if (req_body_chunked_upstream_) {
+    } else if (req_body_chunked_upstream_ && !up_write_closed_) {
       up_out_.Append("0\r\n\r\n");
     }
   } else if (!upstream_wanted_ && body_buf_.size() >= ctx_->request_buffer) {
@@ -407,6 +409,7 @@ bool ProxySession::StartUpstream() {
   }
   up_ = std::move(conn);
   up_wrote_ = false;
+  up_write_closed_ = false;
   up_->owner = this;
   if (ctx_->register_upstream && !up_->registered) {
     ctx_->register_upstream(up_.get());
@@ -418,7 +421,8 @@ bool ProxySession::StartUpstream() {
 }
 
 bool ProxySession::WriteUpstream() {
-  if (!up_ || !up_->writable || (up_out_.empty() && !up_->connecting)) {
+  if (!up_ || !up_->writable || up_write_closed_ ||
+      (up_out_.empty() && !up_->connecting)) {
     return false;
   }
   if (up_->connecting) {
@@ -448,6 +452,17 @@ bool ProxySession::WriteUpstream() {
     return false;
   }
   if (n < 0 && errno == EINTR) return true;
+  if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+    // The app stopped reading: it may have answered from the head alone
+    // (413, 401...) and closed. Read its answer instead of answering 502;
+    // if there is none, the read fails the request (or retries it) as any
+    // close without a response does. The rest of the body is dropped.
+    LOG_DEBUG("write to app: %s; reading its answer", std::strerror(errno));
+    up_write_closed_ = true;
+    up_out_.Clear();
+    up_->readable = true;
+    return true;
+  }
   UpstreamFailed(Failure::kUpstreamReset,
                  absl::StrCat("write to app: ", std::strerror(errno)));
   return true;
@@ -459,6 +474,10 @@ bool ProxySession::ReadUpstream() {
     return false;
   }
   if (out_.size() >= ctx_->response_buffer) return false;  // client is slow
+  // Decode the body bytes already here before reading on: once the app
+  // closes with request bytes unread, a unix socket's next read fails with
+  // ECONNRESET, which must not cost the response the app sent before.
+  if (resp_state_ == RespState::kBody && !up_in_.empty()) return false;
   ssize_t n = read(up_->fd, up_in_.Reserve(kReadChunk), kReadChunk);
   if (n > 0) {
     if (static_cast<size_t>(n) < kReadChunk && !up_->hup) {
@@ -880,8 +899,8 @@ ProxySession::Wait ProxySession::wait() const {
   w.client_write = !out_.empty() && !lingering_ && !client_writable_;
   if (up_) {
     w.upstream_fd = up_->fd;
-    w.upstream_write =
-        (up_->connecting || !up_out_.empty()) && !up_->writable;
+    w.upstream_write = (up_->connecting || !up_out_.empty()) &&
+                       !up_->writable && !up_write_closed_;
     w.upstream_read = !up_->connecting &&
                       (resp_state_ == RespState::kHead ||
                        resp_state_ == RespState::kBody) &&

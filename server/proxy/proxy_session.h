@@ -171,6 +171,7 @@ class ProxySession : public upstream::Connection::Owner {
   Buffer replay_;  // a copy of a fully-buffered request, for one retry
   bool can_replay_ = false;
   bool up_wrote_ = false;  // request bytes reached the current connection
+  bool up_write_closed_ = false;  // the app stopped reading the request
   bool upstream_wanted_ = false;  // request admitted, needs the app
   bool in_flight_ = false;
   bool sent_to_client_ = false;  // a response head is on its way

@@ -29,9 +29,13 @@ def ok_response(body=b"ok\n", extra=b""):
 
 
 class FakeUpstream:
-    def __init__(self, path, respond=None):
+    def __init__(self, path, respond=None, respond_early=None):
         self.path = path
         self.respond = respond or (lambda req: ok_response())
+        # respond_early(request without body) -> bytes sent right after the
+        # head, before the body is read, then the connection closes; None
+        # reads the body and calls respond() as usual.
+        self.respond_early = respond_early
         self.requests = []
         self._lock = threading.Lock()
         self._sock = None
@@ -135,6 +139,15 @@ class FakeUpstream:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = bytearray()
+                if self.respond_early is not None:
+                    early = self.respond_early(Request(conn_id, index, method, target, headers,
+                                                       b"", first_byte_at, None))
+                    if early is not None:
+                        with self._lock:
+                            self.requests.append(Request(conn_id, index, method, target,
+                                                         headers, None, first_byte_at, None))
+                        conn.sendall(early)
+                        return
                 if headers.get("transfer-encoding", "").lower() == "chunked":
                     while True:
                         while b"\r\n" not in buf:

@@ -417,3 +417,36 @@ def test_app_dropping_idle_connections_loses_no_post(started, cls, transport):
         body = b"post-%d" % i
         status, headers, got = http_request(fk.port, "POST", "/echo", body=body)
         assert (status, got) == (200, body), (i, status, got)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("size", [10_000, 500_000, 3_000_000],
+                         ids=["buffered", "buffered-unread", "streamed"])
+def test_app_answering_before_the_body_is_relayed(started, tmpdir_short, cls, size):
+    # An app may refuse an upload from its head alone (413, 401...) and
+    # close without reading the body. The client must get that answer, not
+    # a 502 for the write that then fails.
+    refusal = (b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n"
+               b"Content-Length: 9\r\nConnection: close\r\n\r\ntoo big!\n")
+
+    def early(req):
+        return refusal if req.target == "/upload" else None
+
+    with FakeUpstream(os.path.join(tmpdir_short, "up.sock"), respond_early=early) as up:
+        fk = started.forkd(up.upstream, one_worker(cls))  # --request-buffer 1m
+        with WireConnection(fk.port, timeout=10) as c:
+            c.send(request_bytes("POST", "/upload", [("Content-Length", str(size))]))
+            # Send the body while reading, as a real client would.
+            sender = threading.Thread(target=lambda: _send_quietly(c.sock, b"u" * size))
+            sender.start()
+            r = c.read_response()
+            sender.join(10)
+        assert (r.status, r.body) == (413, b"too big!\n"), r
+        assert http_get(fk.port, "/")[::2] == (200, b"ok\n")
+
+
+def _send_quietly(sock, data):
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # forkd closed after answering: the rest is not wanted
