@@ -100,6 +100,7 @@ class ThreadedWorker {
   bool sync_;
   int epfd_ = -1;
   bool listening_ = false;
+  bool swept_backlog_ = false;
 
   // Connections the main thread holds (idle keep-alive, in the poller).
   absl::flat_hash_set<ProxySession*> idle_;
@@ -315,6 +316,21 @@ void ThreadedWorker::Run() {
     if (rt_->SettingsChanged()) ApplySettings();
     TakeBackReturned();
     Sweep(scoreboard::MonotonicMs());
+    if (rt_->stopping() && !swept_backlog_) {
+      // Serve the connections already queued in the backlog before we stop
+      // listening (Gunicorn drops them, gunicorn#3397).
+      swept_backlog_ = true;
+      for (int fd : rt_->listen_fds()) {
+        std::string peer;
+        int cfd;
+        while ((cfd = rt_->Accept(fd, &peer)) >= 0) {
+          ++connections_;
+          Dispatch(new ProxySession(rt_->session_context(), cfd,
+                                    std::move(peer),
+                                    scoreboard::MonotonicMs()));
+        }
+      }
+    }
     if (rt_->stopping() && connections_ == 0) break;
     if (!rt_->accepting()) {
       SetListening(false);
