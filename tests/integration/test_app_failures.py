@@ -450,3 +450,36 @@ def _send_quietly(sock, data):
         sock.sendall(data)
     except OSError:
         pass  # forkd closed after answering: the rest is not wanted
+
+
+# --- stalled clients -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("stall", ["head", "body"])
+def test_stalled_client_closed_after_timeout(started, tmpdir_short, cls, stall):
+    # A client that stops mid-head or mid-body is closed after --timeout,
+    # and the app never sees the unfinished request. (An upload in progress
+    # counts toward the async cap, admission coming before buffering: with
+    # a cap of 2 the other client still fits.)
+    with FakeUpstream(os.path.join(tmpdir_short, "up.sock")) as up:
+        fk = started.forkd(up.upstream, ["--workers", "1", "--timeout", "2"] + CLASS_ARGS[cls]
+                           + (["--worker-connections", "2"] if cls == "async" else []))
+        with WireConnection(fk.port, timeout=10) as c:
+            if stall == "head":
+                c.send(b"POST /stalled HTTP/1.1\r\nHost: x\r\nX-Partial: ")
+            else:
+                c.send(request_bytes("POST", "/stalled", [("Content-Length", "1000")]) + b"a" * 10)
+            start = time.monotonic()
+            if cls != "sync":
+                # Meanwhile other clients are served.
+                assert http_get(fk.port, "/other", timeout=5)[::2] == (200, b"ok\n")
+            try:
+                rest = c.read_to_eof()
+            except socket.timeout:
+                pytest.fail("stalled connection still open after 10 s")
+            took = time.monotonic() - start
+        assert 1.5 <= took <= 5, took
+        assert b"200 OK" not in rest
+        assert http_get(fk.port, "/after", timeout=5)[::2] == (200, b"ok\n")
+        assert [q.target for q in up.snapshot() if q.target == "/stalled"] == []

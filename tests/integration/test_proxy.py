@@ -266,6 +266,33 @@ def test_concurrent_load_has_no_failures(server):
     assert summary.ok > 10, summary
 
 
+def test_many_pipelined_requests_with_large_responses(server):
+    # 40 requests in one send, 200 kB answers: forkd must keep them in order
+    # while holding back both the client's input and the app's output.
+    cls, fk = server
+    if cls not in KEEPALIVE_CLASSES:
+        pytest.skip("keep-alive classes only")
+    n = 40
+    data = b"".join(request_bytes("GET", "/bytes?n=%d" % (200_000 + i)) for i in range(n))
+    with WireConnection(fk.port, timeout=30) as c:
+        c.send(data)
+        for i in range(n):
+            r = c.read_response()
+            assert r.status == 200 and r.body == app_bytes(200_000 + i), i
+
+
+def test_head_of_chunked_response_then_next_request(server):
+    cls, fk = server
+    if cls not in KEEPALIVE_CLASSES:
+        pytest.skip("keep-alive classes only")
+    with WireConnection(fk.port) as c:
+        c.send(request_bytes("HEAD", "/stream?chunks=3") + request_bytes("GET", "/"))
+        r = c.read_response("HEAD")
+        assert r.status == 200
+        r2 = c.read_response()
+        assert (r2.status, r2.body) == (200, b"hello\n")
+
+
 # --- request bodies -------------------------------------------------------------
 
 
