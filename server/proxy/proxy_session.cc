@@ -692,8 +692,13 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
             method_.empty() ? "-" : method_, target_.empty() ? "-" : target_,
             PeerForLog(), request_id_.empty() ? "-" : request_id_, detail);
   std::string response = BuildErrorResponse(status, detail, close);
+  size_t head_end = response.find("\r\n\r\n") + 4;
+  // A HEAD answer has the headers a GET would get but no body (RFC 9110
+  // 9.3.2): on a kept-alive connection the client would read the body as
+  // the start of the next response.
+  if (method_ == "HEAD") response.resize(head_end);
   out_.Append(response);
-  body_bytes_out_ = response.size() - response.find("\r\n\r\n") - 4;
+  body_bytes_out_ = response.size() - head_end;
   status_ = status;
   sent_to_client_ = true;
   LeaveInFlight();

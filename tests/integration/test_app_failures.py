@@ -483,3 +483,22 @@ def test_stalled_client_closed_after_timeout(started, tmpdir_short, cls, stall):
         assert b"200 OK" not in rest
         assert http_get(fk.port, "/after", timeout=5)[::2] == (200, b"ok\n")
         assert [q.target for q in up.snapshot() if q.target == "/stalled"] == []
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_error_answer_to_head_has_no_body(started, cls):
+    # forkd's own answers follow HEAD's rules too: a 502 body sent to a HEAD
+    # request would be read as the start of the next response.
+    app = started.app()
+    fk = started.forkd(app, one_worker(cls))
+    with WireConnection(fk.port, timeout=10) as c:
+        c.send(request_bytes("HEAD", "/close"))
+        r = c.read_response("HEAD")
+        assert r.status == 502
+        assert int(r.headers["Content-Length"]) > 0  # what a GET would get
+        if cls == "sync":
+            assert c.closed_by_server()
+            return
+        c.send(request_bytes("GET", "/"))
+        r2 = c.read_response()
+        assert (r2.status, r2.body) == (200, b"hello\n")

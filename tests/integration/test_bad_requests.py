@@ -143,3 +143,13 @@ def test_request_exactly_at_limits_is_served(tmp_short, cls):
             assert sum(1 for k in req.headers if k.startswith("x-f-")) == 98
     finally:
         started.stop()
+
+
+def test_bad_head_request_answer_has_no_body(server):
+    fk = server
+    with WireConnection(fk.port, timeout=5) as c:
+        c.send(head([H, b"X-Folded: a", b" b"], b"HEAD / HTTP/1.1"))
+        r = c.read_response("HEAD")
+        assert r.status == 400
+        assert int(r.headers["Content-Length"]) > 0
+        assert c.closed_by_server(), "a body followed the HEAD answer, or no close"
