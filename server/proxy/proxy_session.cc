@@ -332,7 +332,9 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
   std::string head;
   head.reserve(512);
   head.append(h.method).append(" ").append(h.target).append(" HTTP/1.1\r\n");
-  const std::string* xff = nullptr;
+  // Every X-Forwarded-For line the client sent, in order: several lines
+  // are one comma-separated list (RFC 9110 5.3).
+  std::string xff;
   const std::string* host = nullptr;
   for (const http1::Header& f : h.headers) {
     std::string_view n = f.name;
@@ -345,7 +347,9 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
       continue;
     }
     if (http1::EqualsIgnoreCase(n, "X-Forwarded-For")) {
-      xff = &f.value;
+      if (f.value.empty()) continue;
+      if (!xff.empty()) xff.append(", ");
+      xff.append(f.value);
       continue;
     }
     if (http1::EqualsIgnoreCase(n, "Host")) host = &f.value;
@@ -353,9 +357,9 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
   }
   if (!peer_.empty()) {
     AppendHeader(&head, "X-Forwarded-For",
-                 xff ? absl::StrCat(*xff, ", ", peer_) : peer_);
-  } else if (xff) {
-    AppendHeader(&head, "X-Forwarded-For", *xff);
+                 xff.empty() ? peer_ : absl::StrCat(xff, ", ", peer_));
+  } else if (!xff.empty()) {
+    AppendHeader(&head, "X-Forwarded-For", xff);
   }
   AppendHeader(&head, "X-Forwarded-Proto", "http");
   if (host) AppendHeader(&head, "X-Forwarded-Host", *host);

@@ -419,6 +419,16 @@ def test_x_forwarded_for_appends_to_client_value(server):
     assert h["X-Seen-X-Forwarded-For"] == "203.0.113.7, 10.1.2.3, 127.0.0.1"
 
 
+def test_x_forwarded_for_joins_repeated_lines(server):
+    # Two header lines are one list (RFC 9110 5.3): neither hop is lost.
+    _, fk = server
+    r, c = exchange(fk, request_bytes("GET", "/echo", [
+        ("X-Forwarded-For", "198.51.100.1"), ("X-Other", "x"),
+        ("X-Forwarded-For", "198.51.100.2, 10.0.0.9")]))
+    c.close()
+    assert r.headers["X-Seen-X-Forwarded-For"] == "198.51.100.1, 198.51.100.2, 10.0.0.9, 127.0.0.1"
+
+
 def test_x_forwarded_proto_and_host_set_by_forkd(server):
     _, fk = server
     r, c = exchange(fk, request_bytes("GET", "/echo", [
