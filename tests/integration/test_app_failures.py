@@ -502,3 +502,27 @@ def test_error_answer_to_head_has_no_body(started, cls):
         c.send(request_bytes("GET", "/"))
         r2 = c.read_response()
         assert (r2.status, r2.body) == (200, b"hello\n")
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_upstream_timeout_is_between_bytes(started, cls):
+    # --upstream-timeout bounds the app's silence, not the whole response:
+    # a stream that keeps sending completes; one that stalls is cut short.
+    app = started.app()
+    fk = started.forkd(app, one_worker(cls, "--upstream-timeout", "1"))
+    with WireConnection(fk.port, timeout=10) as c:
+        c.send(request_bytes("GET", "/stream?chunks=5&interval_ms=400&size=10"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b"0123456789" * 5
+    mark = LogMark(fk)
+    with WireConnection(fk.port, timeout=10) as c:
+        start = time.monotonic()
+        c.send(request_bytes("GET", "/stream?chunks=3&interval_ms=3000&size=10"))
+        status, _, _, pairs, _ = c.read_head()
+        assert status == 200
+        assert c.read_until(b"\r\n") == b"a\r\n"  # the first chunk arrives
+        rest = c.read_to_eof()  # then the connection ends, unterminated
+        took = time.monotonic() - start
+    assert rest == b"0123456789\r\n", rest
+    assert 0.9 <= took <= 2.5, took
+    assert mark.wait_for("cut short")

@@ -3,13 +3,14 @@ with a short plain body, the connection closed, one error-log line naming
 the cause, and the next client served as usual."""
 
 import os
+import threading
 
 import pytest
 
 from fake_upstream import FakeUpstream
 from forkd_harness import http_get
 from proxy_fixtures import CLASS_ARGS, CLASSES, LogMark, Started, require_forkd
-from wire import WireConnection
+from wire import WireConnection, chunked
 
 H = b"Host: test.local"
 
@@ -153,3 +154,31 @@ def test_bad_head_request_answer_has_no_body(server):
         assert r.status == 400
         assert int(r.headers["Content-Length"]) > 0
         assert c.closed_by_server(), "a body followed the HEAD answer, or no close"
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_413_reaches_client_still_sending_a_large_body(server, framing):
+    # The client keeps sending megabytes forkd will never read: the answer
+    # must still arrive, not be lost to a reset (lingering close).
+    fk = server
+    size = 4_000_000
+    if framing == "chunked":
+        data = chunked(b"z" * size, piece=65536)
+        req = head([H, b"Transfer-Encoding: chunked"], b"POST /echo HTTP/1.1")
+    else:
+        data = b"z" * size
+        req = head([H, b"Content-Length: %d" % size], b"POST /echo HTTP/1.1")
+    with WireConnection(fk.port, timeout=10) as c:
+        c.send(req)
+
+        def send_body():
+            try:
+                c.sock.sendall(data)
+            except OSError:
+                pass
+        sender = threading.Thread(target=send_body)
+        sender.start()
+        r = c.read_response()
+        sender.join(15)
+    assert r.status == 413, r
+    assert b"exceeds limit" in r.body
