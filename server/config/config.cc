@@ -234,6 +234,16 @@ const Flag kFlags[] = {
      .metavar = "FILE",
      .help = "File holding the bearer token the admin API requires.",
      .string_field = &Config::admin_token_file},
+    {.name = "app-health-path", .short_name = 0, .kind = Kind::kString,
+     .metavar = "PATH",
+     .help = "Readiness checks GET this path on the app and expect 2xx; "
+             "empty: they only connect to its socket.",
+     .string_field = &Config::app_health_path},
+    {.name = "app-health-interval", .short_name = 0, .kind = Kind::kSeconds,
+     .metavar = "SECONDS",
+     .help = "Time between app checks for /readyz (every 0.25 s until the "
+             "first success); 0 disables them.",
+     .double_field = &Config::app_health_interval},
 };
 // clang-format on
 
@@ -607,6 +617,18 @@ std::string CheckUpstream(absl::string_view v) {
   return CheckHostPort(rest, 1, /*ip_or_localhost=*/true);
 }
 
+// "" or an origin-form target: '/' then visible ASCII, no spaces.
+std::string CheckHealthPath(absl::string_view v) {
+  if (v.empty()) return "";
+  if (v[0] != '/') return "must start with /";
+  for (char ch : v) {
+    if (ch <= ' ' || ch >= 0x7f) {
+      return "spaces and control characters are not allowed";
+    }
+  }
+  return "";
+}
+
 // --- sources ----------------------------------------------------------------
 
 struct FlagValue {
@@ -810,6 +832,10 @@ absl::Status Validate(const State& st) {
         if (f.string_field == &Config::upstream) {
           s = CheckAddress(st, f, c.upstream, CheckUpstream(c.upstream),
                            "unix:/abs/path or http://127.0.0.1:PORT");
+        } else if (f.string_field == &Config::app_health_path) {
+          s = CheckAddress(st, f, c.app_health_path,
+                           CheckHealthPath(c.app_health_path),
+                           "a path such as /healthz, or empty");
         } else if (f.string_field == &Config::admin_bind ||
                    f.string_field == &Config::metrics_bind) {
           const std::string& v = c.*f.string_field;

@@ -69,6 +69,10 @@ struct Config {
   std::string metrics_bind = "0.0.0.0:9091";  // --metrics-bind ("" = off)
   std::string admin_token_file;               // --admin-token-file
 
+  // --- probes --------------------------------------------------------------
+  std::string app_health_path;       // --app-health-path ("" = connect only)
+  double app_health_interval = 5;    // --app-health-interval (0 = no checks)
+
   // Field-by-field equality (a HUP reload compares old and new settings).
   friend bool operator==(const Config&, const Config&) = default;
 };

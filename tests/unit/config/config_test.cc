@@ -54,6 +54,7 @@ TEST(ConfigParseTest, NoSourcesGivesDefaults) {
   EXPECT_EQ(c.worker_class, WorkerClass::kSync);
   EXPECT_EQ(c.log_level, LogLevel::kInfo);
   EXPECT_EQ(c.upstream, "unix:/tmp/app.sock");
+  EXPECT_DOUBLE_EQ(c.shutdown_delay, 5);  // Kubernetes: endpoints drop the pod
 }
 
 TEST(ConfigParseTest, FlagsWithSeparateAndInlineValues) {
@@ -559,6 +560,39 @@ INSTANTIATE_TEST_SUITE_P(
                  "(expected 0..65535) (expected HOST:PORT, [IPv6]:PORT, or "
                  "empty for off)"}));
 
+TEST(ConfigValuesTest, AppHealthPathAndInterval) {
+  Config d = ParseOk({});
+  EXPECT_EQ(d.app_health_path, "");
+  EXPECT_DOUBLE_EQ(d.app_health_interval, 5);
+  Config c = ParseOk(
+      {"--app-health-path", "/healthz?full=1", "--app-health-interval", "0.5"});
+  EXPECT_EQ(c.app_health_path, "/healthz?full=1");
+  EXPECT_DOUBLE_EQ(c.app_health_interval, 0.5);
+  EXPECT_DOUBLE_EQ(ParseOk({"--app-health-interval=0"}).app_health_interval, 0);
+  Config e = ParseOk({}, {{"FORKD_APP_HEALTH_PATH", "/ready"},
+                          {"FORKD_APP_HEALTH_INTERVAL", "2"}});
+  EXPECT_EQ(e.app_health_path, "/ready");
+  EXPECT_DOUBLE_EQ(e.app_health_interval, 2);
+  std::string path = WriteFile(
+      "health.conf", "app_health_path = /up\napp-health-interval = 3\n");
+  Config f = ParseOk({"-c", path});
+  EXPECT_EQ(f.app_health_path, "/up");
+  EXPECT_DOUBLE_EQ(f.app_health_interval, 3);
+}
+
+TEST(ConfigValuesTest, BadAppHealthSettingsAreNamed) {
+  EXPECT_EQ(ParseError({"--app-health-path", "healthz"}),
+            "--app-health-path: \"healthz\" is invalid: must start with / "
+            "(expected a path such as /healthz, or empty)");
+  EXPECT_THAT(ParseError({"--app-health-path", "/a b"}),
+              HasSubstr("spaces and control characters are not allowed"));
+  EXPECT_THAT(ParseError({"--app-health-interval", "-1"}),
+              HasSubstr("--app-health-interval: \"-1\" is out of range"));
+  EXPECT_THAT(ParseError({"--app-health-interval", "5s"}),
+              HasSubstr("--app-health-interval: \"5s\" is not a number of "
+                        "seconds"));
+}
+
 TEST(ConfigValidationLimitsTest, RaisedLimitsAllowLargerValues) {
   Config c = ParseOk({"--max-workers", "128", "--workers", "100",
                       "--max-threads", "1000", "--threads", "512"});
@@ -608,6 +642,8 @@ Config EveryFieldChanged() {
   c.admin_bind = "";
   c.metrics_bind = "[::1]:9091";
   c.admin_token_file = "/etc/forkd/token";
+  c.app_health_path = "/healthz?probe=1";
+  c.app_health_interval = 0.75;
   return c;
 }
 
@@ -637,7 +673,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 33u);  // 34 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 35u);  // 36 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;
@@ -742,7 +778,9 @@ TEST(HelpTest, HelpTextListsEveryFlagDefaultAndVariable) {
                            "config",
                            "admin-bind",
                            "metrics-bind",
-                           "admin-token-file"}) {
+                           "admin-token-file",
+                           "app-health-path",
+                           "app-health-interval"}) {
     EXPECT_THAT(help, HasSubstr(std::string("--") + name)) << name;
     std::string env = std::string("FORKD_") + name;
     for (char& ch : env) ch = ch == '-' ? '_' : static_cast<char>(toupper(ch));
