@@ -156,8 +156,19 @@ Arbiter::Arbiter(ArbiterOptions options, SysCalls* sys,
 }
 
 Arbiter::~Arbiter() {
+  {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    listeners_closed_ = true;
+  }
   CloseListeners(listeners_, /*unlink_unix=*/false);
   if (event_fd_ >= 0) close(event_fd_);
+}
+
+void Arbiter::VisitListeners(
+    const std::function<void(const Listener&)>& fn) const {
+  std::lock_guard<std::mutex> lock(listeners_mu_);
+  if (listeners_closed_) return;
+  for (const Listener& l : listeners_) fn(l);
 }
 
 void Arbiter::BlockSignals() {
@@ -252,6 +263,10 @@ void Arbiter::Finish() {
   // While another master (old or new) shares our sockets, the unix socket
   // files are its too.
   bool sole_owner = upgrade_child_pid_ == 0 && old_master_pid_ == 0;
+  {
+    std::lock_guard<std::mutex> lock(listeners_mu_);
+    listeners_closed_ = true;
+  }
   CloseListeners(listeners_, sole_owner);
 }
 
@@ -1166,6 +1181,7 @@ void Arbiter::Tick(int64_t now_ms) {
 void Arbiter::PublishSnapshot(int64_t now) {
   PoolSnapshot s;
   s.master_pid = master_pid_;
+  s.published_ms = now;
   s.uptime_s = static_cast<double>(now - start_ms_) / 1000.0;
   s.worker_class = config_.worker_class;
   s.generation = generation_;
@@ -1201,6 +1217,8 @@ void Arbiter::PublishSnapshot(int64_t now) {
     row.heartbeat_age_ms = now - Load(slot.heartbeat_ms);
     row.restarts = std::max(0, slots_[w.slot].occupants - 1);
     row.last_exit = slots_[w.slot].last_exit;
+    row.connections_active = Load(slot.connections_active);
+    row.connections_idle = Load(slot.connections_idle);
     s.actual_workers += Counted(w) ? 1 : 0;
     s.ready_workers += row.state == WorkerState::kReady ? 1 : 0;
     s.totals.Add(slot.counters);

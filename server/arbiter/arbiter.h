@@ -120,6 +120,11 @@ class Arbiter {
   int exit_code() const { return exit_code_; }
   scoreboard::Scoreboard& scoreboard() { return *scoreboard_; }
 
+  // Any thread: calls `fn` for each listening socket while it is sure to be
+  // open; after Finish() closed them, not at all. `fn` may only inspect the
+  // socket (getsockname, TCP_INFO), and must be quick.
+  void VisitListeners(const std::function<void(const Listener&)>& fn) const;
+
   // Back-off after a boot failure: 100 ms doubling up to 5 s per slot; after
   // this many consecutive boot failures (no worker ready in between) the
   // server stops with WORKER_BOOT_ERROR.
@@ -243,6 +248,9 @@ class Arbiter {
 
   mutable std::mutex snapshot_mu_;
   PoolSnapshot snapshot_;  // guarded by snapshot_mu_
+
+  mutable std::mutex listeners_mu_;  // VisitListeners() vs closing them
+  bool listeners_closed_ = false;    // guarded by listeners_mu_
 };
 
 }  // namespace forkd::arbiter

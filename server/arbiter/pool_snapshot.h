@@ -41,6 +41,8 @@ struct WorkerRow {
   int64_t heartbeat_age_ms = 0;
   int restarts = 0;  // workers that used this slot before this one
   std::optional<ExitCause> last_exit;  // why the previous one left
+  uint32_t connections_active = 0;  // client connections with a request
+  uint32_t connections_idle = 0;    // keep-alive connections waiting
 };
 
 struct PoolSnapshot {
@@ -61,6 +63,9 @@ struct PoolSnapshot {
   std::vector<WorkerRow> workers;  // every live worker process, by slot
   std::array<uint64_t, static_cast<size_t>(ExitCause::kCount)> exits{};
   scoreboard::CounterTotals totals;  // live slots + retired workers
+  // When the loop published this (SysCalls::NowMs, CLOCK_MONOTONIC): the
+  // master loop's heartbeat, which the liveness probe watches.
+  int64_t published_ms = 0;
 };
 
 }  // namespace forkd::arbiter

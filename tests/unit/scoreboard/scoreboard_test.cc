@@ -122,6 +122,75 @@ TEST(ScoreboardTest, AttachRejectsOtherFiles) {
   close(fds[1]);
 }
 
+// Every field of `a` is at least the same field of `b`.
+void ExpectNoFieldLower(const CounterTotals& a, const CounterTotals& b) {
+  for (size_t m = 0; m < a.requests.size(); ++m) {
+    for (size_t k = 0; k < 5; ++k) EXPECT_GE(a.requests[m][k], b.requests[m][k]);
+  }
+  for (size_t i = 0; i < a.rejected.size(); ++i) {
+    EXPECT_GE(a.rejected[i], b.rejected[i]);
+  }
+  for (size_t i = 0; i < a.upstream_errors.size(); ++i) {
+    EXPECT_GE(a.upstream_errors[i], b.upstream_errors[i]);
+  }
+  EXPECT_GE(a.bytes_in, b.bytes_in);
+  EXPECT_GE(a.bytes_out, b.bytes_out);
+  EXPECT_GE(a.connections_accepted, b.connections_accepted);
+  for (size_t i = 0; i < a.request_duration.buckets.size(); ++i) {
+    EXPECT_GE(a.request_duration.buckets[i], b.request_duration.buckets[i]);
+    EXPECT_GE(a.upstream_duration.buckets[i], b.upstream_duration.buckets[i]);
+  }
+  EXPECT_GE(a.request_duration.sum_us, b.request_duration.sum_us);
+  EXPECT_GE(a.upstream_duration.sum_us, b.upstream_duration.sum_us);
+}
+
+// The master's aggregation: retired totals plus every live slot. Folding a
+// leaving worker's slot into the retired totals before the slot is reset
+// keeps every total where it was, and the next worker in that slot adds on.
+TEST(CounterTotalsTest, FoldingARetiredSlotNeverLowersTheTotals) {
+  auto sb = Scoreboard::Create(2);
+  ASSERT_TRUE(sb.ok());
+  Scoreboard& board = **sb;
+  CounterTotals retired;
+  auto aggregate = [&] {
+    CounterTotals t = retired;
+    for (uint32_t i = 0; i < board.capacity(); ++i) {
+      t.Add(board.slot(i).counters);
+    }
+    return t;
+  };
+  auto work = [&](uint32_t i, uint64_t n) {
+    Counters& c = board.slot(i).counters;
+    c.requests[static_cast<size_t>(Method::kGet)][1] += n;
+    c.rejected[static_cast<size_t>(Rejection::kDraining)] += 1;
+    c.upstream_errors[static_cast<size_t>(UpstreamError::kReset)] += 1;
+    c.bytes_in += 10 * n;
+    c.bytes_out += 20 * n;
+    c.connections_accepted += n;
+    for (uint64_t k = 0; k < n; ++k) {
+      c.request_duration.Observe(0.002);
+      c.upstream_duration.Observe(0.3);
+    }
+  };
+  work(0, 5);
+  work(1, 7);
+  CounterTotals before = aggregate();
+  EXPECT_EQ(before.TotalRequests(), 12u);
+
+  retired.Add(board.slot(0).counters);  // worker in slot 0 exits
+  board.ResetSlot(0);
+  CounterTotals after_exit = aggregate();
+  ExpectNoFieldLower(after_exit, before);
+  ExpectNoFieldLower(before, after_exit);  // equal: nothing lost or doubled
+
+  work(0, 2);  // its replacement serves
+  CounterTotals later = aggregate();
+  ExpectNoFieldLower(later, after_exit);
+  EXPECT_EQ(later.TotalRequests(), 14u);
+  EXPECT_EQ(later.request_duration.buckets[2], 14u);  // le 0.0025
+  EXPECT_EQ(later.bytes_out, 280u);
+}
+
 TEST(ScoreboardTest, MethodIndexAndNames) {
   EXPECT_EQ(MethodIndex("GET", 3), Method::kGet);
   EXPECT_EQ(MethodIndex("DELETE", 6), Method::kDelete);
