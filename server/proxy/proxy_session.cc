@@ -86,6 +86,7 @@ ProxySession::ProxySession(SessionContext* ctx, int client_fd,
       req_parser_(ctx->limits) {
   last_client_ms_ = now_ms;
   deadline_ms_ = now_ms + ctx_->client_timeout_ms;
+  UpdateConnectionGauge(false);
 }
 
 ProxySession::~ProxySession() {
@@ -94,6 +95,23 @@ ProxySession::~ProxySession() {
     LeaveInFlight();
     close(client_fd_);
   }
+  UpdateConnectionGauge(true);
+}
+
+void ProxySession::UpdateConnectionGauge(bool gone) {
+  if (!ctx_->record_metrics) return;
+  Phase now = gone ? Phase::kClosed : phase();
+  if (now == gauge_phase_) return;
+  auto gauge = [this](Phase p) -> std::atomic<uint32_t>* {
+    if (p == Phase::kActive) return &ctx_->slot->connections_active;
+    if (p == Phase::kIdle) return &ctx_->slot->connections_idle;
+    return nullptr;
+  };
+  if (auto* g = gauge(gauge_phase_)) {
+    g->fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (auto* g = gauge(now)) g->fetch_add(1, std::memory_order_relaxed);
+  gauge_phase_ = now;
 }
 
 void ProxySession::OnClientEvents(uint32_t events) {
@@ -127,6 +145,7 @@ void ProxySession::Drive() {
     if (!progress) break;
   }
   if (!closed_) UpdateDeadline();
+  UpdateConnectionGauge(false);
 }
 
 bool ProxySession::WantClientRead() const {
@@ -631,7 +650,9 @@ void ProxySession::OnResponseHead() {
 void ProxySession::CompleteUpstream() {
   resp_state_ = RespState::kDone;
   upstream_s_ = static_cast<double>(NowNs() - up_start_ns_) / 1e9;
-  ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
+  if (ctx_->record_metrics) {
+    ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
+  }
   // Reusable only after a complete exchange with nothing left over.
   bool reusable = resp_keep_alive_ && !up_eof_ && up_in_.empty() &&
                   req_state_ == ReqState::kDone && up_out_.empty();
@@ -658,7 +679,7 @@ void ProxySession::UpstreamFailed(Failure failure, const std::string& detail) {
     return;
   }
   auto kind = UpstreamErrorFor(failure);
-  if (kind != scoreboard::UpstreamError::kCount) {
+  if (kind != scoreboard::UpstreamError::kCount && ctx_->record_metrics) {
     ctx_->slot->counters.upstream_errors[static_cast<size_t>(kind)].fetch_add(
         1, std::memory_order_relaxed);
   }
@@ -681,7 +702,7 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
   }
   int status = StatusFor(failure, parse_error);
   auto rejection = RejectionFor(status, failure);
-  if (rejection != scoreboard::Rejection::kCount) {
+  if (rejection != scoreboard::Rejection::kCount && ctx_->record_metrics) {
     ctx_->slot->counters.rejected[static_cast<size_t>(rejection)].fetch_add(
         1, std::memory_order_relaxed);
   }
@@ -756,13 +777,15 @@ void ProxySession::FinishRequest() {
   int64_t end_ns = NowNs();
   double duration = static_cast<double>(end_ns - req_start_ns_) / 1e9;
   scoreboard::Slot* slot = ctx_->slot;
-  auto method = scoreboard::MethodIndex(method_.data(), method_.size());
-  slot->counters.requests[static_cast<size_t>(method)][StatusClass(status_)]
-      .fetch_add(1, std::memory_order_relaxed);
-  slot->counters.request_duration.Observe(duration);
-  slot->counters.bytes_in.fetch_add(bytes_in_, std::memory_order_relaxed);
-  slot->counters.bytes_out.fetch_add(body_bytes_out_,
-                                     std::memory_order_relaxed);
+  if (ctx_->record_metrics) {
+    auto method = scoreboard::MethodIndex(method_.data(), method_.size());
+    slot->counters.requests[static_cast<size_t>(method)][StatusClass(status_)]
+        .fetch_add(1, std::memory_order_relaxed);
+    slot->counters.request_duration.Observe(duration);
+    slot->counters.bytes_in.fetch_add(bytes_in_, std::memory_order_relaxed);
+    slot->counters.bytes_out.fetch_add(body_bytes_out_,
+                                       std::memory_order_relaxed);
+  }
   slot->requests_served.fetch_add(1, std::memory_order_relaxed);
   if (ctx_->access_log != nullptr) {
     accesslog::Entry e;
@@ -842,10 +865,12 @@ void ProxySession::CloseClient(bool linger) {
     lingering_ = true;
     linger_until_ms_ = NowMs() + kLingerMs;
     in_.Clear();
+    UpdateConnectionGauge(false);
     return;
   }
   close(client_fd_);
   closed_ = true;
+  UpdateConnectionGauge(false);
 }
 
 void ProxySession::Abort() {

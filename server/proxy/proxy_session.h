@@ -47,6 +47,9 @@ struct SessionContext {
   std::function<void(upstream::Connection*)> register_upstream;
   // Called after each finished request (max-requests accounting).
   std::function<void()> on_request_done;
+  // false skips every counter, histogram and connection gauge write in the
+  // slot: only bench/metrics_cost.sh turns it off, to measure their cost.
+  bool record_metrics = true;
 };
 
 class ProxySession : public upstream::Connection::Owner {
@@ -127,6 +130,9 @@ class ProxySession : public upstream::Connection::Owner {
   void CloseClient(bool linger);
   void LeaveInFlight();
   void UpdateDeadline();
+  // Moves this connection between the slot's active and idle gauges as its
+  // phase changes; `gone` takes it out of both (destructor).
+  void UpdateConnectionGauge(bool gone);
   std::string_view PeerForLog() const;
 
   SessionContext* ctx_;
@@ -191,6 +197,7 @@ class ProxySession : public upstream::Connection::Owner {
   std::vector<http1::Header> resp_headers_;  // for the access log
 
   int64_t deadline_ms_ = 0;
+  Phase gauge_phase_ = Phase::kClosed;  // where the slot's gauges count it
 };
 
 }  // namespace forkd::proxy

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -87,6 +88,10 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   ctx.server_draining = &rt->scoreboard_->settings().draining;
   WorkerRuntime* self = rt.get();
   ctx.on_request_done = [self] { self->OnRequestDone(); };
+  // Benchmark-only switch (bench/metrics_cost.sh), not a setting.
+  const char* no_metrics = getenv("FORKD_BENCH_NO_METRICS");
+  ctx.record_metrics =
+      no_metrics == nullptr || std::strcmp(no_metrics, "1") != 0;
 
   scoreboard::Slot& s = *rt->slot_;
   s.pid.store(getpid());
@@ -187,7 +192,10 @@ int WorkerRuntime::Accept(int listen_fd, std::string* peer) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
   *peer = PeerAddress(ss);
-  slot_->counters.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+  if (ctx_.record_metrics) {
+    slot_->counters.connections_accepted.fetch_add(1,
+                                                   std::memory_order_relaxed);
+  }
   return fd;
 }
 
