@@ -12,6 +12,8 @@
 #include "server/arbiter/upgrade.h"
 #include "server/common/log.h"
 #include "server/config/config.h"
+#include "server/metrics/metrics_plane.h"
+#include "server/probes/health_state.h"
 #include "server/worker/worker_main.h"
 
 namespace {
@@ -91,5 +93,24 @@ int main(int argc, char** argv) {
     Fatal(config, master.status().message());
     return 1;
   }
-  return (*master)->Run();
+
+  // Probes and metrics: the health checker fills `health` (which the admin
+  // plane's gRPC health service reads too); /metrics, /livez, /readyz and
+  // /startupz are served on --metrics-bind.
+  probes::HealthState health;
+  metrics::PlaneSources plane_sources =
+      metrics::SourcesFromArbiter(master->get());
+  // Hook: plane_sources.admin_commands = the admin service's AdminStats
+  // counts (forkd_admin_commands_total) once the admin plane is wired here.
+  bool upgrading = handoff.old_master_pid != 0;  // it may hold the port
+  absl::StatusOr<std::unique_ptr<metrics::MetricsPlane>> plane =
+      metrics::MetricsPlane::Start(config, std::move(plane_sources), &health,
+                                   /*wait_for_address=*/upgrading);
+  if (!plane.ok()) {
+    Fatal(config, plane.status().message());
+    return 1;
+  }
+  int code = (*master)->Run();
+  (*plane)->Stop();
+  return code;
 }

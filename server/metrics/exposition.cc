@@ -1,0 +1,313 @@
+#include "server/metrics/exposition.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <array>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/scoreboard/scoreboard.h"
+
+#ifndef FORKD_VERSION
+#define FORKD_VERSION "unknown"
+#endif
+
+namespace forkd::metrics {
+namespace {
+
+using arbiter::ExitCause;
+using arbiter::PoolSnapshot;
+using scoreboard::CounterTotals;
+using scoreboard::Method;
+using scoreboard::Rejection;
+using scoreboard::UpstreamError;
+using scoreboard::WorkerState;
+
+constexpr std::array<const char*, 5> kStatusClasses = {"1xx", "2xx", "3xx",
+                                                       "4xx", "5xx"};
+
+struct RejectionLabel {
+  const char* reason;
+  const char* code;
+};
+constexpr std::array<RejectionLabel, static_cast<size_t>(Rejection::kCount)>
+    kRejections = {{{"bad_request", "400"},
+                    {"body_too_large", "413"},
+                    {"uri_too_long", "414"},
+                    {"headers_too_large", "431"},
+                    {"over_capacity", "503"},
+                    {"draining", "503"}}};
+
+constexpr std::array<const char*, static_cast<size_t>(UpstreamError::kCount)>
+    kUpstreamErrors = {"refused", "reset", "timeout", "bad_response"};
+
+// A registry filled family by family. Builders are only ever called with
+// constant, valid names, so prometheus-cpp's argument checks cannot throw.
+class Families {
+ public:
+  prometheus::Family<prometheus::Counter>& Counter(const std::string& name,
+                                                   const std::string& help) {
+    return prometheus::BuildCounter().Name(name).Help(help).Register(registry_);
+  }
+  prometheus::Family<prometheus::Gauge>& Gauge(const std::string& name,
+                                               const std::string& help) {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(registry_);
+  }
+  void SetGauge(const std::string& name, const std::string& help,
+                double value) {
+    Gauge(name, help).Add({}).Set(value);
+  }
+  void SetCounter(const std::string& name, const std::string& help,
+                  double value) {
+    Counter(name, help).Add({}).Increment(value);
+  }
+  void Histogram(const std::string& name, const std::string& help,
+                 const CounterTotals::Hist& h) {
+    prometheus::Histogram::BucketBoundaries bounds(
+        scoreboard::kDurationBuckets.begin(),
+        scoreboard::kDurationBuckets.end());
+    std::vector<double> increments(h.buckets.begin(), h.buckets.end());
+    prometheus::BuildHistogram()
+        .Name(name)
+        .Help(help)
+        .Register(registry_)
+        .Add({}, bounds)
+        .ObserveMultiple(increments, static_cast<double>(h.sum_us) / 1e6);
+  }
+  std::string Serialize() const {
+    std::ostringstream out;
+    prometheus::TextSerializer().Serialize(out, registry_.Collect());
+    return out.str();
+  }
+
+ private:
+  prometheus::Registry registry_;
+};
+
+double D(uint64_t v) { return static_cast<double>(v); }
+
+}  // namespace
+
+std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
+  Families f;
+  const CounterTotals& t = s.totals;
+
+  f.Gauge("forkd_build_info", "forkd's version; always 1.")
+      .Add({{"version", FORKD_VERSION}})
+      .Set(1);
+
+  // --- Traffic ---------------------------------------------------------------
+  auto& requests = f.Counter("forkd_requests_total",
+                             "Requests answered (by the app or by forkd), by "
+                             "method and status class.");
+  for (size_t m = 0; m < static_cast<size_t>(Method::kCount); ++m) {
+    for (size_t k = 0; k < kStatusClasses.size(); ++k) {
+      requests
+          .Add({{"method", scoreboard::MethodName(static_cast<Method>(m))},
+                {"status_class", kStatusClasses[k]}})
+          .Increment(D(t.requests[m][k]));
+    }
+  }
+  f.Histogram("forkd_request_duration_seconds",
+              "Time from the first byte of a request to the end of its "
+              "response, as the client sees it.",
+              t.request_duration);
+  f.Histogram("forkd_upstream_duration_seconds",
+              "Time the app took to answer: from sending the request to the "
+              "end of its response.",
+              t.upstream_duration);
+  f.SetCounter("forkd_client_connections_accepted_total",
+               "Client connections accepted by the workers.",
+               D(t.connections_accepted));
+  f.SetCounter("forkd_request_bytes_total",
+               "Bytes received from clients (request heads and bodies).",
+               D(t.bytes_in));
+  f.SetCounter("forkd_response_bytes_total",
+               "Response body bytes sent to clients.", D(t.bytes_out));
+
+  auto& upstream_errors =
+      f.Counter("forkd_upstream_errors_total",
+                "Failed exchanges with the app, by kind: refused (connect "
+                "failed), reset, timeout, bad_response.");
+  for (size_t i = 0; i < kUpstreamErrors.size(); ++i) {
+    upstream_errors.Add({{"kind", kUpstreamErrors[i]}})
+        .Increment(D(t.upstream_errors[i]));
+  }
+  auto& rejected =
+      f.Counter("forkd_rejected_requests_total",
+                "Requests answered by forkd itself instead of the app, by "
+                "reason and status code.");
+  for (size_t i = 0; i < kRejections.size(); ++i) {
+    rejected
+        .Add({{"reason", kRejections[i].reason}, {"code", kRejections[i].code}})
+        .Increment(D(t.rejected[i]));
+  }
+
+  // --- Saturation ------------------------------------------------------------
+  uint64_t in_flight = 0, busy = 0, active = 0, idle = 0;
+  std::array<int, 4> by_state{};  // booting, ready, draining, exiting
+  for (const arbiter::WorkerRow& w : s.workers) {
+    in_flight += w.in_flight;
+    busy += s.worker_class == config::WorkerClass::kAsync ? w.in_flight
+                                                          : w.busy_threads;
+    active += w.connections_active;
+    idle += w.connections_idle;
+    switch (w.state) {
+      case WorkerState::kEmpty:
+      case WorkerState::kBooting:
+        by_state[0]++;
+        break;
+      case WorkerState::kReady:
+        by_state[1]++;
+        break;
+      case WorkerState::kDraining:
+        by_state[2]++;
+        break;
+      case WorkerState::kExiting:
+        by_state[3]++;
+        break;
+    }
+  }
+  f.SetGauge("forkd_requests_in_flight",
+             "Requests being served by the workers right now.", D(in_flight));
+  f.SetGauge("forkd_requests_in_flight_limit",
+             "The concurrency cap: desired workers x threads (gthread), x "
+             "worker_connections (async), or x 1 (sync).",
+             static_cast<double>(s.in_flight_cap));
+  f.SetGauge("forkd_utilization_ratio",
+             "Busy request slots (threads, or connections in async) divided "
+             "by the concurrency cap.",
+             s.in_flight_cap > 0
+                 ? D(busy) / static_cast<double>(s.in_flight_cap)
+                 : 0.0);
+  auto& conns = f.Gauge("forkd_client_connections",
+                        "Open client connections: active (a request in "
+                        "progress) or idle (keep-alive, waiting).");
+  conns.Add({{"state", "active"}}).Set(D(active));
+  conns.Add({{"state", "idle"}}).Set(D(idle));
+
+  auto& queue_len =
+      f.Gauge("forkd_accept_queue_length",
+              "Connections waiting in a listening socket's accept queue.");
+  auto& queue_max =
+      f.Gauge("forkd_accept_queue_max_length",
+              "The accept queue limit of a listening socket (its backlog).");
+  for (const ListenQueue& q : in.listen_queues) {
+    queue_len.Add({{"listener", q.listener}}).Set(D(q.length));
+    queue_max.Add({{"listener", q.listener}}).Set(D(q.max_length));
+  }
+
+  // --- Pool ------------------------------------------------------------------
+  auto& workers = f.Gauge("forkd_workers", "Worker processes by state.");
+  static constexpr const char* kStates[] = {"booting", "ready", "draining",
+                                            "exiting"};
+  for (size_t i = 0; i < by_state.size(); ++i) {
+    workers.Add({{"state", kStates[i]}}).Set(by_state[i]);
+  }
+  f.SetGauge("forkd_workers_desired",
+             "Workers the master keeps running (set by config, TTIN/TTOU or "
+             "the admin API).",
+             s.desired_workers);
+  f.SetGauge("forkd_workers_max", "The --max-workers limit.", s.max_workers);
+  f.SetGauge("forkd_config_threads", "Request threads per worker (setting).",
+             s.threads);
+  f.SetGauge("forkd_config_worker_connections",
+             "Connections per worker (setting).", s.worker_connections);
+  f.SetGauge("forkd_config_generation",
+             "Reload generation: starts at 1, one more per HUP.",
+             D(s.generation));
+  f.SetGauge("forkd_draining", "1 while forkd shuts down, else 0.",
+             s.draining ? 1 : 0);
+  auto& restarts = f.Counter(
+      "forkd_worker_restarts_total",
+      "Workers that left the pool, by reason; the master replaces them "
+      "unless the pool shrank.");
+  for (size_t i = 0; i < s.exits.size(); ++i) {
+    restarts
+        .Add({{"reason", arbiter::ExitCauseName(static_cast<ExitCause>(i))}})
+        .Increment(D(s.exits[i]));
+  }
+
+  // Per slot: CPU folds the slot's previous processes in, so it only grows.
+  std::set<uint32_t> live_slots;
+  auto& rss = f.Gauge("forkd_worker_resident_memory_bytes",
+                      "Resident memory of the worker in a scoreboard slot.");
+  for (const arbiter::WorkerRow& w : s.workers) {
+    auto stats = in.workers.find(w.pid);
+    if (stats == in.workers.end()) continue;
+    SlotCpu& cpu = slot_cpu_[w.slot];
+    if (cpu.pid != w.pid) {
+      cpu.retired += cpu.current;
+      cpu.pid = w.pid;
+      cpu.current = 0;
+    }
+    if (stats->second.cpu_seconds > cpu.current) {
+      cpu.current = stats->second.cpu_seconds;
+    }
+    rss.Add({{"slot", absl::StrCat(w.slot)}})
+        .Set(D(stats->second.resident_bytes));
+  }
+  auto& cpu_family =
+      f.Counter("forkd_worker_cpu_seconds_total",
+                "CPU time (user + system) of the workers that used a "
+                "scoreboard slot.");
+  for (const auto& [slot, cpu] : slot_cpu_) {
+    cpu_family.Add({{"slot", absl::StrCat(slot)}})
+        .Increment(cpu.retired + cpu.current);
+  }
+
+  // --- Health ----------------------------------------------------------------
+  if (in.health) {
+    auto& probe = f.Gauge("forkd_probe_success",
+                          "1 when a Kubernetes probe endpoint would answer "
+                          "200: live (/livez), ready (/readyz), started "
+                          "(/startupz).");
+    probe.Add({{"probe", "live"}}).Set(in.health->live.ok);
+    probe.Add({{"probe", "ready"}}).Set(in.health->ready.ok);
+    probe.Add({{"probe", "started"}}).Set(in.health->started.ok);
+  }
+  if (in.app) {
+    f.SetGauge("forkd_app_up",
+               "1 when the last app check (connect, or GET "
+               "--app-health-path) succeeded, or when checks are off.",
+               !in.app->enabled || in.app->ok ? 1 : 0);
+    auto& checks = f.Counter("forkd_app_checks_total", "App checks by result.");
+    checks.Add({{"result", "ok"}}).Increment(D(in.app->ok_total));
+    checks.Add({{"result", "failed"}}).Increment(D(in.app->failed_total));
+  }
+
+  auto& admin = f.Counter("forkd_admin_commands_total",
+                          "Admin API commands by name and result.");
+  for (const AdminCommandCount& c : in.admin_commands) {
+    admin.Add({{"command", c.command}, {"result", c.result}})
+        .Increment(D(c.count));
+  }
+
+  // --- The master process
+  // -----------------------------------------------------
+  if (in.master) {
+    f.SetCounter("process_cpu_seconds_total",
+                 "CPU time (user + system) of the master process.",
+                 in.master->cpu_seconds);
+    f.SetGauge("process_resident_memory_bytes",
+               "Resident memory of the master process.",
+               D(in.master->resident_bytes));
+    if (in.boot_time_seconds > 0) {
+      f.SetGauge("process_start_time_seconds",
+                 "When the master process started, in seconds since the "
+                 "epoch.",
+                 in.boot_time_seconds + in.master->start_time_seconds);
+    }
+  }
+  return f.Serialize();
+}
+
+}  // namespace forkd::metrics

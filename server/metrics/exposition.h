@@ -1,0 +1,85 @@
+// The Prometheus text exposition of forkd, built at scrape time from the
+// arbiter's pool snapshot (whose counter totals already include the workers
+// that left, so counters never go backwards) plus what is read per scrape
+// (per-worker CPU and RSS, listen queues, probe results, admin commands).
+//
+// Metric families (all prefixed forkd_ except the master's process_*):
+//   build_info{version}                    gauge 1
+//   requests_total{method,status_class}     counter
+//   request_duration_seconds               histogram (client view)
+//   upstream_duration_seconds              histogram (the app's answer)
+//   requests_in_flight, requests_in_flight_limit, utilization_ratio  gauges
+//   client_connections{state=active|idle}  gauge
+//   client_connections_accepted_total, request_bytes_total,
+//   response_bytes_total                    counters
+//   upstream_errors_total{kind}, rejected_requests_total{reason,code}
+//   workers{state}, workers_desired, workers_max  gauges
+//   config_threads, config_worker_connections, config_generation  gauges
+//   worker_restarts_total{reason}           counter
+//   accept_queue_length{listener}, accept_queue_max_length{listener}
+//   worker_cpu_seconds_total{slot}, worker_resident_memory_bytes{slot}
+//   draining, probe_success{probe}, app_up  gauges; app_checks_total{result}
+//   admin_commands_total{command,result}    counter
+//   process_cpu_seconds_total, process_resident_memory_bytes,
+//   process_start_time_seconds              (the master)
+#ifndef FORKD_SERVER_METRICS_EXPOSITION_H_
+#define FORKD_SERVER_METRICS_EXPOSITION_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "server/arbiter/pool_snapshot.h"
+#include "server/metrics/listen_queue.h"
+#include "server/metrics/proc_stats.h"
+#include "server/probes/health_checker.h"
+#include "server/probes/health_state.h"
+
+namespace forkd::metrics {
+
+struct AdminCommandCount {
+  std::string command;  // e.g. "ScaleWorkers"
+  std::string result;   // e.g. "ok", "invalid_argument"
+  uint64_t count = 0;
+};
+
+// What a scrape reads besides the snapshot; every part is optional.
+struct ScrapeInputs {
+  std::map<pid_t, ProcStats> workers;  // by pid, for the snapshot's rows
+  std::optional<ProcStats> master;
+  double boot_time_seconds = 0;  // turns the master's start into epoch time
+  std::vector<ListenQueue> listen_queues;
+  std::optional<probes::Health> health;
+  std::optional<probes::AppStatus> app;
+  std::vector<AdminCommandCount> admin_commands;
+};
+
+class Exposition {
+ public:
+  // Renders every family in the text format (version 0.0.4). Remembers the
+  // CPU time of workers that left each slot, so the per-slot CPU counter
+  // never goes backwards when a slot gets a new process. One caller at a
+  // time (the metrics server's thread).
+  std::string Render(const arbiter::PoolSnapshot& snapshot,
+                     const ScrapeInputs& inputs);
+
+ private:
+  struct SlotCpu {
+    pid_t pid = 0;
+    double current = 0;  // CPU of the process now in the slot
+    double retired = 0;  // CPU of the processes that left it
+  };
+  std::map<uint32_t, SlotCpu> slot_cpu_;
+};
+
+// The Content-Type of Render()'s output.
+inline constexpr char kExpositionContentType[] =
+    "text/plain; version=0.0.4; charset=utf-8";
+
+}  // namespace forkd::metrics
+
+#endif  // FORKD_SERVER_METRICS_EXPOSITION_H_
