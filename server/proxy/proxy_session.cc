@@ -357,6 +357,13 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
   const std::string* host = nullptr;
   for (const http1::Header& f : h.headers) {
     std::string_view n = f.name;
+    // Host stays whatever the Connection header lists: the app needs it
+    // (RFC 9112 3.2), and X-Forwarded-Host is taken from it.
+    if (http1::EqualsIgnoreCase(n, "Host")) {
+      host = &f.value;
+      AppendHeader(&head, f.name, f.value);
+      continue;
+    }
     if (http1::IsHopByHop(n, tokens) ||
         http1::EqualsIgnoreCase(n, "Content-Length") ||
         http1::EqualsIgnoreCase(n, "Expect") ||
@@ -371,7 +378,6 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
       xff.append(f.value);
       continue;
     }
-    if (http1::EqualsIgnoreCase(n, "Host")) host = &f.value;
     AppendHeader(&head, f.name, f.value);
   }
   if (!peer_.empty()) {

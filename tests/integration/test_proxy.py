@@ -476,6 +476,18 @@ def test_hop_by_hop_headers_not_forwarded(server):
     assert "x-private-hop" not in r.headers.get("X-Seen-Connection", "").lower()
 
 
+def test_connection_header_cannot_strip_host(server):
+    # Listing Host in Connection must not make forkd drop it: the app needs
+    # it, and X-Forwarded-Host comes from it.
+    _, fk = server
+    r, c = exchange(fk, request_bytes("GET", "/echo", [("Connection", "keep-alive, Host")],
+                                      host="app.example"))
+    c.close()
+    assert r.status == 200
+    assert r.headers["X-Seen-Host"] == "app.example"
+    assert r.headers["X-Seen-X-Forwarded-Host"] == "app.example"
+
+
 # --- access log -------------------------------------------------------------------
 
 
