@@ -84,6 +84,10 @@ const char* CommandKindName(CommandKind kind) {
       return "StopWorkers";
     case CommandKind::kKillWorker:
       return "KillWorker";
+    case CommandKind::kDrain:
+      return "Drain";
+    case CommandKind::kResume:
+      return "Resume";
   }
   return "?";
 }
@@ -451,7 +455,7 @@ CommandResult Arbiter::HandleCommand(const Command& command) {
       }
       switch (command.kind) {
         case CommandKind::kScaleBy:
-          r = ScaleBy(command.value);
+          r = ScaleBy(command.value, command.exact);
           break;
         case CommandKind::kScaleTo:
           r = ScaleTo(command.value);
@@ -474,6 +478,12 @@ CommandResult Arbiter::HandleCommand(const Command& command) {
         case CommandKind::kKillWorker:
           r = KillWorker(static_cast<pid_t>(command.value));
           break;
+        case CommandKind::kDrain:
+          r = Drain();
+          break;
+        case CommandKind::kResume:
+          r = Resume();
+          break;
         default:
           break;
       }
@@ -488,7 +498,7 @@ CommandResult Arbiter::HandleCommand(const Command& command) {
   return r;
 }
 
-CommandResult Arbiter::ScaleBy(int64_t delta) {
+CommandResult Arbiter::ScaleBy(int64_t delta, bool exact) {
   int current = DesiredWorkers();
   int max = MaxWorkers();
   if (delta == 0) return Result(absl::OkStatus(), "workers unchanged");
@@ -499,6 +509,13 @@ CommandResult Arbiter::ScaleBy(int64_t delta) {
                   "");
   }
   int64_t target = current + delta;
+  if (exact && (target < 1 || target > max)) {
+    return Result(absl::InvalidArgumentError(absl::StrFormat(
+                      "workers would be %d (%d %+d): must be 1..%d "
+                      "(--max-workers is %d)",
+                      target, current, delta, max, max)),
+                  "");
+  }
   if (target > max) {
     if (current >= max) {
       return Result(
@@ -594,10 +611,12 @@ CommandResult Arbiter::Reload() {
   if (next.error_logfile != config_.error_logfile ||
       next.log_level != config_.log_level ||
       next.admin_bind != config_.admin_bind ||
+      next.admin_token_file != config_.admin_token_file ||
       next.metrics_bind != config_.metrics_bind) {
     LOG_WARNING(
-        "Reload: --error-logfile, --log-level, --admin-bind and "
-        "--metrics-bind change only on restart");
+        "Reload: --error-logfile, --log-level, --admin-bind, "
+        "--admin-token-file and --metrics-bind change only on restart "
+        "(the token file's content is re-read when it changes)");
   }
   if (next.max_workers > start_max_workers_) {
     LOG_WARNING(
@@ -772,13 +791,32 @@ CommandResult Arbiter::KillWorker(pid_t pid) {
       absl::StrFormat("worker %d is stopping; a replacement starts", pid));
 }
 
+CommandResult Arbiter::Drain() {
+  if (drained_) return Result(absl::OkStatus(), "already draining");
+  drained_ = true;
+  PublishSettings();
+  LOG_INFO(
+      "Draining: not ready for traffic; workers finish in-flight requests "
+      "and take no new connections");
+  return Result(absl::OkStatus(), "draining: readiness is off");
+}
+
+CommandResult Arbiter::Resume() {
+  if (!drained_) return Result(absl::OkStatus(), "not draining");
+  drained_ = false;
+  PublishSettings();
+  LOG_INFO("Resuming: workers accept connections again");
+  return Result(absl::OkStatus(), "resumed: accepting connections");
+}
+
 // --- Supervision -----------------------------------------------------------
 
 void Arbiter::PublishSettings() {
   scoreboard::Settings& s = scoreboard_->settings();
   Store(s.threads, static_cast<uint32_t>(Threads()));
   Store(s.worker_connections, static_cast<uint32_t>(WorkerConnections()));
-  Store(s.draining, static_cast<uint32_t>(workers_signalled_ ? 1 : 0));
+  Store(s.draining,
+        static_cast<uint32_t>(workers_signalled_ || drained_ ? 1 : 0));
   // Release: a worker that sees the new generation sees the fields too.
   s.generation.fetch_add(1, std::memory_order_release);
 }
@@ -1189,7 +1227,9 @@ void Arbiter::PublishSnapshot(int64_t now) {
   s.desired_workers = DesiredWorkers();
   s.max_workers = MaxWorkers();
   s.threads = Threads();
+  s.max_threads = config_.max_threads;
   s.worker_connections = WorkerConnections();
+  s.max_worker_connections = config_.max_worker_connections;
   int64_t per_worker = 1;
   if (config_.worker_class == config::WorkerClass::kGthread) {
     per_worker = Threads();
@@ -1197,7 +1237,8 @@ void Arbiter::PublishSnapshot(int64_t now) {
     per_worker = WorkerConnections();
   }
   s.in_flight_cap = static_cast<int64_t>(s.desired_workers) * per_worker;
-  s.draining = stop_ != Stop::kNone;
+  s.stopping = stop_ != Stop::kNone;
+  s.draining = s.stopping || drained_;
   s.upgrading = upgrade_child_pid_ != 0;
   s.exits = exits_;
   s.totals = retired_;
@@ -1214,6 +1255,9 @@ void Arbiter::PublishSnapshot(int64_t now) {
     row.requests_served = Load(slot.requests_served);
     row.in_flight = Load(slot.in_flight);
     row.busy_threads = Load(slot.busy_threads);
+    row.threads = Load(slot.threads);
+    row.connection_cap = Load(slot.connection_cap);
+    row.settings_generation_seen = Load(slot.settings_generation_seen);
     row.heartbeat_age_ms = now - Load(slot.heartbeat_ms);
     row.restarts = std::max(0, slots_[w.slot].occupants - 1);
     row.last_exit = slots_[w.slot].last_exit;
@@ -1234,6 +1278,29 @@ void Arbiter::PublishSnapshot(int64_t now) {
 PoolSnapshot Arbiter::Snapshot() const {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   return snapshot_;
+}
+
+PoolSnapshot Arbiter::LiveSnapshot() const {
+  PoolSnapshot s = Snapshot();
+  int64_t now = sys_->NowMs();
+  s.ready_workers = 0;
+  for (WorkerRow& row : s.workers) {
+    // Only the scoreboard's atomics are read here, never the loop's state;
+    // a slot already handed to another worker keeps the published values.
+    const scoreboard::Slot& slot = scoreboard_->slot(row.slot);
+    if (Load(slot.pid) == static_cast<int32_t>(row.pid)) {
+      row.state = StateOf(slot);
+      row.requests_served = Load(slot.requests_served);
+      row.in_flight = Load(slot.in_flight);
+      row.busy_threads = Load(slot.busy_threads);
+      row.threads = Load(slot.threads);
+      row.connection_cap = Load(slot.connection_cap);
+      row.settings_generation_seen = Load(slot.settings_generation_seen);
+      row.heartbeat_age_ms = now - Load(slot.heartbeat_ms);
+    }
+    s.ready_workers += row.state == WorkerState::kReady ? 1 : 0;
+  }
+  return s;
 }
 
 }  // namespace forkd::arbiter

@@ -82,6 +82,13 @@ class Arbiter {
   // readers never touch the loop's state.
   PoolSnapshot Snapshot() const;
 
+  // Any thread: Snapshot() with each worker's gauges (state, in flight,
+  // busy and running threads, connection cap, settings seen, heartbeat,
+  // requests) re-read from the scoreboard now and ready_workers recounted,
+  // for callers that wait on workers (the admin API) and cannot wait for
+  // the next publish.
+  PoolSnapshot LiveSnapshot() const;
+
   // --- Loop-thread entry points: Run() wires them to epoll; unit tests
   // --- call them directly with a fake SysCalls and clock.
 
@@ -168,7 +175,7 @@ class Arbiter {
   CommandResult Result(absl::Status status, std::string message) const;
 
   // Commands.
-  CommandResult ScaleBy(int64_t delta);
+  CommandResult ScaleBy(int64_t delta, bool exact);
   CommandResult ScaleTo(int64_t n);
   CommandResult SetThreads(int64_t n);
   CommandResult SetWorkerConnections(int64_t n);
@@ -179,6 +186,8 @@ class Arbiter {
   CommandResult Upgrade();
   CommandResult StopWorkers();
   CommandResult KillWorker(pid_t pid);
+  CommandResult Drain();
+  CommandResult Resume();
 
   // Supervision.
   void PublishSettings();
@@ -223,6 +232,7 @@ class Arbiter {
   std::optional<int> runtime_threads_;
   std::optional<int> runtime_connections_;
   bool workers_stopped_ = false;  // WINCH: 0 workers until HUP or TTIN
+  bool drained_ = false;          // admin Drain until Resume; survives HUP
   uint64_t generation_ = 1;
 
   std::map<pid_t, Worker> workers_;

@@ -25,14 +25,21 @@ enum class CommandKind {
   kUpgrade,               // USR2: exec a new master on the same sockets
   kStopWorkers,           // WINCH: stop all workers, keep the master
   kKillWorker,            // value: pid; stop it gracefully and replace it
+  kDrain,                 // admin: not ready; workers stop accepting, 503
+  kResume,                // admin: undo kDrain
 };
 const char* CommandKindName(CommandKind kind);
 
 struct Command {
   CommandKind kind;
   int64_t value = 0;
+  // kScaleBy: refuse a step that would leave 1..--max-workers instead of
+  // clamping it (the admin API's deltas; TTIN/TTOU clamp).
+  bool exact = false;
 
-  static Command ScaleBy(int delta) { return {CommandKind::kScaleBy, delta}; }
+  static Command ScaleBy(int delta, bool exact = false) {
+    return {CommandKind::kScaleBy, delta, exact};
+  }
   static Command ScaleTo(int n) { return {CommandKind::kScaleTo, n}; }
   static Command SetThreads(int n) { return {CommandKind::kSetThreads, n}; }
   static Command SetWorkerConnections(int n) {
@@ -47,6 +54,8 @@ struct Command {
   static Command KillWorker(pid_t pid) {
     return {CommandKind::kKillWorker, pid};
   }
+  static Command Drain() { return {CommandKind::kDrain}; }
+  static Command Resume() { return {CommandKind::kResume}; }
 };
 
 // The loop's answer to a Command. On an error status nothing changed; the

@@ -38,6 +38,9 @@ struct WorkerRow {
   uint64_t requests_served = 0;
   uint32_t in_flight = 0;
   uint32_t busy_threads = 0;
+  uint32_t threads = 0;         // request threads running (gthread)
+  uint32_t connection_cap = 0;  // worker_connections it applies
+  uint64_t settings_generation_seen = 0;
   int64_t heartbeat_age_ms = 0;
   int restarts = 0;  // workers that used this slot before this one
   std::optional<ExitCause> last_exit;  // why the previous one left
@@ -56,9 +59,12 @@ struct PoolSnapshot {
   int ready_workers = 0;   // any generation, state ready
   int max_workers = 0;
   int threads = 0;
+  int max_threads = 0;
   int worker_connections = 0;
+  int max_worker_connections = 0;
   int64_t in_flight_cap = 0;  // desired x threads (x connections for async)
-  bool draining = false;      // shutting down: not ready for traffic
+  bool draining = false;      // drained or shutting down: not ready
+  bool stopping = false;      // shutting down (TERM/INT/QUIT)
   bool upgrading = false;     // a USR2 child master is running
   std::vector<WorkerRow> workers;  // every live worker process, by slot
   std::array<uint64_t, static_cast<size_t>(ExitCause::kCount)> exits{};

@@ -928,5 +928,106 @@ TEST_F(PidfileTest, UpgradedMasterTakesThePidfileWhenTheOldOneLeaves) {
   EXPECT_EQ(access(UpgradePidfilePath(path_).c_str(), F_OK), -1);
 }
 
+// --- Admin commands: Drain / Resume, exact deltas, live snapshot ------------
+
+TEST_F(ArbiterTest, DrainPublishesDrainingAndResumeClearsIt) {
+  Start(BaseConfig());
+  MarkAllReady();
+  scoreboard::Settings& s = arbiter_->scoreboard().settings();
+  uint64_t gen = s.generation.load();
+  ASSERT_EQ(s.draining.load(), 0u);
+
+  CommandResult r = arbiter_->HandleCommand(Command::Drain());
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(s.draining.load(), 1u);
+  EXPECT_EQ(s.generation.load(), gen + 1);  // workers notice the change
+  PoolSnapshot snap = arbiter_->Snapshot();
+  EXPECT_TRUE(snap.draining);
+  EXPECT_FALSE(snap.stopping);
+  // Draining keeps the pool: nobody is signalled, nothing is replaced.
+  EXPECT_TRUE(sys_.kills.empty());
+  EXPECT_EQ(sys_.spawned.size(), 2u);
+  EXPECT_EQ(snap.actual_workers, 2);
+
+  // Idempotent: a second Drain changes nothing.
+  EXPECT_TRUE(arbiter_->HandleCommand(Command::Drain()).status.ok());
+  EXPECT_EQ(s.generation.load(), gen + 1);
+
+  r = arbiter_->HandleCommand(Command::Resume());
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(s.draining.load(), 0u);
+  EXPECT_EQ(s.generation.load(), gen + 2);
+  EXPECT_FALSE(arbiter_->Snapshot().draining);
+  EXPECT_TRUE(arbiter_->HandleCommand(Command::Resume()).status.ok());
+  EXPECT_EQ(s.generation.load(), gen + 2);
+}
+
+TEST_F(ArbiterTest, DrainSurvivesReloadAndScaling) {
+  Start(BaseConfig());
+  MarkAllReady();
+  ASSERT_TRUE(arbiter_->HandleCommand(Command::Drain()).status.ok());
+  ASSERT_TRUE(arbiter_->HandleCommand(Command::ScaleTo(3)).status.ok());
+  ASSERT_TRUE(arbiter_->HandleCommand(Command::Reload()).status.ok());
+  EXPECT_EQ(arbiter_->scoreboard().settings().draining.load(), 1u);
+  EXPECT_TRUE(arbiter_->Snapshot().draining);
+  EXPECT_EQ(arbiter_->Snapshot().desired_workers, 3);
+}
+
+TEST_F(ArbiterTest, ResumeDoesNotUndoAShutdown) {
+  Start(BaseConfig());
+  MarkAllReady();
+  ASSERT_TRUE(arbiter_->HandleCommand(Command::Drain()).status.ok());
+  ASSERT_TRUE(arbiter_->HandleCommand(Command::GracefulStop()).status.ok());
+  EXPECT_EQ(arbiter_->HandleCommand(Command::Resume()).status.code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(arbiter_->scoreboard().settings().draining.load(), 1u);
+  PoolSnapshot snap = arbiter_->Snapshot();
+  EXPECT_TRUE(snap.draining);
+  EXPECT_TRUE(snap.stopping);
+}
+
+TEST_F(ArbiterTest, ExactScaleByRefusesOutOfRangeStepsAndChangesNothing) {
+  Start(BaseConfig());  // 2 workers, max 4
+  MarkAllReady();
+  for (int delta : {+3, -2, -5}) {
+    CommandResult r =
+        arbiter_->HandleCommand(Command::ScaleBy(delta, /*exact=*/true));
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument) << delta;
+    EXPECT_TRUE(absl::StrContains(r.status.message(), "--max-workers"))
+        << r.status.message();
+    EXPECT_EQ(r.desired_workers, 2);
+  }
+  EXPECT_EQ(sys_.spawned.size(), 2u);
+  EXPECT_TRUE(sys_.kills.empty());
+  CommandResult r = arbiter_->HandleCommand(Command::ScaleBy(+2, true));
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.desired_workers, 4);
+  // TTIN keeps clamping (and refusing only at the limit).
+  EXPECT_EQ(arbiter_->HandleCommand(Command::ScaleBy(+1)).status.code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ArbiterTest, LiveSnapshotReadsWorkerGaugesBeforeTheNextTick) {
+  Start(BaseConfig());
+  pid_t p = sys_.spawned[0].pid;
+  EXPECT_EQ(arbiter_->Snapshot().ready_workers, 0);
+  MarkReady(p);  // no Tick: the published snapshot does not know yet
+  SlotOf(p).threads = 6;
+  SlotOf(p).connection_cap = 77;
+  SlotOf(p).settings_generation_seen = 9;
+  EXPECT_EQ(arbiter_->Snapshot().ready_workers, 0);
+  PoolSnapshot live = arbiter_->LiveSnapshot();
+  EXPECT_EQ(live.ready_workers, 1);
+  for (const WorkerRow& row : live.workers) {
+    if (row.pid != p) continue;
+    EXPECT_EQ(row.state, WorkerState::kReady);
+    EXPECT_EQ(row.threads, 6u);
+    EXPECT_EQ(row.connection_cap, 77u);
+    EXPECT_EQ(row.settings_generation_seen, 9u);
+  }
+  EXPECT_EQ(live.max_threads, 16);
+  EXPECT_EQ(live.max_worker_connections, 1000);
+}
+
 }  // namespace
 }  // namespace forkd::arbiter
