@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "server/admin/admin_server.h"
+#include "server/admin/admin_stats.h"
 #include "server/arbiter/arbiter.h"
 #include "server/arbiter/listeners.h"
 #include "server/arbiter/sys_calls.h"
@@ -98,10 +100,16 @@ int main(int argc, char** argv) {
   // plane's gRPC health service reads too); /metrics, /livez, /readyz and
   // /startupz are served on --metrics-bind.
   probes::HealthState health;
+  admin::AdminStats admin_stats;
   metrics::PlaneSources plane_sources =
       metrics::SourcesFromArbiter(master->get());
-  // Hook: plane_sources.admin_commands = the admin service's AdminStats
-  // counts (forkd_admin_commands_total) once the admin plane is wired here.
+  plane_sources.admin_commands = [&admin_stats] {
+    std::vector<metrics::AdminCommandCount> counts;
+    for (const admin::AdminStats::Entry& e : admin_stats.Counts()) {
+      counts.push_back({e.command, e.result, e.count});
+    }
+    return counts;
+  };
   bool upgrading = handoff.old_master_pid != 0;  // it may hold the port
   absl::StatusOr<std::unique_ptr<metrics::MetricsPlane>> plane =
       metrics::MetricsPlane::Start(config, std::move(plane_sources), &health,
@@ -110,7 +118,30 @@ int main(int argc, char** argv) {
     Fatal(config, plane.status().message());
     return 1;
   }
+
+  // The admin plane: gRPC Admin + grpc.health.v1 + reflection on
+  // --admin-bind. Its threads only Post() commands to the master's loop.
+  admin::ArbiterPool admin_pool(master->get());
+  std::unique_ptr<admin::AdminServer> admin_server;
+  if (!config.admin_bind.empty()) {
+    admin::AdminServerOptions admin_options;
+    admin_options.bind = config.admin_bind;
+    admin_options.token_file = config.admin_token_file;
+    admin_options.version = FORKD_VERSION;
+    admin_options.pool = &admin_pool;
+    admin_options.stats = &admin_stats;
+    admin_options.health = &health;
+    absl::StatusOr<std::unique_ptr<admin::AdminServer>> started =
+        admin::AdminServer::Start(std::move(admin_options));
+    if (!started.ok()) {
+      Fatal(config, started.status().message());
+      (*plane)->Stop();
+      return 1;
+    }
+    admin_server = std::move(*started);
+  }
   int code = (*master)->Run();
+  if (admin_server) admin_server->Shutdown();
   (*plane)->Stop();
   return code;
 }
