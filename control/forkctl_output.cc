@@ -1,0 +1,146 @@
+#include "control/forkctl_output.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace forkd::control {
+
+std::string FormatTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    if (row.size() > width.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) {
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(width[i] - row[i].size() + 3, ' ');
+    }
+    line.erase(line.find_last_not_of(' ') + 1);
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+std::string FormatAge(double seconds) {
+  if (!(seconds >= 0)) seconds = 0;
+  if (seconds < 1) {
+    return absl::StrCat(static_cast<int64_t>(seconds * 1000), "ms");
+  }
+  int64_t s = static_cast<int64_t>(seconds);
+  if (s < 60) return absl::StrCat(s, "s");
+  if (s < 3600) {
+    return s % 60 ? absl::StrCat(s / 60, "m", s % 60, "s")
+                  : absl::StrCat(s / 60, "m");
+  }
+  if (s < 86400) {
+    int64_t m = (s % 3600) / 60;
+    return m ? absl::StrCat(s / 3600, "h", m, "m")
+             : absl::StrCat(s / 3600, "h");
+  }
+  int64_t h = (s % 86400) / 3600;
+  return h ? absl::StrCat(s / 86400, "d", h, "h")
+           : absl::StrCat(s / 86400, "d");
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"Ki", "Mi", "Gi", "Ti"};
+  if (bytes < 1024) return absl::StrCat(bytes);
+  double v = static_cast<double>(bytes);
+  int unit = -1;
+  while (v >= 1024 && unit < 3) {
+    v /= 1024;
+    ++unit;
+  }
+  if (v < 10) return absl::StrFormat("%.2f%s", v, kUnits[unit]);
+  if (v < 100) return absl::StrFormat("%.1f%s", v, kUnits[unit]);
+  return absl::StrFormat("%.0f%s", v, kUnits[unit]);
+}
+
+std::string StateName(v1::WorkerState state) {
+  switch (state) {
+    case v1::WORKER_STATE_BOOTING:
+      return "booting";
+    case v1::WORKER_STATE_READY:
+      return "ready";
+    case v1::WORKER_STATE_BUSY:
+      return "busy";
+    case v1::WORKER_STATE_DRAINING:
+      return "draining";
+    case v1::WORKER_STATE_EXITING:
+      return "exiting";
+    default:
+      return "unknown";
+  }
+}
+
+std::string FormatStatus(const v1::ServerStatus& s) {
+  std::string state = "serving";
+  if (s.stopping()) {
+    state = "stopping";
+  } else if (s.draining()) {
+    state = "draining";
+  } else if (s.upgrading()) {
+    state = "upgrading";
+  }
+  std::vector<std::vector<std::string>> summary = {
+      {"MASTER", "VERSION", "UPTIME", "CLASS", "WORKERS", "READY", "THREADS",
+       "CONNECTIONS", "CAP", "GEN", "STATE"},
+      {absl::StrCat(s.master_pid()), s.version(), FormatAge(s.uptime_seconds()),
+       s.worker_class(),
+       absl::StrCat(s.actual_workers(), "/", s.desired_workers()),
+       absl::StrCat(s.ready_workers()), absl::StrCat(s.threads()),
+       absl::StrCat(s.worker_connections()), absl::StrCat(s.in_flight_cap()),
+       absl::StrCat(s.generation()), state},
+  };
+  std::vector<std::vector<std::string>> workers = {
+      {"SLOT", "PID", "STATE", "GEN", "AGE", "REQUESTS", "IN-FLIGHT", "BUSY",
+       "THREADS", "CONNS", "HEARTBEAT", "RSS", "CPU", "RESTARTS", "LAST-EXIT"},
+  };
+  for (const v1::WorkerStatus& w : s.workers()) {
+    workers.push_back({
+        absl::StrCat(w.slot()),
+        absl::StrCat(w.pid()),
+        StateName(w.state()),
+        absl::StrCat(w.generation()),
+        FormatAge(w.age_seconds()),
+        absl::StrCat(w.requests_served()),
+        absl::StrCat(w.in_flight()),
+        absl::StrCat(w.busy_threads()),
+        absl::StrCat(w.threads()),
+        absl::StrCat(w.connection_cap()),
+        FormatAge(static_cast<double>(w.heartbeat_age_ms()) / 1000.0),
+        FormatBytes(w.rss_bytes()),
+        absl::StrFormat("%.2fs", w.cpu_seconds()),
+        absl::StrCat(w.restarts()),
+        w.last_exit().empty() ? "-" : w.last_exit(),
+    });
+  }
+  return absl::StrCat(FormatTable(summary), "\n", FormatTable(workers));
+}
+
+std::string ToJson(const google::protobuf::Message& message, bool pretty) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  options.add_whitespace = pretty;
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(message, &out, options)
+           .ok()) {
+    return "{}";
+  }
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+}  // namespace forkd::control
