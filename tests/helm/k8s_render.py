@@ -61,7 +61,7 @@ def ensure_node_modules():
         subprocess.run([os.path.join(HELM_DIR, "install-npm.sh")], check=True, timeout=300)
 
 
-def _run_renderer(values_sets, extra_args, release, namespace):
+def _run_renderer(values_sets, extra_args, release, namespace, kube_version="v1.30.0"):
     with tempfile.TemporaryDirectory(prefix="fkhelm") as tmp:
         args = [renderer()]
         for i, values in enumerate(values_sets):
@@ -69,7 +69,8 @@ def _run_renderer(values_sets, extra_args, release, namespace):
             with open(path, "w") as f:
                 json.dump(values, f)
             args += ["-f", path]
-        args += ["-release", release, "-namespace", namespace] + extra_args + [CHART_DIR]
+        args += ["-release", release, "-namespace", namespace, "-kube-version", kube_version]
+        args += extra_args + [CHART_DIR]
         return subprocess.run(args, capture_output=True, text=True, timeout=60)
 
 
@@ -79,9 +80,9 @@ def _values_list(values):
     return list(values) if isinstance(values, (list, tuple)) else [values]
 
 
-def render(values=None, release="forkd", namespace="default"):
+def render(values=None, release="forkd", namespace="default", kube_version="v1.30.0"):
     """The chart's objects for these values (a dict or a list of dicts, later wins)."""
-    r = _run_renderer(_values_list(values), ["-o", "json"], release, namespace)
+    r = _run_renderer(_values_list(values), ["-o", "json"], release, namespace, kube_version)
     if r.returncode != 0:
         raise RenderError(r.stderr.strip())
     return json.loads(r.stdout)
@@ -101,9 +102,9 @@ def render_notes(values=None, release="forkd", namespace="default"):
     return r.stdout
 
 
-def render_error(values, release="forkd", namespace="default"):
+def render_error(values, release="forkd", namespace="default", kube_version="v1.30.0"):
     """(exit code, stderr) of a render that is expected to fail."""
-    r = _run_renderer(_values_list(values), ["-o", "json"], release, namespace)
+    r = _run_renderer(_values_list(values), ["-o", "json"], release, namespace, kube_version)
     return r.returncode, r.stderr
 
 

@@ -1,0 +1,491 @@
+"""charts/forkd and deploy/kubernetes: rendered, validated, cross-checked.
+
+The chart is rendered by tests/helm's renderer (Go text/template + sprig,
+Helm's engine, with values.schema.json checked as Helm does) for several
+value sets; every object is validated against the Kubernetes OpenAPI schemas
+(npm kubernetes-models, @kubernetes-models/prometheus-operator) with unknown
+fields rejected. Then the rendered pod is checked against forkd's own flags:
+probe ports and paths, the grace period against the shutdown sequence, the
+shared socket, the security context, the Services' ports.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helm"))
+
+import k8s_render as k8s  # noqa: E402
+from forkd_harness import APP_PY, StopWaiting, free_port, http_get, wait_until  # noqa: E402
+from k8s_render import container, flag, forkd_flags, one, pod_spec, port_of  # noqa: E402
+
+CPU_REQUESTS = {
+    "app": {"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+    "forkd": {"resources": {"requests": {"cpu": "200m", "memory": "32Mi"},
+                            "limits": {"cpu": "2", "memory": "256Mi"}}},
+}
+MONITORING = {"monitoring": {"serviceMonitor": {"enabled": True},
+                             "podMonitor": {"enabled": True}},
+              "podDisruptionBudget": {"enabled": True},
+              "autoscaling": {"enabled": True}}
+TOKEN = {"adminToken": {"enabled": True, "value": "test-token-0123456789"}}
+GRPC_GTHREAD = {"probes": {"type": "grpc"},
+                "forkd": {"workerClass": "gthread", "threads": 8, "workers": 4,
+                          "appHealthPath": "/hello", "extraArgs": ["--reuse-port"],
+                          "shutdownDelay": 2.5, "gracefulTimeout": 12},
+                "ports": {"http": 8080, "admin": 7070, "metrics": 7071}}
+
+VALUE_SETS = {
+    "default": [],
+    "native-sidecar": [{"forkd": {"nativeSidecar": True}}],
+    "monitoring": [CPU_REQUESTS, MONITORING],
+    "token": [TOKEN],
+    "grpc-gthread": [GRPC_GTHREAD],
+    "everything": [CPU_REQUESTS, MONITORING, TOKEN, GRPC_GTHREAD,
+                   {"forkd": {"nativeSidecar": True}}],
+}
+
+# Canonical file in deploy/ -> the chart's copy (tests/helm/sync-files.sh).
+SHARED_FILES = {
+    "deploy/grafana/forkd-dashboard.json": "charts/forkd/files/forkd-dashboard.json",
+    "deploy/prometheus/forkd-rules.yaml": "charts/forkd/files/forkd-rules.yaml",
+}
+
+
+def deploy_file(rel):
+    return os.path.join(k8s.REPO_DIR, rel)
+
+
+def rendered(name):
+    return k8s.render(VALUE_SETS[name])
+
+
+def forkd_container(objs):
+    return container(pod_spec(objs), "forkd")
+
+
+def app_container(objs):
+    return container(pod_spec(objs), "app")
+
+
+def container_port(c, name):
+    ports = [p["containerPort"] for p in c.get("ports", []) if p["name"] == name]
+    assert len(ports) == 1, "container %s has no port named %s" % (c["name"], name)
+    return ports[0]
+
+
+# --- every object valid ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_rendered_objects_match_the_kubernetes_schemas(name):
+    objs = rendered(name)
+    report = k8s.validate(objs)
+    bad = [o for o in report["objects"] if o["errors"]]
+    assert report["ok"] and not bad, json.dumps(bad, indent=1)
+    no_schema = [(o["kind"], o["name"]) for o in report["objects"] if not o["schema"]]
+    assert not no_schema, "objects without a schema to check: %s" % no_schema
+
+
+def test_validator_rejects_what_kubernetes_would():
+    """The validator itself: a wrong type, an unknown field, a bad name."""
+    objs = k8s.render()
+    dep = one(objs, "Deployment")
+    spec = dep["spec"]["template"]["spec"]
+    container(spec, "forkd")["readinessProbe"]["httpGet"]["port"] = 9091.5
+    container(spec, "app")["restartPolcy"] = "Always"
+    one(objs, "Service")["metadata"]["name"] = "Not_A_Name"
+    report = k8s.validate(objs)
+    assert not report["ok"]
+    errors = " | ".join(e for o in report["objects"] for e in o["errors"])
+    assert "readinessProbe/httpGet/port" in errors
+    assert "restartPolcy: field not in the schema" in errors
+    assert "Not_A_Name" in errors
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_forkd_starts_with_every_command_line_the_chart_renders(name, forkd_bin, tmp_short):
+    """forkd runs with the rendered args (binds moved to free loopback ports,
+    mounts to temp folders): every flag and value is one forkd accepts."""
+    pod = k8s.LocalPod(rendered(name), tmp_short, k8s.image_paths(forkd_bin, APP_PY), free_port)
+    assert pod.forkd_argv[0] == forkd_bin
+    log = os.path.join(tmp_short, "forkd.log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(pod.forkd_argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=k8s.pod_env(pod.forkd_env),
+                                start_new_session=True)
+    try:
+        def answers():
+            if proc.poll() is not None:
+                raise StopWaiting("forkd exited with %s" % proc.returncode)
+            return http_get(pod.http_port, "/", timeout=2)[0]
+        try:
+            status = wait_until(answers, 20, what="forkd on its rendered command line")
+        except (StopWaiting, TimeoutError) as e:
+            with open(log) as f:
+                pytest.fail("%s\n%s" % (e, f.read()[-3000:]))
+        assert status == 502  # no app here: forkd itself is up
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # quick stop: no --shutdown-delay
+        assert proc.wait(timeout=20) == 0
+
+
+# --- the pod against forkd's flags ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_probes_point_at_the_ports_forkd_binds(name):
+    objs = rendered(name)
+    fk = forkd_container(objs)
+    flags = forkd_flags(fk["args"])
+    metrics_port = port_of(flag(flags, "metrics-bind"))
+    admin_port = port_of(flag(flags, "admin-bind"))
+    http_port = port_of(flag(flags, "bind"))
+    assert container_port(fk, "metrics") == metrics_port
+    assert container_port(fk, "admin") == admin_port
+    assert container_port(fk, "http") == http_port
+    grpc = "grpc" in json.dumps(VALUE_SETS[name])
+    expected = {"startupProbe": ("/startupz", "startup"),
+                "livenessProbe": ("/livez", "liveness"),
+                "readinessProbe": ("/readyz", "")}
+    for probe_name, (path, service) in expected.items():
+        probe = fk[probe_name]
+        if grpc:
+            assert probe["grpc"] == {"port": admin_port, "service": service}, probe
+        else:
+            get = probe["httpGet"]
+            port = get["port"]
+            if isinstance(port, str):
+                port = container_port(fk, port)
+            assert (get["path"], port) == (path, metrics_port), probe
+    # Readiness must flip to failing within its period after TERM.
+    assert fk["readinessProbe"]["failureThreshold"] == 1
+    assert "livenessProbe" not in app_container(objs), "kubelet probes go to forkd only"
+
+
+def grace_case(shutdown_delay, graceful_timeout, native=False, app_prestop=None, margin=None):
+    values = {"forkd": {"shutdownDelay": shutdown_delay, "gracefulTimeout": graceful_timeout,
+                        "nativeSidecar": native}}
+    if app_prestop is not None:
+        values["app"] = {"preStop": app_prestop}
+    if margin is not None:
+        values["terminationGracePeriodMarginSeconds"] = margin
+    return values
+
+
+@pytest.mark.parametrize("values", [
+    grace_case(5, 30),
+    grace_case(5, 30, native=True),
+    grace_case(2.5, 7.2),
+    grace_case(0, 0, margin=0),
+    grace_case(10, 60, native=True, app_prestop={"type": "exec", "seconds": 20}),
+    grace_case(5, 30, app_prestop={"type": "none"}),
+    grace_case(5, 30, app_prestop={"type": "sleep", "seconds": 90}),
+], ids=["default", "native", "fractional", "zero", "native-exec-20", "no-prestop", "long-prestop"])
+def test_grace_period_covers_the_shutdown_sequence(values):
+    objs = k8s.render(values)
+    spec = pod_spec(objs)
+    grace = spec["terminationGracePeriodSeconds"]
+    flags = forkd_flags(forkd_container(objs)["args"])
+    delay = float(flag(flags, "shutdown-delay"))
+    graceful = float(flag(flags, "graceful-timeout"))
+    forkd_done = delay + graceful  # worst case: TERM -> exit 0
+    lifecycle = app_container(objs).get("lifecycle", {}).get("preStop")
+    if lifecycle is None:
+        prestop = 0
+    elif "sleep" in lifecycle:
+        prestop = lifecycle["sleep"]["seconds"]
+    else:
+        assert lifecycle["exec"]["command"][0] == "sleep"
+        prestop = int(lifecycle["exec"]["command"][1])
+    margin = values.get("terminationGracePeriodMarginSeconds", 10)
+    if values["forkd"]["nativeSidecar"]:
+        # Kubernetes stops the app first, and the sidecar only after it.
+        assert "forkd" in [c["name"] for c in spec["initContainers"]]
+        assert grace >= prestop + forkd_done + margin
+        assert grace == prestop + math.ceil(forkd_done) + margin  # and no more
+    else:
+        # Both get TERM at once; the app's preStop must outlast forkd's drain.
+        assert grace >= max(prestop, forkd_done) + margin
+        assert grace == math.ceil(max(prestop, forkd_done)) + margin
+        if values.get("app", {}).get("preStop", {}).get("type") != "none":
+            assert prestop >= forkd_done, "the app would stop while forkd still drains"
+
+
+def test_an_app_prestop_shorter_than_forkds_drain_is_visible_in_the_grace_period():
+    objs = k8s.render(grace_case(5, 30, app_prestop={"type": "sleep", "seconds": 3}))
+    assert pod_spec(objs)["terminationGracePeriodSeconds"] == 45  # forkd's 35 + 10
+    assert app_container(objs)["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_containers_are_locked_down(name):
+    spec = pod_spec(rendered(name))
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    containers = spec["containers"] + spec.get("initContainers", [])
+    assert sorted(c["name"] for c in containers) == ["app", "forkd"]
+    for c in containers:
+        sc = c["securityContext"]
+        assert sc["runAsNonRoot"] is True, c["name"]
+        assert sc["readOnlyRootFilesystem"] is True, c["name"]
+        assert sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+        # Read-only root: /tmp is an emptyDir.
+        assert "/tmp" in [m["mountPath"] for m in c["volumeMounts"]], c["name"]
+
+
+@pytest.mark.parametrize("socket_path", ["/run/forkd/app.sock", "/var/run/app/sock/x.sock"])
+def test_app_and_forkd_share_the_socket_directory(socket_path):
+    objs = k8s.render({"socket": {"path": socket_path, "medium": "Memory"}})
+    spec = pod_spec(objs)
+    fk, app = forkd_container(objs), app_container(objs)
+    assert flag(forkd_flags(fk["args"]), "upstream") == "unix:" + socket_path
+    app_env = {e["name"]: e["value"] for e in app["env"]}
+    assert app_env["APP_SOCKET"] == socket_path
+    args = [k8s.expand_kubelet_vars(a, app_env) for a in app["args"]]
+    assert args == ["--socket", socket_path]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for c in (fk, app):
+        mounts = [m for m in c["volumeMounts"] if m["mountPath"] == os.path.dirname(socket_path)]
+        assert len(mounts) == 1, c["name"]
+        assert volumes[mounts[0]["name"]]["emptyDir"]["medium"] == "Memory"
+    assert mounts[0]["name"] == "app-socket"
+
+
+def test_native_sidecar_form_puts_forkd_first_with_restart_always():
+    spec = pod_spec(rendered("native-sidecar"))
+    assert [c["name"] for c in spec["initContainers"]] == ["forkd"]
+    assert spec["initContainers"][0]["restartPolicy"] == "Always"
+    assert [c["name"] for c in spec["containers"]] == ["app"]
+    plain = pod_spec(rendered("default"))
+    assert "initContainers" not in plain
+    assert [c["name"] for c in plain["containers"]] == ["app", "forkd"]
+    assert "restartPolicy" not in plain["containers"][1]
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_services_never_expose_the_admin_port(name):
+    objs = rendered(name)
+    fk = forkd_container(objs)
+    named = {p["name"]: p["containerPort"] for p in fk["ports"]}
+    services = [o for o in objs if o["kind"] == "Service"]
+    main = one(objs, "Service", k8s.one(objs, "Deployment")["metadata"]["name"])
+    assert [(p["name"], p["targetPort"]) for p in main["spec"]["ports"]] == [("http", "http")]
+    assert named["http"] == port_of(flag(forkd_flags(fk["args"]), "bind"))
+    for svc in services:
+        for p in svc["spec"]["ports"]:
+            target = named.get(p["targetPort"], p["targetPort"])
+            assert target != named["admin"], "%s exposes the admin port" % svc["metadata"]["name"]
+            if svc is not main:
+                assert target == named["metrics"], svc
+    selector = main["spec"]["selector"]
+    labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= labels.items()
+
+
+# --- optional objects -------------------------------------------------------------------
+
+
+def test_default_install_has_only_the_workload():
+    assert k8s.kinds(rendered("default")) == ["Deployment", "Service", "ServiceAccount"]
+
+
+def test_admin_token_is_a_secret_mounted_for_admin_token_file():
+    objs = rendered("token")
+    secret = one(objs, "Secret")
+    import base64
+    assert base64.b64decode(secret["data"]["token"]).decode() == "test-token-0123456789"
+    spec = pod_spec(objs)
+    fk = forkd_container(objs)
+    token_file = flag(forkd_flags(fk["args"]), "admin-token-file")
+    mount = [m for m in fk["volumeMounts"] if m["name"] == "admin-token"][0]
+    assert mount["readOnly"] is True
+    assert token_file == mount["mountPath"] + "/token"
+    volume = [v for v in spec["volumes"] if v["name"] == "admin-token"][0]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volume["secret"]["items"] == [{"key": "token", "path": "token"}]
+    assert "admin-token" not in [m["name"] for m in app_container(objs)["volumeMounts"]]
+
+
+def test_admin_token_generated_or_existing():
+    objs = k8s.render({"adminToken": {"enabled": True}})
+    import base64
+    token = base64.b64decode(one(objs, "Secret")["data"]["token"]).decode()
+    assert len(token) == 40 and token.isalnum()
+    objs = k8s.render({"adminToken": {"enabled": True, "existingSecret": "ops-token"}})
+    assert "Secret" not in k8s.kinds(objs)
+    volume = [v for v in pod_spec(objs)["volumes"] if v["name"] == "admin-token"][0]
+    assert volume["secret"]["secretName"] == "ops-token"
+
+
+def test_monitoring_objects_select_forkds_metrics_port():
+    objs = rendered("monitoring")
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    metrics_svc = one(objs, "Service", "forkd-metrics")
+    assert metrics_svc["spec"]["clusterIP"] == "None"
+    sm = one(objs, "ServiceMonitor")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= metrics_svc["metadata"]["labels"].items()
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"]
+    assert [p["name"] for p in metrics_svc["spec"]["ports"]] == ["metrics"]
+    # The HTTP Service must not be picked up by the ServiceMonitor.
+    assert not sm["spec"]["selector"]["matchLabels"].items() <= one(
+        objs, "Service", "forkd")["metadata"]["labels"].items()
+    pm = one(objs, "PodMonitor")
+    assert pm["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert [e["port"] for e in pm["spec"]["podMetricsEndpoints"]] == ["metrics"]
+    assert all(e["path"] == "/metrics" for e in pm["spec"]["podMetricsEndpoints"])
+    pdb = one(objs, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    hpa = one(objs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == one(objs, "Deployment")["metadata"]["name"]
+    assert "replicas" not in one(objs, "Deployment")["spec"], "the HPA owns replicas"
+
+
+def require_deploy_file(rel):
+    """Skips when the observability colleague's file is not in deploy/ yet."""
+    if not os.path.exists(deploy_file(rel)):
+        pytest.skip("%s does not exist yet (issue 4)" % rel)
+
+
+@pytest.mark.parametrize("canonical", sorted(SHARED_FILES))
+def test_chart_copies_match_deploy(canonical):
+    require_deploy_file(canonical)
+    copy = deploy_file(SHARED_FILES[canonical])
+    assert os.path.exists(copy), "%s missing: run tests/helm/sync-files.sh" % copy
+    with open(deploy_file(canonical), "rb") as a, open(copy, "rb") as b:
+        assert a.read() == b.read(), "%s drifted from %s: run tests/helm/sync-files.sh" % (
+            SHARED_FILES[canonical], canonical)
+
+
+def test_dashboard_configmap_carries_the_grafana_label_and_the_dashboard():
+    require_deploy_file("deploy/grafana/forkd-dashboard.json")
+    objs = k8s.render({"monitoring": {"dashboard": {"enabled": True, "namespace": "grafana"}}})
+    cm = one(objs, "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "grafana"
+    with open(deploy_file("deploy/grafana/forkd-dashboard.json")) as f:
+        assert json.loads(cm["data"]["forkd-dashboard.json"]) == json.load(f)
+    report = k8s.validate(objs)
+    assert report["ok"], report
+
+
+def test_prometheus_rule_carries_deploys_rules():
+    require_deploy_file("deploy/prometheus/forkd-rules.yaml")
+    objs = k8s.render({"monitoring": {"prometheusRule": {"enabled": True}}})
+    rule = one(objs, "PrometheusRule")
+    conv = subprocess.run([k8s.renderer(), "yaml2json"], capture_output=True, text=True,
+                          stdin=open(deploy_file("deploy/prometheus/forkd-rules.yaml")),
+                          timeout=30)
+    assert conv.returncode == 0, conv.stderr
+    assert rule["spec"]["groups"] == json.loads(conv.stdout)[0]["groups"]
+    report = k8s.validate(objs)
+    assert report["ok"], report
+
+
+# --- values.schema.json and template checks -------------------------------------------------
+
+
+@pytest.mark.parametrize("values,expect", [
+    ({"forkd": {"workers": 0}}, "forkd.workers"),
+    ({"forkd": {"workers": "many"}}, "forkd.workers"),
+    ({"forkd": {"workerClass": "gevent"}}, "forkd.workerClass"),
+    ({"forkd": {"threads": 1.5}}, "forkd.threads"),
+    ({"forkd": {"shutdownDelay": -1}}, "forkd.shutdownDelay"),
+    ({"forkd": {"gracefulTimeout": "30s"}}, "forkd.gracefulTimeout"),
+    ({"forkd": {"wrokers": 4}}, "wrokers"),
+    ({"forkd": {"image": {"repository": ""}}}, "forkd.image.repository"),
+    ({"forkd": {"limits": {"requestBody": "10 MB"}}}, "forkd.limits.requestBody"),
+    ({"forkd": {"extraArgs": ["-w 4"]}}, "forkd.extraArgs"),
+    ({"ports": {"http": 70000}}, "ports.http"),
+    ({"ports": {"admin": 8000}}, "must differ"),
+    ({"probes": {"type": "tcp"}}, "probes.type"),
+    ({"socket": {"path": "relative.sock"}}, "socket.path"),
+    ({"socket": {"path": "/" + "x" * 120}}, "socket.path"),
+    ({"app": {"name": "forkd"}}, "app.name"),
+    ({"app": {"preStop": {"type": "sleep", "seconds": -5}}}, "app.preStop.seconds"),
+    ({"service": {"type": "ExternalName"}}, "service.type"),
+    ({"autoscaling": {"enabled": True}}, "requests.cpu"),
+    ({"monitoring": {"serviceMonitor": {"enabled": True, "interval": "soon"}}},
+     "monitoring.serviceMonitor.interval"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_wrong_values_fail_with_the_reason(values, expect):
+    rc, err = k8s.render_error(values)
+    assert rc != 0, "rendered without error"
+    assert expect in err, err
+
+
+def test_kubernetes_version_gates_sleep_prestop_and_native_sidecars():
+    rc, err = k8s.render_error({}, kube_version="v1.29.4")
+    assert rc != 0 and "app.preStop.type sleep needs Kubernetes 1.30+" in err, err
+    exec_prestop = {"app": {"preStop": {"type": "exec"}}}
+    objs = k8s.render(exec_prestop, kube_version="v1.28.0")
+    assert app_container(objs)["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "35"]}}
+    rc, err = k8s.render_error([exec_prestop, {"forkd": {"nativeSidecar": True}}],
+                               kube_version="v1.28.0")
+    assert rc != 0 and "forkd.nativeSidecar needs Kubernetes 1.29+" in err, err
+    k8s.render([exec_prestop, {"forkd": {"nativeSidecar": True}}], kube_version="v1.29.0")
+
+
+def test_notes_print_port_forward_and_forkctl():
+    notes = k8s.render_notes(release="shop", namespace="web")
+    assert "kubectl -n web port-forward service/shop-forkd 8080:80" in notes
+    assert "port-forward pod/$POD 9090:9090" in notes
+    assert "forkctl --addr localhost:9090 status" in notes
+    assert "--token-file" not in notes
+    assert "terminationGracePeriodSeconds is 45" in notes
+    notes = k8s.render_notes([TOKEN, {"ports": {"admin": 7000}}], release="shop", namespace="web")
+    assert "port-forward pod/$POD 7000:7000" in notes
+    assert "get secret shop-forkd-admin-token" in notes
+    assert "forkctl --addr localhost:7000 --token-file forkd-admin.token scale +1" in notes
+    assert "--token-file /etc/forkd/admin/token status" in notes
+
+
+# --- plain manifests -----------------------------------------------------------------------
+
+
+def require_kubectl():
+    if not k8s.kubectl():
+        pytest.fail("kubectl not found: scripts/install-deps.sh installs kubernetes-client")
+
+
+def test_kustomize_overlay_renders_valid_objects():
+    require_kubectl()
+    objs = k8s.kustomize(os.path.join(k8s.KUSTOMIZE_DIR, "overlays", "example"))
+    report = k8s.validate(objs)
+    bad = [o for o in report["objects"] if o["errors"]]
+    assert report["ok"] and not bad, json.dumps(bad, indent=1)
+    assert all(o["schema"] for o in report["objects"])
+    assert k8s.kinds(objs) == ["Deployment", "Namespace", "PodDisruptionBudget", "Service",
+                               "ServiceAccount"]
+    assert {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"} == {
+        "forkd-example"}
+    fk = forkd_container(objs)
+    flags = forkd_flags(fk["args"])
+    assert (flag(flags, "workers"), flag(flags, "worker-class"), flag(flags, "threads")) == (
+        "4", "gthread", "8")
+    assert fk["image"] == "registry.example.com/forkd:0.1.0"
+    assert one(objs, "Deployment")["spec"]["replicas"] == 3
+
+
+def test_kustomize_base_is_the_charts_default_deployment():
+    """deploy/kubernetes/base is the chart's default render, minus Helm's labels."""
+    require_kubectl()
+    base = k8s.kustomize(os.path.join(k8s.KUSTOMIZE_DIR, "base"))
+    chart = k8s.render(release="forkd")
+    assert k8s.kinds(base) == k8s.kinds(chart)
+    assert pod_spec(base) == pod_spec(chart)
+    for kind in ("Deployment", "Service"):
+        b, c = one(base, kind)["spec"], one(chart, kind)["spec"]
+        b.pop("template", None)
+        c.pop("template", None)
+        assert b == c, kind
+    assert one(base, "ServiceAccount").get("automountServiceAccountToken") is False
