@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Installs every build, test and benchmark dependency of forkd from Debian 12's
-# own package archive. Idempotent: safe to run on every `make test`.
+# own package archive, then the npm packages the Kubernetes tests use
+# (tests/helm/install-npm.sh). Idempotent: safe to run on every `make test`.
+#
+#   scripts/install-deps.sh               everything (scripts/test.sh, demo.sh)
+#   scripts/install-deps.sh --build-only  what building forkd needs (Dockerfile)
 set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+build_only=false
+case "${1:-}" in
+  --build-only) build_only=true ;;
+  "") ;;
+  *) echo "usage: $0 [--build-only]" >&2; exit 2 ;;
+esac
 
 PACKAGES=(
   # build
@@ -9,22 +21,37 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libnghttp2-dev libssl-dev
   libgtest-dev libgmock-dev
-  # tests: real clients, real peers
-  curl python3 python3-pytest gunicorn procps wrk nginx nghttp2-client
 )
+if ! $build_only; then
+  PACKAGES+=(
+    # tests: real clients, real peers
+    curl python3 python3-pytest gunicorn procps wrk nginx nghttp2-client
+    # Kubernetes tests: the chart renderer (Go text/template + sprig, Helm's
+    # engine, built offline from Debian's Go sources), unshare/nsenter
+    golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
+    golang-github-xeipuuv-gojsonschema-dev util-linux
+  )
+  # kubectl (for `kubectl kustomize`) and node/npm (the schema validators)
+  # may come from elsewhere on the machine; Debian's packages otherwise.
+  command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+  command -v node >/dev/null || PACKAGES+=(nodejs)
+  command -v npm >/dev/null || PACKAGES+=(npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
     || missing+=("$p")
 done
-if ((${#missing[@]} == 0)); then
-  exit 0
+if ((${#missing[@]} > 0)); then
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ! $build_only; then
+  "$root/tests/helm/install-npm.sh"
+fi
