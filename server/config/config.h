@@ -40,7 +40,7 @@ struct Config {
   double keepalive = 2;          // --keepalive: idle keep-alive close
   int max_requests = 0;          // --max-requests; 0 disables recycling
   int max_requests_jitter = 0;   // --max-requests-jitter
-  double shutdown_delay = 0;     // --shutdown-delay: readiness off, still serving
+  double shutdown_delay = 5;     // --shutdown-delay: readiness off, still serving
 
   // --- request limits ------------------------------------------------------
   int limit_request_line = 4094;         // --limit-request-line (0: unlimited)

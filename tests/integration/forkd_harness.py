@@ -405,7 +405,9 @@ class Forkd:
     "http://127.0.0.1:N"); None points at a socket nobody listens on.
     The defaults below are left out when args already give the flag:
     --bind 127.0.0.1:<port> --upstream ... --admin-bind "" --metrics-bind ""
-    --pidfile <tmp>/forkd.pid --error-logfile <tmp>/error.log.
+    --shutdown-delay 0 --pidfile <tmp>/forkd.pid --error-logfile <tmp>/error.log.
+    (forkd's own --shutdown-delay default, 5 s, is for Kubernetes; tests
+    that exercise it pass the flag.)
     FORKD_* variables of the test environment are not passed on (each flag
     reads FORKD_<NAME>); env adds variables for the child.
     """
@@ -439,6 +441,7 @@ class Forkd:
             ("--upstream", self.upstream),
             ("--admin-bind", ""),
             ("--metrics-bind", ""),
+            ("--shutdown-delay", "0"),
             ("--pidfile", self.pidfile),
             ("--error-logfile", self.error_log_path),
         ]

@@ -39,6 +39,7 @@ config::Config BaseConfig() {
   c.max_worker_connections = 1000;
   c.timeout = 10;
   c.graceful_timeout = 5;
+  c.shutdown_delay = 0;  // TERM reaches the workers at once unless a test says
   return c;
 }
 
