@@ -1,0 +1,207 @@
+"""A real Prometheus (Debian's `prometheus`) scrapes the real forkd.
+
+Every PromQL expression of deploy/grafana/forkd-dashboard.json and of
+deploy/prometheus/forkd-rules.yaml must return data through Prometheus'
+HTTP API after a few seconds of bounded traffic; promtool checks and
+unit-tests the rules.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+import yaml
+
+from forkd_harness import (REPO_DIR, LoadGenerator, free_port, http_get, raw_request,
+                           short_tmpdir, wait_until)
+from metrics_util import forkctl, metrics, metrics_args, value
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+DASHBOARD = os.path.join(REPO_DIR, "deploy", "grafana", "forkd-dashboard.json")
+RULES = os.path.join(REPO_DIR, "deploy", "prometheus", "forkd-rules.yaml")
+RULES_TEST = os.path.join(REPO_DIR, "deploy", "prometheus", "forkd-rules.test.yaml")
+POD = "forkd-test-0"
+
+pytestmark = pytest.mark.skipif(PROMETHEUS is None or PROMTOOL is None,
+                                reason="Debian's prometheus package is not installed")
+
+
+def dashboard_exprs():
+    with open(DASHBOARD) as f:
+        dash = json.load(f)
+    out = []
+    for panel in dash["panels"]:
+        for target in panel.get("targets", []):
+            out.append((panel["title"], target["expr"]))
+    return out
+
+
+def rule_exprs():
+    with open(RULES) as f:
+        rules = yaml.safe_load(f)
+    out = []
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            out.append((rule.get("record") or rule.get("alert"), rule["expr"],
+                        "alert" in rule))
+    return out
+
+
+def grafana(expr):
+    """The query Grafana would send for pod=All and a 1 s scrape interval."""
+    return (expr.replace("$__rate_interval", "10s")
+                .replace("$__range", "30s")
+                .replace('"$pod"', '"%s"' % POD))
+
+
+def with_bool(expr):
+    """An alert condition with its thresholds turned into `bool` comparisons,
+    so it returns the series it watches whether or not they cross them."""
+    return re.sub(r"(>=|<=|==|!=|>|<)\s*(?=[0-9.])", r"\1 bool ", expr)
+
+
+def test_promtool_checks_and_tests_the_rules():
+    r = subprocess.run([PROMTOOL, "check", "rules", RULES], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS: 9 rules found" in r.stdout
+    r = subprocess.run([PROMTOOL, "test", "rules", RULES_TEST], capture_output=True,
+                       text=True, timeout=60, cwd=os.path.dirname(RULES_TEST))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS" in r.stdout
+
+
+def test_dashboard_has_datasource_and_pod_variables():
+    with open(DASHBOARD) as f:
+        dash = json.load(f)
+    names = {v["name"]: v for v in dash["templating"]["list"]}
+    assert names["datasource"]["type"] == "datasource"
+    assert names["datasource"]["query"] == "prometheus"
+    assert "forkd_build_info" in names["pod"]["definition"]
+    for title, expr in dashboard_exprs():
+        assert 'pod=~"$pod"' in expr, (title, expr)
+    for panel in dash["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+
+
+class Prometheus:
+    def __init__(self, target_port):
+        self.dir = short_tmpdir("fkp")
+        self.port = free_port()
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                       "scrape_timeout": "900ms"},
+            "rule_files": [RULES],
+            "scrape_configs": [{
+                "job_name": "forkd",
+                "static_configs": [{"targets": ["127.0.0.1:%d" % target_port],
+                                    "labels": {"pod": POD, "namespace": "test"}}],
+            }],
+        }
+        self.config = os.path.join(self.dir, "prometheus.yml")
+        with open(self.config, "w") as f:
+            yaml.safe_dump(config, f)
+        self.log = open(os.path.join(self.dir, "prometheus.log"), "wb")
+        self.proc = subprocess.Popen(
+            [PROMETHEUS, "--config.file=" + self.config,
+             "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
+             "--web.listen-address=127.0.0.1:%d" % self.port, "--log.level=warn"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
+            start_new_session=True)
+        wait_until(self._ready, 30, interval=0.2, what="prometheus ready")
+
+    def _ready(self):
+        assert self.proc.poll() is None, "prometheus exited: " + self.tail()
+        with urllib.request.urlopen("http://127.0.0.1:%d/-/ready" % self.port,
+                                    timeout=2) as r:
+            return r.status == 200
+
+    def query(self, expr):
+        url = "http://127.0.0.1:%d/api/v1/query?%s" % (
+            self.port, urllib.parse.urlencode({"query": expr}))
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = json.load(r)
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def tail(self):
+        self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return f.read()[-3000:].decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_every_dashboard_and_rule_expression_returns_data(forkd_factory, example_app):
+    admin_port = free_port()
+    mport, args = metrics_args(extra=["--workers", "2", "--threads", "2",
+                                      "--admin-bind", "127.0.0.1:%d" % admin_port])
+    fk = forkd_factory(example_app, args)
+    prom = Prometheus(mport)
+    try:
+        # Bounded traffic: successes, app errors, forkd's own rejections.
+        load = LoadGenerator(fk.url("/sleep?ms=2"), threads=3, duration=6, max_requests=800)
+        load.start()
+        for _ in range(5):
+            http_get(fk.port, "/fail")
+            http_get(fk.port, "/status?code=404")
+            raw_request(fk.port, b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
+        # One admin command, when the admin plane is built in.
+        ctl = forkctl()
+        admin_used = False
+        if ctl is not None:
+            r = subprocess.run([ctl, "--addr", "127.0.0.1:%d" % admin_port, "version"],
+                               capture_output=True, timeout=20)
+            admin_used = r.returncode == 0
+        summary = load.wait()
+        assert summary.ok > 0
+
+        wait_until(lambda: prom.query('forkd:requests:rate5m{pod="%s"}' % POD),
+                   30, interval=0.5, what="the recording rules evaluated")
+        wait_until(lambda: prom.query(
+            'count_over_time(forkd_build_info{pod="%s"}[30s]) >= 8' % POD),
+            30, interval=0.5, what="8 scrapes")
+
+        empty = []
+        checked = 0
+        for title, expr in dashboard_exprs():
+            q = grafana(expr)
+            if "forkd_admin_commands_total" in q and not admin_used:
+                continue  # only present once an admin command ran
+            checked += 1
+            if not prom.query(q):
+                empty.append(("dashboard: " + title, q))
+        for name, expr, is_alert in rule_exprs():
+            q = with_bool(expr) if is_alert else expr
+            checked += 1
+            if not prom.query(q):
+                empty.append(("rule: " + name, q))
+        assert not empty, "expressions without data: %s\n%s" % (empty, prom.tail())
+        skipped = 0 if admin_used else sum(
+            "forkd_admin_commands_total" in e for _, e in dashboard_exprs())
+        assert checked == len(dashboard_exprs()) + len(rule_exprs()) - skipped
+        if not admin_used:
+            assert "forkd_admin_commands_total" not in str(metrics(mport))
+        # The scrape itself: pod label attached, target healthy.
+        up = prom.query('up{job="forkd",pod="%s"}' % POD)
+        assert up and up[0]["value"][1] == "1"
+    finally:
+        prom.stop()
