@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from forkd_harness import ExampleApp, pid_alive, raw_request, http_get, wait_until
-from metrics_util import (assert_not_lower, get, metrics, metrics_args, monotonic,
+from forkd_harness import ExampleApp, free_port, http_get, raw_request, wait_until
+from metrics_util import (assert_not_lower, forkctl, get, metrics, metrics_args, monotonic,
                           probe, scrape, total, value, wait_probe)
 
 
@@ -287,3 +287,26 @@ def test_unknown_path_and_method(forkd_factory, example_app):
     assert status == 404 and "/metrics" in body
     raw = raw_request(mport, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 405 ")
+
+
+def test_drain_and_resume_flip_readiness(forkd_factory, example_app):
+    ctl = forkctl()
+    if ctl is None:
+        pytest.skip("forkctl (the admin plane) is not built")
+    admin = "127.0.0.1:%d" % free_port()
+    mport, args = metrics_args(extra=["--workers", "1", "--admin-bind", admin])
+    forkd_factory(example_app, args)
+    wait_probe(mport, "/readyz", 200)
+    r = subprocess.run([ctl, "--addr", admin, "drain"], capture_output=True, timeout=20)
+    if r.returncode != 0 and b"UNAVAILABLE" in r.stderr.upper():
+        pytest.skip("this forkd has no admin plane: %s" % r.stderr)
+    assert r.returncode == 0, r
+    status, body = wait_probe(mport, "/readyz", 503, timeout=2)
+    assert "draining" in body
+    assert probe(mport, "/livez")[0] == 200
+    r = subprocess.run([ctl, "--addr", admin, "resume"], capture_output=True, timeout=20)
+    assert r.returncode == 0, r
+    wait_probe(mport, "/readyz", 200, timeout=2)
+    m = metrics(mport)
+    assert value(m, "forkd_admin_commands_total", command="Drain", result="ok") == 1
+    assert value(m, "forkd_admin_commands_total", command="Resume", result="ok") == 1
