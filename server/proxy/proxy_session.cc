@@ -80,8 +80,15 @@ int StatusClass(int status) {
 
 ProxySession::ProxySession(SessionContext* ctx, int client_fd,
                            std::string peer, int64_t now_ms)
+    : ProxySession(ctx, std::make_unique<SocketTransport>(client_fd),
+                   std::move(peer), now_ms) {}
+
+ProxySession::ProxySession(SessionContext* ctx,
+                           std::unique_ptr<ClientTransport> transport,
+                           std::string peer, int64_t now_ms)
     : ctx_(ctx),
-      client_fd_(client_fd),
+      client_(std::move(transport)),
+      client_fd_(client_->fd()),
       peer_(std::move(peer)),
       req_parser_(ctx->limits) {
   last_client_ms_ = now_ms;
@@ -93,7 +100,7 @@ ProxySession::~ProxySession() {
   if (!closed_) {
     ReleaseUpstream(false);
     LeaveInFlight();
-    close(client_fd_);
+    client_.reset();
   }
   UpdateConnectionGauge(true);
 }
@@ -165,7 +172,7 @@ bool ProxySession::WantClientRead() const {
 
 bool ProxySession::ReadClient() {
   if (!client_readable_ || !WantClientRead()) return false;
-  ssize_t n = read(client_fd_, in_.Reserve(kReadChunk), kReadChunk);
+  ssize_t n = client_->Read(in_.Reserve(kReadChunk), kReadChunk);
   if (n > 0) {
     // A short read drained the socket: wait for the next readiness event
     // instead of paying a read that returns EAGAIN (new data raises a new
@@ -386,7 +393,7 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
   } else if (!xff.empty()) {
     AppendHeader(&head, "X-Forwarded-For", xff);
   }
-  AppendHeader(&head, "X-Forwarded-Proto", "http");
+  AppendHeader(&head, "X-Forwarded-Proto", client_->scheme());
   if (host) AppendHeader(&head, "X-Forwarded-Host", *host);
   AppendHeader(&head, "X-Request-Id", request_id_);
   switch (framing) {
@@ -749,7 +756,7 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
 bool ProxySession::WriteClient() {
   if (out_.empty() || !client_writable_ || lingering_) return false;
   std::string_view data = out_.View();
-  ssize_t n = send(client_fd_, data.data(), data.size(), MSG_NOSIGNAL);
+  ssize_t n = client_->Write(data.data(), data.size());
   if (n > 0) {
     if (static_cast<size_t>(n) < data.size()) client_writable_ = false;
     out_.Consume(static_cast<size_t>(n));
@@ -867,14 +874,14 @@ void ProxySession::CloseClient(bool linger) {
   if (linger && !client_eof_) {
     // Half-close and read what the client still sends, so our answer is not
     // lost to a reset caused by unread data (nginx's lingering close).
-    shutdown(client_fd_, SHUT_WR);
+    client_->ShutdownWrite();
     lingering_ = true;
     linger_until_ms_ = NowMs() + kLingerMs;
     in_.Clear();
     UpdateConnectionGauge(false);
     return;
   }
-  close(client_fd_);
+  client_.reset();
   closed_ = true;
   UpdateConnectionGauge(false);
 }

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "server/accesslog/access_log.h"
 #include "server/common/buffer.h"
+#include "server/proxy/client_transport.h"
 #include "server/http1/http1_parser.h"
 #include "server/proxy/error_response.h"
 #include "server/scoreboard/scoreboard.h"
@@ -64,6 +65,9 @@ class ProxySession : public upstream::Connection::Owner {
   // for X-Forwarded-For and the access log ("" for unix-socket clients).
   ProxySession(SessionContext* ctx, int client_fd, std::string peer,
                int64_t now_ms);
+  // Same over any transport (TLS, an HTTP/2 stream).
+  ProxySession(SessionContext* ctx, std::unique_ptr<ClientTransport> transport,
+               std::string peer, int64_t now_ms);
   ~ProxySession() override;
 
   // Readiness from the driver (EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP bits);
@@ -136,7 +140,8 @@ class ProxySession : public upstream::Connection::Owner {
   std::string_view PeerForLog() const;
 
   SessionContext* ctx_;
-  int client_fd_;
+  std::unique_ptr<ClientTransport> client_;  // reset when closed
+  int client_fd_;                            // client_->fd(), for drivers
   std::string peer_;
 
   // Client side.

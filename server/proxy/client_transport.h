@@ -1,0 +1,49 @@
+// How a ProxySession talks to its client. Usually a plain socket; TLS and
+// HTTP/2 streams (each stream a request on its own virtual connection)
+// plug in here without the request path knowing.
+#ifndef FORKD_SERVER_PROXY_CLIENT_TRANSPORT_H_
+#define FORKD_SERVER_PROXY_CLIENT_TRANSPORT_H_
+
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+namespace forkd::proxy {
+
+class ClientTransport {
+ public:
+  virtual ~ClientTransport() = default;
+  // As read(2)/send(2) on a non-blocking socket: > 0 bytes moved; Read
+  // returns 0 at end of stream; -1 with errno set (EAGAIN: would block).
+  virtual ssize_t Read(char* buf, size_t len) = 0;
+  virtual ssize_t Write(const char* data, size_t len) = 0;
+  // No more writes; reads go on (lingering close).
+  virtual void ShutdownWrite() = 0;
+  // The socket a poll-based driver waits on.
+  virtual int fd() const = 0;
+  // "http" or "https": X-Forwarded-Proto for the app.
+  virtual const char* scheme() const { return "http"; }
+};
+
+// A connected, non-blocking socket, closed with the transport.
+class SocketTransport final : public ClientTransport {
+ public:
+  explicit SocketTransport(int fd) : fd_(fd) {}
+  ~SocketTransport() override { close(fd_); }
+  SocketTransport(const SocketTransport&) = delete;
+  SocketTransport& operator=(const SocketTransport&) = delete;
+
+  ssize_t Read(char* buf, size_t len) override { return read(fd_, buf, len); }
+  ssize_t Write(const char* data, size_t len) override {
+    return send(fd_, data, len, MSG_NOSIGNAL);
+  }
+  void ShutdownWrite() override { shutdown(fd_, SHUT_WR); }
+  int fd() const override { return fd_; }
+
+ private:
+  int fd_;
+};
+
+}  // namespace forkd::proxy
+
+#endif  // FORKD_SERVER_PROXY_CLIENT_TRANSPORT_H_
