@@ -129,18 +129,27 @@ after it, so the sum.
 {{- end }}
 {{- end }}
 
-{{/* The three kubelet probes, http or grpc, on the ports forkd binds. */}}
+{{/*
+The three kubelet probes, http or grpc, on the ports forkd binds.
+In the native sidecar form the app container starts only once forkd's
+startup probe passes, so that probe cannot wait for the app (/startupz
+does): it asks whether forkd's master is up (/livez, gRPC "liveness").
+*/}}
 {{- define "forkd.probe" -}}
 {{- $root := index . 0 }}
 {{- $which := index . 1 }}
 {{- $cfg := index $root.Values.probes $which }}
+{{- $check := $which }}
+{{- if and (eq $which "startup") $root.Values.forkd.nativeSidecar }}
+{{- $check = "liveness" }}
+{{- end }}
 {{- if eq $root.Values.probes.type "grpc" }}
 grpc:
   port: {{ $root.Values.ports.admin | int64 }}
-  service: {{ get (dict "liveness" "liveness" "readiness" "" "startup" "startup") $which | quote }}
+  service: {{ get (dict "liveness" "liveness" "readiness" "" "startup" "startup") $check | quote }}
 {{- else }}
 httpGet:
-  path: {{ get (dict "liveness" "/livez" "readiness" "/readyz" "startup" "/startupz") $which }}
+  path: {{ get (dict "liveness" "/livez" "readiness" "/readyz" "startup" "/startupz") $check }}
   port: metrics
 {{- end }}
 {{- range $k := list "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" }}
