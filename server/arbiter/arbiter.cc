@@ -618,6 +618,12 @@ CommandResult Arbiter::Reload() {
         "--admin-token-file and --metrics-bind change only on restart "
         "(the token file's content is re-read when it changes)");
   }
+  if (next.app_health_path != config_.app_health_path ||
+      next.app_health_interval != config_.app_health_interval) {
+    LOG_WARNING(
+        "Reload: --app-health-path and --app-health-interval change only on "
+        "restart");
+  }
   if (next.max_workers > start_max_workers_) {
     LOG_WARNING(
         "Reload: --max-workers stays at %d (the scoreboard was sized for it "
