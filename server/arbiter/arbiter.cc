@@ -34,6 +34,9 @@ constexpr int kHandledSignals[] = {SIGCHLD, SIGHUP,  SIGTERM, SIGINT,
 constexpr int64_t kMaxTickMs = 250;
 // After SIGKILL, how long to wait for the kernel to hand us the exit.
 constexpr int64_t kGiveUpAfterKillMs = 5000;
+// A gap between two ticks longer than this means the master itself did not
+// run (the loop wakes at least every kMaxTickMs).
+constexpr int64_t kStalledLoopMs = 2000;
 
 sigset_t HandledSignalSet() {
   sigset_t set;
@@ -225,6 +228,7 @@ absl::Status Arbiter::Start() {
   if (started_) return absl::OkStatus();
   started_ = true;
   int64_t now = sys_->NowMs();
+  last_tick_ms_ = now;  // a stall before the first tick counts too
   if (!config_.pidfile.empty()) {
     std::string path = old_master_pid_ != 0
                            ? UpgradePidfilePath(config_.pidfile)
@@ -1086,7 +1090,8 @@ void Arbiter::CheckTimeouts(int64_t now) {
     WorkerState st = StateOf(slot);
     bool timed_out = false;
     if (st == WorkerState::kReady || st == WorkerState::kDraining) {
-      timed_out = now - Load(slot.heartbeat_ms) > timeout;
+      timed_out = now - std::max(Load(slot.heartbeat_ms), heartbeats_from_ms_) >
+                  timeout;
     } else if (st == WorkerState::kBooting || st == WorkerState::kEmpty) {
       timed_out = now - w.spawned_ms > std::max(timeout, kMinBootTimeoutMs);
     }
@@ -1209,6 +1214,17 @@ void Arbiter::OnChildExit(pid_t pid, int status) {
 
 void Arbiter::Tick(int64_t now_ms) {
   if (done_) return;
+  // SIGSTOP of the whole process group (Ctrl-Z), a frozen container: the
+  // workers' heartbeats went stale while nobody watched, which proves
+  // nothing about them. Time them from now instead of killing them all.
+  if (started_ && now_ms - last_tick_ms_ > kStalledLoopMs) {
+    LOG_WARNING(
+        "The master did not run for %d ms (suspended?); worker heartbeats "
+        "are timed from now",
+        now_ms - last_tick_ms_);
+    heartbeats_from_ms_ = now_ms;
+  }
+  last_tick_ms_ = now_ms;
   ObserveWorkers(now_ms);
   CheckTimeouts(now_ms);
   CheckOldMaster();

@@ -239,6 +239,8 @@ class Arbiter {
   std::map<uint32_t, int64_t> pending_;  // slot -> respawn not before (ms)
   std::vector<SlotHistory> slots_;
   int consecutive_boot_failures_ = 0;
+  int64_t last_tick_ms_ = 0;
+  int64_t heartbeats_from_ms_ = 0;  // older heartbeats count as this one
   std::array<uint64_t, static_cast<size_t>(ExitCause::kCount)> exits_{};
   scoreboard::CounterTotals retired_;  // counters of workers that left
   pid_t upgrade_child_pid_ = 0;

@@ -491,6 +491,24 @@ TEST_F(ArbiterTest, HeartbeatTimeoutSendsAbortThenKill) {
   EXPECT_EQ(arbiter_->Snapshot().exits[Cause(ExitCause::kTimeout)], 1u);
 }
 
+TEST_F(ArbiterTest, StalledMasterTimesHeartbeatsFromWhenItRunsAgain) {
+  Start(BaseConfig());  // timeout 10 s
+  MarkAllReady();
+  pid_t a = sys_.spawned[0].pid;
+  pid_t b = sys_.spawned[1].pid;
+  Advance(15000);  // stopped for 15 s, even before the first tick
+  EXPECT_TRUE(sys_.kills.empty());
+  SlotOf(b).heartbeat_ms = sys_.now_ms;  // b resumes; a stays hung
+  for (int i = 0; i < 10; ++i) {
+    Advance(1000);
+    SlotOf(b).heartbeat_ms = sys_.now_ms;
+  }
+  EXPECT_FALSE(Sent(a, SIGABRT));  // 10 s watched: not yet
+  Advance(1);
+  EXPECT_TRUE(Sent(a, SIGABRT));
+  EXPECT_FALSE(Sent(b, SIGABRT));
+}
+
 TEST_F(ArbiterTest, BootingWorkersGetAtLeastThirtySeconds) {
   Start(BaseConfig());  // timeout 10 s < 30 s
   pid_t p = sys_.spawned[0].pid;
