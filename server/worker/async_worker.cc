@@ -30,6 +30,7 @@ constexpr uint64_t kTagClient = 0;  // pointer to a ProxySession, low bit 0
 constexpr uint64_t kTagUpstream = 1;  // pointer | 1
 constexpr int kTickMs = 100;
 constexpr int kAcceptBatch = 64;  // per wake-up, for fairness between workers
+constexpr int64_t kStopLingerMs = 1000;  // idle keep-alive conns on stop
 
 class AsyncWorker {
  public:
@@ -51,6 +52,7 @@ class AsyncWorker {
   int epfd_ = -1;
   bool listening_ = false;
   bool swept_backlog_ = false;
+  int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
   std::atomic<uint32_t> cap_{0};
   absl::flat_hash_set<proxy::ProxySession*> sessions_;
   std::vector<proxy::ProxySession*> touched_;
@@ -140,14 +142,20 @@ void AsyncWorker::OnEvent(const epoll_event& ev) {
 }
 
 void AsyncWorker::Sweep(int64_t now_ms) {
+  // On a graceful stop an idle keep-alive connection stays open for
+  // kStopLingerMs (or until its keep-alive timeout): a request arriving on
+  // it is served with "Connection: close"; closing it at once would race
+  // with a request the client is already sending.
+  if (rt_->stopping() && stop_seen_ms_ == 0) stop_seen_ms_ = now_ms;
+  bool linger_over =
+      stop_seen_ms_ != 0 && now_ms >= stop_seen_ms_ + kStopLingerMs;
   for (auto* s : sessions_) {
     if (s->phase() != proxy::ProxySession::Phase::kClosed &&
         now_ms >= s->deadline_ms()) {
       s->OnTimeout(now_ms);
       touched_.push_back(s);
-    } else if (rt_->stopping() &&
-               s->phase() == proxy::ProxySession::Phase::kIdle) {
-      s->Abort();  // idle keep-alive connections end at once on stop
+    } else if (linger_over && s->phase() == proxy::ProxySession::Phase::kIdle) {
+      s->Abort();
       touched_.push_back(s);
     }
   }
