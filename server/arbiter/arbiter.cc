@@ -243,8 +243,11 @@ absl::Status Arbiter::Start() {
     LOG_INFO("Listening at: %s (%d)", l.url, master_pid_);
   }
   LOG_INFO("Using worker: %s", config::WorkerClassName(config_.worker_class));
-  PublishSettings();
   Maintain(now);
+  // Only now: workers wait for the first settings before they accept
+  // (WorkerRuntime::Create), so the port answers once the whole initial
+  // pool exists, not as soon as the first worker is up.
+  PublishSettings();
   PublishSnapshot(now);
   return absl::OkStatus();
 }

@@ -92,9 +92,9 @@ class Arbiter {
   // --- Loop-thread entry points: Run() wires them to epoll; unit tests
   // --- call them directly with a fake SysCalls and clock.
 
-  // Writes the pidfile (`<pidfile>.2` when started by USR2), publishes the
-  // settings and spawns every worker. Fails when the pidfile can't be
-  // written.
+  // Writes the pidfile (`<pidfile>.2` when started by USR2), spawns every
+  // worker, then publishes the settings (the workers' signal to start
+  // accepting). Fails when the pidfile can't be written.
   absl::Status Start();
 
   // Runs one command; on error nothing changed.

@@ -100,6 +100,18 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
                                                                 : c.threads);
   s.connection_cap.store(c.worker_connections);
   s.state.store(static_cast<uint32_t>(scoreboard::WorkerState::kBooting));
+  // The master publishes its first settings once it has spawned the whole
+  // initial pool: waiting for them means the port answers only when every
+  // worker exists. Workers started later find them published. The master's
+  // boot timeout bounds the wait; an orphan gives up.
+  pid_t master = getppid();
+  while (rt->scoreboard_->settings().generation.load(
+             std::memory_order_acquire) == 0) {
+    if (getppid() != master) {
+      return absl::FailedPreconditionError("the master exited during boot");
+    }
+    usleep(1000);
+  }
   rt->settings_seen_ = rt->scoreboard_->settings().generation.load();
   s.settings_generation_seen.store(rt->settings_seen_);
   rt->Heartbeat();

@@ -815,6 +815,21 @@ TEST_F(ArbiterTest, WorkersButNotANewMasterStopWhenTheMasterDies) {
   EXPECT_EQ(sys_.spawned[2].spec.parent_death_signal, 0);  // the new master
 }
 
+TEST_F(ArbiterTest, StartPublishesSettingsOnlyAfterSpawningThePool) {
+  // Workers wait for the first settings before accepting: none may see
+  // them before every worker of the initial pool exists.
+  config::Config c = BaseConfig();
+  c.workers = 3;
+  Make(c);
+  std::vector<uint64_t> seen;
+  sys_.on_spawn = [&] {
+    seen.push_back(arbiter_->scoreboard().settings().generation.load());
+  };
+  ASSERT_TRUE(arbiter_->Start().ok());
+  EXPECT_EQ(seen, (std::vector<uint64_t>{0, 0, 0}));
+  EXPECT_GE(arbiter_->scoreboard().settings().generation.load(), 1u);
+}
+
 TEST_F(ArbiterTest, ReopenLogsForwardsUsr1) {
   Start(BaseConfig());
   arbiter_->HandleSignal(SIGUSR1);

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <deque>
+#include <functional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -27,6 +28,7 @@ class FakeSysCalls : public SysCalls {
   };
 
   absl::StatusOr<pid_t> Spawn(const SpawnSpec& spec) override {
+    if (on_spawn) on_spawn();
     if (!spawn_error.ok()) return spawn_error;
     pid_t pid = next_pid++;
     spawned.push_back({pid, spec});
@@ -63,6 +65,7 @@ class FakeSysCalls : public SysCalls {
   }
 
   absl::Status spawn_error = absl::OkStatus();
+  std::function<void()> on_spawn;  // runs at the start of every Spawn()
   pid_t next_pid = 100;
   std::vector<Spawned> spawned;
   std::vector<Killed> kills;
