@@ -36,6 +36,11 @@ namespace {
 using proxy::ProxySession;
 
 constexpr int kTickMs = 100;
+// On a graceful stop, idle keep-alive connections stay open this long (or
+// until their keep-alive timeout): a request that arrives on one is served
+// with "Connection: close". Closing them at once races with a request the
+// client is already sending, which it then sees fail (RemoteDisconnected).
+constexpr int64_t kStopLingerMs = 1000;
 constexpr uint64_t kTagSignal = 1;
 constexpr uint64_t kTagWake = 2;
 constexpr uint64_t kTagListen = 3;  // | (index << 8)
@@ -101,6 +106,7 @@ class ThreadedWorker {
   int epfd_ = -1;
   bool listening_ = false;
   bool swept_backlog_ = false;
+  int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
 
   // Connections the main thread holds (idle keep-alive, in the poller).
   absl::flat_hash_set<ProxySession*> idle_;
@@ -178,7 +184,11 @@ void ThreadedWorker::ThreadMain() {
     cv_.wait(lock, [this] {
       return !queue_.empty() || running_threads_ > target_threads_;
     });
-    if (queue_.empty()) {  // shrinking: this idle thread leaves
+    // Shrinking: a surplus thread leaves as soon as it is between two
+    // sessions, even when connections wait in the queue (the threads that
+    // stay serve them); waiting for an empty queue would never shrink a
+    // pool under steady load.
+    if (running_threads_ > target_threads_) {
       --running_threads_;
       rt_->slot().threads.store(running_threads_);
       return;
@@ -252,12 +262,7 @@ void ThreadedWorker::TakeBackReturned() {
   }
   connections_ -= closed;
   for (ProxySession* s : back) {
-    if (rt_->stopping()) {
-      delete s;  // idle keep-alive connections end on stop
-      --connections_;
-      continue;
-    }
-    idle_.insert(s);
+    idle_.insert(s);  // on stop too: Sweep ends it after kStopLingerMs
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
     ev.data.u64 = reinterpret_cast<uint64_t>(s);
@@ -268,9 +273,12 @@ void ThreadedWorker::TakeBackReturned() {
 }
 
 void ThreadedWorker::Sweep(int64_t now_ms) {
+  if (rt_->stopping() && stop_seen_ms_ == 0) stop_seen_ms_ = now_ms;
+  bool linger_over =
+      stop_seen_ms_ != 0 && now_ms >= stop_seen_ms_ + kStopLingerMs;
   for (auto it = idle_.begin(); it != idle_.end();) {
     ProxySession* s = *it;
-    if (rt_->stopping() || now_ms >= s->deadline_ms()) {
+    if (linger_over || now_ms >= s->deadline_ms()) {
       idle_.erase(it++);
       delete s;  // closing the fd also leaves the epoll set
       --connections_;
