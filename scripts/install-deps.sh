@@ -26,6 +26,8 @@ if ! $build_only; then
   PACKAGES+=(
     # tests: real clients, real peers
     curl python3 python3-pytest gunicorn procps wrk nginx nghttp2-client
+    # admin API tests: a real gRPC client (messages generated with protoc)
+    python3-grpcio python3-protobuf
     # metrics tests: a real Prometheus server and promtool; PyYAML for rules
     prometheus python3-yaml
     # Kubernetes tests: the chart renderer (Go text/template + sprig, Helm's

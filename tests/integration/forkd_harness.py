@@ -5,6 +5,8 @@ every wait is bounded by a timeout.  Processes started here are killed at
 interpreter exit even if a test forgets to stop them.
 
     FORKD_BIN         the forkd binary (set by CTest); default <repo>/build/forkd
+    FORKCTL_BIN       the forkctl binary (set by CTest); default: next to
+                      FORKD_BIN, else <dir of FORKD_BIN>/control/forkctl
     FORKD_SOURCE_DIR  the repo root (set by CTest); default two levels up
 
 Main pieces: free_port(), short_tmpdir(), http_get(), http_request(),
@@ -31,6 +33,20 @@ REPO_DIR = os.path.abspath(
     os.environ.get("FORKD_SOURCE_DIR")
     or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 FORKD_BIN = os.environ.get("FORKD_BIN") or os.path.join(REPO_DIR, "build", "forkd")
+
+
+def _find_forkctl():
+    if os.environ.get("FORKCTL_BIN"):
+        return os.environ["FORKCTL_BIN"]
+    here = os.path.dirname(os.path.abspath(FORKD_BIN))
+    for candidate in (os.path.join(here, "forkctl"),
+                      os.path.join(here, "control", "forkctl")):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return os.path.join(here, "forkctl")
+
+
+FORKCTL_BIN = _find_forkctl()
 APP_PY = os.path.join(REPO_DIR, "deploy", "example-app", "app.py")
 PYTHON = sys.executable or "/usr/bin/python3"
 
