@@ -55,6 +55,13 @@ struct Config {
   double upstream_timeout = 60;     // --upstream-timeout (s): connect + idle read
   int upstream_keepalive = 64;      // --upstream-keepalive: idle conns per worker
 
+  // --- HTTP/2 (h2c with prior knowledge on the HTTP ports) ------------------
+  bool http2 = true;                         // --http2
+  int http2_max_concurrent_streams = 100;    // --http2-max-concurrent-streams
+  int http2_initial_window_size = 65535;     // --http2-initial-window-size
+  int http2_max_frame_size = 16384;          // --http2-max-frame-size
+  int http2_max_header_list_size = 65536;    // --http2-max-header-list-size
+
   // --- logs and files ------------------------------------------------------
   std::string pidfile;                 // --pidfile
   std::string access_logfile;          // --access-logfile ("-" = stdout, "" = off)

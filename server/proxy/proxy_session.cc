@@ -91,6 +91,9 @@ ProxySession::ProxySession(SessionContext* ctx,
       client_fd_(client_->fd()),
       peer_(std::move(peer)),
       req_parser_(ctx->limits) {
+  // An HTTP/2 stream's virtual connection has no socket and is no client
+  // connection of its own.
+  counts_as_connection_ = client_fd_ >= 0;
   last_client_ms_ = now_ms;
   deadline_ms_ = now_ms + ctx_->client_timeout_ms;
   UpdateConnectionGauge(false);
@@ -106,7 +109,7 @@ ProxySession::~ProxySession() {
 }
 
 void ProxySession::UpdateConnectionGauge(bool gone) {
-  if (!ctx_->record_metrics) return;
+  if (!ctx_->record_metrics || !counts_as_connection_) return;
   Phase now = gone ? Phase::kClosed : phase();
   if (now == gauge_phase_) return;
   auto gauge = [this](Phase p) -> std::atomic<uint32_t>* {
@@ -156,7 +159,7 @@ void ProxySession::Drive() {
 }
 
 bool ProxySession::WantClientRead() const {
-  if (closed_ || client_eof_) return false;
+  if (closed_ || client_eof_ || wants_http2_) return false;
   if (lingering_) return true;
   switch (req_state_) {
     case ReqState::kWaitHead:
@@ -223,7 +226,18 @@ bool ProxySession::ProcessClientInput() {
     return false;
   }
   if (req_state_ == ReqState::kHead) {
-    if (in_.empty()) return false;
+    if (in_.empty() || wants_http2_) return false;
+    if (first_request_ && ctx_->http2 && counts_as_connection_) {
+      switch (http2::LooksLikeH2Preface(in_.View())) {
+        case http2::PrefaceMatch::kNeedMore:
+          return false;
+        case http2::PrefaceMatch::kMatch:
+          wants_http2_ = true;  // the driver takes it from here
+          return false;
+        case http2::PrefaceMatch::kNoMatch:
+          break;
+      }
+    }
     size_t consumed = 0;
     switch (req_parser_.Parse(in_.View(), &consumed)) {
       case http1::ParseStatus::kNeedMore:
@@ -823,6 +837,7 @@ void ProxySession::FinishRequest() {
     return;
   }
   // Ready for the next request on this connection.
+  first_request_ = false;
   req_parser_.Reset();
   resp_parser_.Reset();
   req_body_.reset();
@@ -850,6 +865,16 @@ void ProxySession::FinishRequest() {
   in_.Shrink(64 * 1024);
   out_.Shrink(64 * 1024);
   if (!in_.empty()) StartHead();  // pipelined request already here
+}
+
+void ProxySession::ReleaseForHttp2(std::unique_ptr<ClientTransport>* transport,
+                                   std::string* received) {
+  UpdateConnectionGauge(true);
+  counts_as_connection_ = false;  // the HTTP/2 connection counts itself
+  received->assign(in_.View());
+  in_.Clear();
+  *transport = std::move(client_);
+  closed_ = true;
 }
 
 void ProxySession::ReleaseUpstream(bool reusable) {

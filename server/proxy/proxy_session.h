@@ -16,7 +16,9 @@
 #include "absl/time/time.h"
 #include "server/accesslog/access_log.h"
 #include "server/common/buffer.h"
+#include "server/proxy/client_connection.h"
 #include "server/proxy/client_transport.h"
+#include "server/http2/http2_session.h"
 #include "server/http1/http1_parser.h"
 #include "server/proxy/error_response.h"
 #include "server/scoreboard/scoreboard.h"
@@ -48,18 +50,18 @@ struct SessionContext {
   std::function<void(upstream::Connection*)> register_upstream;
   // Called after each finished request (max-requests accounting).
   std::function<void()> on_request_done;
+  // HTTP/2 (h2c with prior knowledge on the HTTP/1 port): on when set.
+  bool http2 = false;
+  http2::Http2Settings http2_settings;
+  const http2::Http2Context* http2_context = nullptr;
   // false skips every counter, histogram and connection gauge write in the
   // slot: only bench/metrics_cost.sh turns it off, to measure their cost.
   bool record_metrics = true;
 };
 
-class ProxySession : public upstream::Connection::Owner {
+class ProxySession : public ClientConnection,
+                     public upstream::Connection::Owner {
  public:
-  enum class Phase {
-    kIdle,    // keep-alive, waiting for the next request, nothing buffered
-    kActive,  // a request is being read, proxied or answered
-    kClosed,  // done; the driver deletes it
-  };
 
   // Takes ownership of `client_fd` (non-blocking). `peer` is the client's IP
   // for X-Forwarded-For and the access log ("" for unix-socket clients).
@@ -72,17 +74,17 @@ class ProxySession : public upstream::Connection::Owner {
 
   // Readiness from the driver (EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP bits);
   // both run Drive().
-  void OnClientEvents(uint32_t events);
+  void OnClientEvents(uint32_t events) override;
   void OnUpstreamEvents(uint32_t events) override;
 
   // Makes all progress possible without blocking.
   void Drive();
 
   // Called when now_ms passed deadline_ms(): answers 504 or closes.
-  void OnTimeout(int64_t now_ms);
+  void OnTimeout(int64_t now_ms) override;
 
   // Closes at once, cutting whatever is in flight (quick shutdown).
-  void Abort();
+  void Abort() override;
 
   // For poll-based drivers: readiness that poll() reported.
   void SetReadiness(bool client_readable, bool client_writable,
@@ -98,8 +100,17 @@ class ProxySession : public upstream::Connection::Owner {
   };
   Wait wait() const;
 
-  Phase phase() const;
-  int64_t deadline_ms() const { return deadline_ms_; }
+  Phase phase() const override;
+  int64_t deadline_ms() const override { return deadline_ms_; }
+
+  // The connection opened with the HTTP/2 preface: the driver hands it to
+  // an http2::Http2Connection with ReleaseForHttp2().
+  bool wants_http2() const override { return wants_http2_; }
+  const std::string& peer() const { return peer_; }
+  // Gives up the client transport and the bytes read so far; the session is
+  // closed afterwards (and counts as no connection).
+  void ReleaseForHttp2(std::unique_ptr<ClientTransport>* transport,
+                       std::string* received);
   int client_fd() const { return client_fd_; }
   bool in_request() const { return req_state_ != ReqState::kWaitHead; }
 
@@ -150,6 +161,9 @@ class ProxySession : public upstream::Connection::Owner {
   bool client_readable_ = true;  // optimistic until EAGAIN
   bool client_writable_ = true;
   bool client_eof_ = false;
+  bool first_request_ = true;  // no request finished on this connection yet
+  bool wants_http2_ = false;
+  bool counts_as_connection_ = true;  // false for HTTP/2 streams
   bool client_hup_ = false;  // the peer hung up: read on to the EOF
   bool close_after_response_ = false;
   bool unread_input_ = false;  // closing with request bytes unread

@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "server/common/log.h"
+#include "server/http2/http2_connection.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/worker/worker_runtime.h"
 
@@ -26,7 +27,7 @@ namespace {
 constexpr uint64_t kTagSignal = 1;
 constexpr uint64_t kTagWake = 2;
 constexpr uint64_t kTagListen = 3;  // | (index << 8)
-constexpr uint64_t kTagClient = 0;  // pointer to a ProxySession, low bit 0
+constexpr uint64_t kTagClient = 0;  // a proxy::ClientConnection*, low bit 0
 constexpr uint64_t kTagUpstream = 1;  // pointer | 1
 constexpr int kTickMs = 100;
 constexpr int kAcceptBatch = 64;  // per wake-up, for fairness between workers
@@ -45,6 +46,9 @@ class AsyncWorker {
   void AcceptSome(int listen_fd, bool final_sweep = false);
   void OnEvent(const epoll_event& ev);
   void Sweep(int64_t now_ms);
+  // Replaces an HTTP/1 connection that opened with the HTTP/2 preface by
+  // an Http2Connection on the same socket.
+  void MaybeSwitchToHttp2(proxy::ClientConnection* c);
   void ApplySettings();
   uint64_t MaxConnections() const { return 2ull * cap_.load(); }
 
@@ -54,8 +58,8 @@ class AsyncWorker {
   bool swept_backlog_ = false;
   int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
   std::atomic<uint32_t> cap_{0};
-  absl::flat_hash_set<proxy::ProxySession*> sessions_;
-  std::vector<proxy::ProxySession*> touched_;
+  absl::flat_hash_set<proxy::ClientConnection*> sessions_;
+  std::vector<proxy::ClientConnection*> touched_;
   std::vector<std::unique_ptr<upstream::Connection>> discarded_;
 };
 
@@ -102,11 +106,13 @@ void AsyncWorker::AcceptSome(int listen_fd, bool final_sweep) {
     auto* s = new proxy::ProxySession(rt_->session_context(), fd,
                                       std::move(peer),
                                       scoreboard::MonotonicMs());
-    sessions_.insert(s);
+    proxy::ClientConnection* c = s;  // the epoll data holds the base
+    sessions_.insert(c);
     Add(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-        reinterpret_cast<uint64_t>(s) | kTagClient);
+        reinterpret_cast<uint64_t>(c) | kTagClient);
     s->Drive();
     touched_.push_back(s);
+    MaybeSwitchToHttp2(s);
   }
 }
 
@@ -128,6 +134,7 @@ void AsyncWorker::OnEvent(const epoll_event& ev) {
   if ((data & 1) == kTagUpstream) {
     auto* conn = reinterpret_cast<upstream::Connection*>(data & ~1ull);
     if (conn->owner != nullptr) {
+      // A ProxySession: an HTTP/1 connection or an HTTP/2 stream's.
       auto* s = static_cast<proxy::ProxySession*>(conn->owner);
       s->OnUpstreamEvents(ev.events);
       touched_.push_back(s);
@@ -136,9 +143,35 @@ void AsyncWorker::OnEvent(const epoll_event& ev) {
     }
     return;
   }
-  auto* s = reinterpret_cast<proxy::ProxySession*>(data);
+  auto* s = reinterpret_cast<proxy::ClientConnection*>(data);
   s->OnClientEvents(ev.events);
   touched_.push_back(s);
+  MaybeSwitchToHttp2(s);
+}
+
+void AsyncWorker::MaybeSwitchToHttp2(proxy::ClientConnection* c) {
+  if (!c->wants_http2()) return;
+  auto* h1 = static_cast<proxy::ProxySession*>(c);
+  std::unique_ptr<proxy::ClientTransport> transport;
+  std::string received;
+  std::string peer = h1->peer();
+  h1->ReleaseForHttp2(&transport, &received);  // h1 is closed now
+  int fd = transport->fd();
+  auto h2 = http2::Http2Connection::Create(
+      rt_->session_context(), std::move(transport), std::move(peer),
+      std::move(received), scoreboard::MonotonicMs());
+  if (!h2.ok()) {
+    LOG_ERROR("cannot start an HTTP/2 connection: %s",
+              std::string(h2.status().message()));
+    return;  // the transport closed with the failed connection
+  }
+  proxy::ClientConnection* next = h2->release();
+  sessions_.insert(next);
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.u64 = reinterpret_cast<uint64_t>(next) | kTagClient;
+  if (fd >= 0) epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev);
+  touched_.push_back(next);
 }
 
 void AsyncWorker::Sweep(int64_t now_ms) {
@@ -150,11 +183,11 @@ void AsyncWorker::Sweep(int64_t now_ms) {
   bool linger_over =
       stop_seen_ms_ != 0 && now_ms >= stop_seen_ms_ + kStopLingerMs;
   for (auto* s : sessions_) {
-    if (s->phase() != proxy::ProxySession::Phase::kClosed &&
+    if (s->phase() != proxy::ClientConnection::Phase::kClosed &&
         now_ms >= s->deadline_ms()) {
       s->OnTimeout(now_ms);
       touched_.push_back(s);
-    } else if (linger_over && s->phase() == proxy::ProxySession::Phase::kIdle) {
+    } else if (linger_over && s->phase() == proxy::ClientConnection::Phase::kIdle) {
       s->Abort();
       touched_.push_back(s);
     }
@@ -194,8 +227,12 @@ void AsyncWorker::Run() {
     }
     // Free what closed in this batch (deduplicated through sessions_).
     for (auto* s : touched_) {
-      if (s->phase() == proxy::ProxySession::Phase::kClosed &&
-          sessions_.erase(s) == 1) {
+      // Membership first: a touched HTTP/2 stream's session may already be
+      // freed by its connection; connections themselves die only here.
+      auto it = sessions_.find(s);
+      if (it != sessions_.end() &&
+          s->phase() == proxy::ClientConnection::Phase::kClosed) {
+        sessions_.erase(it);
         delete s;
       }
     }

@@ -85,6 +85,16 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   ctx.slot = rt->slot_;
   ctx.access_log = rt->access_log_.get();
   ctx.stopping = &rt->stopping_;
+  // HTTP/2 streams run concurrently on the async class's event loop; the
+  // thread-per-connection classes stay HTTP/1 (a preface gets 505).
+  ctx.http2 = c.http2 && c.worker_class == config::WorkerClass::kAsync;
+  ctx.http2_settings.max_concurrent_streams = c.http2_max_concurrent_streams;
+  ctx.http2_settings.initial_window_size = c.http2_initial_window_size;
+  ctx.http2_settings.max_frame_size = c.http2_max_frame_size;
+  ctx.http2_settings.max_header_list_size = c.http2_max_header_list_size;
+  rt->http2_context_.counters = &rt->http2_counters_;
+  rt->http2_context_.now_ms = [] { return scoreboard::MonotonicMs(); };
+  ctx.http2_context = &rt->http2_context_;
   ctx.server_draining = &rt->scoreboard_->settings().draining;
   WorkerRuntime* self = rt.get();
   ctx.on_request_done = [self] { self->OnRequestDone(); };

@@ -634,6 +634,11 @@ Config EveryFieldChanged() {
   c.upstream = "http://[::1]:9000";
   c.upstream_timeout = 12.75;
   c.upstream_keepalive = 0;
+  c.http2 = false;
+  c.http2_max_concurrent_streams = 7;
+  c.http2_initial_window_size = 1 << 20;
+  c.http2_max_frame_size = 32768;
+  c.http2_max_header_list_size = 4096;
   c.pidfile = "/run/forkd.pid";
   c.access_logfile = "-";
   c.access_logformat = R"(%(h)s "%(r)s" %({x-forwarded-for}i)s = %% x)";
@@ -673,7 +678,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 35u);  // 36 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 40u);  // 41 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;

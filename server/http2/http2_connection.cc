@@ -1,0 +1,475 @@
+#include "server/http2/http2_connection.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "server/common/log.h"
+#include "server/scoreboard/scoreboard.h"
+
+namespace forkd::http2 {
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+// Response bytes a stream may have queued for the client before its
+// session stops reading the app: bounded memory per stream.
+constexpr size_t kStreamQueueLimit = 256 * 1024;
+// An HTTP/2 connection with no stream open is closed after this long.
+constexpr int64_t kMinIdleMs = 60 * 1000;
+
+int64_t NowMs() { return scoreboard::MonotonicMs(); }
+
+// Fields that only mean something on an HTTP/1.1 connection.
+bool IsConnectionSpecific(std::string_view name) {
+  return http1::EqualsIgnoreCase(name, "connection") ||
+         http1::EqualsIgnoreCase(name, "keep-alive") ||
+         http1::EqualsIgnoreCase(name, "proxy-connection") ||
+         http1::EqualsIgnoreCase(name, "transfer-encoding") ||
+         http1::EqualsIgnoreCase(name, "upgrade");
+}
+
+}  // namespace
+
+// The per-stream virtual connection a ProxySession reads its request from
+// and writes its response to.
+class Http2Connection::StreamTransport final : public proxy::ClientTransport {
+ public:
+  StreamTransport(Http2Connection* conn, Stream* stream, const char* scheme)
+      : conn_(conn), stream_(stream), scheme_(scheme) {}
+  ~StreamTransport() override { conn_->OnStreamTransportGone(stream_); }
+
+  ssize_t Read(char* buf, size_t len) override;
+  ssize_t Write(const char* data, size_t len) override {
+    return conn_->OnStreamResponse(stream_, data, len);
+  }
+  void ShutdownWrite() override {}
+  int fd() const override { return -1; }
+  const char* scheme() const override { return scheme_; }
+
+ private:
+  Http2Connection* conn_;
+  Stream* stream_;
+  const char* scheme_;
+};
+
+struct Http2Connection::Stream {
+  int32_t id = 0;
+  std::string method;
+  bool chunked_request = false;
+  Buffer request;           // HTTP/1.1 request bytes not yet read
+  uint64_t appended = 0;    // request bytes written into `request`
+  uint64_t read_total = 0;  // request bytes the session read
+  // (end offset in the request bytes, payload bytes): DATA is consumed
+  // (its window reopened) once the session read past its end.
+  std::deque<std::pair<uint64_t, size_t>> marks;
+  bool h2_closed = false;       // nghttp2 closed the stream
+  bool transport_gone = false;  // the session closed its connection
+  bool write_blocked = false;   // the session got EAGAIN on Write
+  bool abort_pending = false;   // reset by the client: abort the session
+  // Converting the session's HTTP/1.1 response into frames.
+  Buffer response;
+  http1::ResponseParser parser;
+  std::unique_ptr<http1::BodyDecoder> body;
+  bool head_done = false;
+  bool ended = false;
+  std::string scratch;
+  std::unique_ptr<proxy::ProxySession> session;
+};
+
+ssize_t Http2Connection::StreamTransport::Read(char* buf, size_t len) {
+  Buffer& in = stream_->request;
+  if (in.empty()) {
+    if (stream_->h2_closed) return 0;
+    errno = EAGAIN;
+    return -1;
+  }
+  size_t n = std::min(len, in.size());
+  memcpy(buf, in.View().data(), n);
+  in.Consume(n);
+  conn_->OnStreamRead(stream_, n);
+  return static_cast<ssize_t>(n);
+}
+
+absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
+    proxy::SessionContext* ctx, std::unique_ptr<proxy::ClientTransport> t,
+    std::string peer, std::string received, int64_t now_ms) {
+  std::unique_ptr<Http2Connection> c(
+      new Http2Connection(ctx, std::move(t), std::move(peer), now_ms));
+  auto session = Http2Session::Create(ctx->http2_settings, c.get(),
+                                      ctx->http2_context);
+  if (!session.ok()) return session.status();
+  c->session_ = std::move(*session);
+  if (ctx->http2_context != nullptr && ctx->http2_context->counters) {
+    ctx->http2_context->counters->connections.fetch_add(1);
+  }
+  absl::Status st = c->session_->Receive(received.data(), received.size());
+  if (!st.ok()) {
+    c->FlushOutput();
+    c->Close();
+    return c;
+  }
+  c->Drive();
+  return c;
+}
+
+Http2Connection::Http2Connection(
+    proxy::SessionContext* ctx,
+    std::unique_ptr<proxy::ClientTransport> transport, std::string peer,
+    int64_t now_ms)
+    : ctx_(ctx),
+      client_(std::move(transport)),
+      peer_(std::move(peer)),
+      last_activity_ms_(now_ms) {}
+
+Http2Connection::~Http2Connection() {
+  closing_ = true;  // transports going away must not touch the maps
+  streams_.clear();
+  finished_.clear();
+}
+
+void Http2Connection::OnClientEvents(uint32_t events) {
+  if (events & (0x001 | 0x008 | 0x010 | 0x2000)) client_readable_ = true;
+  if (events & (0x004 | 0x008 | 0x010)) client_writable_ = true;
+  if (events & (0x010 | 0x2000)) client_hup_ = true;
+  Drive();
+}
+
+void Http2Connection::Drive() {
+  if (closed_) return;
+  ++depth_;
+  if (!stopping_seen_ && ctx_->stopping != nullptr && ctx_->stopping->load()) {
+    // Reload, recycle or TERM: GOAWAY, and open streams finish.
+    stopping_seen_ = true;
+    session_->StartGracefulShutdown();
+  }
+  bool progress = true;
+  while (progress && !closed_) {
+    progress = ReadClient();
+    if (closed_) break;
+    progress |= FlushOutput();
+    WakeBlockedStreams();
+  }
+  --depth_;
+  if (depth_ == 0) ReapStreams();
+  if (!closed_ && session_->Done() && out_.empty()) Close();
+  UpdateDeadline();
+}
+
+bool Http2Connection::ReadClient() {
+  if (!client_readable_ || !session_->WantRead()) return false;
+  char buf[kReadChunk];
+  ssize_t n = client_->Read(buf, sizeof(buf));
+  if (n > 0) {
+    if (static_cast<size_t>(n) < sizeof(buf) && !client_hup_) {
+      client_readable_ = false;  // drained (see ProxySession::ReadClient)
+    }
+    last_activity_ms_ = NowMs();
+    absl::Status st = session_->Receive(buf, static_cast<size_t>(n));
+    if (!st.ok()) {
+      LOG_INFO("HTTP/2 connection from %s ended: %s",
+               peer_.empty() ? "unix-socket client" : peer_,
+               std::string(st.message()));
+      FlushOutput();  // the GOAWAY that says why
+      Close();
+    }
+    return true;
+  }
+  if (n == 0) {
+    Close();  // the client left: cut its streams
+    return true;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    client_readable_ = false;
+    return false;
+  }
+  if (errno == EINTR) return true;
+  Close();
+  return true;
+}
+
+bool Http2Connection::FlushOutput() {
+  bool progress = false;
+  while (!closed_) {
+    if (out_.empty()) session_->TakeOutput(&out_);
+    if (out_.empty() || !client_writable_) return progress;
+    std::string_view data = out_.View();
+    ssize_t n = client_->Write(data.data(), data.size());
+    if (n > 0) {
+      out_.Consume(static_cast<size_t>(n));
+      last_activity_ms_ = NowMs();
+      progress = true;
+      if (static_cast<size_t>(n) < data.size()) client_writable_ = false;
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      client_writable_ = false;
+      return progress;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    Close();
+    return true;
+  }
+  return progress;
+}
+
+void Http2Connection::OnRequestHeaders(int32_t stream_id,
+                                       std::string_view method,
+                                       std::string_view scheme,
+                                       std::string_view authority,
+                                       std::string_view path,
+                                       std::vector<http1::Header> headers,
+                                       bool end_stream) {
+  auto stream = std::make_unique<Stream>();
+  Stream* s = stream.get();
+  s->id = stream_id;
+  s->method = std::string(method);
+  std::string head;
+  head.reserve(256 + headers.size() * 48);
+  head.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
+  bool has_length = false;
+  if (!authority.empty()) head.append("Host: ").append(authority).append("\r\n");
+  for (const http1::Header& h : headers) {
+    if (!authority.empty() && http1::EqualsIgnoreCase(h.name, "host")) continue;
+    if (IsConnectionSpecific(h.name)) continue;
+    if (http1::EqualsIgnoreCase(h.name, "content-length")) has_length = true;
+    head.append(h.name).append(": ").append(h.value).append("\r\n");
+  }
+  if (!end_stream && !has_length) {
+    head.append("Transfer-Encoding: chunked\r\n");
+    s->chunked_request = true;
+  }
+  // One request per virtual connection: the session closes after it.
+  head.append("Connection: close\r\n\r\n");
+  s->request.Append(head);
+  s->appended = head.size();
+  s->session = std::make_unique<proxy::ProxySession>(
+      ctx_,
+      std::make_unique<StreamTransport>(this, s, client_->scheme()), peer_,
+      NowMs());
+  streams_[stream_id] = std::move(stream);
+  DriveStream(s);
+}
+
+void Http2Connection::OnRequestData(int32_t stream_id, std::string_view data) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end()) return;
+  Stream* s = it->second.get();
+  if (s->transport_gone) {
+    session_->ConsumeRequestData(stream_id, data.size());  // nobody reads
+    return;
+  }
+  size_t before = s->request.size();
+  if (s->chunked_request) {
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", data.size());
+    s->request.Append(std::string_view(size, n));
+    s->request.Append(data);
+    s->request.Append("\r\n");
+  } else {
+    s->request.Append(data);
+  }
+  s->appended += s->request.size() - before;
+  s->marks.emplace_back(s->appended, data.size());
+  DriveStream(s);
+}
+
+void Http2Connection::OnRequestEnd(int32_t stream_id,
+                                   std::vector<http1::Header> trailers) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end()) return;
+  Stream* s = it->second.get();
+  if (s->chunked_request && !s->transport_gone) {
+    // Request trailers are not forwarded over HTTP/1.1 (nor by the HTTP/1
+    // path): the chunked body just ends.
+    s->request.Append("0\r\n\r\n");
+    s->appended += 5;
+    DriveStream(s);
+  }
+}
+
+void Http2Connection::OnStreamClosed(int32_t stream_id, uint32_t error_code) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end()) return;
+  Stream* s = it->second.get();
+  s->h2_closed = true;
+  // Reset before its answer ended: the request is cancelled, which frees
+  // its app connection. Aborting waits for the top of Drive(): the
+  // session may be on the stack right now.
+  if (!s->transport_gone && !s->ended) s->abort_pending = true;
+  finished_.push_back(std::move(it->second));
+  streams_.erase(it);
+  deadline_ms_ = 0;  // reap soon even if no event comes
+}
+
+void Http2Connection::OnStreamRead(Stream* s, size_t n) {
+  s->read_total += n;
+  while (!s->marks.empty() && s->marks.front().first <= s->read_total) {
+    if (!s->h2_closed) session_->ConsumeRequestData(s->id, s->marks.front().second);
+    s->marks.pop_front();
+  }
+}
+
+ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
+                                          size_t len) {
+  if (s->h2_closed) return static_cast<ssize_t>(len);  // nobody listens
+  if (session_->QueuedResponseBytes(s->id) >= kStreamQueueLimit) {
+    s->write_blocked = true;
+    errno = EAGAIN;
+    return -1;
+  }
+  s->response.Append(std::string_view(data, len));
+  while (!s->ended && !s->response.empty()) {
+    if (!s->head_done) {
+      size_t consumed = 0;
+      http1::ParseStatus st =
+          s->parser.Parse(s->response.View(), s->method, &consumed);
+      if (st == http1::ParseStatus::kNeedMore) break;
+      if (st == http1::ParseStatus::kError) {
+        LOG_ERROR("HTTP/2 stream %d: unparsable response from the proxy: %s",
+                  s->id, s->parser.error().detail);
+        session_->ResetStream(s->id, kInternalError);
+        s->ended = true;
+        break;
+      }
+      s->response.Consume(consumed);
+      const http1::ResponseHead& rh = s->parser.head();
+      std::vector<http1::Header> headers;
+      headers.reserve(rh.headers.size());
+      for (const http1::Header& h : rh.headers) {
+        if (IsConnectionSpecific(h.name)) continue;
+        headers.push_back({absl::AsciiStrToLower(h.name), h.value});
+      }
+      if (rh.status < 200) {
+        session_->SubmitInterim(s->id, rh.status, headers).IgnoreError();
+        s->parser.Reset();
+        continue;
+      }
+      bool no_body = rh.framing == http1::Framing::kNone;
+      session_->SubmitResponse(s->id, rh.status, headers, no_body)
+          .IgnoreError();
+      if (no_body) {
+        s->ended = true;
+        break;
+      }
+      s->body = std::make_unique<http1::BodyDecoder>(rh.framing,
+                                                      rh.content_length, 0);
+      s->head_done = true;
+    }
+    s->scratch.clear();
+    size_t used = s->body->Decode(s->response.View(), &s->scratch);
+    s->response.Consume(used);
+    if (!s->scratch.empty()) {
+      session_->AppendResponseData(s->id, s->scratch).IgnoreError();
+    }
+    if (s->body->done()) {
+      session_->EndResponse(s->id).IgnoreError();
+      s->ended = true;
+    } else if (used == 0) {
+      break;
+    }
+  }
+  // Inside Drive() (and so maybe inside nghttp2's receive callbacks) the
+  // loop there flushes; from an app event, flush now.
+  if (depth_ == 0) FlushOutput();
+  return static_cast<ssize_t>(len);
+}
+
+void Http2Connection::OnStreamTransportGone(Stream* s) {
+  if (closing_) return;
+  s->transport_gone = true;
+  if (!s->ended && !s->h2_closed) {
+    // The exchange ended without a whole response (the app failed after
+    // the head went out): the client must not take it as complete.
+    session_->ResetStream(s->id, kInternalError);
+    s->ended = true;
+  }
+  deadline_ms_ = 0;  // reap it soon
+}
+
+void Http2Connection::DriveStream(Stream* s) {
+  if (s->transport_gone) return;
+  s->session->SetReadiness(true, true, false, false);
+  s->session->Drive();
+}
+
+void Http2Connection::WakeBlockedStreams() {
+  for (auto& [id, s] : streams_) {
+    if (s->write_blocked && !s->transport_gone &&
+        session_->QueuedResponseBytes(id) < kStreamQueueLimit / 2) {
+      s->write_blocked = false;
+      s->session->SetReadiness(false, true, false, false);
+      s->session->Drive();
+    }
+  }
+}
+
+void Http2Connection::ReapStreams() {
+  // Sessions are freed here, at the top of Drive(), never while one of
+  // them is on the stack.
+  for (auto& s : finished_) {
+    if (s->abort_pending && !s->transport_gone) s->session->Abort();
+  }
+  finished_.clear();
+}
+
+void Http2Connection::OnTimeout(int64_t now_ms) {
+  if (closed_) return;
+  ReapStreams();
+  for (auto& [id, s] : streams_) {
+    if (!s->transport_gone && now_ms >= s->session->deadline_ms()) {
+      s->session->OnTimeout(now_ms);
+    }
+  }
+  if (streams_.empty() && now_ms >= last_activity_ms_ + IdleMs()) {
+    session_->StartGracefulShutdown();
+    FlushOutput();
+    Close();
+    return;
+  }
+  Drive();
+}
+
+int64_t Http2Connection::IdleMs() const {
+  return std::max<int64_t>(kMinIdleMs, ctx_->keepalive_ms);
+}
+
+void Http2Connection::UpdateDeadline() {
+  if (closed_) return;
+  if (!finished_.empty() ||
+      (!stopping_seen_ && ctx_->stopping != nullptr && ctx_->stopping->load())) {
+    deadline_ms_ = 0;  // due now
+    return;
+  }
+  int64_t d = last_activity_ms_ + IdleMs();
+  for (auto& [id, s] : streams_) {
+    if (!s->transport_gone) d = std::min(d, s->session->deadline_ms());
+  }
+  deadline_ms_ = d;
+}
+
+void Http2Connection::Abort() {
+  if (closed_) return;
+  Close();
+}
+
+void Http2Connection::Close() {
+  if (closed_) return;
+  closed_ = true;
+  // Tells every open stream it is cut. Their sessions may be on the stack
+  // (a failed flush inside a stream's write): they are destroyed with this
+  // connection, after the driver's event batch, which frees their app
+  // connections.
+  session_->Abort(kCancel);
+  client_.reset();
+}
+
+proxy::ClientConnection::Phase Http2Connection::phase() const {
+  if (closed_) return Phase::kClosed;
+  return streams_.empty() ? Phase::kIdle : Phase::kActive;
+}
+
+}  // namespace forkd::http2

@@ -1,0 +1,102 @@
+// An HTTP/2 client connection in a worker: the nghttp2 session
+// (Http2Session) on the client socket, and one ProxySession per stream.
+//
+// Each stream is served as a one-request HTTP/1.1 exchange on a virtual
+// connection (StreamTransport): the stream's request is written to the
+// ProxySession as HTTP/1.1 bytes, and the HTTP/1.1 response it produces is
+// parsed back into HEADERS and DATA frames. Every rule of the HTTP/1 path
+// (limits, admission against the in-flight cap, buffering, X-Forwarded-*,
+// retries, 502/503/504 answers, counters, access log) so applies to each
+// stream, and streams of one connection reach the app concurrently.
+#ifndef FORKD_SERVER_HTTP2_HTTP2_CONNECTION_H_
+#define FORKD_SERVER_HTTP2_HTTP2_CONNECTION_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "server/common/buffer.h"
+#include "server/http1/http1_parser.h"
+#include "server/http2/http2_session.h"
+#include "server/proxy/client_connection.h"
+#include "server/proxy/client_transport.h"
+#include "server/proxy/proxy_session.h"
+
+namespace forkd::http2 {
+
+class Http2Connection final : public proxy::ClientConnection,
+                              public Http2Session::Handler {
+ public:
+  // Takes over a client connection whose first bytes (`received`, read by
+  // the HTTP/1 path) start with the HTTP/2 preface.
+  static absl::StatusOr<std::unique_ptr<Http2Connection>> Create(
+      proxy::SessionContext* ctx, std::unique_ptr<proxy::ClientTransport> t,
+      std::string peer, std::string received, int64_t now_ms);
+  ~Http2Connection() override;
+
+  // proxy::ClientConnection
+  void OnClientEvents(uint32_t events) override;
+  void OnTimeout(int64_t now_ms) override;
+  void Abort() override;
+  Phase phase() const override;
+  int64_t deadline_ms() const override { return deadline_ms_; }
+
+  // Http2Session::Handler
+  void OnRequestHeaders(int32_t stream_id, std::string_view method,
+                        std::string_view scheme, std::string_view authority,
+                        std::string_view path,
+                        std::vector<http1::Header> headers,
+                        bool end_stream) override;
+  void OnRequestData(int32_t stream_id, std::string_view data) override;
+  void OnRequestEnd(int32_t stream_id,
+                    std::vector<http1::Header> trailers) override;
+  void OnStreamClosed(int32_t stream_id, uint32_t error_code) override;
+
+ private:
+  class StreamTransport;
+  struct Stream;
+
+  Http2Connection(proxy::SessionContext* ctx,
+                  std::unique_ptr<proxy::ClientTransport> transport,
+                  std::string peer, int64_t now_ms);
+  void Drive();
+  bool ReadClient();
+  bool FlushOutput();
+  // A stream's ProxySession wrote response bytes: turn them into frames.
+  // Returns how many bytes it took, or -1/EAGAIN while the stream's queue
+  // is full (the session then stops reading the app).
+  ssize_t OnStreamResponse(Stream* s, const char* data, size_t len);
+  void OnStreamRead(Stream* s, size_t n);
+  void OnStreamTransportGone(Stream* s);
+  void DriveStream(Stream* s);
+  void WakeBlockedStreams();
+  void ReapStreams();
+  void UpdateDeadline();
+  int64_t IdleMs() const;
+  void Close();
+
+  proxy::SessionContext* ctx_;
+  std::unique_ptr<proxy::ClientTransport> client_;
+  std::string peer_;
+  std::unique_ptr<Http2Session> session_;
+  Buffer out_;
+  bool client_readable_ = true;
+  bool client_writable_ = true;
+  bool client_hup_ = false;
+  bool closed_ = false;
+  bool stopping_seen_ = false;
+  bool closing_ = false;  // in the destructor
+  int depth_ = 0;  // nesting of Drive(): streams are freed only at depth 0
+  int64_t last_activity_ms_ = 0;
+  int64_t deadline_ms_ = 0;
+  absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams_;
+  std::vector<std::unique_ptr<Stream>> finished_;
+};
+
+}  // namespace forkd::http2
+
+#endif  // FORKD_SERVER_HTTP2_HTTP2_CONNECTION_H_

@@ -1,0 +1,36 @@
+// What a worker's event loop holds per accepted client connection: an
+// HTTP/1 connection (ProxySession) or an HTTP/2 one (http2::Http2Connection).
+// Drivers route readiness to it, run its timers and delete it once closed.
+#ifndef FORKD_SERVER_PROXY_CLIENT_CONNECTION_H_
+#define FORKD_SERVER_PROXY_CLIENT_CONNECTION_H_
+
+#include <cstdint>
+
+namespace forkd::proxy {
+
+class ClientConnection {
+ public:
+  enum class Phase {
+    kIdle,    // keep-alive, waiting for the next request, nothing buffered
+    kActive,  // requests are being read, proxied or answered
+    kClosed,  // done; the driver deletes it (after its event batch)
+  };
+
+  virtual ~ClientConnection() = default;
+
+  // Readiness of the client socket (EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP/
+  // EPOLLRDHUP bits); makes all progress possible without blocking.
+  virtual void OnClientEvents(uint32_t events) = 0;
+  // Called when the clock passed deadline_ms().
+  virtual void OnTimeout(int64_t now_ms) = 0;
+  // Closes at once, cutting whatever is in flight (quick shutdown).
+  virtual void Abort() = 0;
+  virtual Phase phase() const = 0;
+  virtual int64_t deadline_ms() const = 0;
+  // An HTTP/1 connection that turned out to speak HTTP/2 (ProxySession).
+  virtual bool wants_http2() const { return false; }
+};
+
+}  // namespace forkd::proxy
+
+#endif  // FORKD_SERVER_PROXY_CLIENT_CONNECTION_H_
