@@ -11,7 +11,29 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from forkd_harness import child_pids, http_get, pid_alive, process_cmdline, wait_until
+
+
+def quick_term_args(args):
+    """args plus --shutdown-delay 0 unless they set it.
+
+    These tests time TERM's drain, not the readiness delay before it
+    (test_shutdown_delay_keeps_serving_before_draining covers that one).
+    """
+    args = list(args)
+    if not any(a == "--shutdown-delay" or a.startswith("--shutdown-delay=") for a in args):
+        args += ["--shutdown-delay", "0"]
+    return args
+
+
+@pytest.fixture
+def forkd_factory(forkd_factory):
+    """conftest's forkd_factory with quick_term_args(); import it into a test module."""
+    def make(upstream=None, args=(), **kwargs):
+        return forkd_factory(upstream, quick_term_args(args), **kwargs)
+    return make
 
 
 def workers_of(master_pid):

@@ -9,6 +9,7 @@ import pytest
 from forkd_harness import LoadGenerator, http_get, wait_until
 from master_util import (connection_refused, get_in_thread, wait_exit, wait_gone,
                          wait_worker_set, worker_config_args, worker_generation, workers_of)
+from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
 
 
 def _all_new(old):
@@ -35,6 +36,22 @@ def test_hup_under_load_replaces_every_worker_without_failures(forkd_factory, ex
     assert fk.alive()
     status, _, _ = http_get(fk.port, "/hello")
     assert status == 200
+
+
+def test_hup_with_busy_keepalive_clients_loses_no_request(forkd_factory, example_app):
+    # Clients at the pool's capacity reuse their connections: a retired
+    # worker must not close one whose next request is already on its way
+    # (it did before e135a00: RemoteDisconnected).
+    fk = forkd_factory(example_app, ["--workers", "2", "--worker-class", "gthread",
+                                     "--threads", "2"])
+    fk.wait_workers(2)
+    load = LoadGenerator(fk.url("/sleep?ms=10"), threads=3, duration=2.5, max_requests=1000,
+                         timeout=10).start()
+    for _ in range(3):
+        time.sleep(0.5)
+        fk.signal(signal.SIGHUP)
+    summary = load.wait()
+    assert summary.failed == 0, summary
 
 
 def test_hup_applies_a_changed_config_file(forkd_factory, example_app, tmp_short):
@@ -248,3 +265,59 @@ def test_shutdown_delay_keeps_serving_before_draining(forkd_factory, example_app
     code = wait_exit(fk.proc, 10)
     assert code == 0, fk.diagnostics()
     assert time.monotonic() - sent >= 1.4
+
+
+def test_term_right_after_start_is_not_lost(forkd_factory, example_app):
+    fk = forkd_factory(example_app, ["--workers", "3"], wait_ready=False)
+    time.sleep(0.05)  # before or while the master spawns
+    fk.signal(signal.SIGTERM)
+    assert wait_exit(fk.proc, 10) == 0, fk.diagnostics()
+    assert connection_refused(fk.port)
+    assert not os.path.exists(fk.pidfile)
+
+
+def _double_hup_under_load(fk):
+    # A reload while the previous one is still handing over: two generations
+    # retire, one after the other. A new connection per request, so a moment
+    # without a worker would show as a failed request.
+    old = fk.wait_workers(2)
+    load = LoadGenerator(fk.url("/sleep?ms=10"), threads=3, duration=2.5, max_requests=1000,
+                         headers={"Connection": "close"}, timeout=10).start()
+    time.sleep(0.5)
+    fk.signal(signal.SIGHUP)
+    time.sleep(0.15)  # the first reload's workers are still booting or young
+    fk.signal(signal.SIGHUP)
+    new = wait_worker_set(fk.pid, lambda p: len(p) == 2 and _all_new(old)(p)
+                          and all(worker_generation(x) == 3 for x in p), 15,
+                          "2 workers of generation 3 only")
+    summary = load.wait()
+    assert summary.failed == 0, summary
+    assert summary.ok > 50, summary
+    time.sleep(0.5)
+    assert workers_of(fk.pid) == new
+
+
+def test_double_hup_under_load(forkd_factory, example_app):
+    _double_hup_under_load(forkd_factory(example_app, ["--workers", "2"]))
+
+
+def test_double_hup_under_load_gthread(forkd_factory, example_app):
+    # gthread: a connection accepted just before the stop, its request not
+    # read yet, must still be answered (it was closed before e135a00).
+    _double_hup_under_load(forkd_factory(example_app, ["--workers", "2", "--worker-class",
+                                                       "gthread", "--threads", "2"]))
+
+
+def test_ttou_retires_an_idle_worker_not_a_busy_one(forkd_factory, example_app):
+    fk = forkd_factory(example_app, ["--workers", "2", "--worker-class", "sync"])
+    fk.wait_workers(2)
+    slow, result = get_in_thread(fk.port, "/sleep?ms=3000")
+    time.sleep(0.3)
+    fk.signal(signal.SIGTTOU)
+    # An idle worker exits at once; the busy one would take until its
+    # request ends (3 s).
+    left = wait_worker_set(fk.pid, lambda p: len(p) == 1, 1.5, "one worker")
+    assert not result, "the slow request ended early: %r" % (result,)
+    slow.join(10)
+    assert result.get("status") == 200, result
+    assert workers_of(fk.pid) == left

@@ -13,6 +13,7 @@ import pytest
 
 from forkd_harness import Forkd, http_get, process_cmdline, process_exe
 from master_util import expected_cpus, wait_exit, wait_gone, workers_of
+from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
 
 
 def test_all_workers_exist_when_the_port_first_answers(forkd_factory, example_app):

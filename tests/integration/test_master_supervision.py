@@ -6,9 +6,11 @@ import shutil
 import signal
 import time
 
-from forkd_harness import Forkd, http_get, pid_alive, wait_until
+from forkd_harness import Forkd, child_pids, http_get, pid_alive, wait_until
 from master_util import (connection_refused, get_in_thread, kill_quietly, wait_gone,
                          wait_worker_set, workers_of)
+from master_util import quick_term_args
+from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
 
 
 def _settle_count(fk, n, hold=0.6):
@@ -103,6 +105,7 @@ def test_max_requests_recycles_without_failures(forkd_factory, example_app):
     fk = forkd_factory(example_app, ["--workers", "1", "--max-requests", "20",
                                      "--max-requests-jitter", "5"])
     fk.wait_workers(1)
+    master_fds = len(os.listdir("/proc/%d/fd" % fk.pid))
     seen = []
     failures = []
     deadline = time.monotonic() + 60
@@ -126,6 +129,25 @@ def test_max_requests_recycles_without_failures(forkd_factory, example_app):
     assert "WORKER TIMEOUT" not in log
     assert not re.search(r"Worker \(pid:\d+\) (was killed|exited with code [1-9])", log), log
     wait_until(lambda: len(workers_of(fk.pid)) == 1, 5, what="one worker")
+    # Every recycle was reaped and left no descriptor behind in the master
+    # (a recycle may be under way at the last request: allow it to settle).
+    wait_until(lambda: len(os.listdir("/proc/%d/fd" % fk.pid)) == master_fds
+               and child_pids(fk.pid) == workers_of(fk.pid)
+               and not _zombie_children(fk.pid), 3,
+               what="no leaked descriptors or zombies in the master")
+
+
+def _zombie_children(ppid):
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and _is_zombie_child(int(p), ppid)]
+
+
+def _is_zombie_child(pid, ppid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] == "Z" and int(fields[1]) == ppid
 
 
 def test_workers_run_the_masters_image_after_the_binary_is_replaced(
@@ -136,7 +158,8 @@ def test_workers_run_the_masters_image_after_the_binary_is_replaced(
     # now; only USR2 is meant to pick up the new file.
     binary = os.path.join(tmp_short, "forkd")
     shutil.copy2(forkd_bin, binary)
-    fk = Forkd(example_app, ["--workers", "2"], binary=binary, tmpdir=tmp_short).start()
+    fk = Forkd(example_app, quick_term_args(["--workers", "2"]), binary=binary,
+               tmpdir=tmp_short).start()
     try:
         _check_replacement_runs_the_old_image(fk, binary, tmp_short)
     finally:
@@ -183,3 +206,19 @@ def test_workers_stop_when_the_master_is_killed(forkd_factory, example_app):
     slow.join(10)
     assert result.get("status") == 200, result  # they stopped gracefully
     assert connection_refused(fk.port)
+
+
+def test_whole_server_suspended_and_resumed_keeps_its_workers(forkd_factory, example_app):
+    # Ctrl-Z then fg, or a frozen container: the master did not run either,
+    # so stale heartbeats prove nothing; it must not kill every worker.
+    fk = forkd_factory(example_app, ["--workers", "2", "--timeout", "2"])
+    workers = fk.wait_workers(2)
+    os.killpg(fk.pid, signal.SIGSTOP)  # the master's process group: all of forkd
+    try:
+        time.sleep(3.5)
+    finally:
+        os.killpg(fk.pid, signal.SIGCONT)
+    time.sleep(2.5)  # past the timeout again: a hung worker would be gone by now
+    assert workers_of(fk.pid) == workers, fk.log()
+    assert "WORKER TIMEOUT" not in fk.log()
+    assert http_get(fk.port, "/hello")[0] == 200

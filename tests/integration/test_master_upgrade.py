@@ -1,12 +1,15 @@
 """USR2 binary upgrade: a new master on the same sockets, then WINCH + TERM the old."""
 
 import os
+import shutil
 import signal
 import time
 
-from forkd_harness import (LoadGenerator, child_pids, free_port, http_get, pid_alive,
+from forkd_harness import (Forkd, LoadGenerator, child_pids, free_port, http_get, pid_alive,
                            process_cmdline, process_exe, unix_http_request, wait_until)
 from master_util import kill_quietly, wait_exit, wait_gone, wait_worker_set, workers_of
+from master_util import quick_term_args
+from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
 
 
 def _read_pid(path):
@@ -136,3 +139,47 @@ def test_usr2_upgrade_keeps_a_unix_socket_bind(forkd_factory, example_app, tmp_s
         wait_until(lambda: not os.path.exists(sock), 5, what="the socket file to go")
     finally:
         _stop_orphan_master(new_master)
+
+
+def _replace_file(path, make):
+    """Renames a new file over path, as a package upgrade does."""
+    staged = path + ".new"
+    make(staged)
+    os.chmod(staged, 0o755)
+    os.rename(staged, path)
+
+
+def test_usr2_with_a_broken_new_binary_keeps_the_old_master(forkd_bin, example_app, tmp_short):
+    binary = os.path.join(tmp_short, "forkd")
+    shutil.copy2(forkd_bin, binary)
+    fk = Forkd(example_app, quick_term_args(["--workers", "2"]), binary=binary,
+               tmpdir=tmp_short).start()
+    try:
+        workers = fk.wait_workers(2)
+
+        def broken(path):
+            with open(path, "w") as f:
+                f.write("#!/bin/sh\necho 'forkd: this build is broken' >&2\nexit 1\n")
+        _replace_file(binary, broken)
+        fk.signal(signal.SIGUSR2)
+        wait_until(lambda: "The new master (pid" in fk.log(), 10,
+                   what="the old master to see the new one fail")
+        assert "exited with code 1" in fk.log()
+        assert fk.alive()
+        assert not os.path.exists(fk.pidfile + ".2")
+        assert _read_pid(fk.pidfile) == fk.pid
+        assert workers_of(fk.pid) == workers
+        assert http_get(fk.port, "/hello")[0] == 200
+
+        # Fixed build: a second USR2 runs it (the path, not the old image).
+        _replace_file(binary, lambda p: shutil.copy2(forkd_bin, p))
+        fk.signal(signal.SIGUSR2)
+        new_master = wait_until(lambda: _read_pid(fk.pidfile + ".2"), 10, what="pidfile.2")
+        try:
+            assert process_exe(new_master) == os.path.realpath(binary)  # not "(deleted)"
+            [w] = wait_worker_set(new_master, lambda p: len(p) == 2, 10, "new workers")[:1]
+            assert process_exe(w) == os.path.realpath(binary)
+        finally:
+            _stop_orphan_master(new_master)
+    finally:
+        fk.stop()
