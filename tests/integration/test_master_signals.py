@@ -2,13 +2,15 @@
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
-from forkd_harness import LoadGenerator, http_get, wait_until
-from master_util import (connection_refused, get_in_thread, wait_exit, wait_gone,
-                         wait_worker_set, worker_config_args, worker_generation, workers_of)
+from forkd_harness import Forkd, LoadGenerator, http_get, wait_until
+from master_util import (connection_refused, get_in_thread, quick_term_args, wait_exit,
+                         wait_gone, wait_worker_set, worker_config_args, worker_generation,
+                         workers_of)
 from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
 
 
@@ -321,3 +323,24 @@ def test_ttou_retires_an_idle_worker_not_a_busy_one(forkd_factory, example_app):
     slow.join(10)
     assert result.get("status") == 200, result
     assert workers_of(fk.pid) == left
+
+
+def test_winch_is_ignored_when_stdin_is_a_terminal(forkd_bin, example_app, tmp_short):
+    # In a terminal, WINCH means "window resized", not "stop the workers".
+    master_fd, slave_fd = os.openpty()
+    fk = Forkd(example_app, quick_term_args(["--workers", "2"]), binary=forkd_bin,
+               tmpdir=tmp_short)
+    try:
+        with open(fk.stderr_path, "ab") as err:
+            fk.proc = subprocess.Popen(fk.command(), stdin=slave_fd, stdout=err, stderr=err,
+                                       start_new_session=True)
+        fk.wait_answering(20)
+        workers = fk.wait_workers(2)
+        fk.signal(signal.SIGWINCH)
+        wait_until(lambda: "SIGWINCH ignored" in fk.log(), 5, what="the WINCH note")
+        time.sleep(0.5)
+        assert workers_of(fk.pid) == workers
+    finally:
+        fk.stop()
+        os.close(master_fd)
+        os.close(slave_fd)
