@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -558,7 +559,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{{"--metrics-bind", "0.0.0.0:x"},
                  "--metrics-bind: \"0.0.0.0:x\" is invalid: bad port "
                  "(expected 0..65535) (expected HOST:PORT, [IPv6]:PORT, or "
-                 "empty for off)"}));
+                 "empty for off)"}),
+    // Readable test names: the case's index and its first argument.
+    [](const ::testing::TestParamInfo<BadValue>& info) {
+      std::string name = std::to_string(info.index) + "_";
+      for (char ch : info.param.args.empty() ? std::string("none")
+                                             : info.param.args[0]) {
+        name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+      }
+      return name;
+    });
 
 TEST(ConfigValuesTest, AppHealthPathAndInterval) {
   Config d = ParseOk({});
