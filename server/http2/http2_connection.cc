@@ -49,6 +49,7 @@ class Http2Connection::StreamTransport final : public proxy::ClientTransport {
   void ShutdownWrite() override {}
   int fd() const override { return -1; }
   const char* scheme() const override { return scheme_; }
+  bool is_http2_stream() const override { return true; }
 
  private:
   Http2Connection* conn_;
@@ -102,10 +103,7 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
   auto session = Http2Session::Create(ctx->http2_settings, c.get(),
                                       ctx->http2_context);
   if (!session.ok()) return session.status();
-  c->session_ = std::move(*session);
-  if (ctx->http2_context != nullptr && ctx->http2_context->counters) {
-    ctx->http2_context->counters->connections.fetch_add(1);
-  }
+  c->session_ = std::move(*session);  // it counts the connection itself
   absl::Status st = c->session_->Receive(received.data(), received.size());
   if (!st.ok()) {
     c->FlushOutput();
@@ -129,6 +127,23 @@ Http2Connection::~Http2Connection() {
   closing_ = true;  // transports going away must not touch the maps
   streams_.clear();
   finished_.clear();
+  UpdateConnectionGauge(true);
+}
+
+void Http2Connection::UpdateConnectionGauge(bool gone) {
+  if (!ctx_->record_metrics) return;
+  Phase now = gone ? Phase::kClosed : phase();
+  if (now == gauge_phase_) return;
+  auto gauge = [this](Phase p) -> std::atomic<uint32_t>* {
+    if (p == Phase::kActive) return &ctx_->slot->connections_active;
+    if (p == Phase::kIdle) return &ctx_->slot->connections_idle;
+    return nullptr;
+  };
+  if (auto* g = gauge(gauge_phase_)) {
+    g->fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (auto* g = gauge(now)) g->fetch_add(1, std::memory_order_relaxed);
+  gauge_phase_ = now;
 }
 
 void Http2Connection::OnClientEvents(uint32_t events) {
@@ -157,6 +172,7 @@ void Http2Connection::Drive() {
   if (depth_ == 0) ReapStreams();
   if (!closed_ && session_->Done() && out_.empty()) Close();
   UpdateDeadline();
+  UpdateConnectionGauge(false);
 }
 
 bool Http2Connection::ReadClient() {
@@ -465,6 +481,7 @@ void Http2Connection::Close() {
   // connections.
   session_->Abort(kCancel);
   client_.reset();
+  UpdateConnectionGauge(false);
 }
 
 proxy::ClientConnection::Phase Http2Connection::phase() const {

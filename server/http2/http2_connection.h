@@ -76,6 +76,10 @@ class Http2Connection final : public proxy::ClientConnection,
   void WakeBlockedStreams();
   void ReapStreams();
   void UpdateDeadline();
+  // Counts this connection in the slot's active (a stream open) or idle
+  // client-connection gauge, as ProxySession does for HTTP/1; `gone` takes
+  // it out of both.
+  void UpdateConnectionGauge(bool gone);
   int64_t IdleMs() const;
   void Close();
 
@@ -93,6 +97,7 @@ class Http2Connection final : public proxy::ClientConnection,
   int depth_ = 0;  // nesting of Drive(): streams are freed only at depth 0
   int64_t last_activity_ms_ = 0;
   int64_t deadline_ms_ = 0;
+  Phase gauge_phase_ = Phase::kClosed;  // where the slot's gauges count it
   absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams_;
   std::vector<std::unique_ptr<Stream>> finished_;
 };

@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "server/common/buffer.h"
 #include "server/http1/http1_parser.h"
+#include "server/scoreboard/scoreboard.h"
 
 struct nghttp2_session;
 
@@ -99,32 +100,10 @@ struct Http2Limits {
   uint32_t max_continuations = 8;
 };
 
-// Counters the metrics code reads. Shared by all sessions of a worker
-// (threads of a gthread worker included), hence atomic; relaxed increments.
-struct Http2Counters {
-  // Slots 0x0..0xd are the RFC 9113 codes; unknown codes share the last.
-  static constexpr size_t kCodeSlots = 15;
-  static size_t Slot(uint32_t error_code) {
-    return error_code < kCodeSlots - 1 ? error_code : kCodeSlots - 1;
-  }
-  using PerCode = std::array<std::atomic<uint64_t>, kCodeSlots>;
-
-  std::atomic<uint64_t> connections{0};
-  std::atomic<uint64_t> streams{0};  // requests that reached the Handler
-  PerCode rst_sent{};                // RST_STREAM frames we sent, by error code
-  PerCode rst_received{};            // RST_STREAM frames the clients sent
-  PerCode goaway_sent{};  // GOAWAY frames we sent (graceful ones: kNoError)
-  // Why a connection was ended with ENHANCE_YOUR_CALM, or a request
-  // refused.
-  std::atomic<uint64_t> rapid_resets{0};
-  std::atomic<uint64_t> ping_floods{0};
-  std::atomic<uint64_t> settings_floods{0};
-  std::atomic<uint64_t> ack_floods{0};  // max_outbound_acks exceeded
-  std::atomic<uint64_t> continuation_floods{0};
-  // Header lists over max_header_list_size: answered 431 (trailers:
-  // RST_STREAM(ENHANCE_YOUR_CALM)).
-  std::atomic<uint64_t> header_lists_too_large{0};
-};
+// Counters the metrics code reads, shared by all sessions of a worker
+// (atomic, relaxed increments). They live in the worker's scoreboard slot
+// so the master exports them (forkd_http2_*); see scoreboard.h.
+using Http2Counters = scoreboard::Http2Counters;
 
 // Per-worker state all sessions share; must outlive them.
 struct Http2Context {

@@ -27,6 +27,7 @@ using arbiter::ExitCause;
 using arbiter::PoolSnapshot;
 using scoreboard::CounterTotals;
 using scoreboard::Method;
+using scoreboard::Protocol;
 using scoreboard::Rejection;
 using scoreboard::UpstreamError;
 using scoreboard::WorkerState;
@@ -48,6 +49,27 @@ constexpr std::array<RejectionLabel, static_cast<size_t>(Rejection::kCount)>
 
 constexpr std::array<const char*, static_cast<size_t>(UpstreamError::kCount)>
     kUpstreamErrors = {"refused", "reset", "timeout", "bad_response"};
+
+constexpr std::array<const char*,
+                     static_cast<size_t>(scoreboard::TlsFailure::kCount)>
+    kTlsFailures = {"closed", "protocol", "certificate"};
+
+constexpr std::array<const char*, scoreboard::Http2Counters::kCodeSlots>
+    kHttp2ErrorCodes = {"NO_ERROR",
+                        "PROTOCOL_ERROR",
+                        "INTERNAL_ERROR",
+                        "FLOW_CONTROL_ERROR",
+                        "SETTINGS_TIMEOUT",
+                        "STREAM_CLOSED",
+                        "FRAME_SIZE_ERROR",
+                        "REFUSED_STREAM",
+                        "CANCEL",
+                        "COMPRESSION_ERROR",
+                        "CONNECT_ERROR",
+                        "ENHANCE_YOUR_CALM",
+                        "INADEQUATE_SECURITY",
+                        "HTTP_1_1_REQUIRED",
+                        "unknown"};
 
 // A registry filled family by family. Builders are only ever called with
 // constant, valid names, so prometheus-cpp's argument checks cannot throw.
@@ -116,6 +138,19 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
           .Increment(D(t.requests[m][k]));
     }
   }
+  auto& by_protocol =
+      f.Counter("forkd_requests_by_protocol_total",
+                "Requests answered, by the client's protocol (http1, http2) "
+                "and status class; the same requests as forkd_requests_total.");
+  for (size_t p = 0; p < static_cast<size_t>(Protocol::kCount); ++p) {
+    for (size_t k = 0; k < kStatusClasses.size(); ++k) {
+      by_protocol
+          .Add(
+              {{"protocol", scoreboard::ProtocolName(static_cast<Protocol>(p))},
+               {"status_class", kStatusClasses[k]}})
+          .Increment(D(t.requests_by_protocol[p][k]));
+    }
+  }
   f.Histogram("forkd_request_duration_seconds",
               "Time from the first byte of a request to the end of its "
               "response, as the client sees it.",
@@ -127,6 +162,19 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
   f.SetCounter("forkd_client_connections_accepted_total",
                "Client connections accepted by the workers.",
                D(t.connections_accepted));
+  f.SetCounter("forkd_tls_handshakes_total",
+               "TLS handshakes completed with clients (--certfile).",
+               D(t.tls_handshakes));
+  auto& tls_failures = f.Counter(
+      "forkd_tls_handshake_failures_total",
+      "TLS handshakes that failed, by reason: closed (the connection ended "
+      "mid-handshake), protocol (not TLS, or no common version, cipher or "
+      "ALPN protocol), certificate (a client certificate missing or "
+      "rejected).");
+  for (size_t i = 0; i < kTlsFailures.size(); ++i) {
+    tls_failures.Add({{"reason", kTlsFailures[i]}})
+        .Increment(D(t.tls_handshake_failures[i]));
+  }
   f.SetCounter("forkd_request_bytes_total",
                "Bytes received from clients (request heads and bodies).",
                D(t.bytes_in));
@@ -150,6 +198,43 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
         .Add({{"reason", kRejections[i].reason}, {"code", kRejections[i].code}})
         .Increment(D(t.rejected[i]));
   }
+
+  // --- HTTP/2 ---------------------------------------------------------------
+  const CounterTotals::Http2& h2 = t.http2;
+  f.SetCounter("forkd_http2_connections_total",
+               "HTTP/2 client connections (prior knowledge or Upgrade: h2c).",
+               D(h2.connections));
+  f.SetCounter("forkd_http2_streams_total",
+               "HTTP/2 streams that carried a request to forkd.",
+               D(h2.streams));
+  auto per_code = [&](const std::string& name, const std::string& help,
+                      const CounterTotals::Http2::PerCode& counts) {
+    auto& family = f.Counter(name, help);
+    for (size_t i = 0; i < kHttp2ErrorCodes.size(); ++i) {
+      family.Add({{"error_code", kHttp2ErrorCodes[i]}}).Increment(D(counts[i]));
+    }
+  };
+  per_code("forkd_http2_resets_sent_total",
+           "RST_STREAM frames forkd sent, by error code.", h2.rst_sent);
+  per_code("forkd_http2_resets_received_total",
+           "RST_STREAM frames clients sent, by error code.", h2.rst_received);
+  per_code("forkd_http2_goaways_sent_total",
+           "GOAWAY frames forkd sent, by error code (NO_ERROR: graceful "
+           "close).",
+           h2.goaway_sent);
+  auto& abuse = f.Counter(
+      "forkd_http2_abuse_total",
+      "HTTP/2 peers stopped for abuse, by kind: connections ended with "
+      "GOAWAY(ENHANCE_YOUR_CALM), or requests refused (header_list_too_large: "
+      "431).");
+  abuse.Add({{"kind", "rapid_reset"}}).Increment(D(h2.rapid_resets));
+  abuse.Add({{"kind", "ping_flood"}}).Increment(D(h2.ping_floods));
+  abuse.Add({{"kind", "settings_flood"}}).Increment(D(h2.settings_floods));
+  abuse.Add({{"kind", "ack_flood"}}).Increment(D(h2.ack_floods));
+  abuse.Add({{"kind", "continuation_flood"}})
+      .Increment(D(h2.continuation_floods));
+  abuse.Add({{"kind", "header_list_too_large"}})
+      .Increment(D(h2.header_lists_too_large));
 
   // --- Saturation ------------------------------------------------------------
   uint64_t in_flight = 0, busy = 0, active = 0, idle = 0;

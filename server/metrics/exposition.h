@@ -6,11 +6,17 @@
 // Metric families (all prefixed forkd_ except the master's process_*):
 //   build_info{version}                    gauge 1
 //   requests_total{method,status_class}     counter
+//   requests_by_protocol_total{protocol,status_class}  counter
+//   http2_connections_total, http2_streams_total  counters
+//   http2_resets_sent_total{error_code}, http2_resets_received_total
+//   {error_code}, http2_goaways_sent_total{error_code},
+//   http2_abuse_total{kind}                 counters
 //   request_duration_seconds               histogram (client view)
 //   upstream_duration_seconds              histogram (the app's answer)
 //   requests_in_flight, requests_in_flight_limit, utilization_ratio  gauges
 //   client_connections{state=active|idle}  gauge
 //   client_connections_accepted_total, request_bytes_total,
+//   tls_handshakes_total, tls_handshake_failures_total{reason},
 //   response_bytes_total                    counters
 //   upstream_errors_total{kind}, rejected_requests_total{reason,code}
 //   workers{state}, workers_desired, workers_max  gauges

@@ -23,6 +23,9 @@ class ClientTransport {
   virtual int fd() const = 0;
   // "http" or "https": X-Forwarded-Proto for the app.
   virtual const char* scheme() const { return "http"; }
+  // An HTTP/2 stream's virtual connection: the session parses HTTP/1.1 on
+  // it, but logs and counts its request as HTTP/2.
+  virtual bool is_http2_stream() const { return false; }
 };
 
 // A connected, non-blocking socket, closed with the transport.

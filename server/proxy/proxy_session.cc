@@ -94,6 +94,7 @@ ProxySession::ProxySession(SessionContext* ctx,
   // An HTTP/2 stream's virtual connection has no socket and is no client
   // connection of its own.
   counts_as_connection_ = client_fd_ >= 0;
+  http2_stream_ = client_->is_http2_stream();
   last_client_ms_ = now_ms;
   deadline_ms_ = now_ms + ctx_->client_timeout_ms;
   UpdateConnectionGauge(false);
@@ -808,6 +809,12 @@ void ProxySession::FinishRequest() {
     auto method = scoreboard::MethodIndex(method_.data(), method_.size());
     slot->counters.requests[static_cast<size_t>(method)][StatusClass(status_)]
         .fetch_add(1, std::memory_order_relaxed);
+    auto protocol = http2_stream_ ? scoreboard::Protocol::kHttp2
+                                  : scoreboard::Protocol::kHttp1;
+    slot->counters
+        .requests_by_protocol[static_cast<size_t>(protocol)]
+                             [StatusClass(status_)]
+        .fetch_add(1, std::memory_order_relaxed);
     slot->counters.request_duration.Observe(duration);
     slot->counters.bytes_in.fetch_add(bytes_in_, std::memory_order_relaxed);
     slot->counters.bytes_out.fetch_add(body_bytes_out_,
@@ -822,7 +829,9 @@ void ProxySession::FinishRequest() {
     e.upstream_s = upstream_s_;
     e.method = method_;
     e.target = target_;
-    e.protocol = version_minor_ == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    e.protocol = http2_stream_           ? "HTTP/2.0"
+                 : version_minor_ == 0 ? "HTTP/1.0"
+                                       : "HTTP/1.1";
     e.status = status_;
     e.body_bytes = body_bytes_out_;
     e.request_id = request_id_;

@@ -164,6 +164,7 @@ class ProxySession : public ClientConnection,
   bool first_request_ = true;  // no request finished on this connection yet
   bool wants_http2_ = false;
   bool counts_as_connection_ = true;  // false for HTTP/2 streams
+  bool http2_stream_ = false;  // logged as HTTP/2.0, counted as http2
   bool client_hup_ = false;  // the peer hung up: read on to the EOF
   bool close_after_response_ = false;
   bool unread_input_ = false;  // closing with request bytes unread

@@ -59,6 +59,10 @@ const char* MethodName(Method m) {
   return kNames[static_cast<size_t>(m)];
 }
 
+const char* ProtocolName(Protocol p) {
+  return p == Protocol::kHttp2 ? "http2" : "http1";
+}
+
 void Histogram::Observe(double seconds) {
   size_t i = 0;
   while (i < kDurationBuckets.size() && seconds > kDurationBuckets[i]) ++i;
@@ -89,12 +93,35 @@ void CounterTotals::Add(const Counters& c) {
   bytes_in += load(c.bytes_in);
   bytes_out += load(c.bytes_out);
   connections_accepted += load(c.connections_accepted);
+  tls_handshakes += load(c.tls_handshakes);
+  for (size_t i = 0; i < tls_handshake_failures.size(); ++i) {
+    tls_handshake_failures[i] += load(c.tls_handshake_failures[i]);
+  }
   auto add_hist = [&](Hist& h, const Histogram& src) {
     for (size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] += load(src.buckets[i]);
     h.sum_us += load(src.sum_us);
   };
   add_hist(request_duration, c.request_duration);
   add_hist(upstream_duration, c.upstream_duration);
+  for (size_t p = 0; p < requests_by_protocol.size(); ++p) {
+    for (size_t k = 0; k < 5; ++k) {
+      requests_by_protocol[p][k] += load(c.requests_by_protocol[p][k]);
+    }
+  }
+  const Http2Counters& h = c.http2;
+  http2.connections += load(h.connections);
+  http2.streams += load(h.streams);
+  for (size_t i = 0; i < Http2Counters::kCodeSlots; ++i) {
+    http2.rst_sent[i] += load(h.rst_sent[i]);
+    http2.rst_received[i] += load(h.rst_received[i]);
+    http2.goaway_sent[i] += load(h.goaway_sent[i]);
+  }
+  http2.rapid_resets += load(h.rapid_resets);
+  http2.ping_floods += load(h.ping_floods);
+  http2.settings_floods += load(h.settings_floods);
+  http2.ack_floods += load(h.ack_floods);
+  http2.continuation_floods += load(h.continuation_floods);
+  http2.header_lists_too_large += load(h.header_lists_too_large);
 }
 
 void CounterTotals::Add(const CounterTotals& o) {
@@ -108,12 +135,35 @@ void CounterTotals::Add(const CounterTotals& o) {
   bytes_in += o.bytes_in;
   bytes_out += o.bytes_out;
   connections_accepted += o.connections_accepted;
+  tls_handshakes += o.tls_handshakes;
+  for (size_t i = 0; i < tls_handshake_failures.size(); ++i) {
+    tls_handshake_failures[i] += o.tls_handshake_failures[i];
+  }
   auto add_hist = [](Hist& h, const Hist& src) {
     for (size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] += src.buckets[i];
     h.sum_us += src.sum_us;
   };
   add_hist(request_duration, o.request_duration);
   add_hist(upstream_duration, o.upstream_duration);
+  for (size_t p = 0; p < requests_by_protocol.size(); ++p) {
+    for (size_t k = 0; k < 5; ++k) {
+      requests_by_protocol[p][k] += o.requests_by_protocol[p][k];
+    }
+  }
+  const Http2& h = o.http2;
+  http2.connections += h.connections;
+  http2.streams += h.streams;
+  for (size_t i = 0; i < Http2Counters::kCodeSlots; ++i) {
+    http2.rst_sent[i] += h.rst_sent[i];
+    http2.rst_received[i] += h.rst_received[i];
+    http2.goaway_sent[i] += h.goaway_sent[i];
+  }
+  http2.rapid_resets += h.rapid_resets;
+  http2.ping_floods += h.ping_floods;
+  http2.settings_floods += h.settings_floods;
+  http2.ack_floods += h.ack_floods;
+  http2.continuation_floods += h.continuation_floods;
+  http2.header_lists_too_large += h.header_lists_too_large;
 }
 
 int64_t MonotonicMs() {

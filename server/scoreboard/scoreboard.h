@@ -63,6 +63,51 @@ enum class UpstreamError : uint32_t {
   kCount
 };
 
+// The protocol a request arrived in, for the per-protocol request counter.
+enum class Protocol : uint32_t {
+  kHttp1,  // HTTP/1.0 and HTTP/1.1
+  kHttp2,  // a stream of an HTTP/2 connection (h2c or h2)
+  kCount
+};
+const char* ProtocolName(Protocol p);  // "http1", "http2"
+
+// HTTP/2 connection counters. The worker's http2::Http2Session instances
+// write them (through http2::Http2Context::counters) straight into the
+// slot, so they are folded and exported like every other counter.
+struct Http2Counters {
+  // Slots 0x0..0xd are the RFC 9113 §7 error codes; unknown codes share
+  // the last one.
+  static constexpr size_t kCodeSlots = 15;
+  static size_t Slot(uint32_t error_code) {
+    return error_code < kCodeSlots - 1 ? error_code : kCodeSlots - 1;
+  }
+  using PerCode = std::array<std::atomic<uint64_t>, kCodeSlots>;
+
+  std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> streams{0};  // requests that reached the Handler
+  PerCode rst_sent{};                // RST_STREAM frames we sent, by error code
+  PerCode rst_received{};            // RST_STREAM frames the clients sent
+  PerCode goaway_sent{};  // GOAWAY frames we sent (graceful ones: NO_ERROR)
+  // Why a connection was ended with ENHANCE_YOUR_CALM, or a request
+  // refused.
+  std::atomic<uint64_t> rapid_resets{0};
+  std::atomic<uint64_t> ping_floods{0};
+  std::atomic<uint64_t> settings_floods{0};
+  std::atomic<uint64_t> ack_floods{0};  // max_outbound_acks exceeded
+  std::atomic<uint64_t> continuation_floods{0};
+  // Header lists over max_header_list_size: answered 431 (trailers:
+  // RST_STREAM(ENHANCE_YOUR_CALM)).
+  std::atomic<uint64_t> header_lists_too_large{0};
+};
+
+// Why a TLS handshake failed (client connections with --certfile).
+enum class TlsFailure : uint32_t {
+  kClosed,       // the client closed or reset mid-handshake
+  kProtocol,     // not TLS, no shared version/cipher/ALPN, a bad record
+  kCertificate,  // --ca-certs: the client's certificate missing or rejected
+  kCount
+};
+
 // Histogram bucket upper bounds in seconds (Prometheus "le"), +Inf implied.
 inline constexpr std::array<double, 14> kDurationBuckets = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -89,8 +134,16 @@ struct Counters {
   std::atomic<uint64_t> bytes_in{0};
   std::atomic<uint64_t> bytes_out{0};
   std::atomic<uint64_t> connections_accepted{0};
+  std::atomic<uint64_t> tls_handshakes{0};  // completed
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(TlsFailure::kCount)>
+      tls_handshake_failures{};
   Histogram request_duration;
   Histogram upstream_duration;
+  // The same requests as `requests`, by protocol instead of method.
+  std::array<std::array<std::atomic<uint64_t>, 5>,
+             static_cast<size_t>(Protocol::kCount)>
+      requests_by_protocol{};
+  Http2Counters http2;
 };
 
 // A plain (non-atomic) copy of Counters for aggregation.
@@ -103,10 +156,27 @@ struct CounterTotals {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   uint64_t connections_accepted = 0;
+  uint64_t tls_handshakes = 0;
+  std::array<uint64_t, static_cast<size_t>(TlsFailure::kCount)>
+      tls_handshake_failures{};
   struct Hist {
     std::array<uint64_t, kDurationBuckets.size() + 1> buckets{};
     uint64_t sum_us = 0;
   } request_duration, upstream_duration;
+  std::array<std::array<uint64_t, 5>, static_cast<size_t>(Protocol::kCount)>
+      requests_by_protocol{};
+  struct Http2 {
+    using PerCode = std::array<uint64_t, Http2Counters::kCodeSlots>;
+    uint64_t connections = 0;
+    uint64_t streams = 0;
+    PerCode rst_sent{}, rst_received{}, goaway_sent{};
+    uint64_t rapid_resets = 0;
+    uint64_t ping_floods = 0;
+    uint64_t settings_floods = 0;
+    uint64_t ack_floods = 0;
+    uint64_t continuation_floods = 0;
+    uint64_t header_lists_too_large = 0;
+  } http2;
 
   uint64_t TotalRequests() const;
   void Add(const Counters& c);        // reads atomics relaxed

@@ -92,7 +92,6 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   ctx.http2_settings.initial_window_size = c.http2_initial_window_size;
   ctx.http2_settings.max_frame_size = c.http2_max_frame_size;
   ctx.http2_settings.max_header_list_size = c.http2_max_header_list_size;
-  rt->http2_context_.counters = &rt->http2_counters_;
   rt->http2_context_.now_ms = [] { return scoreboard::MonotonicMs(); };
   ctx.http2_context = &rt->http2_context_;
   ctx.server_draining = &rt->scoreboard_->settings().draining;
@@ -102,6 +101,10 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   const char* no_metrics = getenv("FORKD_BENCH_NO_METRICS");
   ctx.record_metrics =
       no_metrics == nullptr || std::strcmp(no_metrics, "1") != 0;
+  // The HTTP/2 sessions count straight into the slot (forkd_http2_*).
+  if (ctx.record_metrics) {
+    rt->http2_context_.counters = &rt->slot_->counters.http2;
+  }
 
   scoreboard::Slot& s = *rt->slot_;
   s.pid.store(getpid());

@@ -89,7 +89,6 @@ class WorkerRuntime {
   std::unique_ptr<accesslog::AccessLog> access_log_;
   std::unique_ptr<upstream::Pool> pool_;
   proxy::SessionContext ctx_;
-  http2::Http2Counters http2_counters_;
   http2::Http2Context http2_context_;
   int signal_fd_ = -1;
   int wake_fd_ = -1;

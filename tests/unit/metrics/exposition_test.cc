@@ -103,6 +103,46 @@ PoolSnapshot SyntheticSnapshot() {
   return s;
 }
 
+TEST(ExpositionTest, ProtocolSplitAndHttp2Counters) {
+  PoolSnapshot s = SyntheticSnapshot();
+  s.totals.requests_by_protocol[1][1] = 30;  // http2 2xx
+  s.totals.requests_by_protocol[0][1] = 10;  // http1 2xx
+  s.totals.http2.connections = 4;
+  s.totals.http2.streams = 31;
+  s.totals.http2.rst_sent[0xb] = 2;
+  s.totals.http2.rst_received[0x8] = 9;
+  s.totals.http2.goaway_sent[0x0] = 3;
+  s.totals.http2.goaway_sent[14] = 1;
+  s.totals.http2.ping_floods = 1;
+  Exposition e;
+  Parsed p = Parse(e.Render(s, {}));
+  EXPECT_EQ(p.samples["forkd_requests_by_protocol_total{protocol=\"http2\","
+                      "status_class=\"2xx\"}"],
+            30);
+  EXPECT_EQ(p.samples["forkd_requests_by_protocol_total{protocol=\"http1\","
+                      "status_class=\"2xx\"}"],
+            10);
+  int series = 0;
+  for (const auto& [k, v] : p.samples) {
+    series += absl::StartsWith(k, "forkd_requests_by_protocol_total{") ? 1 : 0;
+  }
+  EXPECT_EQ(series, 10);  // 2 protocols x 5 classes: bounded
+  EXPECT_EQ(p.samples["forkd_http2_connections_total"], 4);
+  EXPECT_EQ(p.samples["forkd_http2_streams_total"], 31);
+  EXPECT_EQ(p.samples["forkd_http2_resets_sent_total{error_code=\"ENHANCE_"
+                      "YOUR_CALM\"}"],
+            2);
+  EXPECT_EQ(
+      p.samples["forkd_http2_resets_received_total{error_code=\"CANCEL\"}"], 9);
+  EXPECT_EQ(
+      p.samples["forkd_http2_goaways_sent_total{error_code=\"NO_ERROR\"}"], 3);
+  EXPECT_EQ(p.samples["forkd_http2_goaways_sent_total{error_code=\"unknown\"}"],
+            1);
+  EXPECT_EQ(p.samples["forkd_http2_abuse_total{kind=\"ping_flood\"}"], 1);
+  EXPECT_EQ(p.samples["forkd_http2_abuse_total{kind=\"rapid_reset\"}"], 0);
+  EXPECT_EQ(p.types["forkd_http2_resets_sent_total"], "counter");
+}
+
 TEST(ExpositionTest, CountersComeFromTheSnapshotTotals) {
   Exposition e;
   Parsed p = Parse(e.Render(SyntheticSnapshot(), {}));

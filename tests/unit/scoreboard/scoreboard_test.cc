@@ -65,6 +65,39 @@ TEST(CounterTotalsTest, AddsCountersAndOtherTotals) {
   EXPECT_EQ(sum.upstream_duration.sum_us, 800000u);
 }
 
+TEST(CounterTotalsTest, AddsProtocolAndHttp2Counters) {
+  Counters c;
+  c.requests_by_protocol[static_cast<size_t>(Protocol::kHttp2)][1] = 3;
+  c.requests_by_protocol[static_cast<size_t>(Protocol::kHttp1)][4] = 1;
+  c.http2.connections = 2;
+  c.http2.streams = 5;
+  c.http2.rst_sent[Http2Counters::Slot(0xb)] = 1;
+  c.http2.rst_received[Http2Counters::Slot(0x8)] = 4;
+  c.http2.goaway_sent[Http2Counters::Slot(0x1234)] = 1;  // unknown: last slot
+  c.http2.rapid_resets = 1;
+  c.http2.header_lists_too_large = 6;
+
+  CounterTotals t;
+  t.Add(c);
+  t.Add(c);
+  CounterTotals sum;
+  sum.Add(t);
+  sum.Add(c);
+  EXPECT_EQ(sum.requests_by_protocol[static_cast<size_t>(Protocol::kHttp2)][1],
+            9u);
+  EXPECT_EQ(sum.requests_by_protocol[static_cast<size_t>(Protocol::kHttp1)][4],
+            3u);
+  EXPECT_EQ(sum.http2.connections, 6u);
+  EXPECT_EQ(sum.http2.streams, 15u);
+  EXPECT_EQ(sum.http2.rst_sent[0xb], 3u);
+  EXPECT_EQ(sum.http2.rst_received[0x8], 12u);
+  EXPECT_EQ(sum.http2.goaway_sent[Http2Counters::kCodeSlots - 1], 3u);
+  EXPECT_EQ(sum.http2.rapid_resets, 3u);
+  EXPECT_EQ(sum.http2.header_lists_too_large, 18u);
+  EXPECT_STREQ(ProtocolName(Protocol::kHttp1), "http1");
+  EXPECT_STREQ(ProtocolName(Protocol::kHttp2), "http2");
+}
+
 TEST(ScoreboardTest, AggregatesSlotsAndResetsOne) {
   auto sb = Scoreboard::Create(4);
   ASSERT_TRUE(sb.ok()) << sb.status();
