@@ -16,6 +16,7 @@
 #include "server/config/config.h"
 #include "server/metrics/metrics_plane.h"
 #include "server/probes/health_state.h"
+#include "server/tls/tls_context.h"
 #include "server/worker/worker_main.h"
 
 namespace {
@@ -58,6 +59,12 @@ int main(int argc, char** argv) {
     std::printf("forkd %s\n", FORKD_VERSION);
     return 0;
   }
+  // The TLS files load here once, so a bad one stops start-up naming its
+  // flag; each worker loads them again (new workers after HUP: new files).
+  if (absl::Status s = tls::CheckConfig(parsed->config); !s.ok()) {
+    std::fprintf(stderr, "forkd: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   const config::Config& config = parsed->config;
   if (!log::Init(config.error_logfile,
                  static_cast<log::Level>(config.log_level))) {
@@ -65,6 +72,10 @@ int main(int argc, char** argv) {
                  config.error_logfile.c_str(), std::strerror(errno));
   }
   LOG_INFO("Starting forkd %s", FORKD_VERSION);
+  if (!config.certfile.empty()) {
+    LOG_INFO("TLS on every listener: certificate %s%s", config.certfile,
+             config.ca_certs.empty() ? "" : ", client certificates required");
+  }
 
   absl::StatusOr<std::string> exe = arbiter::SelfExePath();
   if (!exe.ok()) {
@@ -81,7 +92,14 @@ int main(int argc, char** argv) {
   arbiter::SysCallsImpl sys;
   arbiter::ArbiterOptions options;
   options.config = config;
-  options.reload = [sources] { return config::Reload(sources); };
+  options.reload = [sources]() -> absl::StatusOr<config::Config> {
+    absl::StatusOr<config::Config> next = config::Reload(sources);
+    // A HUP with a broken certificate keeps the workers that serve.
+    if (next.ok()) {
+      if (absl::Status s = tls::CheckConfig(*next); !s.ok()) return s;
+    }
+    return next;
+  };
   options.listeners = std::move(*listeners);
   options.exe_path = *exe;
   options.worker_exe_path = "/proc/self/exe";

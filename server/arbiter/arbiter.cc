@@ -240,7 +240,12 @@ absl::Status Arbiter::Start() {
              old_master_pid_);
   }
   for (const Listener& l : listeners_) {
-    LOG_INFO("Listening at: %s (%d)", l.url, master_pid_);
+    std::string url = l.url;
+    // With --certfile every listener serves TLS.
+    if (!config_.certfile.empty() && absl::StartsWith(url, "http://")) {
+      url.insert(4, "s");
+    }
+    LOG_INFO("Listening at: %s (%d)", url, master_pid_);
   }
   LOG_INFO("Using worker: %s", config::WorkerClassName(config_.worker_class));
   Maintain(now);

@@ -223,6 +223,31 @@ const Flag kFlags[] = {
      .help = "Largest HTTP/2 header list forkd accepts (answered 431).",
      .int_field = &Config::http2_max_header_list_size, .min = 1024,
      .max = 16777216},
+    {.name = "certfile", .short_name = 0, .kind = Kind::kString,
+     .metavar = "FILE",
+     .help = "TLS certificate chain (PEM, the server's certificate first). "
+             "When set, every --bind listener serves TLS (ALPN h2 and "
+             "http/1.1); reloaded on HUP.",
+     .string_field = &Config::certfile},
+    {.name = "keyfile", .short_name = 0, .kind = Kind::kString,
+     .metavar = "FILE",
+     .help = "TLS private key (PEM, unencrypted); empty: the key is in "
+             "--certfile.",
+     .string_field = &Config::keyfile},
+    {.name = "ca-certs", .short_name = 0, .kind = Kind::kString,
+     .metavar = "FILE",
+     .help = "CA certificates (PEM): when set, clients must present a "
+             "certificate signed by one of them.",
+     .string_field = &Config::ca_certs},
+    {.name = "ssl-min-version", .short_name = 0, .kind = Kind::kString,
+     .metavar = "VERSION",
+     .help = "Oldest TLS version accepted: TLSv1.2 or TLSv1.3.",
+     .string_field = &Config::ssl_min_version},
+    {.name = "ciphers", .short_name = 0, .kind = Kind::kString,
+     .metavar = "STRING",
+     .help = "TLS 1.2 cipher suites in OpenSSL's syntax; empty: ECDHE with "
+             "AES-GCM or ChaCha20-Poly1305 only.",
+     .string_field = &Config::ciphers},
     {.name = "pidfile", .short_name = 'p', .kind = Kind::kString,
      .metavar = "FILE",
      .help = "Write the master's PID to this file.",
@@ -860,6 +885,21 @@ absl::Status Validate(const State& st) {
           s = CheckAddress(st, f, c.app_health_path,
                            CheckHealthPath(c.app_health_path),
                            "a path such as /healthz, or empty");
+        } else if (f.string_field == &Config::keyfile ||
+                   f.string_field == &Config::ca_certs ||
+                   f.string_field == &Config::ciphers) {
+          const std::string& v = c.*f.string_field;
+          if (!v.empty() && c.certfile.empty()) {
+            s = ValueError(OriginOf(st, f.name).prefix, f, v,
+                           "is set but --certfile is not",
+                           "--certfile too, or no TLS flag at all");
+          }
+        } else if (f.string_field == &Config::ssl_min_version) {
+          if (c.ssl_min_version != "TLSv1.2" &&
+              c.ssl_min_version != "TLSv1.3") {
+            s = ValueError(OriginOf(st, f.name).prefix, f, c.ssl_min_version,
+                           "is not a TLS version", "TLSv1.2 or TLSv1.3");
+          }
         } else if (f.string_field == &Config::admin_bind ||
                    f.string_field == &Config::metrics_bind) {
           const std::string& v = c.*f.string_field;

@@ -62,6 +62,13 @@ struct Config {
   int http2_max_frame_size = 16384;          // --http2-max-frame-size
   int http2_max_header_list_size = 65536;    // --http2-max-header-list-size
 
+  // --- TLS (every --bind listener serves TLS when certfile is set) ---------
+  std::string certfile;                    // --certfile: PEM chain
+  std::string keyfile;                     // --keyfile ("" = in certfile)
+  std::string ca_certs;                    // --ca-certs: require client certs
+  std::string ssl_min_version = "TLSv1.2";  // --ssl-min-version
+  std::string ciphers;                     // --ciphers ("" = forkd's list)
+
   // --- logs and files ------------------------------------------------------
   std::string pidfile;                 // --pidfile
   std::string access_logfile;          // --access-logfile ("-" = stdout, "" = off)

@@ -150,6 +150,13 @@ void Http2Connection::OnClientEvents(uint32_t events) {
   if (events & (0x001 | 0x008 | 0x010 | 0x2000)) client_readable_ = true;
   if (events & (0x004 | 0x008 | 0x010)) client_writable_ = true;
   if (events & (0x010 | 0x2000)) client_hup_ = true;
+  // TLS: a read that had to write first, or a write that had to read.
+  if (client_ && (events & 0x004) && client_->ReadNeedsWritable()) {
+    client_readable_ = true;
+  }
+  if (client_ && (events & 0x001) && client_->WriteNeedsReadable()) {
+    client_writable_ = true;
+  }
   Drive();
 }
 
@@ -180,7 +187,8 @@ bool Http2Connection::ReadClient() {
   char buf[kReadChunk];
   ssize_t n = client_->Read(buf, sizeof(buf));
   if (n > 0) {
-    if (static_cast<size_t>(n) < sizeof(buf) && !client_hup_) {
+    if (static_cast<size_t>(n) < sizeof(buf) && !client_hup_ &&
+        !client_->HasPendingInput()) {
       client_readable_ = false;  // drained (see ProxySession::ReadClient)
     }
     last_activity_ms_ = NowMs();

@@ -23,6 +23,17 @@ class ClientTransport {
   virtual int fd() const = 0;
   // "http" or "https": X-Forwarded-Proto for the app.
   virtual const char* scheme() const { return "http"; }
+  // Bytes may be readable without a new readiness event of the socket: TLS
+  // holds decrypted bytes, or has not yet seen the socket run dry. Readers
+  // keep calling Read until it returns EAGAIN while this is true, instead
+  // of taking a short read as "drained".
+  virtual bool HasPendingInput() const { return false; }
+  // The last Read (Write) returned EAGAIN because the transport must first
+  // write (read) the socket: TLS sends a handshake flight or answers a key
+  // update while reading. Drivers then retry it when the socket becomes
+  // writable (readable) and poll for that direction.
+  virtual bool ReadNeedsWritable() const { return false; }
+  virtual bool WriteNeedsReadable() const { return false; }
   // An HTTP/2 stream's virtual connection: the session parses HTTP/1.1 on
   // it, but logs and counts its request as HTTP/2.
   virtual bool is_http2_stream() const { return false; }

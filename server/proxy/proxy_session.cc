@@ -130,7 +130,16 @@ void ProxySession::OnClientEvents(uint32_t events) {
   if (events & (0x001 | 0x008 | 0x010 | 0x2000)) client_readable_ = true;
   if (events & (0x004 | 0x008 | 0x010)) client_writable_ = true;
   if (events & (0x010 | 0x2000)) client_hup_ = true;
+  RetryCrossedDirections((events & 0x001) != 0, (events & 0x004) != 0);
   Drive();
+}
+
+void ProxySession::RetryCrossedDirections(bool readable, bool writable) {
+  // A TLS read that had to write first waits for writability, and a write
+  // that had to read for readability.
+  if (!client_) return;
+  if (writable && client_->ReadNeedsWritable()) client_readable_ = true;
+  if (readable && client_->WriteNeedsReadable()) client_writable_ = true;
 }
 
 void ProxySession::OnUpstreamEvents(uint32_t events) {
@@ -181,8 +190,10 @@ bool ProxySession::ReadClient() {
     // A short read drained the socket: wait for the next readiness event
     // instead of paying a read that returns EAGAIN (new data raises a new
     // edge, and poll() sees it too). Not after a hang-up: the EOF behind
-    // the data raises no new edge.
-    if (static_cast<size_t>(n) < kReadChunk && !client_hup_) {
+    // the data raises no new edge. Nor while the transport holds bytes the
+    // socket no longer shows (TLS).
+    if (static_cast<size_t>(n) < kReadChunk && !client_hup_ &&
+        !client_->HasPendingInput()) {
       client_readable_ = false;
     }
     last_client_ms_ = NowMs();
@@ -976,8 +987,13 @@ void ProxySession::UpdateDeadline() {
 ProxySession::Wait ProxySession::wait() const {
   Wait w;
   if (closed_) return w;
-  w.client_read = WantClientRead() && !client_readable_;
-  w.client_write = !out_.empty() && !lingering_ && !client_writable_;
+  bool read = WantClientRead() && !client_readable_;
+  bool write = !out_.empty() && !lingering_ && !client_writable_;
+  // TLS may need the other direction of the socket first.
+  bool read_crossed = read && client_->ReadNeedsWritable();
+  bool write_crossed = write && client_->WriteNeedsReadable();
+  w.client_read = (read && !read_crossed) || write_crossed;
+  w.client_write = (write && !write_crossed) || read_crossed;
   if (up_) {
     w.upstream_fd = up_->fd;
     w.upstream_write = (up_->connecting || !up_out_.empty()) &&
@@ -992,8 +1008,10 @@ ProxySession::Wait ProxySession::wait() const {
 
 ProxySession::Phase ProxySession::phase() const {
   if (closed_) return Phase::kClosed;
+  // A TLS handshake blocked on writing its flight is no idle connection:
+  // a poller waiting for its next request would never resume it.
   if (req_state_ == ReqState::kWaitHead && in_.empty() && out_.empty() &&
-      !lingering_) {
+      !lingering_ && !client_->ReadNeedsWritable()) {
     return Phase::kIdle;
   }
   return Phase::kActive;
@@ -1004,6 +1022,7 @@ void ProxySession::SetReadiness(bool client_readable, bool client_writable,
                                 bool upstream_writable) {
   client_readable_ |= client_readable;
   client_writable_ |= client_writable;
+  RetryCrossedDirections(client_readable, client_writable);
   if (up_) {
     up_->readable |= upstream_readable;
     up_->writable |= upstream_writable;

@@ -130,6 +130,7 @@ class ProxySession : public ClientConnection,
   bool MaybeFinishRequest();
 
   bool WantClientRead() const;
+  void RetryCrossedDirections(bool readable, bool writable);
   bool WaitingForApp() const;
   void StartHead();
   void BeginRequest();

@@ -103,9 +103,8 @@ void AsyncWorker::AcceptSome(int listen_fd, bool final_sweep) {
     std::string peer;
     int fd = rt_->Accept(listen_fd, &peer);
     if (fd < 0) return;
-    auto* s = new proxy::ProxySession(rt_->session_context(), fd,
-                                      std::move(peer),
-                                      scoreboard::MonotonicMs());
+    proxy::ProxySession* s = rt_->NewSession(fd, std::move(peer)).release();
+    if (s == nullptr) continue;
     proxy::ClientConnection* c = s;  // the epoll data holds the base
     sessions_.insert(c);
     Add(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,

@@ -243,9 +243,10 @@ void ThreadedWorker::Accept(int listen_fd) {
     std::string peer;
     int fd = rt_->Accept(listen_fd, &peer);
     if (fd < 0) return;
+    ProxySession* s = rt_->NewSession(fd, std::move(peer)).release();
+    if (s == nullptr) continue;
     ++connections_;
-    Dispatch(new ProxySession(rt_->session_context(), fd, std::move(peer),
-                              scoreboard::MonotonicMs()));
+    Dispatch(s);
     if (sync_) return;  // back to the loop: heartbeat, signals
   }
   SetListening(false);  // no thread free: the backlog holds the rest
@@ -332,10 +333,10 @@ void ThreadedWorker::Run() {
         std::string peer;
         int cfd;
         while ((cfd = rt_->Accept(fd, &peer)) >= 0) {
+          ProxySession* s = rt_->NewSession(cfd, std::move(peer)).release();
+          if (s == nullptr) continue;
           ++connections_;
-          Dispatch(new ProxySession(rt_->session_context(), cfd,
-                                    std::move(peer),
-                                    scoreboard::MonotonicMs()));
+          Dispatch(s);
         }
       }
     }

@@ -88,6 +88,13 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   // HTTP/2 streams run concurrently on the async class's event loop; the
   // thread-per-connection classes stay HTTP/1 (a preface gets 505).
   ctx.http2 = c.http2 && c.worker_class == config::WorkerClass::kAsync;
+  // Loaded here, in each new worker, so a HUP serves replaced files; ALPN
+  // offers h2 only where the class serves HTTP/2.
+  if (!c.certfile.empty()) {
+    auto tls = tls::TlsContext::Create(tls::OptionsFromConfig(c, ctx.http2));
+    if (!tls.ok()) return tls.status();
+    rt->tls_ = std::move(*tls);
+  }
   ctx.http2_settings.max_concurrent_streams = c.http2_max_concurrent_streams;
   ctx.http2_settings.initial_window_size = c.http2_initial_window_size;
   ctx.http2_settings.max_frame_size = c.http2_max_frame_size;
@@ -222,6 +229,20 @@ int WorkerRuntime::Accept(int listen_fd, std::string* peer) {
                                                    std::memory_order_relaxed);
   }
   return fd;
+}
+
+std::unique_ptr<proxy::ProxySession> WorkerRuntime::NewSession(
+    int fd, std::string peer) {
+  int64_t now = scoreboard::MonotonicMs();
+  if (!tls_) {
+    return std::make_unique<proxy::ProxySession>(&ctx_, fd, std::move(peer),
+                                                 now);
+  }
+  auto transport = tls_->NewTransport(
+      fd, peer, ctx_.record_metrics ? &slot_->counters : nullptr);
+  if (!transport) return nullptr;
+  return std::make_unique<proxy::ProxySession>(&ctx_, std::move(transport),
+                                               std::move(peer), now);
 }
 
 std::string WorkerRuntime::PeerAddress(const sockaddr_storage& ss) {

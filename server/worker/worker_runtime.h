@@ -18,6 +18,7 @@
 #include "server/config/config.h"
 #include "server/proxy/proxy_session.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/tls/tls_context.h"
 #include "server/upstream/upstream_pool.h"
 
 namespace forkd::worker {
@@ -79,6 +80,11 @@ class WorkerRuntime {
   // or on a transient error (logged); *peer receives the client's IP text.
   int Accept(int listen_fd, std::string* peer);
 
+  // The session for a connection Accept() returned: over TLS when
+  // --certfile is set, else on the plain socket. nullptr only when TLS
+  // cannot be set up for it (logged; the socket is closed). Any thread.
+  std::unique_ptr<proxy::ProxySession> NewSession(int fd, std::string peer);
+
  private:
   explicit WorkerRuntime(Args args) : args_(std::move(args)) {}
   void OnRequestDone();
@@ -88,6 +94,7 @@ class WorkerRuntime {
   scoreboard::Slot* slot_ = nullptr;
   std::unique_ptr<accesslog::AccessLog> access_log_;
   std::unique_ptr<upstream::Pool> pool_;
+  std::unique_ptr<tls::TlsContext> tls_;  // nullptr: plain HTTP
   proxy::SessionContext ctx_;
   http2::Http2Context http2_context_;
   int signal_fd_ = -1;
