@@ -59,7 +59,7 @@ struct AdminServiceOptions {
   AdminStats* stats = nullptr;  // required; outlives the service
   TokenFile* token = nullptr;   // null: no --admin-token-file (loopback rule)
   std::string version;
-  ProcessStatsReader read_process = ReadProcessStats;
+  ProcessStatsReader read_process = [](pid_t pid) { return ReadProcStats(pid); };
   // How long a handler waits for the master to run a command.
   std::chrono::milliseconds command_timeout{10000};
   // Default for the `timeout_ms` of calls that wait for workers.

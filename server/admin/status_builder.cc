@@ -70,9 +70,9 @@ void BuildServerStatus(const arbiter::PoolSnapshot& s,
     w->set_retiring(row.retiring);
     w->set_settings_generation_seen(row.settings_generation_seen);
     if (read_process) {
-      absl::StatusOr<ProcessStats> p = read_process(row.pid);
+      absl::StatusOr<ProcStats> p = read_process(row.pid);
       if (p.ok()) {
-        w->set_rss_bytes(p->rss_bytes);
+        w->set_rss_bytes(p->resident_bytes);
         w->set_cpu_seconds(p->cpu_seconds);
         w->set_os_threads(p->threads);
       }

@@ -12,13 +12,13 @@
 
 #include "absl/status/statusor.h"
 #include "forkd/admin/v1/admin.pb.h"
-#include "server/admin/process_stats.h"
+#include "server/common/proc_stats.h"
 #include "server/arbiter/pool_snapshot.h"
 
 namespace forkd::admin {
 
 using ProcessStatsReader =
-    std::function<absl::StatusOr<ProcessStats>(pid_t pid)>;
+    std::function<absl::StatusOr<ProcStats>(pid_t pid)>;
 
 // The state a worker shows in the API: a ready worker with requests in
 // flight is "busy"; one the master told to stop is "draining" even before

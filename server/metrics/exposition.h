@@ -41,7 +41,7 @@
 
 #include "server/arbiter/pool_snapshot.h"
 #include "server/metrics/listen_queue.h"
-#include "server/metrics/proc_stats.h"
+#include "server/common/proc_stats.h"
 #include "server/probes/health_checker.h"
 #include "server/probes/health_state.h"
 

@@ -62,10 +62,10 @@ TEST(StatusBuilderTest, FillsEveryFieldAndAsksTheOsPerWorker) {
   s.workers = {a, Row(1, 101, WorkerState::kBooting, 3)};
 
   std::vector<pid_t> asked;
-  ProcessStatsReader reader = [&](pid_t pid) -> absl::StatusOr<ProcessStats> {
+  ProcessStatsReader reader = [&](pid_t pid) -> absl::StatusOr<ProcStats> {
     asked.push_back(pid);
     if (pid == 101) return absl::NotFoundError("gone");
-    return ProcessStats{1 << 20, 1.5, 6};
+    return ProcStats{.cpu_seconds = 1.5, .resident_bytes = 1 << 20, .threads = 6};
   };
   v1::ServerStatus out;
   BuildServerStatus(s, "9.9.9", reader, &out);

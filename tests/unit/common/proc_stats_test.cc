@@ -1,20 +1,16 @@
-#include "server/metrics/proc_stats.h"
+#include "server/common/proc_stats.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
-#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "server/metrics/listen_queue.h"
 
-namespace forkd::metrics {
+namespace forkd {
 namespace {
+
 
 // A /proc/PID/stat line whose command name holds spaces and parentheses.
 constexpr char kStat[] =
@@ -29,6 +25,7 @@ TEST(ProcStatsTest, ParsesCpuRssAndStartTime) {
   EXPECT_DOUBLE_EQ(s->cpu_seconds, 3.8);  // (250 + 130) / 100
   EXPECT_EQ(s->resident_bytes, 1234u * 4096u);
   EXPECT_DOUBLE_EQ(s->start_time_seconds, 987.65);
+  EXPECT_EQ(s->threads, 3u);
 }
 
 TEST(ProcStatsTest, MalformedTextIsAnError) {
@@ -60,51 +57,9 @@ TEST(ProcStatsTest, ReadsThisProcess) {
   absl::StatusOr<ProcStats> s = ReadProcStats(getpid());
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_GT(s->resident_bytes, 0u);
+  EXPECT_GE(s->threads, 1u);
   EXPECT_GT(BootTimeSeconds(), 1e9);
 }
 
-TEST(ListenQueueTest, TcpListenerReportsWaitingConnectionsAndBacklog) {
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(lfd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(listen(lfd, 7), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
-
-  absl::StatusOr<ListenQueue> q = ReadListenQueue(lfd, "tcp");
-  ASSERT_TRUE(q.ok()) << q.status();
-  EXPECT_EQ(q->listener, "tcp");
-  EXPECT_EQ(q->length, 0u);
-  EXPECT_EQ(q->max_length, 7u);
-
-  // Loopback handshakes complete in connect(): both wait for accept().
-  int c1 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_EQ(connect(c1, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(connect(c2, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  q = ReadListenQueue(lfd, "tcp");
-  ASSERT_TRUE(q.ok());
-  EXPECT_EQ(q->length, 2u);
-  close(accept(lfd, nullptr, nullptr));
-  q = ReadListenQueue(lfd, "tcp");
-  ASSERT_TRUE(q.ok());
-  EXPECT_EQ(q->length, 1u);
-  close(c1);
-  close(c2);
-  close(lfd);
-}
-
-TEST(ListenQueueTest, UnixListenerIsUnimplemented) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(fd, 0);
-  absl::StatusOr<ListenQueue> q = ReadListenQueue(fd, "unix:/x");
-  EXPECT_TRUE(absl::IsUnimplemented(q.status())) << q.status();
-  close(fd);
-  EXPECT_FALSE(ReadListenQueue(-1, "bad").ok());
-}
-
 }  // namespace
-}  // namespace forkd::metrics
+}  // namespace forkd

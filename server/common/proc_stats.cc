@@ -1,4 +1,4 @@
-#include "server/metrics/proc_stats.h"
+#include "server/common/proc_stats.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -14,7 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
-namespace forkd::metrics {
+namespace forkd {
 namespace {
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
@@ -53,10 +53,13 @@ absl::StatusOr<ProcStats> ParseProcStats(std::string_view stat,
   std::vector<absl::string_view> fields = absl::StrSplit(
       absl::string_view(stat.data() + close + 1, stat.size() - close - 1), ' ',
       absl::SkipWhitespace());
-  // fields[0] is field 3 (state): utime is 14, stime 15, starttime 22.
+  // fields[0] is field 3 (state): utime is 14, stime 15, num_threads 20,
+  // starttime 22.
   uint64_t utime = 0, stime = 0, start = 0;
+  uint32_t threads = 0;
   if (fields.size() < 20 || !absl::SimpleAtoi(fields[11], &utime) ||
       !absl::SimpleAtoi(fields[12], &stime) ||
+      !absl::SimpleAtoi(fields[17], &threads) ||
       !absl::SimpleAtoi(fields[19], &start)) {
     return absl::InvalidArgumentError("stat: malformed fields");
   }
@@ -73,6 +76,7 @@ absl::StatusOr<ProcStats> ParseProcStats(std::string_view stat,
   s.cpu_seconds = static_cast<double>(utime + stime) / hz;
   s.start_time_seconds = static_cast<double>(start) / hz;
   s.resident_bytes = resident * static_cast<uint64_t>(page_size);
+  s.threads = threads;
   return s;
 }
 
@@ -100,4 +104,4 @@ double BootTimeSeconds(const std::string& proc_root) {
   return 0;
 }
 
-}  // namespace forkd::metrics
+}  // namespace forkd

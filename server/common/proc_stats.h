@@ -1,7 +1,8 @@
-// CPU time and resident memory of a process, from /proc/PID/stat and
-// /proc/PID/statm, read at scrape time.
-#ifndef FORKD_SERVER_METRICS_PROC_STATS_H_
-#define FORKD_SERVER_METRICS_PROC_STATS_H_
+// What the OS says about a process (CPU time, resident memory, threads,
+// start time), from /proc/PID/stat and /proc/PID/statm. Read at call time by
+// the metrics plane (scrapes) and the admin API (GetStatus).
+#ifndef FORKD_SERVER_COMMON_PROC_STATS_H_
+#define FORKD_SERVER_COMMON_PROC_STATS_H_
 
 #include <sys/types.h>
 
@@ -11,12 +12,13 @@
 
 #include "absl/status/statusor.h"
 
-namespace forkd::metrics {
+namespace forkd {
 
 struct ProcStats {
   double cpu_seconds = 0;         // user + system
   uint64_t resident_bytes = 0;    // RSS
   double start_time_seconds = 0;  // since boot (stat field 22)
+  uint32_t threads = 0;           // num_threads (stat field 20)
 };
 
 // Parses the text of /proc/PID/stat and /proc/PID/statm. InvalidArgument
@@ -34,6 +36,6 @@ absl::StatusOr<ProcStats> ReadProcStats(pid_t pid,
 // 0 when unknown.
 double BootTimeSeconds(const std::string& proc_root = "/proc");
 
-}  // namespace forkd::metrics
+}  // namespace forkd
 
-#endif  // FORKD_SERVER_METRICS_PROC_STATS_H_
+#endif  // FORKD_SERVER_COMMON_PROC_STATS_H_
