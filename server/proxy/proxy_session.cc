@@ -608,9 +608,16 @@ bool ProxySession::ProcessUpstreamInput() {
     }
     up_in_.Consume(consumed);
     OnResponseHead();
+    // The body bytes that came with the head join it in out_, so both leave
+    // in one write: one packet and one wake-up of the client, not two.
+    ProcessUpstreamBody();
     return true;
   }
-  if (resp_state_ != RespState::kBody) return false;
+  return ProcessUpstreamBody();
+}
+
+bool ProxySession::ProcessUpstreamBody() {
+  if (resp_state_ != RespState::kBody || closed_) return false;
   if (!resp_body_->done() && !up_in_.empty()) {
     if (out_.size() >= ctx_->response_buffer) return false;
     scratch_.clear();

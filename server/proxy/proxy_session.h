@@ -126,6 +126,7 @@ class ProxySession : public ClientConnection,
   bool WriteUpstream();
   bool ReadUpstream();
   bool ProcessUpstreamInput();
+  bool ProcessUpstreamBody();
   bool WriteClient();
   bool MaybeFinishRequest();
 
