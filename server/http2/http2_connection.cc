@@ -104,14 +104,42 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
                                       ctx->http2_context);
   if (!session.ok()) return session.status();
   c->session_ = std::move(*session);  // it counts the connection itself
-  absl::Status st = c->session_->Receive(received.data(), received.size());
-  if (!st.ok()) {
-    c->FlushOutput();
-    c->Close();
-    return c;
-  }
-  c->Drive();
+  c->Start(received);
   return c;
+}
+
+absl::StatusOr<std::unique_ptr<Http2Connection>>
+Http2Connection::CreateFromUpgrade(proxy::SessionContext* ctx,
+                                   std::unique_ptr<proxy::ClientTransport> t,
+                                   std::string peer,
+                                   const proxy::H2cUpgrade& upgrade,
+                                   std::string received, int64_t now_ms) {
+  std::unique_ptr<Http2Connection> c(
+      new Http2Connection(ctx, std::move(t), std::move(peer), now_ms));
+  auto session = Http2Session::CreateFromUpgrade(
+      ctx->http2_settings, c.get(), upgrade.http2_settings,
+      upgrade.method == "HEAD", ctx->http2_context);
+  if (!session.ok()) return session.status();
+  c->session_ = std::move(*session);
+  // Goes out before the session's SETTINGS (FlushOutput sends out_ first).
+  c->out_.Append(
+      "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+      "Upgrade: h2c\r\n\r\n");
+  ++c->depth_;  // streams are reaped only by Drive()
+  c->StartStream(1, upgrade.method, upgrade.request, false);
+  --c->depth_;
+  c->Start(received);
+  return c;
+}
+
+void Http2Connection::Start(std::string_view received) {
+  absl::Status st = session_->Receive(received.data(), received.size());
+  if (!st.ok()) {
+    FlushOutput();
+    Close();
+    return;
+  }
+  Drive();
 }
 
 Http2Connection::Http2Connection(
@@ -163,8 +191,9 @@ void Http2Connection::OnClientEvents(uint32_t events) {
 void Http2Connection::Drive() {
   if (closed_) return;
   ++depth_;
-  if (!stopping_seen_ && ctx_->stopping != nullptr && ctx_->stopping->load()) {
-    // Reload, recycle or TERM: GOAWAY, and open streams finish.
+  if (GoawayDue()) {
+    // Reload, recycle, TERM or drain: GOAWAY, and open streams finish; the
+    // client sends new requests on a new connection (to another worker).
     stopping_seen_ = true;
     session_->StartGracefulShutdown();
   }
@@ -247,14 +276,11 @@ void Http2Connection::OnRequestHeaders(int32_t stream_id,
                                        std::string_view path,
                                        std::vector<http1::Header> headers,
                                        bool end_stream) {
-  auto stream = std::make_unique<Stream>();
-  Stream* s = stream.get();
-  s->id = stream_id;
-  s->method = std::string(method);
   std::string head;
   head.reserve(256 + headers.size() * 48);
   head.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
   bool has_length = false;
+  bool chunked = false;
   if (!authority.empty()) head.append("Host: ").append(authority).append("\r\n");
   for (const http1::Header& h : headers) {
     if (!authority.empty() && http1::EqualsIgnoreCase(h.name, "host")) continue;
@@ -264,12 +290,23 @@ void Http2Connection::OnRequestHeaders(int32_t stream_id,
   }
   if (!end_stream && !has_length) {
     head.append("Transfer-Encoding: chunked\r\n");
-    s->chunked_request = true;
+    chunked = true;
   }
   // One request per virtual connection: the session closes after it.
   head.append("Connection: close\r\n\r\n");
-  s->request.Append(head);
-  s->appended = head.size();
+  StartStream(stream_id, method, std::move(head), chunked);
+}
+
+void Http2Connection::StartStream(int32_t stream_id, std::string_view method,
+                                  std::string request_head,
+                                  bool chunked_request) {
+  auto stream = std::make_unique<Stream>();
+  Stream* s = stream.get();
+  s->id = stream_id;
+  s->method = std::string(method);
+  s->chunked_request = chunked_request;
+  s->request.Append(request_head);
+  s->appended = request_head.size();
   s->session = std::make_unique<proxy::ProxySession>(
       ctx_,
       std::make_unique<StreamTransport>(this, s, client_->scheme()), peer_,
@@ -331,10 +368,18 @@ void Http2Connection::OnStreamClosed(int32_t stream_id, uint32_t error_code) {
 
 void Http2Connection::OnStreamRead(Stream* s, size_t n) {
   s->read_total += n;
+  bool consumed = false;
   while (!s->marks.empty() && s->marks.front().first <= s->read_total) {
-    if (!s->h2_closed) session_->ConsumeRequestData(s->id, s->marks.front().second);
+    if (!s->h2_closed) {
+      session_->ConsumeRequestData(s->id, s->marks.front().second);
+      consumed = true;
+    }
     s->marks.pop_front();
   }
+  // The session read on because the app drained the body (an app event,
+  // outside Drive()): send the WINDOW_UPDATE now. The client, out of
+  // window, sends nothing that would make us flush it later.
+  if (consumed && depth_ == 0) FlushOutput();
 }
 
 ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
@@ -443,11 +488,16 @@ void Http2Connection::ReapStreams() {
 void Http2Connection::OnTimeout(int64_t now_ms) {
   if (closed_) return;
   ReapStreams();
+  // A timeout answers (504) or ends a stream; the Drive() below flushes
+  // that. Flushing from inside this loop (OnStreamResponse at depth 0)
+  // could close streams, erasing from streams_ while it is iterated.
+  ++depth_;
   for (auto& [id, s] : streams_) {
     if (!s->transport_gone && now_ms >= s->session->deadline_ms()) {
       s->session->OnTimeout(now_ms);
     }
   }
+  --depth_;
   if (streams_.empty() && now_ms >= last_activity_ms_ + IdleMs()) {
     session_->StartGracefulShutdown();
     FlushOutput();
@@ -461,10 +511,16 @@ int64_t Http2Connection::IdleMs() const {
   return std::max<int64_t>(kMinIdleMs, ctx_->keepalive_ms);
 }
 
+bool Http2Connection::GoawayDue() const {
+  if (stopping_seen_) return false;
+  return (ctx_->stopping != nullptr && ctx_->stopping->load()) ||
+         (ctx_->server_draining != nullptr &&
+          ctx_->server_draining->load(std::memory_order_relaxed) != 0);
+}
+
 void Http2Connection::UpdateDeadline() {
   if (closed_) return;
-  if (!finished_.empty() ||
-      (!stopping_seen_ && ctx_->stopping != nullptr && ctx_->stopping->load())) {
+  if (!finished_.empty() || GoawayDue()) {
     deadline_ms_ = 0;  // due now
     return;
   }

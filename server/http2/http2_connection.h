@@ -36,12 +36,23 @@ class Http2Connection final : public proxy::ClientConnection,
   static absl::StatusOr<std::unique_ptr<Http2Connection>> Create(
       proxy::SessionContext* ctx, std::unique_ptr<proxy::ClientTransport> t,
       std::string peer, std::string received, int64_t now_ms);
+  // Takes over a client connection whose HTTP/1.1 request asked for
+  // "Upgrade: h2c" (ProxySession::TakeH2cUpgrade): answers "101 Switching
+  // Protocols", sends our SETTINGS and serves that request as stream 1.
+  // `received`: client bytes read after the request (usually none yet).
+  // Fails for an HTTP2-Settings field the session refuses (the caller
+  // checked it with Http2Session::CheckUpgradeSettings before).
+  static absl::StatusOr<std::unique_ptr<Http2Connection>> CreateFromUpgrade(
+      proxy::SessionContext* ctx, std::unique_ptr<proxy::ClientTransport> t,
+      std::string peer, const proxy::H2cUpgrade& upgrade, std::string received,
+      int64_t now_ms);
   ~Http2Connection() override;
 
   // proxy::ClientConnection
   void OnClientEvents(uint32_t events) override;
   void OnTimeout(int64_t now_ms) override;
   void Abort() override;
+  void OnStopAccepting() override { Drive(); }
   Phase phase() const override;
   int64_t deadline_ms() const override { return deadline_ms_; }
 
@@ -63,7 +74,16 @@ class Http2Connection final : public proxy::ClientConnection,
   Http2Connection(proxy::SessionContext* ctx,
                   std::unique_ptr<proxy::ClientTransport> transport,
                   std::string peer, int64_t now_ms);
+  // Feeds the first client bytes, then serves.
+  void Start(std::string_view received);
+  // A new stream: its ProxySession reads `request_head` (an HTTP/1.1
+  // request head, "Connection: close"), then the body as it comes.
+  void StartStream(int32_t stream_id, std::string_view method,
+                   std::string request_head, bool chunked_request);
   void Drive();
+  // The worker is stopping (reload, recycle, TERM) or the server drains,
+  // and this connection has not said GOAWAY yet.
+  bool GoawayDue() const;
   bool ReadClient();
   bool FlushOutput();
   // A stream's ProxySession wrote response bytes: turn them into frames.

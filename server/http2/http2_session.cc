@@ -430,6 +430,34 @@ absl::StatusOr<std::unique_ptr<Http2Session>> Http2Session::CreateFromUpgrade(
   return session;
 }
 
+absl::Status Http2Session::CheckUpgradeSettings(
+    std::string_view http2_settings_header) {
+  // The very checks of CreateFromUpgrade, on a session thrown away (one
+  // upgrade request per connection at most). A well-formed payload with a
+  // value out of range (ENABLE_PUSH 2, MAX_FRAME_SIZE below 16384...) is
+  // not refused by nghttp2: it queues GOAWAY(PROTOCOL_ERROR), and the
+  // session stops reading once that is sent.
+  struct NoHandler final : Handler {
+    void OnRequestHeaders(int32_t, std::string_view, std::string_view,
+                          std::string_view, std::string_view,
+                          std::vector<http1::Header>, bool) override {}
+    void OnRequestData(int32_t, std::string_view) override {}
+    void OnRequestEnd(int32_t, std::vector<http1::Header>) override {}
+    void OnStreamClosed(int32_t, uint32_t) override {}
+  } no_handler;
+  auto session =
+      CreateFromUpgrade(Http2Settings(), &no_handler, http2_settings_header,
+                        /*head_request=*/false);
+  if (!session.ok()) return session.status();
+  Buffer scratch;
+  (*session)->TakeOutput(&scratch);
+  if (!(*session)->WantRead()) {
+    return absl::InvalidArgumentError(
+        "HTTP2-Settings: a setting's value is out of range");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Http2Session::Init(const std::string* upgrade_settings,
                                 bool head_request) {
   const Http2Settings& s = settings_;

@@ -186,11 +186,20 @@ class Http2Session {
   //      SubmitResponse(1, ...) like any stream and gets
   //      OnStreamClosed(1, ...).
   // Fails with InvalidArgument when the field is not valid base64url or not
-  // a valid SETTINGS payload (answer the request in HTTP/1.1 then).
+  // a valid SETTINGS payload (answer the request in HTTP/1.1 then). A value
+  // out of range is only seen once the session runs (it ends with
+  // GOAWAY(PROTOCOL_ERROR)); CheckUpgradeSettings() finds it before.
   static absl::StatusOr<std::unique_ptr<Http2Session>> CreateFromUpgrade(
       const Http2Settings& settings, Handler* handler,
       std::string_view http2_settings_header, bool head_request,
       const Http2Context* ctx = nullptr);
+
+  // Whether a session made by CreateFromUpgrade() from
+  // `http2_settings_header` would work: the HTTP/1 path asks before it
+  // answers 101 and gives up the connection. InvalidArgument for a bad
+  // field or a setting out of range; counts nothing.
+  static absl::Status CheckUpgradeSettings(
+      std::string_view http2_settings_header);
 
   ~Http2Session();
   Http2Session(const Http2Session&) = delete;

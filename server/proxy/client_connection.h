@@ -25,6 +25,9 @@ class ClientConnection {
   virtual void OnTimeout(int64_t now_ms) = 0;
   // Closes at once, cutting whatever is in flight (quick shutdown).
   virtual void Abort() = 0;
+  // The worker stopped taking connections (a graceful stop or a drain
+  // began): an HTTP/2 connection sends GOAWAY now, not at its next event.
+  virtual void OnStopAccepting() {}
   virtual Phase phase() const = 0;
   virtual int64_t deadline_ms() const = 0;
   // An HTTP/1 connection that turned out to speak HTTP/2 (ProxySession).

@@ -4,13 +4,17 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <random>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "server/common/log.h"
 
 namespace forkd::proxy {
@@ -332,6 +336,7 @@ bool ProxySession::ProcessClientInput() {
 
 void ProxySession::BeginRequest() {
   const http1::RequestHead& h = req_parser_.head();
+  if (MaybeUpgradeToH2c(h)) return;  // the driver takes it from here
   method_ = h.method;
   target_ = h.target;
   version_minor_ = h.version_minor;
@@ -375,6 +380,65 @@ void ProxySession::BeginRequest() {
   if (h.expect_continue && version_minor_ == 1) {
     out_.Append("HTTP/1.1 100 Continue\r\n\r\n");
   }
+}
+
+bool ProxySession::MaybeUpgradeToH2c(const http1::RequestHead& h) {
+  // Only a bodiless HTTP/1.1 request with nothing pipelined behind it (the
+  // client must wait for the 101 before it sends HTTP/2), on a worker that
+  // is not stopping: its answer must say "Connection: close".
+  if (!ctx_->http2 || !counts_as_connection_ || h.version_minor != 1 ||
+      !in_.empty()) {
+    return false;
+  }
+  if (h.framing != http1::Framing::kNone &&
+      !(h.framing == http1::Framing::kContentLength && h.content_length == 0)) {
+    return false;
+  }
+  if (ctx_->stopping != nullptr && ctx_->stopping->load()) return false;
+  // RFC 7540 §3.2.1: HTTP2-Settings is a connection option, and there is
+  // exactly one.
+  std::vector<std::string> tokens = http1::ConnectionTokens(h.headers);
+  auto listed = [&tokens](std::string_view t) {
+    return std::find(tokens.begin(), tokens.end(), t) != tokens.end();
+  };
+  if (!listed("upgrade") || !listed("http2-settings")) return false;
+  const std::string* settings = nullptr;
+  bool h2c = false;
+  for (const http1::Header& f : h.headers) {
+    if (http1::EqualsIgnoreCase(f.name, "HTTP2-Settings")) {
+      if (settings != nullptr) return false;
+      settings = &f.value;
+    } else if (http1::EqualsIgnoreCase(f.name, "Upgrade")) {
+      for (absl::string_view p : absl::StrSplit(f.value, ',')) {
+        p = absl::StripAsciiWhitespace(p);
+        h2c |= http1::EqualsIgnoreCase(std::string_view(p.data(), p.size()),
+                                       "h2c");
+      }
+    }
+  }
+  if (!h2c || settings == nullptr) return false;
+  absl::Status valid = http2::Http2Session::CheckUpgradeSettings(*settings);
+  if (!valid.ok()) {
+    LOG_INFO("not upgrading %s to h2c, serving HTTP/1.1: %s", PeerForLog(),
+             std::string(valid.message()));
+    return false;
+  }
+  H2cUpgrade up;
+  up.http2_settings = *settings;
+  up.method = h.method;
+  absl::StrAppend(&up.request, h.method, " ", h.target, " HTTP/1.1\r\n");
+  for (const http1::Header& f : h.headers) {
+    if (!http1::EqualsIgnoreCase(f.name, "Host") &&
+        (http1::IsHopByHop(f.name, tokens) ||
+         http1::EqualsIgnoreCase(f.name, "Content-Length"))) {
+      continue;
+    }
+    AppendHeader(&up.request, f.name, f.value);
+  }
+  up.request.append("Connection: close\r\n\r\n");
+  h2c_upgrade_ = std::move(up);
+  wants_http2_ = true;
+  return true;
 }
 
 void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
@@ -535,6 +599,10 @@ bool ProxySession::ReadUpstream() {
   if (resp_state_ != RespState::kHead && resp_state_ != RespState::kBody) {
     return false;
   }
+  // A response with an empty body (Content-Length: 0, 204, HEAD) is whole
+  // once its head is parsed: an app that closes right after it must not
+  // read as one that closed mid-response.
+  if (resp_state_ == RespState::kBody && resp_body_->done()) return false;
   if (out_.size() >= ctx_->response_buffer) return false;  // client is slow
   // Decode the body bytes already here before reading on: once the app
   // closes with request bytes unread, a unix socket's next read fails with

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -59,6 +60,16 @@ struct SessionContext {
   bool record_metrics = true;
 };
 
+// A request that asked for "Upgrade: h2c" (RFC 7540 §3.2) and is to be
+// answered as stream 1 of the HTTP/2 connection that takes over.
+struct H2cUpgrade {
+  std::string http2_settings;  // the HTTP2-Settings field
+  std::string method;
+  // The request as one HTTP/1.1 exchange: hop-by-hop fields (Upgrade,
+  // HTTP2-Settings...) dropped, "Connection: close" added.
+  std::string request;
+};
+
 class ProxySession : public ClientConnection,
                      public upstream::Connection::Owner {
  public:
@@ -103,9 +114,13 @@ class ProxySession : public ClientConnection,
   Phase phase() const override;
   int64_t deadline_ms() const override { return deadline_ms_; }
 
-  // The connection opened with the HTTP/2 preface: the driver hands it to
-  // an http2::Http2Connection with ReleaseForHttp2().
+  // The connection opened with the HTTP/2 preface, or its request asked
+  // for "Upgrade: h2c" (then TakeH2cUpgrade() has it): the driver hands it
+  // to an http2::Http2Connection with ReleaseForHttp2().
   bool wants_http2() const override { return wants_http2_; }
+  std::optional<H2cUpgrade> TakeH2cUpgrade() {
+    return std::exchange(h2c_upgrade_, std::nullopt);
+  }
   const std::string& peer() const { return peer_; }
   // Gives up the client transport and the bytes read so far; the session is
   // closed afterwards (and counts as no connection).
@@ -135,6 +150,10 @@ class ProxySession : public ClientConnection,
   bool WaitingForApp() const;
   void StartHead();
   void BeginRequest();
+  // Takes a request asking for "Upgrade: h2c" that can be served as
+  // HTTP/2 (bodiless, valid HTTP2-Settings...); false leaves it to
+  // HTTP/1.1.
+  bool MaybeUpgradeToH2c(const http1::RequestHead& h);
   void BuildUpstreamHead(UpstreamFraming framing, uint64_t length);
   void OnResponseHead();
   void CompleteUpstream();
@@ -165,6 +184,7 @@ class ProxySession : public ClientConnection,
   bool client_eof_ = false;
   bool first_request_ = true;  // no request finished on this connection yet
   bool wants_http2_ = false;
+  std::optional<H2cUpgrade> h2c_upgrade_;
   bool counts_as_connection_ = true;  // false for HTTP/2 streams
   bool http2_stream_ = false;  // logged as HTTP/2.0, counted as http2
   bool client_hup_ = false;  // the peer hung up: read on to the EOF

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -57,6 +58,7 @@ class AsyncWorker {
   bool listening_ = false;
   bool swept_backlog_ = false;
   int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
+  bool told_stop_accepting_ = false;  // connections heard OnStopAccepting
   std::atomic<uint32_t> cap_{0};
   absl::flat_hash_set<proxy::ClientConnection*> sessions_;
   std::vector<proxy::ClientConnection*> touched_;
@@ -154,11 +156,17 @@ void AsyncWorker::MaybeSwitchToHttp2(proxy::ClientConnection* c) {
   std::unique_ptr<proxy::ClientTransport> transport;
   std::string received;
   std::string peer = h1->peer();
+  std::optional<proxy::H2cUpgrade> upgrade = h1->TakeH2cUpgrade();
   h1->ReleaseForHttp2(&transport, &received);  // h1 is closed now
   int fd = transport->fd();
-  auto h2 = http2::Http2Connection::Create(
-      rt_->session_context(), std::move(transport), std::move(peer),
-      std::move(received), scoreboard::MonotonicMs());
+  auto h2 =
+      upgrade.has_value()
+          ? http2::Http2Connection::CreateFromUpgrade(
+                rt_->session_context(), std::move(transport), std::move(peer),
+                *upgrade, std::move(received), scoreboard::MonotonicMs())
+          : http2::Http2Connection::Create(
+                rt_->session_context(), std::move(transport), std::move(peer),
+                std::move(received), scoreboard::MonotonicMs());
   if (!h2.ok()) {
     LOG_ERROR("cannot start an HTTP/2 connection: %s",
               std::string(h2.status().message()));
@@ -179,9 +187,17 @@ void AsyncWorker::Sweep(int64_t now_ms) {
   // it is served with "Connection: close"; closing it at once would race
   // with a request the client is already sending.
   if (rt_->stopping() && stop_seen_ms_ == 0) stop_seen_ms_ = now_ms;
+  // Once per stop or drain (again after a Resume and a new drain).
+  bool stop_accepting = !rt_->accepting() && !told_stop_accepting_;
+  told_stop_accepting_ = !rt_->accepting();
   bool linger_over =
       stop_seen_ms_ != 0 && now_ms >= stop_seen_ms_ + kStopLingerMs;
   for (auto* s : sessions_) {
+    if (stop_accepting &&
+        s->phase() != proxy::ClientConnection::Phase::kClosed) {
+      s->OnStopAccepting();
+      touched_.push_back(s);
+    }
     if (s->phase() != proxy::ClientConnection::Phase::kClosed &&
         now_ms >= s->deadline_ms()) {
       s->OnTimeout(now_ms);

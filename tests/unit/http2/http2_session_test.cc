@@ -893,6 +893,31 @@ TEST_F(Http2SessionTest, UpgradeRejectsBadSettingsHeader) {
       absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(Http2SessionTest, UpgradeRejectsSettingValuesOutOfRange) {
+  // Packed by hand: nghttp2_pack_settings_payload refuses bad values.
+  auto header_for = [](nghttp2_settings_entry entry) {
+    const char payload[6] = {static_cast<char>(entry.settings_id >> 8),
+                             static_cast<char>(entry.settings_id),
+                             static_cast<char>(entry.value >> 24),
+                             static_cast<char>(entry.value >> 16),
+                             static_cast<char>(entry.value >> 8),
+                             static_cast<char>(entry.value)};
+    return absl::WebSafeBase64Escape(absl::string_view(payload, 6));
+  };
+  std::string push2 = header_for({NGHTTP2_SETTINGS_ENABLE_PUSH, 2});
+  std::string tiny_frames = header_for({NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 100});
+  std::string fine = header_for({NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 10});
+  EXPECT_EQ(Http2Session::CheckUpgradeSettings(push2).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Http2Session::CheckUpgradeSettings(tiny_frames).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Http2Session::CheckUpgradeSettings("!!!").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Http2Session::CheckUpgradeSettings(fine).ok());
+  EXPECT_TRUE(Http2Session::CheckUpgradeSettings("").ok());  // no settings
+  EXPECT_TRUE(handler_.closed.empty());
+}
+
 TEST_F(Http2SessionTest, BadPrefaceFailsTheConnection) {
   auto server = NewSession();
   std::string http1 = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
