@@ -244,6 +244,23 @@ bool Http2Connection::ReadClient() {
   return true;
 }
 
+void Http2Connection::FlushSoon() {
+  if (depth_ > 0 || closed_) return;  // the Drive() on the stack flushes
+  if (!ctx_->after_batch) {
+    FlushOutput();
+    return;
+  }
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    ctx_->after_batch(this);
+  }
+}
+
+void Http2Connection::OnBatchEnd() {
+  flush_scheduled_ = false;
+  Drive();
+}
+
 bool Http2Connection::FlushOutput() {
   bool progress = false;
   while (!closed_) {
@@ -379,7 +396,7 @@ void Http2Connection::OnStreamRead(Stream* s, size_t n) {
   // The session read on because the app drained the body (an app event,
   // outside Drive()): send the WINDOW_UPDATE now. The client, out of
   // window, sends nothing that would make us flush it later.
-  if (consumed && depth_ == 0) FlushOutput();
+  if (consumed) FlushSoon();
 }
 
 ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
@@ -442,8 +459,8 @@ ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
     }
   }
   // Inside Drive() (and so maybe inside nghttp2's receive callbacks) the
-  // loop there flushes; from an app event, flush now.
-  if (depth_ == 0) FlushOutput();
+  // loop there flushes; from an app event, soon.
+  FlushSoon();
   return static_cast<ssize_t>(len);
 }
 

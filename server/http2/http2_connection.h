@@ -53,6 +53,7 @@ class Http2Connection final : public proxy::ClientConnection,
   void OnTimeout(int64_t now_ms) override;
   void Abort() override;
   void OnStopAccepting() override { Drive(); }
+  void OnBatchEnd() override;
   Phase phase() const override;
   int64_t deadline_ms() const override { return deadline_ms_; }
 
@@ -86,6 +87,9 @@ class Http2Connection final : public proxy::ClientConnection,
   bool GoawayDue() const;
   bool ReadClient();
   bool FlushOutput();
+  // Frames were queued outside Drive() (an app event of a stream): write
+  // them after the event batch, or now without a batching driver.
+  void FlushSoon();
   // A stream's ProxySession wrote response bytes: turn them into frames.
   // Returns how many bytes it took, or -1/EAGAIN while the stream's queue
   // is full (the session then stops reading the app).
@@ -114,6 +118,7 @@ class Http2Connection final : public proxy::ClientConnection,
   bool closed_ = false;
   bool stopping_seen_ = false;
   bool closing_ = false;  // in the destructor
+  bool flush_scheduled_ = false;  // OnBatchEnd() is due
   int depth_ = 0;  // nesting of Drive(): streams are freed only at depth 0
   int64_t last_activity_ms_ = 0;
   int64_t deadline_ms_ = 0;

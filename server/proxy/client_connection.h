@@ -28,6 +28,10 @@ class ClientConnection {
   // The worker stopped taking connections (a graceful stop or a drain
   // began): an HTTP/2 connection sends GOAWAY now, not at its next event.
   virtual void OnStopAccepting() {}
+  // Called once after the event batch in which the connection asked for it
+  // (SessionContext::after_batch): HTTP/2 writes the frames its streams
+  // produced during the batch together.
+  virtual void OnBatchEnd() {}
   virtual Phase phase() const = 0;
   virtual int64_t deadline_ms() const = 0;
   // An HTTP/1 connection that turned out to speak HTTP/2 (ProxySession).

@@ -49,6 +49,10 @@ struct SessionContext {
   const std::atomic<uint32_t>* server_draining = nullptr;
   // Async class: registers a new upstream connection with the epoll.
   std::function<void(upstream::Connection*)> register_upstream;
+  // Async class: calls the connection's OnBatchEnd() once the current batch
+  // of events is handled (HTTP/2: one write for the responses of many
+  // streams). Empty: the connection writes at once.
+  std::function<void(ClientConnection*)> after_batch;
   // Called after each finished request (max-requests accounting).
   std::function<void()> on_request_done;
   // HTTP/2 (h2c with prior knowledge on the HTTP/1 port): on when set.

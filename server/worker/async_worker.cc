@@ -62,6 +62,7 @@ class AsyncWorker {
   std::atomic<uint32_t> cap_{0};
   absl::flat_hash_set<proxy::ClientConnection*> sessions_;
   std::vector<proxy::ClientConnection*> touched_;
+  std::vector<proxy::ClientConnection*> after_batch_;  // OnBatchEnd() due
   std::vector<std::unique_ptr<upstream::Connection>> discarded_;
 };
 
@@ -218,6 +219,9 @@ void AsyncWorker::Run() {
     Add(c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
         reinterpret_cast<uint64_t>(c) | kTagUpstream);
   };
+  rt_->session_context()->after_batch = [this](proxy::ClientConnection* c) {
+    after_batch_.push_back(c);
+  };
   rt_->pool().SetDiscard([this](std::unique_ptr<upstream::Connection> c) {
     discarded_.push_back(std::move(c));
   });
@@ -240,6 +244,12 @@ void AsyncWorker::Run() {
       if (rt_->SettingsChanged()) ApplySettings();
       Sweep(now);
     }
+    // Connections are freed only below, so every one queued is alive.
+    for (size_t i = 0; i < after_batch_.size(); ++i) {
+      after_batch_[i]->OnBatchEnd();
+      touched_.push_back(after_batch_[i]);
+    }
+    after_batch_.clear();
     // Free what closed in this batch (deduplicated through sessions_).
     for (auto* s : touched_) {
       // Membership first: a touched HTTP/2 stream's session may already be
