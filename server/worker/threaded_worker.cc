@@ -36,6 +36,7 @@ namespace {
 using proxy::ProxySession;
 
 constexpr int kTickMs = 100;
+constexpr size_t kQueueSlack = 4;  // see RoomInQueue()
 // On a graceful stop, idle keep-alive connections stay open this long (or
 // until their keep-alive timeout): a request that arrives on one is served
 // with "Connection: close". Closing them at once races with a request the
@@ -106,6 +107,7 @@ class ThreadedWorker {
   int epfd_ = -1;
   bool listening_ = false;
   bool swept_backlog_ = false;
+  bool accepted_this_turn_ = false;  // RoomInQueue's one extra per turn
   int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
 
   // Connections the main thread holds (idle keep-alive, in the poller).
@@ -146,7 +148,19 @@ void ThreadedWorker::SetListening(bool on) {
 
 bool ThreadedWorker::RoomInQueue() {
   std::lock_guard<std::mutex> lock(mu_);
-  return queue_.size() < running_threads_;
+  // Under saturation, ready keep-alive connections alone can keep the
+  // queue at the thread count, and a new connection would wait in the
+  // backlog until its client gave up. So one new connection may join a
+  // queue that is full, up to a hard bound, each time the loop turns:
+  // the backlog drains at the loop's pace, and still at most
+  // kQueueSlack x threads connections wait inside this worker rather than
+  // in the backlog where another worker could take them.
+  if (queue_.size() < running_threads_) return true;
+  if (!accepted_this_turn_ && queue_.size() < kQueueSlack * running_threads_) {
+    accepted_this_turn_ = true;
+    return true;
+  }
+  return false;
 }
 
 void ThreadedWorker::ApplySettings() {
@@ -300,6 +314,7 @@ void ThreadedWorker::Run() {
 
   std::vector<epoll_event> events(128);
   while (true) {
+    accepted_this_turn_ = false;
     int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
                        kTickMs);
     for (int i = 0; i < n; ++i) {
