@@ -395,6 +395,8 @@ bool ProxySession::MaybeUpgradeToH2c(const http1::RequestHead& h) {
     return false;
   }
   if (ctx_->stopping != nullptr && ctx_->stopping->load()) return false;
+  // h2c is HTTP/2 over cleartext; over TLS, HTTP/2 is chosen by ALPN.
+  if (std::string_view(client_->scheme()) != "http") return false;
   // RFC 7540 §3.2.1: HTTP2-Settings is a connection option, and there is
   // exactly one.
   std::vector<std::string> tokens = http1::ConnectionTokens(h.headers);

@@ -779,6 +779,39 @@ def test_upgrade_refused_serves_http1(fk, request_bytes):
     assert reply.endswith(expected), reply[-200:]
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_upgrade_h2c_is_ignored_over_tls(app, tmp_short):
+    """h2c is cleartext HTTP/2: over TLS the request is served in HTTP/1.1."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", "key.pem", "-out",
+                    "cert.pem", "-days", "1", "-subj", "/CN=127.0.0.1"],
+                   cwd=tmp_short, check=True, capture_output=True, timeout=30)
+    f = Forkd(app, ASYNC + ["--certfile", os.path.join(tmp_short, "cert.pem"),
+                            "--keyfile", os.path.join(tmp_short, "key.pem")], wait_ready=False)
+    f.start()
+    try:
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+        def answer():
+            raw = socket.create_connection(("127.0.0.1", f.port), timeout=5)
+            with ctx.wrap_socket(raw) as tls:
+                tls.sendall(upgrade_request([settings_field((0x3, 100))]))
+                data = b""
+                while True:
+                    piece = tls.recv(65536)
+                    if not piece:
+                        return data
+                    data += piece
+        reply = wait_until(answer, 20, what="forkd over TLS")
+        assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+        assert reply.endswith(b"hello\n")
+    finally:
+        f.cleanup()
+
+
 # --- bad peers ----------------------------------------------------------------------
 
 
