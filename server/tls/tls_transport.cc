@@ -170,10 +170,12 @@ ssize_t TlsTransport::Failed(int ret, bool reading) {
             e != 0 ? std::strerror(e) : "the client closed the connection",
             counters_);
       }
-      if (e == 0 || e == EAGAIN) {
+      if (e == 0) {  // EOF where OpenSSL wanted more
         if (reading) return 0;
         e = EPIPE;
       }
+      // The connection is done for: no errno that asks for a retry.
+      if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) e = EPROTO;
       errno = e;
       return -1;
     }

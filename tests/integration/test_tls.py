@@ -167,6 +167,47 @@ def test_thread_classes_serve_http1_over_tls(forkd_factory, example_app, certs, 
     assert os.path.getsize(os.path.join(fk.tmpdir, "big")) == 3_000_000
 
 
+@pytest.mark.parametrize("worker_class", ["async", "gthread"])
+def test_pipelined_requests_in_separate_records(forkd_factory, example_app, certs, worker_class):
+    # Two requests in two TLS records, sent back to back: forkd's read of the
+    # socket takes both, OpenSSL hands out one record per read, and the
+    # second must be served without waiting for bytes the socket no longer
+    # has (before the keep-alive timeout ends the connection).
+    fk = start_tls(forkd_factory, example_app, certs, worker_class)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = _client_context(certs).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with socket.create_connection(("127.0.0.1", fk.port), timeout=5) as s:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    s.sendall(outgoing.read())
+                piece = s.recv(65536)
+                assert piece, "closed during the handshake"
+                incoming.write(piece)
+        # Our Finished and both requests, one record each, in one write.
+        for i in range(2):
+            tls.write(b"GET /echo?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        s.sendall(outgoing.read())
+        got = b""
+        while got.count(b"HTTP/1.1 200") < 2:
+            piece = s.recv(65536)
+            if not piece:
+                break
+            incoming.write(piece)
+            try:
+                while True:
+                    data = tls.read(65536)
+                    if not data:
+                        break
+                    got += data
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+    assert got.count(b"HTTP/1.1 200") == 2, got
+
+
 # --- client certificates ---------------------------------------------------------
 
 
