@@ -715,7 +715,6 @@ void Arbiter::SignalAllForStop(int64_t now) {
   int signo = quick ? SIGQUIT : SIGTERM;
   int64_t deadline =
       now + (quick ? kQuickStopMs : SecondsToMs(config_.graceful_timeout));
-  PublishSettings();  // draining: workers answer 503 to new requests
   LOG_INFO("Stopping %d workers (%s)", static_cast<int>(workers_.size()),
            SignalName(signo));
   for (auto& [pid, w] : workers_) {
@@ -833,8 +832,11 @@ void Arbiter::PublishSettings() {
   scoreboard::Settings& s = scoreboard_->settings();
   Store(s.threads, static_cast<uint32_t>(Threads()));
   Store(s.worker_connections, static_cast<uint32_t>(WorkerConnections()));
-  Store(s.draining,
-        static_cast<uint32_t>(workers_signalled_ || drained_ ? 1 : 0));
+  // Only an admin Drain makes workers answer 503. A stop does not: the
+  // workers it signals serve what already reached them, with "Connection:
+  // close", and publishing it here first would 503 the requests that
+  // arrive before a worker's SIGTERM does.
+  Store(s.draining, static_cast<uint32_t>(drained_ ? 1 : 0));
   // Release: a worker that sees the new generation sees the fields too.
   s.generation.fetch_add(1, std::memory_order_release);
 }
