@@ -28,6 +28,8 @@ if ! $build_only; then
     curl python3 python3-pytest gunicorn procps wrk nginx nghttp2-client
     # HTTP/2 tests: bad peers and flow control with Python's h2
     python3-h2
+    # TLS tests: certificates made at test time
+    openssl
     # admin API tests: a real gRPC client (messages generated with protoc)
     python3-grpcio python3-protobuf
     # metrics tests: a real Prometheus server and promtool; PyYAML for rules
