@@ -4,11 +4,13 @@
 // an epoll poller (at most --worker-connections); a connection with bytes to
 // read goes to a FIFO queue served by --threads request threads, each
 // driving one connection at a time with poll(), so requests in flight never
-// exceed the threads. A new connection is accepted only while the queue is
-// shorter than the thread count: past that, connections wait in the listen
-// backlog, and a keep-alive connection cannot starve a new one for long.
-// The pool grows and shrinks in place when the master publishes a new
-// thread count.
+// exceed the threads. As in Gunicorn's gthread, a worker accepts while it
+// holds fewer than --worker-connections connections; past the thread count
+// they wait in that FIFO queue. (Holding them in the listen backlog instead,
+// by accepting only while the queue is short, starved new connections:
+// under load, ready keep-alive connections kept the queue full and clients
+// of the backlog timed out.) The pool grows and shrinks in place when the
+// master publishes a new thread count.
 //
 // sync: the main thread itself serves one connection at a time, one request
 // per connection ("Connection: close"), as Gunicorn's sync worker does.
@@ -36,7 +38,6 @@ namespace {
 using proxy::ProxySession;
 
 constexpr int kTickMs = 100;
-constexpr size_t kQueueSlack = 4;  // see RoomInQueue()
 // On a graceful stop, idle keep-alive connections stay open this long (or
 // until their keep-alive timeout): a request that arrives on one is served
 // with "Connection: close". Closing them at once races with a request the
@@ -99,15 +100,14 @@ class ThreadedWorker {
   void TakeBackReturned();
   void Sweep(int64_t now_ms);
   void ApplySettings();
-  // True while fewer connections wait for a thread than there are threads.
-  bool RoomInQueue();
+  // Room for one more connection: fewer than --worker-connections held.
+  bool HasRoom() const;
 
   WorkerRuntime* rt_;
   bool sync_;
   int epfd_ = -1;
   bool listening_ = false;
   bool swept_backlog_ = false;
-  bool accepted_this_turn_ = false;  // RoomInQueue's one extra per turn
   int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
 
   // Connections the main thread holds (idle keep-alive, in the poller).
@@ -144,23 +144,6 @@ void ThreadedWorker::SetListening(bool on) {
       epoll_ctl(epfd_, EPOLL_CTL_DEL, fds[i], nullptr);
     }
   }
-}
-
-bool ThreadedWorker::RoomInQueue() {
-  std::lock_guard<std::mutex> lock(mu_);
-  // Under saturation, ready keep-alive connections alone can keep the
-  // queue at the thread count, and a new connection would wait in the
-  // backlog until its client gave up. So one new connection may join a
-  // queue that is full, up to a hard bound, each time the loop turns:
-  // the backlog drains at the loop's pace, and still at most
-  // kQueueSlack x threads connections wait inside this worker rather than
-  // in the backlog where another worker could take them.
-  if (queue_.size() < running_threads_) return true;
-  if (!accepted_this_turn_ && queue_.size() < kQueueSlack * running_threads_) {
-    accepted_this_turn_ = true;
-    return true;
-  }
-  return false;
 }
 
 void ThreadedWorker::ApplySettings() {
@@ -249,11 +232,14 @@ void ThreadedWorker::Dispatch(ProxySession* s) {
   cv_.notify_one();
 }
 
-void ThreadedWorker::Accept(int listen_fd) {
+bool ThreadedWorker::HasRoom() const {
   uint32_t cap = rt_->settings().worker_connections.load();
   if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
-  size_t max_conns = cap;
-  while (rt_->accepting() && connections_ < max_conns && RoomInQueue()) {
+  return connections_ < cap;
+}
+
+void ThreadedWorker::Accept(int listen_fd) {
+  while (rt_->accepting() && HasRoom()) {
     std::string peer;
     int fd = rt_->Accept(listen_fd, &peer);
     if (fd < 0) return;
@@ -263,7 +249,7 @@ void ThreadedWorker::Accept(int listen_fd) {
     Dispatch(s);
     if (sync_) return;  // back to the loop: heartbeat, signals
   }
-  SetListening(false);  // no thread free: the backlog holds the rest
+  SetListening(false);  // full: the backlog holds the rest
 }
 
 void ThreadedWorker::TakeBackReturned() {
@@ -314,7 +300,6 @@ void ThreadedWorker::Run() {
 
   std::vector<epoll_event> events(128);
   while (true) {
-    accepted_this_turn_ = false;
     int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
                        kTickMs);
     for (int i = 0; i < n; ++i) {
@@ -358,7 +343,7 @@ void ThreadedWorker::Run() {
     if (rt_->stopping() && connections_ == 0) break;
     if (!rt_->accepting()) {
       SetListening(false);
-    } else if (!listening_ && RoomInQueue()) {
+    } else if (!listening_ && HasRoom()) {
       SetListening(true);
     }
   }
