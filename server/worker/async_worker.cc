@@ -20,15 +20,13 @@
 #include "server/common/log.h"
 #include "server/http2/http2_connection.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/worker/worker_epoll.h"
 #include "server/worker/worker_runtime.h"
 
 namespace forkd::worker {
 namespace {
 
-constexpr uint64_t kTagSignal = 1;
-constexpr uint64_t kTagWake = 2;
-constexpr uint64_t kTagListen = 3;  // | (index << 8)
-constexpr uint64_t kTagClient = 0;  // a proxy::ClientConnection*, low bit 0
+constexpr uint64_t kTagClient = 0;    // a proxy::ClientConnection*, low bit 0
 constexpr uint64_t kTagUpstream = 1;  // pointer | 1
 constexpr int kTickMs = 100;
 constexpr int kAcceptBatch = 64;  // per wake-up, for fairness between workers
@@ -36,12 +34,10 @@ constexpr int64_t kStopLingerMs = 1000;  // idle keep-alive conns on stop
 
 class AsyncWorker {
  public:
-  explicit AsyncWorker(WorkerRuntime* rt) : rt_(rt) {}
+  explicit AsyncWorker(WorkerRuntime* rt) : rt_(rt), epoll_(rt->listen_fds()) {}
   [[noreturn]] void Run();
 
  private:
-  void Add(int fd, uint32_t events, uint64_t data);
-  void SetListening(bool on);
   // Accepts up to kAcceptBatch connections, or with `final_sweep` every
   // connection queued in the backlog regardless of the caps.
   void AcceptSome(int listen_fd, bool final_sweep = false);
@@ -54,10 +50,9 @@ class AsyncWorker {
   uint64_t MaxConnections() const { return 2ull * cap_.load(); }
 
   WorkerRuntime* rt_;
-  int epfd_ = -1;
-  bool listening_ = false;
+  WorkerEpoll epoll_;
   bool swept_backlog_ = false;
-  int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
+  int64_t stop_seen_ms_ = 0;          // when Sweep first saw the stop
   bool told_stop_accepting_ = false;  // connections heard OnStopAccepting
   std::atomic<uint32_t> cap_{0};
   absl::flat_hash_set<proxy::ClientConnection*> sessions_;
@@ -66,32 +61,8 @@ class AsyncWorker {
   std::vector<std::unique_ptr<upstream::Connection>> discarded_;
 };
 
-void AsyncWorker::Add(int fd, uint32_t events, uint64_t data) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.u64 = data;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    LOG_ERROR("epoll_ctl add fd %d: %s", fd, std::strerror(errno));
-  }
-}
-
-void AsyncWorker::SetListening(bool on) {
-  if (on == listening_) return;
-  listening_ = on;
-  const auto& fds = rt_->listen_fds();
-  for (size_t i = 0; i < fds.size(); ++i) {
-    if (on) {
-      // EPOLLEXCLUSIVE: one worker wakes per connection, not all of them.
-      Add(fds[i], EPOLLIN | EPOLLEXCLUSIVE, kTagListen | (i << 8));
-    } else {
-      epoll_ctl(epfd_, EPOLL_CTL_DEL, fds[i], nullptr);
-    }
-  }
-}
-
 void AsyncWorker::ApplySettings() {
-  uint32_t cap = rt_->settings().worker_connections.load();
-  if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
+  uint32_t cap = rt_->WorkerConnections();
   cap_.store(cap);
   rt_->slot().connection_cap.store(cap);
 }
@@ -100,7 +71,7 @@ void AsyncWorker::AcceptSome(int listen_fd, bool final_sweep) {
   for (int i = 0; final_sweep || i < kAcceptBatch; ++i) {
     if (!final_sweep &&
         (sessions_.size() >= MaxConnections() || !rt_->accepting())) {
-      SetListening(false);  // the rest wait in the listen backlog
+      epoll_.SetListening(false);  // the rest wait in the listen backlog
       return;
     }
     std::string peer;
@@ -110,8 +81,8 @@ void AsyncWorker::AcceptSome(int listen_fd, bool final_sweep) {
     if (s == nullptr) continue;
     proxy::ClientConnection* c = s;  // the epoll data holds the base
     sessions_.insert(c);
-    Add(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-        reinterpret_cast<uint64_t>(c) | kTagClient);
+    epoll_.Add(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+               reinterpret_cast<uint64_t>(c) | kTagClient);
     s->Drive();
     touched_.push_back(s);
     MaybeSwitchToHttp2(s);
@@ -178,7 +149,7 @@ void AsyncWorker::MaybeSwitchToHttp2(proxy::ClientConnection* c) {
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = reinterpret_cast<uint64_t>(next) | kTagClient;
-  if (fd >= 0) epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev);
+  if (fd >= 0) epoll_ctl(epoll_.fd(), EPOLL_CTL_MOD, fd, &ev);
   touched_.push_back(next);
 }
 
@@ -203,7 +174,8 @@ void AsyncWorker::Sweep(int64_t now_ms) {
         now_ms >= s->deadline_ms()) {
       s->OnTimeout(now_ms);
       touched_.push_back(s);
-    } else if (linger_over && s->phase() == proxy::ClientConnection::Phase::kIdle) {
+    } else if (linger_over &&
+               s->phase() == proxy::ClientConnection::Phase::kIdle) {
       s->Abort();
       touched_.push_back(s);
     }
@@ -211,13 +183,12 @@ void AsyncWorker::Sweep(int64_t now_ms) {
 }
 
 void AsyncWorker::Run() {
-  epfd_ = epoll_create1(EPOLL_CLOEXEC);
   ApplySettings();
   rt_->session_context()->in_flight_cap = &cap_;
   rt_->session_context()->register_upstream = [this](upstream::Connection* c) {
     c->registered = true;
-    Add(c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-        reinterpret_cast<uint64_t>(c) | kTagUpstream);
+    epoll_.Add(c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+               reinterpret_cast<uint64_t>(c) | kTagUpstream);
   };
   rt_->session_context()->after_batch = [this](proxy::ClientConnection* c) {
     after_batch_.push_back(c);
@@ -225,16 +196,16 @@ void AsyncWorker::Run() {
   rt_->pool().SetDiscard([this](std::unique_ptr<upstream::Connection> c) {
     discarded_.push_back(std::move(c));
   });
-  Add(rt_->signal_fd(), EPOLLIN, kTagSignal);
-  Add(rt_->wake_fd(), EPOLLIN, kTagWake);
-  SetListening(true);
+  epoll_.Add(rt_->signal_fd(), EPOLLIN, kTagSignal);
+  epoll_.Add(rt_->wake_fd(), EPOLLIN, kTagWake);
+  epoll_.SetListening(true);
   rt_->MarkReady();
 
   std::vector<epoll_event> events(256);
   int64_t last_tick = 0;
   while (true) {
-    int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
-                       kTickMs);
+    int n = epoll_wait(epoll_.fd(), events.data(),
+                       static_cast<int>(events.size()), kTickMs);
     for (int i = 0; i < n; ++i) OnEvent(events[i]);
 
     int64_t now = scoreboard::MonotonicMs();
@@ -274,9 +245,9 @@ void AsyncWorker::Run() {
     }
     if (rt_->stopping() && sessions_.empty()) break;
     if (!rt_->accepting()) {
-      SetListening(false);
-    } else if (!listening_ && sessions_.size() < MaxConnections()) {
-      SetListening(true);
+      epoll_.SetListening(false);
+    } else if (!epoll_.listening() && sessions_.size() < MaxConnections()) {
+      epoll_.SetListening(true);
     }
   }
   rt_->Exit();

@@ -30,6 +30,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "server/common/log.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/worker/worker_epoll.h"
 #include "server/worker/worker_runtime.h"
 
 namespace forkd::worker {
@@ -43,9 +44,6 @@ constexpr int kTickMs = 100;
 // with "Connection: close". Closing them at once races with a request the
 // client is already sending, which it then sees fail (RemoteDisconnected).
 constexpr int64_t kStopLingerMs = 1000;
-constexpr uint64_t kTagSignal = 1;
-constexpr uint64_t kTagWake = 2;
-constexpr uint64_t kTagListen = 3;  // | (index << 8)
 
 // Drives `s` with poll() until it is idle (keep-alive, nothing buffered) or,
 // with `until_closed`, until it is closed (the sync class also waits for the
@@ -59,8 +57,8 @@ void RunSession(ProxySession* s, bool until_closed, Tick&& tick) {
     ProxySession::Wait w = s->wait();
     pollfd fds[2];
     nfds_t n = 0;
-    short client_events = (w.client_read ? POLLIN : 0) |
-                          (w.client_write ? POLLOUT : 0);
+    short client_events =
+        (w.client_read ? POLLIN : 0) | (w.client_write ? POLLOUT : 0);
     fds[n++] = {s->client_fd(), client_events, 0};
     if (w.upstream_fd >= 0 && (w.upstream_read || w.upstream_write)) {
       fds[n++] = {w.upstream_fd,
@@ -88,12 +86,11 @@ void RunSession(ProxySession* s, bool until_closed, Tick&& tick) {
 
 class ThreadedWorker {
  public:
-  ThreadedWorker(WorkerRuntime* rt, bool sync) : rt_(rt), sync_(sync) {}
+  ThreadedWorker(WorkerRuntime* rt, bool sync)
+      : rt_(rt), sync_(sync), epoll_(rt->listen_fds()) {}
   [[noreturn]] void Run();
 
  private:
-  void Add(int fd, uint32_t events, uint64_t data);
-  void SetListening(bool on);
   void Accept(int listen_fd);
   void Dispatch(ProxySession* s);
   void ThreadMain();
@@ -105,8 +102,7 @@ class ThreadedWorker {
 
   WorkerRuntime* rt_;
   bool sync_;
-  int epfd_ = -1;
-  bool listening_ = false;
+  WorkerEpoll epoll_;
   bool swept_backlog_ = false;
   int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
 
@@ -123,28 +119,6 @@ class ThreadedWorker {
   uint32_t busy_threads_ = 0;
   size_t closed_by_threads_ = 0;
 };
-
-void ThreadedWorker::Add(int fd, uint32_t events, uint64_t data) {
-  epoll_event ev{};
-  ev.events = events;
-  ev.data.u64 = data;
-  if (epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    LOG_ERROR("epoll_ctl add fd %d: %s", fd, std::strerror(errno));
-  }
-}
-
-void ThreadedWorker::SetListening(bool on) {
-  if (on == listening_) return;
-  listening_ = on;
-  const auto& fds = rt_->listen_fds();
-  for (size_t i = 0; i < fds.size(); ++i) {
-    if (on) {
-      Add(fds[i], EPOLLIN | EPOLLEXCLUSIVE, kTagListen | (i << 8));
-    } else {
-      epoll_ctl(epfd_, EPOLL_CTL_DEL, fds[i], nullptr);
-    }
-  }
-}
 
 void ThreadedWorker::ApplySettings() {
   uint32_t want = rt_->settings().threads.load();
@@ -170,8 +144,7 @@ void ThreadedWorker::ApplySettings() {
     if (sync_) running_threads_ = 1;
     rt_->slot().threads.store(running_threads_);
   }
-  uint32_t cap = rt_->settings().worker_connections.load();
-  if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
+  uint32_t cap = rt_->WorkerConnections();
   rt_->slot().connection_cap.store(cap);
 }
 
@@ -233,8 +206,7 @@ void ThreadedWorker::Dispatch(ProxySession* s) {
 }
 
 bool ThreadedWorker::HasRoom() const {
-  uint32_t cap = rt_->settings().worker_connections.load();
-  if (cap == 0) cap = static_cast<uint32_t>(rt_->config().worker_connections);
+  uint32_t cap = rt_->WorkerConnections();
   return connections_ < cap;
 }
 
@@ -249,7 +221,7 @@ void ThreadedWorker::Accept(int listen_fd) {
     Dispatch(s);
     if (sync_) return;  // back to the loop: heartbeat, signals
   }
-  SetListening(false);  // full: the backlog holds the rest
+  epoll_.SetListening(false);  // full: the backlog holds the rest
 }
 
 void ThreadedWorker::TakeBackReturned() {
@@ -267,8 +239,8 @@ void ThreadedWorker::TakeBackReturned() {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
     ev.data.u64 = reinterpret_cast<uint64_t>(s);
-    if (epoll_ctl(epfd_, EPOLL_CTL_MOD, s->client_fd(), &ev) != 0) {
-      epoll_ctl(epfd_, EPOLL_CTL_ADD, s->client_fd(), &ev);
+    if (epoll_ctl(epoll_.fd(), EPOLL_CTL_MOD, s->client_fd(), &ev) != 0) {
+      epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, s->client_fd(), &ev);
     }
   }
 }
@@ -290,18 +262,17 @@ void ThreadedWorker::Sweep(int64_t now_ms) {
 }
 
 void ThreadedWorker::Run() {
-  epfd_ = epoll_create1(EPOLL_CLOEXEC);
-  Add(rt_->signal_fd(), EPOLLIN, kTagSignal);
-  Add(rt_->wake_fd(), EPOLLIN, kTagWake);
+  epoll_.Add(rt_->signal_fd(), EPOLLIN, kTagSignal);
+  epoll_.Add(rt_->wake_fd(), EPOLLIN, kTagWake);
   ApplySettings();
   if (sync_) running_threads_ = 1;
-  SetListening(true);
+  epoll_.SetListening(true);
   rt_->MarkReady();
 
   std::vector<epoll_event> events(128);
   while (true) {
-    int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
-                       kTickMs);
+    int n = epoll_wait(epoll_.fd(), events.data(),
+                       static_cast<int>(events.size()), kTickMs);
     for (int i = 0; i < n; ++i) {
       uint64_t data = events[i].data.u64;
       if (data == kTagSignal) {
@@ -342,9 +313,9 @@ void ThreadedWorker::Run() {
     }
     if (rt_->stopping() && connections_ == 0) break;
     if (!rt_->accepting()) {
-      SetListening(false);
-    } else if (!listening_ && HasRoom()) {
-      SetListening(true);
+      epoll_.SetListening(false);
+    } else if (!epoll_.listening() && HasRoom()) {
+      epoll_.SetListening(true);
     }
   }
   rt_->Exit();

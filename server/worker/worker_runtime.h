@@ -64,6 +64,12 @@ class WorkerRuntime {
   bool server_draining() {
     return scoreboard_->settings().draining.load(std::memory_order_relaxed);
   }
+  // The worker_connections in force: the master's published setting, or
+  // the config's before the first publication.
+  uint32_t WorkerConnections() {
+    uint32_t c = settings().worker_connections.load(std::memory_order_relaxed);
+    return c != 0 ? c : static_cast<uint32_t>(args_.config.worker_connections);
+  }
   // Neither stopping nor draining: the worker should be accepting.
   bool accepting() { return !stopping() && !server_draining(); }
   // True when the settings generation moved since the last call; main
