@@ -568,35 +568,31 @@ CommandResult Arbiter::ScaleTo(int64_t n) {
 }
 
 CommandResult Arbiter::SetThreads(int64_t n) {
-  if (n < 1 || n > config_.max_threads) {
-    return Result(absl::InvalidArgumentError(absl::StrFormat(
-                      "threads must be 1..%d (--max-threads), got %d",
-                      config_.max_threads, n)),
-                  "");
-  }
-  int before = Threads();
-  runtime_threads_ = static_cast<int>(n);
-  PublishSettings();
-  LOG_INFO("Threads per worker: %d -> %d", before, static_cast<int>(n));
-  return Result(absl::OkStatus(),
-                absl::StrFormat("threads: %d -> %d", before, n));
+  return SetLiveSize(n, config_.max_threads, "threads", "--max-threads",
+                     "Threads per worker", Threads(), &runtime_threads_);
 }
 
 CommandResult Arbiter::SetWorkerConnections(int64_t n) {
-  if (n < 1 || n > config_.max_worker_connections) {
+  return SetLiveSize(n, config_.max_worker_connections, "worker connections",
+                     "--max-worker-connections", "Worker connections",
+                     WorkerConnections(), &runtime_connections_);
+}
+
+CommandResult Arbiter::SetLiveSize(int64_t n, int max, const char* what,
+                                   const char* limit_flag,
+                                   const char* log_label, int before,
+                                   std::optional<int>* runtime_value) {
+  if (n < 1 || n > max) {
     return Result(
         absl::InvalidArgumentError(absl::StrFormat(
-            "worker connections must be 1..%d (--max-worker-connections), "
-            "got %d",
-            config_.max_worker_connections, n)),
+            "%s must be 1..%d (%s), got %d", what, max, limit_flag, n)),
         "");
   }
-  int before = WorkerConnections();
-  runtime_connections_ = static_cast<int>(n);
+  *runtime_value = static_cast<int>(n);
   PublishSettings();
-  LOG_INFO("Worker connections: %d -> %d", before, static_cast<int>(n));
+  LOG_INFO("%s: %d -> %d", log_label, before, static_cast<int>(n));
   return Result(absl::OkStatus(),
-                absl::StrFormat("worker connections: %d -> %d", before, n));
+                absl::StrFormat("%s: %d -> %d", what, before, n));
 }
 
 CommandResult Arbiter::Reload() {

@@ -179,6 +179,12 @@ class Arbiter {
   CommandResult ScaleTo(int64_t n);
   CommandResult SetThreads(int64_t n);
   CommandResult SetWorkerConnections(int64_t n);
+  // Both setters above: validates n against 1..max (the message names
+  // `limit_flag`), stores it as the runtime size that survives HUP, and
+  // publishes it to the workers.
+  CommandResult SetLiveSize(int64_t n, int max, const char* what,
+                            const char* limit_flag, const char* log_label,
+                            int before, std::optional<int>* runtime_value);
   CommandResult Reload();
   CommandResult BeginGracefulStop();
   CommandResult BeginQuickStop();
