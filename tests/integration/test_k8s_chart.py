@@ -358,9 +358,8 @@ def test_monitoring_objects_select_forkds_metrics_port():
 
 
 def require_deploy_file(rel):
-    """Skips when the observability colleague's file is not in deploy/ yet."""
-    if not os.path.exists(deploy_file(rel)):
-        pytest.skip("%s does not exist yet (issue 4)" % rel)
+    """Fails when a file the chart embeds is missing from deploy/."""
+    assert os.path.exists(deploy_file(rel)), "%s is missing" % rel
 
 
 @pytest.mark.parametrize("canonical", sorted(SHARED_FILES))
