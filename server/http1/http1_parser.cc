@@ -1136,15 +1136,21 @@ bool IsHopByHop(std::string_view name,
   return false;
 }
 
-std::vector<std::string> ConnectionTokens(const std::vector<Header>& headers) {
-  std::vector<std::string> tokens;
+void ConnectionTokens(const std::vector<Header>& headers,
+                      std::vector<std::string>* tokens) {
+  tokens->clear();
   for (const Header& h : headers) {
     if (!EqualsIgnoreCase(h.name, "connection")) continue;
-    ForEachListElement(h.value, [&tokens](std::string_view token) {
-      std::string& t = tokens.emplace_back(token);
+    ForEachListElement(h.value, [tokens](std::string_view token) {
+      std::string& t = tokens->emplace_back(token);
       absl::AsciiStrToLower(&t);
     });
   }
+}
+
+std::vector<std::string> ConnectionTokens(const std::vector<Header>& headers) {
+  std::vector<std::string> tokens;
+  ConnectionTokens(headers, &tokens);
   return tokens;
 }
 

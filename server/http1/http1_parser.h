@@ -195,6 +195,9 @@ bool IsHopByHop(std::string_view name,
 
 // Lower-cased tokens of all Connection header values of `headers`.
 std::vector<std::string> ConnectionTokens(const std::vector<Header>& headers);
+// The same into *tokens (cleared first), reusing its capacity.
+void ConnectionTokens(const std::vector<Header>& headers,
+                      std::vector<std::string>* tokens);
 
 // Case-insensitive ASCII comparison.
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <random>
 #include <utility>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
+#include "server/common/loop_clock.h"
 
 namespace forkd::proxy {
 namespace {
@@ -26,13 +26,9 @@ constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxPendingInput = 256 * 1024;
 constexpr int64_t kLingerMs = 2000;
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t NowMs() { return scoreboard::MonotonicMs(); }
+// The async loop's time of the current batch of events (loop_clock.h).
+int64_t NowNs() { return loop_clock::NowNs(); }
+int64_t NowMs() { return loop_clock::NowMs(); }
 
 // 128 random bits as 32 hex digits. A per-thread generator keeps it cheap
 // and free of locks; uniqueness, not secrecy, is what matters here.
@@ -374,7 +370,7 @@ void ProxySession::BeginRequest() {
     upstream_wanted_ = true;
     return;
   }
-  req_body_ = std::make_unique<http1::BodyDecoder>(
+  req_body_.emplace(
       h.framing, h.content_length, ctx_->limits.max_body);
   req_state_ = ReqState::kBody;
   if (h.expect_continue && version_minor_ == 1) {
@@ -446,9 +442,11 @@ bool ProxySession::MaybeUpgradeToH2c(const http1::RequestHead& h) {
 void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
                                      uint64_t length) {
   const http1::RequestHead& h = req_parser_.head();
-  std::vector<std::string> tokens = http1::ConnectionTokens(h.headers);
-  std::string head;
-  head.reserve(512);
+  // Members reused across requests: no allocation once warm.
+  std::vector<std::string>& tokens = tokens_;
+  http1::ConnectionTokens(h.headers, &tokens);
+  std::string& head = head_scratch_;
+  head.clear();
   head.append(h.method).append(" ").append(h.target).append(" HTTP/1.1\r\n");
   // Every X-Forwarded-For line the client sent, in order: several lines
   // are one comma-separated list (RFC 9110 5.3).
@@ -732,9 +730,10 @@ void ProxySession::OnResponseHead() {
   if (streamed && version_minor_ == 0) keep_alive_ = false;
   resp_chunked_to_client_ = streamed && version_minor_ == 1;
 
-  std::vector<std::string> tokens = http1::ConnectionTokens(rh.headers);
-  std::string head;
-  head.reserve(256 + rh.headers.size() * 48);
+  std::vector<std::string>& tokens = tokens_;
+  http1::ConnectionTokens(rh.headers, &tokens);
+  std::string& head = head_scratch_;
+  head.clear();
   absl::StrAppend(&head, "HTTP/1.1 ", rh.status, " ",
                   rh.reason.empty() ? std::string(http1::ReasonPhrase(rh.status))
                                     : rh.reason,
@@ -758,7 +757,7 @@ void ProxySession::OnResponseHead() {
   out_.Append(head);
   sent_to_client_ = true;
   if (ctx_->access_log != nullptr) resp_headers_ = rh.headers;
-  resp_body_ = std::make_unique<http1::BodyDecoder>(
+  resp_body_.emplace(
       rh.framing, rh.content_length, /*max_body=*/0);
   resp_state_ = RespState::kBody;
 }

@@ -202,7 +202,7 @@ class ProxySession : public ClientConnection,
   // The current request.
   ReqState req_state_ = ReqState::kWaitHead;
   http1::RequestParser req_parser_;
-  std::unique_ptr<http1::BodyDecoder> req_body_;
+  std::optional<http1::BodyDecoder> req_body_;
   Buffer body_buf_;  // body while buffering (up to --request-buffer)
   bool req_body_chunked_upstream_ = false;  // streaming chunked to the app
   std::string request_id_;
@@ -215,6 +215,10 @@ class ProxySession : public ClientConnection,
   absl::Time req_start_time_;
   uint64_t bytes_in_ = 0;
   std::string scratch_;  // decoder output, reused
+  // Scratch for building heads and the Connection tokens: members so a
+  // keep-alive connection allocates them once, not per request.
+  std::string head_scratch_;
+  std::vector<std::string> tokens_;
 
   // Upstream side.
   std::unique_ptr<upstream::Connection> up_;
@@ -235,7 +239,7 @@ class ProxySession : public ClientConnection,
   double upstream_s_ = 0;
   RespState resp_state_ = RespState::kNotStarted;
   http1::ResponseParser resp_parser_;
-  std::unique_ptr<http1::BodyDecoder> resp_body_;
+  std::optional<http1::BodyDecoder> resp_body_;
   bool resp_chunked_to_client_ = false;
   bool resp_keep_alive_ = true;  // the app allows reusing its connection
   int status_ = 0;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -169,17 +170,28 @@ void Pool::SetDiscard(
   discard_ = std::move(discard);
 }
 
-void Pool::DropIdle(Connection* conn) {
+bool Pool::OnIdleEvent(Connection* conn, uint32_t events) {
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0) {
+    return false;
+  }
+  if ((events & (EPOLLHUP | EPOLLERR)) == 0) {
+    // An edge-triggered EPOLLIN can outlive the bytes that raised it (they
+    // were read with the response in the same batch): look before dropping.
+    char byte;
+    ssize_t n = recv(conn->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+  }
   std::unique_ptr<Connection> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = std::find_if(idle_.begin(), idle_.end(),
                            [conn](const auto& c) { return c.get() == conn; });
-    if (it == idle_.end()) return;
+    if (it == idle_.end()) return false;
     dropped = std::move(*it);
     idle_.erase(it);
   }
   Discard(std::move(dropped));
+  return true;
 }
 
 size_t Pool::idle_count() {

@@ -69,8 +69,13 @@ class Pool {
   // already holds max_idle.
   void Release(std::unique_ptr<Connection> conn);
 
-  // Closes an idle connection the app closed (async worker events).
-  void DropIdle(Connection* conn);
+  // An epoll event (`events`, EPOLL* bits) for an idle connection of the
+  // async worker. Drops the connection when the app closed it or sent
+  // stray bytes; keeps it for a write-space edge (a unix socket reports
+  // EPOLLOUT whenever the app reads what we sent, which may come after the
+  // response) or a read edge with nothing behind it. Returns true when
+  // the connection was dropped.
+  bool OnIdleEvent(Connection* conn, uint32_t events);
 
   // Lets go of a connection that must not be reused.
   void Discard(std::unique_ptr<Connection> conn);

@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "server/common/log.h"
+#include "server/common/loop_clock.h"
 #include "server/http2/http2_connection.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/worker/worker_epoll.h"
@@ -112,7 +113,7 @@ void AsyncWorker::OnEvent(const epoll_event& ev) {
       s->OnUpstreamEvents(ev.events);
       touched_.push_back(s);
     } else {
-      rt_->pool().DropIdle(conn);  // the app closed an idle connection
+      rt_->pool().OnIdleEvent(conn, ev.events);  // idle in the pool
     }
     return;
   }
@@ -206,9 +207,10 @@ void AsyncWorker::Run() {
   while (true) {
     int n = epoll_wait(epoll_.fd(), events.data(),
                        static_cast<int>(events.size()), kTickMs);
+    loop_clock::Refresh();  // one clock read for the whole batch
     for (int i = 0; i < n; ++i) OnEvent(events[i]);
 
-    int64_t now = scoreboard::MonotonicMs();
+    int64_t now = loop_clock::NowMs();
     if (now - last_tick >= kTickMs || n == 0) {
       last_tick = now;
       rt_->Heartbeat();
