@@ -23,6 +23,8 @@ class Buffer {
     return data_.get() + end_;
   }
   void Commit(size_t n) { end_ += n; }
+  // Bytes that fit at the end without growing.
+  size_t room() const { return capacity_ - end_; }
 
   void Append(std::string_view s) {
     memcpy(Reserve(s.size()), s.data(), s.size());
@@ -47,7 +49,9 @@ class Buffer {
     if (begin_ > 0 && capacity_ - live >= want && live <= capacity_ / 2) {
       memmove(data_.get(), data_.get() + begin_, live);  // compact in place
     } else {
-      size_t cap = capacity_ ? capacity_ : 4096;
+      // Small first: most connections carry small messages, and thousands
+      // of them each holding whole pages is what made workers big.
+      size_t cap = capacity_ ? capacity_ : 512;
       while (cap - live < want) cap *= 2;
       std::unique_ptr<char[]> next(new char[cap]);
       if (live) memcpy(next.get(), data_.get() + begin_, live);
