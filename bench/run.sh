@@ -117,6 +117,24 @@ rss_kib() {  # rss_kib PID...: summed VmRSS in KiB (0 when gone)
   echo "$total"
 }
 
+pss_kib() {  # pss_kib PID...: summed Pss in KiB: shared library pages split among their users
+  local total=0 pid v
+  for pid in "$@"; do
+    v=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+cpu_ticks() {  # cpu_ticks PID...: summed user+system CPU in clock ticks
+  local total=0 pid v
+  for pid in "$@"; do
+    v=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # wrk in the background so a TERM to this script is handled at once
@@ -207,6 +225,12 @@ for class in $CLASSES; do
   warm "$FORKD_URL"
 
   fk_runs=() ng_runs=()
+  # CPU the proxies' workers spend per request over all measured runs:
+  # the efficiency behind the throughput, and steadier than it when other
+  # load shares the machine.
+  mapfile -t fk_workers < <(pgrep -P "$FORKD_PID" || true)
+  mapfile -t ng_workers < <(pgrep -P "$PEER_PID" || true)
+  fk_ticks=0 ng_ticks=0 fk_total=0 ng_total=0
   for ((r = 1; r <= ROUNDS; r++)); do
     # Alternate who goes first so drift (other load, thermal) hits both alike.
     order="forkd nginx"
@@ -214,29 +238,41 @@ for class in $CLASSES; do
     for who in $order; do
       out=$WORK/wrk-$who-$class-$r.txt
       if [[ $who == forkd ]]; then
+        t0=$(cpu_ticks "${fk_workers[@]}")
         run_wrk "$FORKD_URL" "$out"; fk_runs+=("$out")
+        fk_ticks=$((fk_ticks + $(cpu_ticks "${fk_workers[@]}") - t0))
       else
+        t0=$(cpu_ticks "${ng_workers[@]}")
         run_wrk "$NGINX_URL" "$out"; ng_runs+=("$out")
+        ng_ticks=$((ng_ticks + $(cpu_ticks "${ng_workers[@]}") - t0))
       fi
       read -r reqs p99 errs < <(parse_wrk "$out")
+      n=$(awk '/requests in/ {print $1}' "$out")
+      if [[ $who == forkd ]]; then fk_total=$((fk_total + ${n:-0})); else ng_total=$((ng_total + ${n:-0})); fi
       echo "bench: $class round $r/$ROUNDS $who: $reqs req/s, p99 $p99 ms, $errs errors" >&2
     done
   done
 
-  # RSS after the load, while every server is still up.
-  mapfile -t fk_workers < <(pgrep -P "$FORKD_PID" || true)
-  mapfile -t ng_workers < <(pgrep -P "$PEER_PID" || true)
+  # Memory after the load, while every server is still up.
   fk_master_rss=$(rss_kib "$FORKD_PID")
   fk_worker_rss=$(rss_kib "${fk_workers[@]}")
   ng_worker_rss=$(rss_kib "${ng_workers[@]}")
+  fk_worker_pss=$(pss_kib "${fk_workers[@]}")
+  ng_worker_pss=$(pss_kib "${ng_workers[@]}")
+  hz=$(getconf CLK_TCK)
+  us_per_req() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "n/a" }'; }
+  fk_cpu=$(us_per_req "$fk_ticks" "$fk_total")
+  ng_cpu=$(us_per_req "$ng_ticks" "$ng_total")
 
   read -r fk_reqs fk_p99 fk_err < <(parse_wrk "$(median_run "${fk_runs[@]}")")
   read -r ng_reqs ng_p99 ng_err < <(parse_wrk "$(median_run "${ng_runs[@]}")")
   ratio=$(awk -v a="$fk_reqs" -v b="$ng_reqs" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
   nworkers=${#fk_workers[@]}
-  ROWS+=("$(printf '%-8s %12.0f %12.0f %7s %10.2f %10.2f %10s %12s %10s' \
+  ROWS+=("$(printf '%-8s %12.0f %12.0f %7s %10.2f %10.2f %9s %9s %10s %12s %10s %10s %10s' \
     "$class" "$fk_reqs" "$ng_reqs" "$ratio" "$fk_p99" "$ng_p99" \
-    "$(mib "$fk_master_rss")" "$(mib "$fk_worker_rss")($nworkers)" "$(mib "$ng_worker_rss")")")
+    "$fk_cpu" "$ng_cpu" \
+    "$(mib "$fk_master_rss")" "$(mib "$fk_worker_rss")($nworkers)" "$(mib "$ng_worker_rss")" \
+    "$(mib "$fk_worker_pss")" "$(mib "$ng_worker_pss")")")
   ((fk_err == 0)) || WARNINGS+=("forkd $class: $fk_err errors (non-2xx/3xx or socket errors) in the shown run")
   ((ng_err == 0)) || WARNINGS+=("nginx ($class round): $ng_err errors in the shown run")
 
@@ -244,11 +280,11 @@ for class in $CLASSES; do
 done
 
 echo
-printf '%-8s %12s %12s %7s %10s %10s %10s %12s %10s\n' \
+printf '%-8s %12s %12s %7s %10s %10s %9s %9s %10s %12s %10s %10s %10s\n' \
   class "forkd req/s" "nginx req/s" ratio "forkd p99" "nginx p99" \
-  "fk master" "fk workers" "ng worker"
-printf '%-8s %12s %12s %7s %10s %10s %10s %12s %10s\n' \
-  "" "" "" "fk/ng" "ms" "ms" "RSS MiB" "RSS MiB(n)" "RSS MiB"
+  "fk CPU" "ng CPU" "fk master" "fk workers" "ng worker" "fk worker" "ng worker"
+printf '%-8s %12s %12s %7s %10s %10s %9s %9s %10s %12s %10s %10s %10s\n' \
+  "" "" "" "fk/ng" "ms" "ms" "us/req" "us/req" "RSS MiB" "RSS MiB(n)" "RSS MiB" "PSS MiB" "PSS MiB"
 for row in "${ROWS[@]}"; do echo "$row"; done
 for w in "${WARNINGS[@]}"; do echo "warning: $w"; done
 exit 0
