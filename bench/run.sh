@@ -108,32 +108,22 @@ start_nginx() {  # start_nginx NAME CONF -> sets NGINX_PID
   STARTED+=("$NGINX_PID")
 }
 
-rss_kib() {  # rss_kib PID...: summed VmRSS in KiB (0 when gone)
-  local total=0 pid v
+# sum_proc FILE AWK-PROGRAM PID...: sums what AWK-PROGRAM prints for
+# /proc/PID/FILE over the PIDs (a process already gone counts 0).
+sum_proc() {
+  local file=$1 prog=$2 total=0 pid v
+  shift 2
   for pid in "$@"; do
-    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+    v=$(awk "$prog" "/proc/$pid/$file" 2>/dev/null || true)
     total=$((total + ${v:-0}))
   done
   echo "$total"
 }
-
-pss_kib() {  # pss_kib PID...: summed Pss in KiB: shared library pages split among their users
-  local total=0 pid v
-  for pid in "$@"; do
-    v=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
-    total=$((total + ${v:-0}))
-  done
-  echo "$total"
-}
-
-cpu_ticks() {  # cpu_ticks PID...: summed user+system CPU in clock ticks
-  local total=0 pid v
-  for pid in "$@"; do
-    v=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true)
-    total=$((total + ${v:-0}))
-  done
-  echo "$total"
-}
+# Resident KiB; proportional KiB (shared library pages split among their
+# users); user + system CPU in clock ticks.
+rss_kib() { sum_proc status '/^VmRSS:/ {print $2}' "$@"; }
+pss_kib() { sum_proc smaps_rollup '/^Pss:/ {print $2}' "$@"; }
+cpu_ticks() { sum_proc stat '{print $14 + $15}' "$@"; }
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
