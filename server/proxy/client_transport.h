@@ -47,7 +47,11 @@ class SocketTransport final : public ClientTransport {
   SocketTransport(const SocketTransport&) = delete;
   SocketTransport& operator=(const SocketTransport&) = delete;
 
-  ssize_t Read(char* buf, size_t len) override { return read(fd_, buf, len); }
+  // recv, not read: read(2) on a socket detours through the VFS layer,
+  // which showed as 2% of an async worker's CPU.
+  ssize_t Read(char* buf, size_t len) override {
+    return recv(fd_, buf, len, 0);
+  }
   ssize_t Write(const char* data, size_t len) override {
     return send(fd_, data, len, MSG_NOSIGNAL);
   }

@@ -633,7 +633,7 @@ bool ProxySession::ReadUpstream() {
   if (resp_state_ == RespState::kBody && !up_in_.empty()) return false;
   int fd = up_->fd;
   ssize_t n = ReadChunk(&up_in_, [fd](char* buf, size_t len) {
-    return read(fd, buf, len);
+    return recv(fd, buf, len, 0);  // not read(): see SocketTransport
   });
   if (n > 0) {
     if (static_cast<size_t>(n) < kReadChunk && !up_->hup) {
