@@ -68,6 +68,29 @@ void AppendHeader(std::string* out, std::string_view name,
   out->append("\r\n");
 }
 
+// The trailer fields of `trailers` that may be forwarded, as field lines
+// ("" when none may).
+std::string ForwardableTrailers(const std::vector<http1::Header>& trailers) {
+  std::string lines;
+  for (const http1::Header& f : trailers) {
+    if (!http1::IsAllowedInTrailer(f.name)) continue;
+    AppendHeader(&lines, f.name, f.value);
+  }
+  return lines;
+}
+
+// The last chunk of a chunked message and its trailer section (RFC 9112
+// 7.1): `trailer_lines` from ForwardableTrailers().
+void AppendLastChunk(Buffer* out, std::string_view trailer_lines) {
+  if (trailer_lines.empty()) {
+    out->Append("0\r\n\r\n");
+    return;
+  }
+  out->Append("0\r\n");
+  out->Append(trailer_lines);
+  out->Append("\r\n");
+}
+
 // RFC 9110 9.2.2: methods a proxy may repeat when it cannot tell whether
 // the app acted on the first attempt.
 bool IsIdempotent(std::string_view method) {
@@ -305,17 +328,26 @@ bool ProxySession::ProcessClientInput() {
   }
   if (req_body_->done()) {
     req_state_ = ReqState::kDone;
+    std::string trailers = ForwardableTrailers(req_body_->trailers());
     if (!upstream_wanted_) {
       // The whole body fit in the buffer: send it with a Content-Length,
-      // even if the client chunked it, and keep a copy for one retry.
-      BuildUpstreamHead(UpstreamFraming::kLength, body_buf_.size());
-      up_out_.Append(body_buf_.View());
+      // even if the client chunked it, and keep a copy for one retry. Only
+      // trailers to pass on keep it chunked (as one chunk): a body with a
+      // Content-Length cannot carry them.
+      if (trailers.empty()) {
+        BuildUpstreamHead(UpstreamFraming::kLength, body_buf_.size());
+        up_out_.Append(body_buf_.View());
+      } else {
+        BuildUpstreamHead(UpstreamFraming::kChunked, 0);
+        AppendChunk(&up_out_, body_buf_.View());
+        AppendLastChunk(&up_out_, trailers);
+      }
       body_buf_.Clear();
       body_buf_.Shrink(64 * 1024);
       can_replay_ = true;
       upstream_wanted_ = true;
     } else if (req_body_chunked_upstream_ && !up_write_closed_) {
-      up_out_.Append("0\r\n\r\n");
+      AppendLastChunk(&up_out_, trailers);
     }
   } else if (!upstream_wanted_ && body_buf_.size() >= ctx_->request_buffer) {
     // Larger than --request-buffer: stream the rest as it comes.
@@ -375,7 +407,9 @@ void ProxySession::BeginRequest() {
     return;
   }
   req_body_ = std::make_unique<http1::BodyDecoder>(
-      h.framing, h.content_length, ctx_->limits.max_body);
+      h.framing, h.content_length, ctx_->limits.max_body,
+      http1::TrailerLimits{ctx_->limits.max_fields,
+                           ctx_->limits.max_field_size});
   req_state_ = ReqState::kBody;
   if (h.expect_continue && version_minor_ == 1) {
     out_.Append("HTTP/1.1 100 Continue\r\n\r\n");
@@ -454,8 +488,22 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
   // are one comma-separated list (RFC 9110 5.3).
   std::string xff;
   const std::string* host = nullptr;
+  // TE is hop-by-hop, but its "trailers" says the client takes trailer
+  // fields, and forkd passes them on to an HTTP/1.1 client (the response
+  // to it is chunked when the app's is) and to an HTTP/2 one: so forkd says
+  // it too, on its own hop (RFC 9110 10.1.4).
+  bool te_trailers = false;
   for (const http1::Header& f : h.headers) {
     std::string_view n = f.name;
+    if (http1::EqualsIgnoreCase(n, "TE")) {
+      te_trailers |= version_minor_ == 1 && http1::TeAcceptsTrailers(f.value);
+      continue;
+    }
+    // Announces the trailers only where they go on: a chunked request.
+    if (http1::EqualsIgnoreCase(n, "Trailer") &&
+        framing != UpstreamFraming::kChunked) {
+      continue;
+    }
     // Host stays whatever the Connection header lists: the app needs it
     // (RFC 9112 3.2), and X-Forwarded-Host is taken from it.
     if (http1::EqualsIgnoreCase(n, "Host")) {
@@ -488,6 +536,10 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
   AppendHeader(&head, "X-Forwarded-Proto", client_->scheme());
   if (host) AppendHeader(&head, "X-Forwarded-Host", *host);
   AppendHeader(&head, "X-Request-Id", request_id_);
+  if (te_trailers) {
+    AppendHeader(&head, "TE", "trailers");
+    AppendHeader(&head, "Connection", "TE");
+  }
   switch (framing) {
     case UpstreamFraming::kNone:
       break;
@@ -716,7 +768,11 @@ bool ProxySession::ProcessUpstreamBody() {
     if (!resp_body_->done()) return used > 0;
   }
   if (!resp_body_->done()) return false;
-  if (resp_chunked_to_client_) out_.Append("0\r\n\r\n");
+  // Trailers go on in a chunked response; otherwise (an HTTP/1.0 client)
+  // they are dropped, as RFC 9112 7.1.2 allows.
+  if (resp_chunked_to_client_) {
+    AppendLastChunk(&out_, ForwardableTrailers(resp_body_->trailers()));
+  }
   CompleteUpstream();
   return true;
 }
@@ -742,6 +798,11 @@ void ProxySession::OnResponseHead() {
   for (const http1::Header& f : rh.headers) {
     if (http1::IsHopByHop(f.name, tokens)) continue;
     if (streamed && http1::EqualsIgnoreCase(f.name, "Content-Length")) {
+      continue;
+    }
+    // Announces trailers only to a client that can get them.
+    if (!resp_chunked_to_client_ &&
+        http1::EqualsIgnoreCase(f.name, "Trailer")) {
       continue;
     }
     AppendHeader(&head, f.name, f.value);
