@@ -339,8 +339,11 @@ def test_malformed_trailers_are_400(limited, section, detail):
 class H2:
     """A minimal h2c (prior knowledge) client on python3-h2."""
 
-    def __init__(self, port, timeout=10):
-        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+    def __init__(self, port, timeout=10, validate=True):
+        # validate=False lets the client send what RFC 9113 forbids.
+        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
+                                           validate_outbound_headers=validate,
+                                           normalize_outbound_headers=validate)
         self.conn = h2_connection.H2Connection(config=config)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.timeout = timeout
@@ -487,3 +490,19 @@ def test_curl_h2_sees_response_trailers(h2_server):
     assert p.returncode == 0, p.stderr
     out = p.stdout.decode("latin-1").lower()
     assert "grpc-status: 0" in out and "x-body-length: 0" in out, out
+
+
+@pytest.mark.parametrize("bad", [
+    [(":path", "/elsewhere")],            # no pseudo-header in trailers
+    [("connection", "close")],            # connection-specific
+    [("transfer-encoding", "chunked")],
+    [("te", "gzip")],
+    [("X-Upper", "1")],                   # names are lowercase in HTTP/2
+])
+def test_h2_request_trailers_breaking_rfc9113_reset_the_stream(h2_server, bad):
+    # RFC 9113 8.1 and 8.2: a malformed request is a stream error
+    # (RST_STREAM PROTOCOL_ERROR); the connection and the worker go on.
+    with H2(h2_server.port, validate=False) as c:
+        r = c.exchange("/trailers", "POST", body=b"x", trailers=bad)
+        assert r["reset"] == 1, r
+        assert c.exchange("/hello")["status"] == 200
