@@ -564,6 +564,9 @@ def test_prometheus_rule_carries_deploys_rules():
     ({"tls": {"enabled": True, "secretName": "t", "clientCA": {"enabled": True, "key": "a/b"}}},
      "tls.clientCA.key"),
     ({"tls": {"enabled": True, "secretName": "t", "keyfile": "x"}}, "keyfile"),
+    ({"tls": {"enabled": True, "secretName": "t", "mountPath": "/run/forkd"}}, "tls.mountPath"),
+    ({"tls": {"enabled": True, "secretName": "t", "mountPath": "/etc/forkd/admin"},
+      "adminToken": {"enabled": True}}, "already mounted"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_wrong_values_fail_with_the_reason(values, expect):
     rc, err = k8s.render_error(values)
