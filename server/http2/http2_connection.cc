@@ -468,15 +468,10 @@ ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
       session_->AppendResponseData(s->id, s->scratch).IgnoreError();
     }
     if (s->body->done()) {
-      // Trailers (already filtered by the session) go in a HEADERS frame
-      // with END_STREAM after the last DATA.
-      if (s->body->trailers().empty()) {
-        session_->EndResponse(s->id).IgnoreError();
-      } else {
-        std::vector<http1::Header> trailers = s->body->trailers();
-        for (http1::Header& h : trailers) absl::AsciiStrToLower(&h.name);
-        session_->EndResponse(s->id, std::move(trailers)).IgnoreError();
-      }
+      // The app's trailers (those the stream's session let through) go in
+      // a HEADERS frame with END_STREAM after the last DATA; none: DATA
+      // ends the stream.
+      session_->EndResponse(s->id, s->body->trailers()).IgnoreError();
       s->ended = true;
     } else if (used == 0) {
       break;
