@@ -47,6 +47,18 @@ Endpoints (any method unless said; HEAD gives the headers only):
     /continue?code=C               an interim 1xx (default 103 Early Hints with
                                    a Link header) and then 200 "continued\\n"
     /pid                           the app's pid
+    /trailers?bad=B                chunked 200 whose JSON body tells what the
+                                   request carried: length, trailers (the
+                                   chunked request's trailer fields as
+                                   [name, value] pairs), te, trailer,
+                                   transfer_encoding, content_length (those
+                                   headers, or null); announced with
+                                   "Trailer:" and followed by the trailer
+                                   fields X-Body-Length, X-Request-Trailers
+                                   (their count) and Grpc-Status: 0; with
+                                   bad=1 also fields not allowed in trailers
+                                   (Content-Type, Set-Cookie, Content-Length,
+                                   Host)
 Missing query parameters take the defaults above; bad ones give 400.
 """
 
@@ -181,6 +193,10 @@ class Handler(BaseHTTPRequestHandler):
                             raise ClosedBody("bad trailer")
                         if trailer in (b"\r\n", b"\n"):
                             return
+                        name, colon, value = trailer.decode("latin-1").partition(":")
+                        if not colon:
+                            raise ClosedBody("bad trailer %r" % trailer)
+                        self._trailers.append((name, value.strip()))
                 while size > 0:
                     piece = self._read_exact(min(size, CHUNK))
                     size -= len(piece)
@@ -217,6 +233,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self):
         self._final_started = False
+        self._trailers = []  # of a chunked request body, once it is read
         try:
             parts = urlsplit(self.path)
             path = parts.path
@@ -354,6 +371,32 @@ class Handler(BaseHTTPRequestHandler):
     def r_pid(self, query, body, length):
         self._reply(200, "%d\n" % os.getpid())
 
+    def r_trailers(self, query, body, length):
+        bad = _int_param(query, "bad", 0, 0, 1)
+        seen = {
+            "length": length,
+            "trailers": [list(t) for t in self._trailers],
+        }
+        for name in ("TE", "Trailer", "Transfer-Encoding", "Content-Length"):
+            seen[name.lower().replace("-", "_")] = self.headers.get(name)
+        data = (json.dumps(seen) + "\n").encode()
+        trailers = [("X-Body-Length", str(length)),
+                    ("X-Request-Trailers", str(len(self._trailers))),
+                    ("Grpc-Status", "0")]
+        if bad:
+            trailers += [("Content-Type", "text/evil"), ("Set-Cookie", "stolen=1"),
+                         ("Content-Length", "1"), ("Host", "evil.example")]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Trailer", ", ".join(n for n, _ in trailers))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.write(b"0\r\n" + "".join("%s: %s\r\n" % t for t in trailers).encode()
+                         + b"\r\n")
+
 
 ROUTES = {
     "/": Handler.r_hello,
@@ -370,6 +413,7 @@ ROUTES = {
     "/headers": Handler.r_headers,
     "/continue": Handler.r_continue,
     "/pid": Handler.r_pid,
+    "/trailers": Handler.r_trailers,
 }
 
 

@@ -16,8 +16,7 @@ constexpr size_t kUnlimitedHeadCap = 64 * 1024;
 constexpr size_t kMaxLeadingEmptyBytes = 1024;
 // A chunk-size line (size and extensions, without CRLF).
 constexpr size_t kMaxChunkSizeLine = 4096;
-// Trailer fields of a chunked body: per line and for the whole section.
-constexpr size_t kMaxTrailerLine = 8192;
+// A chunked body's trailer section when its limits leave it unbounded.
 constexpr size_t kMaxTrailerSection = 64 * 1024;
 
 using CharTable = std::array<bool, 256>;
@@ -934,8 +933,16 @@ ParseStatus ResponseParser::Finish(size_t end, std::string_view request_method,
 // BodyDecoder
 
 BodyDecoder::BodyDecoder(Framing framing, uint64_t content_length,
-                         uint64_t max_body)
-    : framing_(framing), max_body_(max_body) {
+                         uint64_t max_body, TrailerLimits trailer_limits)
+    : framing_(framing), max_body_(max_body), trailer_limits_(trailer_limits) {
+  // The section is capped like a request head's fields: every field at its
+  // largest, plus the final empty line.
+  const size_t fields = trailer_limits_.max_fields;
+  const size_t size = trailer_limits_.max_field_size;
+  trailer_section_cap_ =
+      (fields && size)
+          ? SaturatingAdd(SaturatingMul(fields, SaturatingAdd(size, 2)), 2)
+          : kMaxTrailerSection;
   switch (framing) {
     case Framing::kNone:
       done_ = true;
@@ -995,7 +1002,11 @@ size_t BodyDecoder::DecodeChunked(std::string_view in, std::string* out) {
       case ChunkState::kSize:
       case ChunkState::kTrailer: {
         const bool size_line = chunk_state_ == ChunkState::kSize;
-        const size_t max_line = size_line ? kMaxChunkSizeLine : kMaxTrailerLine;
+        const size_t max_line = size_line
+                                    ? kMaxChunkSizeLine
+                                    : (trailer_limits_.max_field_size
+                                           ? trailer_limits_.max_field_size
+                                           : trailer_section_cap_);
         const void* lf = memchr(in.data() + i, '\n', in.size() - i);
         size_t end = lf ? static_cast<const char*>(lf) - in.data() : in.size();
         // +1: the line's CR is held until its LF arrives.
@@ -1009,7 +1020,7 @@ size_t BodyDecoder::DecodeChunked(std::string_view in, std::string* out) {
         }
         if (!size_line) {
           trailer_bytes_ += end - i + (lf ? 1 : 0);
-          if (trailer_bytes_ > kMaxTrailerSection) {
+          if (trailer_bytes_ > trailer_section_cap_) {
             Fail(ErrorKind::kHeadersTooLarge, "trailer section too large");
             return i;
           }
@@ -1040,12 +1051,19 @@ size_t BodyDecoder::DecodeChunked(std::string_view in, std::string* out) {
           done_ = true;
           return i;
         } else {
-          std::string_view name;
-          std::string_view value;
-          if (ParseFieldLine(line, &name, &value) != nullptr) {
-            Fail(ErrorKind::kBadRequest, "invalid trailer field");
+          if (trailer_limits_.max_fields &&
+              trailers_.size() >= trailer_limits_.max_fields) {
+            Fail(ErrorKind::kHeadersTooLarge, "too many trailer fields");
             return i - 1;
           }
+          std::string_view name;
+          std::string_view value;
+          if (const char* bad = ParseFieldLine(line, &name, &value)) {
+            Fail(ErrorKind::kBadRequest,
+                 std::string("invalid trailer field: ") + bad);
+            return i - 1;
+          }
+          trailers_.push_back(Header{std::string(name), std::string(value)});
         }
         line_.clear();
         break;
@@ -1117,15 +1135,10 @@ void BodyDecoder::OnEof() {
 bool IsHopByHop(std::string_view name,
                 const std::vector<std::string>& connection_tokens) {
   static constexpr std::string_view kHopByHop[] = {
-      "connection",
-      "keep-alive",
-      "proxy-connection",
-      "te",
-      "trailer",
-      "transfer-encoding",
-      "upgrade",
-      "proxy-authenticate",
-      "proxy-authorization",
+      "connection",         "keep-alive",
+      "proxy-connection",   "te",
+      "transfer-encoding",  "upgrade",
+      "proxy-authenticate", "proxy-authorization",
   };
   for (std::string_view h : kHopByHop) {
     if (EqualsIgnoreCase(name, h)) return true;
@@ -1134,6 +1147,76 @@ bool IsHopByHop(std::string_view name,
     if (EqualsIgnoreCase(name, token)) return true;
   }
   return false;
+}
+
+bool IsAllowedInTrailer(std::string_view name) {
+  static constexpr std::string_view kNotInTrailers[] = {
+      // Framing and the connection.
+      "content-length",
+      "transfer-encoding",
+      "trailer",
+      "te",
+      "connection",
+      "keep-alive",
+      "proxy-connection",
+      "upgrade",
+      // Routing and request modifiers.
+      "host",
+      "expect",
+      "max-forwards",
+      "pragma",
+      "range",
+      "if-match",
+      "if-none-match",
+      "if-modified-since",
+      "if-unmodified-since",
+      "if-range",
+      "accept",
+      "accept-charset",
+      "accept-encoding",
+      "accept-language",
+      // Authentication and state.
+      "authorization",
+      "proxy-authorization",
+      "www-authenticate",
+      "proxy-authenticate",
+      "authentication-info",
+      "proxy-authentication-info",
+      "cookie",
+      "set-cookie",
+      // Response controls.
+      "age",
+      "cache-control",
+      "date",
+      "expires",
+      "location",
+      "retry-after",
+      "vary",
+      "warning",
+      // Set by forkd from the connection; never from a client's trailer.
+      "forwarded",
+      "x-forwarded-for",
+      "x-forwarded-proto",
+      "x-forwarded-host",
+      "x-request-id",
+  };
+  // Content-Type, Content-Encoding, Content-Range...: content format.
+  if (name.size() >= 8 && EqualsIgnoreCase(name.substr(0, 8), "content-")) {
+    return false;
+  }
+  for (std::string_view n : kNotInTrailers) {
+    if (EqualsIgnoreCase(name, n)) return false;
+  }
+  return true;
+}
+
+bool TeAcceptsTrailers(std::string_view te_value) {
+  bool found = false;
+  ForEachListElement(te_value, [&found](std::string_view element) {
+    // "trailers" takes no parameters; a t-coding may have some.
+    if (EqualsIgnoreCase(element, "trailers")) found = true;
+  });
+  return found;
 }
 
 void ConnectionTokens(const std::vector<Header>& headers,

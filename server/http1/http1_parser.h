@@ -145,13 +145,26 @@ class ResponseParser {
   size_t scan_ = 0;  // bytes before this were searched for LF
 };
 
+// Bounds on the trailer section of a chunked body (RFC 9112 7.1.2), the
+// same kinds as a head's: a request's come from --limit-request-fields and
+// --limit-request-field-size. 0 means no bound of that kind; the section as
+// a whole is always capped (64 KiB when either is 0).
+struct TrailerLimits {
+  size_t max_fields = 0;      // fields in the section; more is 431
+  size_t max_field_size = 0;  // one field line without CRLF; longer is 431
+};
+
 // Decodes a message body framed as kContentLength, kChunked or kUntilClose
-// into its payload bytes. For chunked bodies it validates chunk sizes and
-// extensions strictly and skips trailers (which are not forwarded).
+// into its payload bytes. For chunked bodies it validates chunk sizes,
+// extensions and trailer fields strictly, and keeps the trailer fields for
+// the caller (trailers()); which of them may be forwarded is the caller's
+// choice (IsAllowedInTrailer).
 class BodyDecoder {
  public:
-  // `max_body` 0 means unlimited; exceeding it is kBodyTooLarge.
-  BodyDecoder(Framing framing, uint64_t content_length, uint64_t max_body);
+  // `max_body` 0 means unlimited; exceeding it is kBodyTooLarge. Trailers
+  // over `trailer_limits` are kHeadersTooLarge.
+  BodyDecoder(Framing framing, uint64_t content_length, uint64_t max_body,
+              TrailerLimits trailer_limits = {});
 
   // Decodes from `in`, appending payload to *out. Returns the number of
   // input bytes consumed (everything up to the end of the body, never past
@@ -166,6 +179,9 @@ class BodyDecoder {
   bool failed() const { return error_.kind != ErrorKind::kNone; }
   const Error& error() const { return error_; }
   uint64_t payload_bytes() const { return payload_bytes_; }
+  // The trailer fields of a chunked body, in order, as received (names
+  // case preserved, values OWS-trimmed); complete once done().
+  const std::vector<Header>& trailers() const { return trailers_; }
 
  private:
   void Fail(ErrorKind kind, std::string_view detail);
@@ -184,14 +200,35 @@ class BodyDecoder {
   ChunkState chunk_state_ = ChunkState::kSize;
   std::string line_;  // partial chunk-size line or trailer line
   uint64_t trailer_bytes_ = 0;
+  TrailerLimits trailer_limits_;
+  size_t trailer_section_cap_ = 0;
+  std::vector<Header> trailers_;
 };
 
 // True when `name` is a hop-by-hop field that a proxy must not forward
-// (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+// (Connection, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding,
 // Upgrade, Proxy-Authenticate, Proxy-Authorization), or is listed in the
-// message's Connection header (`connection_tokens`, lowercase).
+// message's Connection header (`connection_tokens`, lowercase). Trailer is
+// end-to-end (RFC 9110 6.6.2): it announces the trailer section, so a
+// proxy keeps it where the trailers can go on (a chunked message).
 bool IsHopByHop(std::string_view name,
                 const std::vector<std::string>& connection_tokens);
+
+// Whether a trailer field named `name` may be forwarded in a trailer
+// section. False for the fields RFC 9110 6.5.1 says cannot be processed
+// after the content: framing (Content-Length, Transfer-Encoding, Trailer),
+// hop-by-hop fields, routing (Host), request modifiers (controls,
+// conditionals, Accept*, Range), authentication (Authorization, Cookie,
+// Set-Cookie, *-Authenticate), response controls (Age, Cache-Control,
+// Date, Expires, Location, Retry-After, Vary), every Content-* field, and
+// the forwarding fields forkd itself sets (X-Forwarded-*, Forwarded,
+// X-Request-Id): an app that merges trailers into its headers must not be
+// fooled by them.
+bool IsAllowedInTrailer(std::string_view name);
+
+// True when a TE field value lists the "trailers" keyword (RFC 9110
+// 10.1.4): the client will not discard trailer fields.
+bool TeAcceptsTrailers(std::string_view te_value);
 
 // Lower-cased tokens of all Connection header values of `headers`.
 std::vector<std::string> ConnectionTokens(const std::vector<Header>& headers);

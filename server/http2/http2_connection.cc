@@ -361,11 +361,27 @@ void Http2Connection::OnRequestEnd(int32_t stream_id,
   if (it == streams_.end()) return;
   Stream* s = it->second.get();
   if (s->chunked_request && !s->transport_gone) {
-    // Request trailers are not forwarded over HTTP/1.1 (nor by the HTTP/1
-    // path): the chunked body just ends.
-    s->request.Append("0\r\n\r\n");
-    s->appended += 5;
+    // The trailers end the chunked body as HTTP/1.1 trailer fields; the
+    // stream's ProxySession checks them against the limits and drops the
+    // ones not allowed in trailers, as for an HTTP/1.1 client.
+    size_t before = s->request.size();
+    s->request.Append("0\r\n");
+    for (const http1::Header& h : trailers) {
+      s->request.Append(h.name);
+      s->request.Append(": ");
+      s->request.Append(h.value);
+      s->request.Append("\r\n");
+    }
+    s->request.Append("\r\n");
+    s->appended += s->request.size() - before;
     DriveStream(s);
+  } else if (!trailers.empty()) {
+    // The request was sent with its content-length, which an HTTP/1.1
+    // body cannot follow with trailers (RFC 9112 7.1.2 lets them go).
+    LOG_DEBUG(
+        "HTTP/2 stream %d: %zu request trailer fields dropped after "
+        "a content-length body",
+        stream_id, trailers.size());
   }
 }
 
@@ -452,7 +468,10 @@ ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
       session_->AppendResponseData(s->id, s->scratch).IgnoreError();
     }
     if (s->body->done()) {
-      session_->EndResponse(s->id).IgnoreError();
+      // The app's trailers (those the stream's session let through) go in
+      // a HEADERS frame with END_STREAM after the last DATA; none: DATA
+      // ends the stream.
+      session_->EndResponse(s->id, s->body->trailers()).IgnoreError();
       s->ended = true;
     } else if (used == 0) {
       break;

@@ -83,6 +83,29 @@ void AppendHeader(std::string* out, std::string_view name,
   out->append("\r\n");
 }
 
+// The trailer fields of `trailers` that may be forwarded, as field lines
+// ("" when none may).
+std::string ForwardableTrailers(const std::vector<http1::Header>& trailers) {
+  std::string lines;
+  for (const http1::Header& f : trailers) {
+    if (!http1::IsAllowedInTrailer(f.name)) continue;
+    AppendHeader(&lines, f.name, f.value);
+  }
+  return lines;
+}
+
+// The last chunk of a chunked message and its trailer section (RFC 9112
+// 7.1): `trailer_lines` from ForwardableTrailers().
+void AppendLastChunk(Buffer* out, std::string_view trailer_lines) {
+  if (trailer_lines.empty()) {
+    out->Append("0\r\n\r\n");
+    return;
+  }
+  out->Append("0\r\n");
+  out->Append(trailer_lines);
+  out->Append("\r\n");
+}
+
 // RFC 9110 9.2.2: methods a proxy may repeat when it cannot tell whether
 // the app acted on the first attempt.
 bool IsIdempotent(std::string_view method) {
@@ -97,8 +120,8 @@ int StatusClass(int status) {
 
 }  // namespace
 
-ProxySession::ProxySession(SessionContext* ctx, int client_fd,
-                           std::string peer, int64_t now_ms)
+ProxySession::ProxySession(SessionContext* ctx, int client_fd, std::string peer,
+                           int64_t now_ms)
     : ProxySession(ctx, std::make_unique<SocketTransport>(client_fd),
                    std::move(peer), now_ms) {}
 
@@ -204,9 +227,8 @@ bool ProxySession::WantClientRead() const {
 
 bool ProxySession::ReadClient() {
   if (!client_readable_ || !WantClientRead()) return false;
-  ssize_t n = ReadChunk(&in_, [this](char* buf, size_t len) {
-    return client_->Read(buf, len);
-  });
+  ssize_t n = ReadChunk(
+      &in_, [this](char* buf, size_t len) { return client_->Read(buf, len); });
   if (n > 0) {
     // A short read drained the socket: wait for the next readiness event
     // instead of paying a read that returns EAGAIN (new data raises a new
@@ -324,17 +346,26 @@ bool ProxySession::ProcessClientInput() {
   }
   if (req_body_->done()) {
     req_state_ = ReqState::kDone;
+    std::string trailers = ForwardableTrailers(req_body_->trailers());
     if (!upstream_wanted_) {
       // The whole body fit in the buffer: send it with a Content-Length,
-      // even if the client chunked it, and keep a copy for one retry.
-      BuildUpstreamHead(UpstreamFraming::kLength, body_buf_.size());
-      up_out_.Append(body_buf_.View());
+      // even if the client chunked it, and keep a copy for one retry. Only
+      // trailers to pass on keep it chunked (as one chunk): a body with a
+      // Content-Length cannot carry them.
+      if (trailers.empty()) {
+        BuildUpstreamHead(UpstreamFraming::kLength, body_buf_.size());
+        up_out_.Append(body_buf_.View());
+      } else {
+        BuildUpstreamHead(UpstreamFraming::kChunked, 0);
+        AppendChunk(&up_out_, body_buf_.View());
+        AppendLastChunk(&up_out_, trailers);
+      }
       body_buf_.Clear();
       body_buf_.Shrink(64 * 1024);
       can_replay_ = true;
       upstream_wanted_ = true;
     } else if (req_body_chunked_upstream_ && !up_write_closed_) {
-      up_out_.Append("0\r\n\r\n");
+      AppendLastChunk(&up_out_, trailers);
     }
   } else if (!upstream_wanted_ && body_buf_.size() >= ctx_->request_buffer) {
     // Larger than --request-buffer: stream the rest as it comes.
@@ -393,8 +424,9 @@ void ProxySession::BeginRequest() {
     upstream_wanted_ = true;
     return;
   }
-  req_body_.emplace(
-      h.framing, h.content_length, ctx_->limits.max_body);
+  req_body_.emplace(h.framing, h.content_length, ctx_->limits.max_body,
+                    http1::TrailerLimits{ctx_->limits.max_fields,
+                                         ctx_->limits.max_field_size});
   req_state_ = ReqState::kBody;
   if (h.expect_continue && version_minor_ == 1) {
     out_.Append("HTTP/1.1 100 Continue\r\n\r\n");
@@ -462,8 +494,7 @@ bool ProxySession::MaybeUpgradeToH2c(const http1::RequestHead& h) {
   return true;
 }
 
-void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
-                                     uint64_t length) {
+void ProxySession::BuildUpstreamHead(UpstreamFraming framing, uint64_t length) {
   const http1::RequestHead& h = req_parser_.head();
   // Members reused across requests: no allocation once warm.
   std::vector<std::string>& tokens = tokens_;
@@ -475,8 +506,22 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
   // are one comma-separated list (RFC 9110 5.3).
   std::string xff;
   const std::string* host = nullptr;
+  // TE is hop-by-hop, but its "trailers" says the client takes trailer
+  // fields, and forkd passes them on to an HTTP/1.1 client (the response
+  // to it is chunked when the app's is) and to an HTTP/2 one: so forkd says
+  // it too, on its own hop (RFC 9110 10.1.4).
+  bool te_trailers = false;
   for (const http1::Header& f : h.headers) {
     std::string_view n = f.name;
+    if (http1::EqualsIgnoreCase(n, "TE")) {
+      te_trailers |= version_minor_ == 1 && http1::TeAcceptsTrailers(f.value);
+      continue;
+    }
+    // Announces the trailers only where they go on: a chunked request.
+    if (http1::EqualsIgnoreCase(n, "Trailer") &&
+        framing != UpstreamFraming::kChunked) {
+      continue;
+    }
     // Host stays whatever the Connection header lists: the app needs it
     // (RFC 9112 3.2), and X-Forwarded-Host is taken from it.
     if (http1::EqualsIgnoreCase(n, "Host")) {
@@ -509,6 +554,10 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing,
   AppendHeader(&head, "X-Forwarded-Proto", client_->scheme());
   if (host) AppendHeader(&head, "X-Forwarded-Host", *host);
   AppendHeader(&head, "X-Request-Id", request_id_);
+  if (te_trailers) {
+    AppendHeader(&head, "TE", "trailers");
+    AppendHeader(&head, "Connection", "TE");
+  }
   switch (framing) {
     case UpstreamFraming::kNone:
       break;
@@ -549,10 +598,10 @@ bool ProxySession::StartUpstream() {
         retry_connect_at_ms_ = now + 5;
         return false;
       case upstream::ConnectResult::kFailed:
-        UpstreamFailed(Failure::kUpstreamRefused,
-                       absl::StrCat("connect to ",
-                                    ctx_->pool->address().display, ": ",
-                                    std::strerror(err)));
+        UpstreamFailed(
+            Failure::kUpstreamRefused,
+            absl::StrCat("connect to ", ctx_->pool->address().display, ": ",
+                         std::strerror(err)));
         return true;
     }
   }
@@ -643,8 +692,8 @@ bool ProxySession::ReadUpstream() {
     return true;
   }
   if (n == 0) {
-    if (resp_state_ == RespState::kBody && resp_body_ &&
-        !resp_body_->done() && up_in_.empty()) {
+    if (resp_state_ == RespState::kBody && resp_body_ && !resp_body_->done() &&
+        up_in_.empty()) {
       resp_body_->OnEof();  // completes an until-close body
       if (resp_body_->done()) {
         up_eof_ = true;
@@ -739,7 +788,11 @@ bool ProxySession::ProcessUpstreamBody() {
     if (!resp_body_->done()) return used > 0;
   }
   if (!resp_body_->done()) return false;
-  if (resp_chunked_to_client_) out_.Append("0\r\n\r\n");
+  // Trailers go on in a chunked response; otherwise (an HTTP/1.0 client)
+  // they are dropped, as RFC 9112 7.1.2 allows.
+  if (resp_chunked_to_client_) {
+    AppendLastChunk(&out_, ForwardableTrailers(resp_body_->trailers()));
+  }
   CompleteUpstream();
   return true;
 }
@@ -760,12 +813,18 @@ void ProxySession::OnResponseHead() {
   std::string& head = head_scratch_;
   head.clear();
   absl::StrAppend(&head, "HTTP/1.1 ", rh.status, " ",
-                  rh.reason.empty() ? std::string(http1::ReasonPhrase(rh.status))
-                                    : rh.reason,
+                  rh.reason.empty()
+                      ? std::string(http1::ReasonPhrase(rh.status))
+                      : rh.reason,
                   "\r\n");
   for (const http1::Header& f : rh.headers) {
     if (http1::IsHopByHop(f.name, tokens)) continue;
     if (streamed && http1::EqualsIgnoreCase(f.name, "Content-Length")) {
+      continue;
+    }
+    // Announces trailers only to a client that can get them.
+    if (!resp_chunked_to_client_ &&
+        http1::EqualsIgnoreCase(f.name, "Trailer")) {
       continue;
     }
     AppendHeader(&head, f.name, f.value);
@@ -782,8 +841,7 @@ void ProxySession::OnResponseHead() {
   out_.Append(head);
   sent_to_client_ = true;
   if (ctx_->access_log != nullptr) resp_headers_ = rh.headers;
-  resp_body_.emplace(
-      rh.framing, rh.content_length, /*max_body=*/0);
+  resp_body_.emplace(rh.framing, rh.content_length, /*max_body=*/0);
   resp_state_ = RespState::kBody;
 }
 
@@ -941,7 +999,7 @@ void ProxySession::FinishRequest() {
     e.upstream_s = upstream_s_;
     e.method = method_;
     e.target = target_;
-    e.protocol = http2_stream_           ? "HTTP/2.0"
+    e.protocol = http2_stream_         ? "HTTP/2.0"
                  : version_minor_ == 0 ? "HTTP/1.0"
                                        : "HTTP/1.1";
     e.status = status_;
@@ -1099,10 +1157,10 @@ ProxySession::Wait ProxySession::wait() const {
     w.upstream_fd = up_->fd;
     w.upstream_write = (up_->connecting || !up_out_.empty()) &&
                        !up_->writable && !up_write_closed_;
-    w.upstream_read = !up_->connecting &&
-                      (resp_state_ == RespState::kHead ||
-                       resp_state_ == RespState::kBody) &&
-                      out_.size() < ctx_->response_buffer && !up_->readable;
+    w.upstream_read =
+        !up_->connecting &&
+        (resp_state_ == RespState::kHead || resp_state_ == RespState::kBody) &&
+        out_.size() < ctx_->response_buffer && !up_->readable;
   }
   return w;
 }

@@ -235,12 +235,16 @@ class LocalPod:
     (every other flag, env, the app's args after kubelet's $(VAR) expansion)
     is what the pod spec says.
 
+    Secret volumes (plain or projected) get their files from the chart's
+    Secret objects, or from `secrets` ({name: {key: bytes}}) for Secrets the
+    user brings (a TLS Secret).
+
     Attributes: app_argv, app_env, forkd_argv, forkd_env, http_port,
     admin_port, metrics_port, socket_path, spec (the pod spec), forkd, app
     (the rendered containers).
     """
 
-    def __init__(self, objects, tmpdir, image_paths, free_port):
+    def __init__(self, objects, tmpdir, image_paths, free_port, secrets=None):
         self.spec = pod_spec(objects)
         self.forkd = container(self.spec, "forkd")
         self.app = container(self.spec, "app")
@@ -252,7 +256,12 @@ class LocalPod:
                 local = os.path.join(tmpdir, m["name"])
                 os.makedirs(local, exist_ok=True)
                 if "secret" in vol:
-                    self._write_secret(objects, vol["secret"], local)
+                    self._write_secret(objects, vol["secret"]["secretName"],
+                                       vol["secret"].get("items"), local, secrets)
+                for source in vol.get("projected", {}).get("sources", []):
+                    if "secret" in source:
+                        self._write_secret(objects, source["secret"]["name"],
+                                           source["secret"].get("items"), local, secrets)
                 if m["mountPath"] != "/tmp":
                     mounts[m["mountPath"]] = local
 
@@ -292,9 +301,12 @@ class LocalPod:
         self.socket_path = flag(forkd_flags(self.forkd_argv[1:]), "upstream")[len("unix:"):]
 
     @staticmethod
-    def _write_secret(objects, secret_vol, local):
+    def _write_secret(objects, name, items, local, secrets):
         import base64
-        secret = one(objects, "Secret", secret_vol["secretName"])
-        for item in secret_vol.get("items") or [{"key": k, "path": k} for k in secret["data"]]:
+        if secrets and name in secrets:
+            data = secrets[name]
+        else:
+            data = {k: base64.b64decode(v) for k, v in one(objects, "Secret", name)["data"].items()}
+        for item in items or [{"key": k, "path": k} for k in data]:
             with open(os.path.join(local, item["path"]), "wb") as f:
-                f.write(base64.b64decode(secret["data"][item["key"]]))
+                f.write(data[item["key"]])

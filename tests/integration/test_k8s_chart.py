@@ -12,9 +12,13 @@ shared socket, the security context, the Services' ports.
 import json
 import math
 import os
+import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -40,13 +44,21 @@ GRPC_GTHREAD = {"probes": {"type": "grpc"},
                           "shutdownDelay": 2.5, "gracefulTimeout": 12},
                 "ports": {"http": 8080, "admin": 7070, "metrics": 7071}}
 
+# TLS from the user's kubernetes.io/tls Secret, client certificates from
+# the CA bundle in another Secret.
+TLS = {"tls": {"enabled": True, "secretName": "shop-tls", "minVersion": "TLSv1.3",
+               "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+               "clientCA": {"enabled": True, "secretName": "shop-client-ca",
+                            "key": "bundle.pem"}}}
+
 VALUE_SETS = {
     "default": [],
     "native-sidecar": [{"forkd": {"nativeSidecar": True}}],
     "monitoring": [CPU_REQUESTS, MONITORING],
     "token": [TOKEN],
     "grpc-gthread": [GRPC_GTHREAD],
-    "everything": [CPU_REQUESTS, MONITORING, TOKEN, GRPC_GTHREAD,
+    "tls": [TLS],
+    "everything": [CPU_REQUESTS, MONITORING, TOKEN, GRPC_GTHREAD, TLS,
                    {"forkd": {"nativeSidecar": True}}],
 }
 
@@ -55,6 +67,64 @@ SHARED_FILES = {
     "deploy/grafana/forkd-dashboard.json": "charts/forkd/files/forkd-dashboard.json",
     "deploy/prometheus/forkd-rules.yaml": "charts/forkd/files/forkd-rules.yaml",
 }
+
+
+def _openssl(*args, cwd):
+    subprocess.run(("openssl",) + args, cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tls_files():
+    """A CA, a server certificate for 127.0.0.1 and a client certificate
+    (openssl CLI), and the TLS's Secrets' data as a pod would mount them."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl not installed (scripts/install-deps.sh)")
+    d = tempfile.mkdtemp(prefix="fkchtls")
+    try:
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+                 "-subj", "/CN=chart test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,keyCertSign", cwd=d)
+        for name in ("server", "client"):
+            _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                     "-keyout", name + ".key", "-out", name + ".csr",
+                     "-subj", "/CN=chart test " + name, cwd=d)
+            with open(os.path.join(d, name + ".ext"), "w") as f:
+                f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+            _openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                     "-CAcreateserial", "-days", "2", "-out", name + ".pem",
+                     "-extfile", name + ".ext", cwd=d)
+
+        def read(name):
+            with open(os.path.join(d, name), "rb") as f:
+                return f.read()
+        files = {n: os.path.join(d, n) for n in ("ca.pem", "client.pem", "client.key")}
+        files["secrets"] = {
+            "shop-tls": {"tls.crt": read("server.pem"), "tls.key": read("server.key"),
+                         "ca.crt": read("ca.pem")},
+            "shop-client-ca": {"bundle.pem": read("ca.pem")},
+        }
+        yield files
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def https_status(port, tls_files, path="/"):
+    """Status of a GET over TLS 1.3 with the client certificate."""
+    ctx = ssl.create_default_context(cafile=tls_files["ca.pem"])
+    ctx.load_cert_chain(tls_files["client.pem"], tls_files["client.key"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            assert s.version() == "TLSv1.3"
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                      % path.encode())
+            data = b""
+            while True:
+                piece = s.recv(4096)
+                if not piece:
+                    break
+                data += piece
+    return int(data.split(b" ", 2)[1])
 
 
 def deploy_file(rel):
@@ -109,10 +179,14 @@ def test_validator_rejects_what_kubernetes_would():
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
-def test_forkd_starts_with_every_command_line_the_chart_renders(name, forkd_bin, tmp_short):
+def test_forkd_starts_with_every_command_line_the_chart_renders(name, forkd_bin, tmp_short,
+                                                              tls_files):
     """forkd runs with the rendered args (binds moved to free loopback ports,
-    mounts to temp folders): every flag and value is one forkd accepts."""
-    pod = k8s.LocalPod(rendered(name), tmp_short, k8s.image_paths(forkd_bin, APP_PY), free_port)
+    mounts to temp folders, the TLS Secrets' files written there): every
+    flag and value is one forkd accepts."""
+    pod = k8s.LocalPod(rendered(name), tmp_short, k8s.image_paths(forkd_bin, APP_PY), free_port,
+                       secrets=tls_files["secrets"])
+    tls = "--certfile" in " ".join(pod.forkd_argv)
     assert pod.forkd_argv[0] == forkd_bin
     log = os.path.join(tmp_short, "forkd.log")
     with open(log, "wb") as out:
@@ -123,6 +197,8 @@ def test_forkd_starts_with_every_command_line_the_chart_renders(name, forkd_bin,
         def answers():
             if proc.poll() is not None:
                 raise StopWaiting("forkd exited with %s" % proc.returncode)
+            if tls:
+                return https_status(pod.http_port, tls_files)
             return http_get(pod.http_port, "/", timeout=2)[0]
         try:
             status = wait_until(answers, 20, what="forkd on its rendered command line")
@@ -285,8 +361,9 @@ def test_services_never_expose_the_admin_port(name):
     services = [o for o in objs if o["kind"] == "Service"]
     main = one(objs, "Service", k8s.one(objs, "Deployment")["metadata"]["name"])
     # Numeric: named ports of native sidecars reach Services only from 1.32.
+    scheme = "https" if "tls" in json.dumps(VALUE_SETS[name]) else "http"
     assert [(p["name"], p["targetPort"]) for p in main["spec"]["ports"]] == [
-        ("http", named["http"])]
+        (scheme, named["http"])]
     assert named["http"] == port_of(flag(forkd_flags(fk["args"]), "bind"))
     for svc in services:
         for p in svc["spec"]["ports"]:
@@ -321,6 +398,64 @@ def test_admin_token_is_a_secret_mounted_for_admin_token_file():
     assert volume["secret"]["secretName"] == secret["metadata"]["name"]
     assert volume["secret"]["items"] == [{"key": "token", "path": "token"}]
     assert "admin-token" not in [m["name"] for m in app_container(objs)["volumeMounts"]]
+
+
+def test_tls_secret_is_mounted_read_only_for_the_tls_flags():
+    objs = rendered("tls")
+    spec = pod_spec(objs)
+    fk = forkd_container(objs)
+    flags = forkd_flags(fk["args"])
+    mount = [m for m in fk["volumeMounts"] if m["name"] == "tls"]
+    assert mount == [{"name": "tls", "mountPath": "/etc/forkd/tls", "readOnly": True}]
+    assert flag(flags, "certfile") == "/etc/forkd/tls/tls.crt"
+    assert flag(flags, "keyfile") == "/etc/forkd/tls/tls.key"
+    assert flag(flags, "ca-certs") == "/etc/forkd/tls/ca.crt"
+    assert flag(flags, "ssl-min-version") == "TLSv1.3"
+    assert flag(flags, "ciphers") == TLS["tls"]["ciphers"]
+    # One folder from both Secrets; no subPath, so a renewed Secret reaches
+    # the files (and forkctl reload serves them).
+    volume = [v for v in spec["volumes"] if v["name"] == "tls"][0]
+    assert volume["projected"]["sources"] == [
+        {"secret": {"name": "shop-tls", "items": [{"key": "tls.crt", "path": "tls.crt"},
+                                                  {"key": "tls.key", "path": "tls.key"}]}},
+        {"secret": {"name": "shop-client-ca", "items": [{"key": "bundle.pem",
+                                                         "path": "ca.crt"}]}}]
+    assert volume["projected"]["defaultMode"] == 0o440
+    assert not any("subPath" in m for m in fk["volumeMounts"])
+    assert "tls" not in [m["name"] for m in app_container(objs)["volumeMounts"]]
+    # The Service says https; the chart makes no Secret of its own for it.
+    port = one(objs, "Service")["spec"]["ports"][0]
+    assert (port["name"], port["appProtocol"], port["port"]) == ("https", "https", 443)
+    assert "Secret" not in k8s.kinds(objs)
+
+
+def test_tls_options_and_defaults():
+    # The client CA from the TLS Secret's own ca.crt, forkd's default
+    # version and ciphers, an explicit Service port.
+    objs = k8s.render({"tls": {"enabled": True, "secretName": "web-tls",
+                               "mountPath": "/certs", "clientCA": {"enabled": True}},
+                       "service": {"port": 8443}})
+    fk = forkd_container(objs)
+    flags = forkd_flags(fk["args"])
+    assert flag(flags, "ca-certs") == "/certs/ca.crt"
+    assert "ssl-min-version" not in flags and "ciphers" not in flags
+    volume = [v for v in pod_spec(objs)["volumes"] if v["name"] == "tls"][0]
+    assert [s["secret"]["name"] for s in volume["projected"]["sources"]] == ["web-tls", "web-tls"]
+    assert volume["projected"]["sources"][1]["secret"]["items"] == [
+        {"key": "ca.crt", "path": "ca.crt"}]
+    assert one(objs, "Service")["spec"]["ports"][0]["port"] == 8443
+    # Without client certificates: no --ca-certs, one source.
+    objs = k8s.render({"tls": {"enabled": True, "secretName": "web-tls"}})
+    assert "ca-certs" not in forkd_flags(forkd_container(objs)["args"])
+    volume = [v for v in pod_spec(objs)["volumes"] if v["name"] == "tls"][0]
+    assert len(volume["projected"]["sources"]) == 1
+    # Off (the default): no TLS flag, volume or https port.
+    objs = rendered("default")
+    assert not [a for a in forkd_container(objs)["args"]
+                if a.split("=")[0] in ("--certfile", "--keyfile", "--ca-certs")]
+    assert "tls" not in [v["name"] for v in pod_spec(objs)["volumes"]]
+    port = one(objs, "Service")["spec"]["ports"][0]
+    assert (port["name"], port["port"], "appProtocol" in port) == ("http", 80, False)
 
 
 def test_admin_token_generated_or_existing():
@@ -422,6 +557,16 @@ def test_prometheus_rule_carries_deploys_rules():
     ({"autoscaling": {"enabled": True}}, "requests.cpu"),
     ({"monitoring": {"serviceMonitor": {"enabled": True, "interval": "soon"}}},
      "monitoring.serviceMonitor.interval"),
+    ({"tls": {"enabled": True}}, "tls.secretName"),
+    ({"tls": {"enabled": True, "secretName": "Not_A_Name"}}, "tls.secretName"),
+    ({"tls": {"enabled": True, "secretName": "t", "minVersion": "TLSv1.1"}}, "tls.minVersion"),
+    ({"tls": {"enabled": True, "secretName": "t", "mountPath": "certs"}}, "tls.mountPath"),
+    ({"tls": {"enabled": True, "secretName": "t", "clientCA": {"enabled": True, "key": "a/b"}}},
+     "tls.clientCA.key"),
+    ({"tls": {"enabled": True, "secretName": "t", "keyfile": "x"}}, "keyfile"),
+    ({"tls": {"enabled": True, "secretName": "t", "mountPath": "/run/forkd"}}, "tls.mountPath"),
+    ({"tls": {"enabled": True, "secretName": "t", "mountPath": "/etc/forkd/admin"},
+      "adminToken": {"enabled": True}}, "already mounted"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_wrong_values_fail_with_the_reason(values, expect):
     rc, err = k8s.render_error(values)
@@ -453,6 +598,17 @@ def test_notes_print_port_forward_and_forkctl():
     assert "get secret shop-forkd-admin-token" in notes
     assert "forkctl --addr localhost:7000 --token-file forkd-admin.token scale +1" in notes
     assert "--token-file /etc/forkd/admin/token status" in notes
+    assert "https" not in notes and "reload" not in notes
+
+
+def test_notes_with_tls_say_https_and_how_to_load_a_renewed_certificate():
+    notes = k8s.render_notes([TLS, TOKEN], release="shop", namespace="web")
+    assert "kubectl -n web port-forward service/shop-forkd 8443:443" in notes
+    assert "https://" in notes and "http://localhost:8080/" not in notes
+    assert "--cert client.crt" in notes and "shop-client-ca/bundle.pem" in notes
+    assert ("exec $POD -c forkd -- forkctl --addr localhost:9090 --token-file "
+            "/etc/forkd/admin/token reload") in notes
+    assert "Secret shop-tls" in notes
 
 
 # --- plain manifests -----------------------------------------------------------------------

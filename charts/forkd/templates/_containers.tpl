@@ -46,6 +46,11 @@ restartPolicy: Always in the native sidecar form. */}}
       mountPath: {{ .Values.adminToken.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if .Values.tls.enabled }}
+    - name: tls
+      mountPath: {{ .Values.tls.mountPath }}
+      readOnly: true
+    {{- end }}
     {{- with .Values.forkd.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

@@ -124,6 +124,21 @@ after it, so the sum.
 {{- if .Values.adminToken.enabled }}
 - --admin-token-file={{ .Values.adminToken.mountPath }}/token
 {{- end }}
+{{- with .Values.tls }}
+{{- if .enabled }}
+- --certfile={{ .mountPath }}/tls.crt
+- --keyfile={{ .mountPath }}/tls.key
+{{- if .clientCA.enabled }}
+- --ca-certs={{ .mountPath }}/ca.crt
+{{- end }}
+{{- if .minVersion }}
+- --ssl-min-version={{ .minVersion }}
+{{- end }}
+{{- if .ciphers }}
+- --ciphers={{ .ciphers }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- range $f.extraArgs }}
 - {{ . }}
 {{- end }}
@@ -156,5 +171,14 @@ httpGet:
 {{- if hasKey $cfg $k }}
 {{ $k }}: {{ index $cfg $k | int64 }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Service port: 80, or 443 when it serves TLS, unless service.port says. */}}
+{{- define "forkd.servicePort" -}}
+{{- if kindIs "invalid" .Values.service.port }}
+{{- ternary 443 80 .Values.tls.enabled }}
+{{- else }}
+{{- .Values.service.port | int64 }}
 {{- end }}
 {{- end }}

@@ -785,12 +785,15 @@ constexpr std::string_view kChunkedWithExtrasAndTrailers =
     "Server-Timing: total;dur=5\r\n"
     "\r\n";
 
-TEST(BodyDecoderTest, AcceptsExtensionsAndSkipsTrailers) {
+TEST(BodyDecoderTest, AcceptsExtensionsAndKeepsTrailers) {
   std::string in = std::string(kChunkedWithExtrasAndTrailers) + "NEXT";
   BodyDecoder decoder(Framing::kChunked, 0, 0);
   size_t consumed = 0;
   EXPECT_EQ(DecodeAll(decoder, in, &consumed), "helloabc");
   EXPECT_TRUE(decoder.done()) << decoder.error().detail;
+  ASSERT_EQ(decoder.trailers().size(), 2u);
+  EXPECT_EQ(decoder.trailers()[0].name, "X-Checksum");
+  EXPECT_EQ(decoder.trailers()[1].value, "total;dur=5");
   EXPECT_EQ(consumed, kChunkedWithExtrasAndTrailers.size());
   std::string out;
   EXPECT_EQ(decoder.Decode("NEXT", &out), 0u);
@@ -1160,13 +1163,14 @@ TEST(Http1HelpersTest, ReasonPhrase) {
 TEST(Http1HelpersTest, IsHopByHop) {
   const std::vector<std::string> none;
   for (std::string_view name : {"Connection", "keep-alive", "Proxy-Connection",
-                                "TE", "Trailer", "transfer-encoding", "Upgrade",
+                                "TE", "transfer-encoding", "Upgrade",
                                 "Proxy-Authenticate", "PROXY-AUTHORIZATION"}) {
     EXPECT_TRUE(IsHopByHop(name, none)) << name;
   }
   EXPECT_FALSE(IsHopByHop("Content-Length", none));
   EXPECT_FALSE(IsHopByHop("X-Custom", none));
   EXPECT_FALSE(IsHopByHop("Trailers", none));
+  EXPECT_FALSE(IsHopByHop("Trailer", none));  // end to end (RFC 9110 6.6.2)
   EXPECT_TRUE(IsHopByHop("X-Custom", {"x-custom"}));
 }
 
