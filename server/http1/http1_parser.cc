@@ -385,6 +385,22 @@ FieldSummary Summarize(const std::vector<Header>& headers) {
   return s;
 }
 
+// The checks a message with Transfer-Encoding fails in requests and
+// responses alike (RFC 9112 6.1, 6.3); nullptr when it passes them.
+// `message` names it in the cause: "request" or "response".
+const char* TransferEncodingError(const FieldSummary& s, bool http11,
+                                  std::string_view message) {
+  if (s.has_cl) return "both Content-Length and Transfer-Encoding";
+  if (!http11) {
+    return message == "request" ? "Transfer-Encoding in HTTP/1.0 request"
+                                : "Transfer-Encoding in HTTP/1.0 response";
+  }
+  if (s.te_invalid) return "invalid Transfer-Encoding";
+  if (s.te_codings == 0) return "empty Transfer-Encoding";
+  if (s.te_chunked > 1) return "chunked applied more than once";
+  return nullptr;
+}
+
 const std::string* FindHeader(const std::vector<Header>& headers,
                               std::string_view name) {
   for (const Header& h : headers) {
@@ -708,22 +724,8 @@ ParseStatus RequestParser::Finish(size_t end, size_t* consumed) {
   head_.framing = Framing::kNone;
   head_.content_length = 0;
   if (s.has_te) {
-    if (s.has_cl) {
-      return Fail(ErrorKind::kBadRequest,
-                  "both Content-Length and Transfer-Encoding");
-    }
-    if (!http11) {
-      return Fail(ErrorKind::kBadRequest,
-                  "Transfer-Encoding in HTTP/1.0 request");
-    }
-    if (s.te_invalid) {
-      return Fail(ErrorKind::kBadRequest, "invalid Transfer-Encoding");
-    }
-    if (s.te_codings == 0) {
-      return Fail(ErrorKind::kBadRequest, "empty Transfer-Encoding");
-    }
-    if (s.te_chunked > 1) {
-      return Fail(ErrorKind::kBadRequest, "chunked applied more than once");
+    if (const char* cause = TransferEncodingError(s, http11, "request")) {
+      return Fail(ErrorKind::kBadRequest, cause);
     }
     if (s.te_chunked_not_last) {
       return Fail(ErrorKind::kBadRequest,
@@ -894,22 +896,8 @@ ParseStatus ResponseParser::Finish(size_t end, std::string_view request_method,
     if (s.has_te) {
       // RFC 9112 6.3 lets TE override CL, but the pair is a smuggling
       // vector; like nginx, refuse it from upstream.
-      if (s.has_cl) {
-        return Fail(ErrorKind::kBadRequest,
-                    "both Content-Length and Transfer-Encoding");
-      }
-      if (!http11) {
-        return Fail(ErrorKind::kBadRequest,
-                    "Transfer-Encoding in HTTP/1.0 response");
-      }
-      if (s.te_invalid) {
-        return Fail(ErrorKind::kBadRequest, "invalid Transfer-Encoding");
-      }
-      if (s.te_codings == 0) {
-        return Fail(ErrorKind::kBadRequest, "empty Transfer-Encoding");
-      }
-      if (s.te_chunked > 1) {
-        return Fail(ErrorKind::kBadRequest, "chunked applied more than once");
+      if (const char* cause = TransferEncodingError(s, http11, "response")) {
+        return Fail(ErrorKind::kBadRequest, cause);
       }
       head_.framing =
           s.te_last_chunked ? Framing::kChunked : Framing::kUntilClose;
