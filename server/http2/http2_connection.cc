@@ -160,18 +160,8 @@ Http2Connection::~Http2Connection() {
 
 void Http2Connection::UpdateConnectionGauge(bool gone) {
   if (!ctx_->record_metrics) return;
-  Phase now = gone ? Phase::kClosed : phase();
-  if (now == gauge_phase_) return;
-  auto gauge = [this](Phase p) -> std::atomic<uint32_t>* {
-    if (p == Phase::kActive) return &ctx_->slot->connections_active;
-    if (p == Phase::kIdle) return &ctx_->slot->connections_idle;
-    return nullptr;
-  };
-  if (auto* g = gauge(gauge_phase_)) {
-    g->fetch_sub(1, std::memory_order_relaxed);
-  }
-  if (auto* g = gauge(now)) g->fetch_add(1, std::memory_order_relaxed);
-  gauge_phase_ = now;
+  MoveConnectionGauge(ctx_->slot, &gauge_phase_,
+                      gone ? Phase::kClosed : phase());
 }
 
 void Http2Connection::OnClientEvents(uint32_t events) {

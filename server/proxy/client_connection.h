@@ -4,7 +4,10 @@
 #ifndef FORKD_SERVER_PROXY_CLIENT_CONNECTION_H_
 #define FORKD_SERVER_PROXY_CLIENT_CONNECTION_H_
 
+#include <atomic>
 #include <cstdint>
+
+#include "server/scoreboard/scoreboard.h"
 
 namespace forkd::proxy {
 
@@ -36,6 +39,22 @@ class ClientConnection {
   virtual int64_t deadline_ms() const = 0;
   // An HTTP/1 connection that turned out to speak HTTP/2 (ProxySession).
   virtual bool wants_http2() const { return false; }
+
+ protected:
+  // Moves this connection's count in the slot's active/idle connection
+  // gauges from *counted to `now` (kClosed: counted in neither).
+  static void MoveConnectionGauge(scoreboard::Slot* slot, Phase* counted,
+                                  Phase now) {
+    if (now == *counted) return;
+    auto gauge = [slot](Phase p) -> std::atomic<uint32_t>* {
+      if (p == Phase::kActive) return &slot->connections_active;
+      if (p == Phase::kIdle) return &slot->connections_idle;
+      return nullptr;
+    };
+    if (auto* g = gauge(*counted)) g->fetch_sub(1, std::memory_order_relaxed);
+    if (auto* g = gauge(now)) g->fetch_add(1, std::memory_order_relaxed);
+    *counted = now;
+  }
 };
 
 }  // namespace forkd::proxy
