@@ -1210,12 +1210,7 @@ void Arbiter::OnChildExit(pid_t pid, int status) {
   } else if (replace) {
     ScheduleRespawn(w.slot, now, false);
   }
-  if (stop_ != Stop::kNone) {
-    AdvanceStop(now);
-  } else {
-    Maintain(now);
-  }
-  PublishSnapshot(now);
+  Converge(now);
 }
 
 void Arbiter::Tick(int64_t now_ms) {
@@ -1234,12 +1229,16 @@ void Arbiter::Tick(int64_t now_ms) {
   ObserveWorkers(now_ms);
   CheckTimeouts(now_ms);
   CheckOldMaster();
+  Converge(now_ms);
+}
+
+void Arbiter::Converge(int64_t now) {
   if (stop_ != Stop::kNone) {
-    AdvanceStop(now_ms);
+    AdvanceStop(now);
   } else {
-    Maintain(now_ms);
+    Maintain(now);
   }
-  PublishSnapshot(now_ms);
+  PublishSnapshot(now);
 }
 
 // --- Snapshot --------------------------------------------------------------

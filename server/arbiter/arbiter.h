@@ -214,6 +214,9 @@ class Arbiter {
   void AdvanceStop(int64_t now);
   void CheckOldMaster();
   void PublishSnapshot(int64_t now);
+  // After any event: moves a stop along, or else brings the pool to its
+  // target; then publishes the snapshot.
+  void Converge(int64_t now);
 
   SysCalls* sys_;
   std::unique_ptr<scoreboard::Scoreboard> scoreboard_;
