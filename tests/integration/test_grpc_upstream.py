@@ -1,0 +1,384 @@
+"""--upstream-protocol h2c: a gRPC service on a unix socket behind forkd.
+
+The service is Python grpcio (Debian's python3-grpcio) with generic handlers
+and raw-bytes messages, listening on unix:<tmp>/app.sock in this process, so
+the tests can see what the handlers saw (cancellations, metadata, how many
+connections reached the app). The client is a grpcio channel to forkd's
+127.0.0.1 port (h2c with prior knowledge). Loopback only; every call has a
+deadline.
+"""
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from concurrent import futures
+
+import pytest
+
+import forkd_harness
+import metrics_util
+from forkd_harness import FORKD_BIN, Forkd, free_port, http_get, wait_until
+
+grpc = pytest.importorskip("grpc")
+
+ASYNC = ["--worker-class", "async", "--workers", "1"]
+H2C = ["--upstream-protocol", "h2c"]
+BIG = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", BIG),
+                   ("grpc.max_send_message_length", BIG)]
+SERVICE = "forkd.test.Echo"
+
+
+def _ident(b):
+    return b
+
+
+class App:
+    """The gRPC test service and what its handlers observed."""
+
+    def __init__(self, path, max_concurrent_streams=None):
+        self.path = path
+        self.lock = threading.Lock()
+        self.metadata = []          # invocation metadata of Unary calls
+        self.cancelled = []         # ids of Sleep calls the app saw cancelled
+        self.started = {}           # id -> threading.Event, a Sleep began
+        self.cancel_seen = {}       # id -> threading.Event
+        self.stream_sent_at = []    # monotonic time of each streamed message
+        options = list(CHANNEL_OPTIONS)
+        if max_concurrent_streams:
+            options.append(("grpc.max_concurrent_streams", max_concurrent_streams))
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=64),
+                                  options=options)
+        handlers = {
+            "Unary": grpc.unary_unary_rpc_method_handler(self.unary, _ident, _ident),
+            "ServerStream": grpc.unary_stream_rpc_method_handler(
+                self.server_stream, _ident, _ident),
+            "ClientStream": grpc.stream_unary_rpc_method_handler(
+                self.client_stream, _ident, _ident),
+            "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi, _ident, _ident),
+            "Sleep": grpc.unary_unary_rpc_method_handler(self.sleep, _ident, _ident),
+            "Fail": grpc.unary_unary_rpc_method_handler(self.fail, _ident, _ident),
+        }
+        self.server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        self.server.add_insecure_port("unix:" + path)
+
+    def start(self):
+        self.server.start()
+        return self
+
+    def stop(self):
+        self.server.stop(grace=None).wait(5)
+
+    # -- handlers --
+
+    def unary(self, request, context):
+        with self.lock:
+            self.metadata.append(dict(context.invocation_metadata()))
+        return b"echo:" + request
+
+    def server_stream(self, request, context):
+        count, pause_ms = (int(x) for x in request.decode().split(","))
+        for i in range(count):
+            with self.lock:
+                self.stream_sent_at.append(time.monotonic())
+            yield b"msg-%d" % i
+            if pause_ms:
+                time.sleep(pause_ms / 1000)
+
+    def client_stream(self, request_iterator, context):
+        n = total = 0
+        for m in request_iterator:
+            n += 1
+            total += len(m)
+        return b"%d messages, %d bytes" % (n, total)
+
+    def bidi(self, request_iterator, context):
+        for m in request_iterator:
+            yield b"re:" + m
+
+    def sleep(self, request, context):
+        call_id, seconds = request.decode().split(",")
+        with self.lock:
+            started = self.started.setdefault(call_id, threading.Event())
+            seen = self.cancel_seen.setdefault(call_id, threading.Event())
+
+        def on_done():
+            if not context.is_active() or context.cancelled():
+                with self.lock:
+                    self.cancelled.append(call_id)
+                seen.set()
+        context.add_callback(on_done)
+        started.set()
+        deadline = time.monotonic() + float(seconds)
+        while time.monotonic() < deadline and context.is_active():
+            time.sleep(0.01)
+        if not context.is_active():
+            with self.lock:
+                if call_id not in self.cancelled:
+                    self.cancelled.append(call_id)
+            seen.set()
+        return b"slept"
+
+    def fail(self, request, context):
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no such widget: " + request.decode())
+
+    def events(self, call_id):
+        with self.lock:
+            return (self.started.setdefault(call_id, threading.Event()),
+                    self.cancel_seen.setdefault(call_id, threading.Event()))
+
+
+def app_connections(path):
+    """Connected unix sockets bound to path: the app's accepted connections."""
+    n = 0
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 8 and parts[7] == path and parts[5] == "03":
+                n += 1
+    return n
+
+
+class Client:
+    def __init__(self, target, credentials=None, options=()):
+        opts = CHANNEL_OPTIONS + list(options)
+        if credentials is None:
+            self.channel = grpc.insecure_channel(target, options=opts)
+        else:
+            self.channel = grpc.secure_channel(target, credentials, options=opts)
+        m = "/%s/" % SERVICE
+        self.unary = self.channel.unary_unary(m + "Unary")
+        self.server_stream = self.channel.unary_stream(m + "ServerStream")
+        self.client_stream = self.channel.stream_unary(m + "ClientStream")
+        self.bidi = self.channel.stream_stream(m + "Bidi")
+        self.sleep = self.channel.unary_unary(m + "Sleep")
+        self.fail = self.channel.unary_unary(m + "Fail")
+
+    def close(self):
+        self.channel.close()
+
+
+# --- fixtures -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def env():
+    tmp = forkd_harness.short_tmpdir("fkg")
+    app = App(os.path.join(tmp, "app.sock")).start()
+    mport = free_port()
+    access = os.path.join(tmp, "access.log")
+    fk = Forkd("unix:" + app.path,
+               ASYNC + H2C + ["--access-logfile", access, "--upstream-timeout", "2",
+                              "--metrics-bind", "127.0.0.1:%d" % mport],
+               tmpdir=tmp)
+    fk.start()
+    fk.access_log = access
+    fk.metrics_port = mport
+    client = Client("127.0.0.1:%d" % fk.port)
+    yield app, fk, client
+    client.close()
+    fk.cleanup()
+    app.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- calls --------------------------------------------------------------------------
+
+
+def test_unary_passes_forwarded_metadata(env):
+    app, fk, c = env
+    assert c.unary(b"hi", timeout=10, metadata=(("x-request-id", "rid-123"),)) == b"echo:hi"
+    md = app.metadata[-1]
+    assert md.get("x-request-id") == "rid-123"
+    assert md.get("x-forwarded-for") == "127.0.0.1"
+    assert md.get("x-forwarded-proto") == "http"
+    assert md.get("x-forwarded-host", "").startswith("127.0.0.1:")
+
+
+def test_server_streaming_arrives_as_produced(env):
+    app, fk, c = env
+    # 200 quick messages: all arrive, in order.
+    got = list(c.server_stream(b"200,0", timeout=20))
+    assert got == [b"msg-%d" % i for i in range(200)]
+    # 5 messages 300 ms apart: the first is here before the app sent the
+    # last one (no response buffering in forkd).
+    it = c.server_stream(b"5,300", timeout=20)
+    first = next(it)
+    first_at = time.monotonic()
+    rest = list(it)
+    assert first == b"msg-0" and len(rest) == 4
+    assert first_at < app.stream_sent_at[-1]
+
+
+def test_client_streaming_and_bidi(env):
+    app, fk, c = env
+    msgs = [b"x" * (i * 1000) for i in range(1, 51)]
+    assert c.client_stream(iter(msgs), timeout=20) == b"50 messages, %d bytes" % sum(map(len, msgs))
+
+    # Bidi in lock step: each answer comes back before the next message is
+    # sent, so nothing can be buffered up to the end of the request.
+    q = []
+    cond = threading.Condition()
+
+    def requests():
+        for i in range(20):
+            yield b"m%d" % i
+            with cond:
+                assert cond.wait_for(lambda: len(q) > i, timeout=10), "no answer to m%d" % i
+    for reply in c.bidi(requests(), timeout=30):
+        with cond:
+            q.append(reply)
+            cond.notify_all()
+    assert q == [b"re:m%d" % i for i in range(20)]
+
+
+def test_status_and_message_pass_through_trailers(env):
+    app, fk, c = env
+    with pytest.raises(grpc.RpcError) as e:
+        c.fail(b"42", timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.details() == "no such widget: 42"
+
+
+def test_deadline_exceeded_and_forkd_keeps_serving(env):
+    app, fk, c = env
+    with pytest.raises(grpc.RpcError) as e:
+        c.sleep(b"dl,5", timeout=0.5)
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    _, seen = app.events("dl")
+    assert seen.wait(5), "the app never saw the expired call end"
+    assert c.unary(b"after", timeout=10) == b"echo:after"
+
+
+def test_cancelled_call_reaches_the_app(env):
+    app, fk, c = env
+    started, seen = app.events("cx")
+    fut = c.sleep.future(b"cx,10", timeout=30)
+    assert started.wait(10), "the call never reached the app"
+    fut.cancel()
+    assert seen.wait(5), "the app did not see the cancellation"
+    assert "cx" in app.cancelled
+    assert c.unary(b"next", timeout=10) == b"echo:next"
+
+
+def test_large_messages_both_ways(env):
+    app, fk, c = env
+    big = os.urandom(6 * 1024 * 1024)
+    assert c.unary(big, timeout=60) == b"echo:" + big
+    got = list(c.bidi(iter([big[:3_000_000], big[3_000_000:]]), timeout=60))
+    assert got == [b"re:" + big[:3_000_000], b"re:" + big[3_000_000:]]
+
+
+def test_concurrent_calls_share_one_app_connection(env):
+    app, fk, c = env
+    calls = [c.sleep.future(b"mx%d,0.3" % i, timeout=30) for i in range(40)]
+    calls += [c.unary.future(b"u%d" % i, timeout=30) for i in range(40)]
+    results = [f.result() for f in calls]
+    assert results[:40] == [b"slept"] * 40
+    assert results[40:] == [b"echo:u%d" % i for i in range(40)]
+    # One worker multiplexes all of them: the app accepted one connection
+    # (two if a reconnect raced), not one per call.
+    assert 1 <= app_connections(app.path) <= 2
+
+
+def test_http1_client_gets_505(env):
+    app, fk, c = env
+    status, _, body = http_get(fk.port, "/hello")
+    assert status == 505
+    assert b"h2c" in body and b"HTTP/2" in body
+
+
+def test_access_log_and_metrics_count_calls(env):
+    app, fk, c = env
+    before = metrics_util.metrics(fk.metrics_port)
+    for i in range(5):
+        assert c.unary(b"m%d" % i, timeout=10, metadata=(("x-request-id", "logtag-%d" % i),)) \
+            == b"echo:m%d" % i
+
+    def lines():
+        with open(fk.access_log) as f:
+            return [ln for ln in f if "/forkd.test.Echo/Unary" in ln and "HTTP/2.0" in ln]
+    wait_until(lambda: len(lines()) >= 5, 5, what="access log lines")
+    assert any('"POST /forkd.test.Echo/Unary HTTP/2.0" 200' in ln for ln in lines())
+
+    def delta(m, name, **labels):
+        return metrics_util.value(m, name, **labels) - metrics_util.value(before, name, **labels)
+
+    def settled():
+        m = metrics_util.metrics(fk.metrics_port)
+        return m if delta(m, "forkd_requests_by_protocol_total", protocol="http2",
+                          status_class="2xx") >= 5 else None
+    m = wait_until(settled, 5, what="metrics")
+    assert delta(m, "forkd_requests_by_protocol_total", protocol="http2", status_class="2xx") == 5
+
+
+# --- the app's side -----------------------------------------------------------------
+
+
+def test_missing_app_is_unavailable_until_it_comes_back():
+    tmp = forkd_harness.short_tmpdir("fkg")
+    path = os.path.join(tmp, "app.sock")
+    fk = Forkd("unix:" + path, ASYNC + H2C, tmpdir=tmp).start()
+    client = Client("127.0.0.1:%d" % fk.port)
+    app = None
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            client.unary(b"x", timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        app = App(path).start()
+        # grpcio may wait out its reconnect backoff; forkd answers at once.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert client.unary(b"back", timeout=5) == b"echo:back"
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with open(fk.error_log_path) as f:
+            assert "502" in f.read()
+    finally:
+        client.close()
+        fk.cleanup()
+        if app:
+            app.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_app_stream_limit_opens_more_connections():
+    tmp = forkd_harness.short_tmpdir("fkg")
+    app = App(os.path.join(tmp, "app.sock"), max_concurrent_streams=4).start()
+    fk = Forkd("unix:" + app.path, ASYNC + H2C, tmpdir=tmp).start()
+    client = Client("127.0.0.1:%d" % fk.port)
+    try:
+        # Warm up one connection so forkd knows the app's limit.
+        assert client.unary(b"w", timeout=10) == b"echo:w"
+        calls = [client.sleep.future(b"lim%d,0.5" % i, timeout=30) for i in range(12)]
+        assert [f.result() for f in calls] == [b"slept"] * 12
+        assert app_connections(app.path) >= 3
+    finally:
+        client.close()
+        fk.cleanup()
+        app.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- start-up checks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--upstream-protocol", "h3"], "--upstream-protocol: \"h3\" is not an upstream protocol"),
+    (["--worker-class", "gthread", "--upstream-protocol", "h2c"], "needs --worker-class async"),
+    (["--worker-class", "sync", "--upstream-protocol", "h2c"], "needs --worker-class async"),
+])
+def test_bad_upstream_protocol_stops_start_up(args, expect):
+    p = subprocess.run([FORKD_BIN, "--bind", "127.0.0.1:%d" % free_port(),
+                        "--upstream", "unix:/tmp/none.sock"] + args,
+                       capture_output=True, timeout=20, text=True)
+    assert p.returncode != 0
+    assert expect in p.stderr, p.stderr
