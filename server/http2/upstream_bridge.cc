@@ -125,6 +125,7 @@ class UpstreamBridge::Stream final : public upstream::H2StreamOwner {
   bool head_sent_ = false;       // a final response head went to the client
   bool response_ended_ = false;  // the client's response is complete
   bool request_ended_ = false;
+  bool grpc_ = false;  // a gRPC call: our own answers carry grpc-status
   int status_ = 0;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
@@ -158,6 +159,9 @@ void UpstreamBridge::Stream::Start(std::string_view method,
   for (const http1::Header& h : headers) {
     if (h.name == "x-request-id") rid = &h.value;
     if (h.name == "host" && host.empty()) host = h.value;
+    if (h.name == "content-type") {
+      grpc_ = std::string_view(h.value).substr(0, 16) == "application/grpc";
+    }
   }
   request_id_ = (rid != nullptr && !rid->empty() && rid->size() <= 200)
                     ? *rid
@@ -390,14 +394,27 @@ void UpstreamBridge::Stream::Fail(Failure failure, const std::string& detail,
   LOG_ERROR("%d for %s %s from %s (request %s): %s", status, method_, target_,
             b_->peer_.empty() ? "unix-socket client" : b_->peer_, request_id_,
             detail);
-  std::string body =
-      absl::StrCat(std::string(http1::ReasonPhrase(status)), ": ", detail, "\n");
+  std::string reason(http1::ReasonPhrase(status));
+  head_sent_ = true;
+  status_ = status;
+  if (grpc_) {
+    // A gRPC client reads a status from grpc-status, not a text body
+    // (gRPC's HTTP-to-status mapping makes all of 502/503/504 UNAVAILABLE;
+    // saying so here spares clients a content-type they reject). The HTTP
+    // status stays for logs and metrics.
+    std::vector<http1::Header> fields = {
+        {"content-type", "application/grpc"},
+        {"grpc-status", "14"},
+        {"grpc-message", absl::StrCat(status, " ", reason, ": ", detail)}};
+    client()->SubmitResponse(id_, status, fields, true).IgnoreError();
+    b_->flush_soon_();
+    return;
+  }
+  std::string body = absl::StrCat(reason, ": ", detail, "\n");
   bool head = method_ == "HEAD";
   std::vector<http1::Header> fields = {
       {"content-type", "text/plain; charset=utf-8"},
       {"content-length", absl::StrCat(body.size())}};
-  head_sent_ = true;
-  status_ = status;
   if (client()->SubmitResponse(id_, status, fields, head).ok() && !head) {
     client()->AppendResponseData(id_, body).IgnoreError();
     client()->EndResponse(id_).IgnoreError();

@@ -10,6 +10,7 @@ deadline.
 
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -396,3 +397,132 @@ def test_bad_upstream_protocol_stops_start_up(args, expect):
                        capture_output=True, timeout=20, text=True)
     assert p.returncode != 0
     assert expect in p.stderr, p.stderr
+
+
+# --- timeouts, the cap, graceful stop, TLS -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tight():
+    """--upstream-timeout 1 and at most 2 calls in flight."""
+    tmp = forkd_harness.short_tmpdir("fkg")
+    app = App(os.path.join(tmp, "app.sock")).start()
+    fk = Forkd("unix:" + app.path,
+               ASYNC + H2C + ["--upstream-timeout", "1", "--worker-connections", "2"],
+               tmpdir=tmp).start()
+    client = Client("127.0.0.1:%d" % fk.port)
+    yield app, fk, client
+    client.close()
+    fk.cleanup()
+    app.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_silent_app_gets_504_and_sees_the_cancel(tight):
+    app, fk, c = tight
+    _, seen = app.events("slow")
+    with pytest.raises(grpc.RpcError) as e:
+        c.sleep(b"slow,5", timeout=30)
+    # HTTP 504 without grpc-status: grpcio maps it to UNAVAILABLE.
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "504" in e.value.details()
+    assert seen.wait(5), "the app was not told the call is over"
+    with open(fk.error_log_path) as f:
+        assert "504 for POST /forkd.test.Echo/Sleep" in f.read()
+
+
+def test_stream_with_regular_messages_outlives_the_upstream_timeout(tight):
+    app, fk, c = tight
+    # 8 messages 400 ms apart: 2.8 s in all, never 1 s of silence.
+    got = list(c.server_stream(b"8,400", timeout=30))
+    assert got == [b"msg-%d" % i for i in range(8)]
+
+
+def test_stream_idle_past_the_timeout_is_reset(tight):
+    app, fk, c = tight
+    # 2 messages with 1.5 s between them: the stream is cut after the first.
+    it = c.server_stream(b"2,1500", timeout=30)
+    assert next(it) == b"msg-0"
+    with pytest.raises(grpc.RpcError) as e:
+        next(it)
+    assert e.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
+                              grpc.StatusCode.UNKNOWN)
+
+
+def test_calls_past_the_in_flight_cap_get_503(tight):
+    app, fk, c = tight
+    calls = [c.sleep.future(b"cap%d,0.6" % i, timeout=30) for i in range(4)]
+    ok = refused = 0
+    for f in calls:
+        try:
+            assert f.result() == b"slept"
+            ok += 1
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+            assert "503" in e.details()
+            refused += 1
+    assert ok == 2 and refused == 2
+    assert c.unary(b"then", timeout=10) == b"echo:then"
+
+
+def test_graceful_stop_lets_open_calls_finish():
+    tmp = forkd_harness.short_tmpdir("fkg")
+    app = App(os.path.join(tmp, "app.sock")).start()
+    fk = Forkd("unix:" + app.path, ASYNC + H2C + ["--graceful-timeout", "20"],
+               tmpdir=tmp).start()
+    client = Client("127.0.0.1:%d" % fk.port)
+    try:
+        started, _ = app.events("gs")
+        fut = client.sleep.future(b"gs,1.5", timeout=30)
+        assert started.wait(10)
+        fk.signal(signal.SIGTERM)
+        assert fut.result() == b"slept"
+        assert fk.proc.wait(20) == 0
+    finally:
+        client.close()
+        fk.cleanup()
+        app.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_over_tls_with_alpn_h2():
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    tmp = forkd_harness.short_tmpdir("fkg")
+    run = lambda *a: subprocess.run(("openssl",) + a, cwd=tmp, check=True,
+                                    capture_output=True, timeout=30)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=forkd grpc test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    with open(os.path.join(tmp, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-out", "server.pem", "-extfile", "server.ext")
+    app = App(os.path.join(tmp, "app.sock")).start()
+    fk = Forkd("unix:" + app.path,
+               ASYNC + H2C + ["--certfile", os.path.join(tmp, "server.pem"),
+                              "--keyfile", os.path.join(tmp, "server.key")],
+               tmpdir=tmp, wait_ready=False).start()
+    with open(os.path.join(tmp, "ca.pem"), "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    client = Client("localhost:%d" % fk.port, creds)
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # the port answers once the workers run
+            try:
+                assert client.unary(b"tls", timeout=5) == b"echo:tls"
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert app.metadata[-1].get("x-forwarded-proto") == "https"
+        assert list(client.server_stream(b"20,0", timeout=10)) == [b"msg-%d" % i
+                                                                    for i in range(20)]
+    finally:
+        client.close()
+        fk.cleanup()
+        app.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
