@@ -232,7 +232,9 @@ struct H2ClientCallbacks {
 };
 
 H2ClientSession::H2ClientSession(const Settings& settings, Handler* handler)
-    : settings_(settings), handler_(handler) {}
+    : settings_(settings),
+      handler_(handler),
+      assumed_max_streams_(kDefaultMaxConcurrentStreams) {}
 
 H2ClientSession::~H2ClientSession() {
   if (session_ != nullptr) nghttp2_session_del(session_);
@@ -353,7 +355,7 @@ bool H2ClientSession::Done() const {
 }
 
 uint32_t H2ClientSession::RemoteMaxConcurrentStreams() const {
-  if (!settings_received_) return kDefaultMaxConcurrentStreams;
+  if (!settings_received_) return assumed_max_streams_;
   return nghttp2_session_get_remote_settings(
       session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 }

@@ -116,7 +116,7 @@ class H2ClientSession {
 
   // Whether one more stream fits: no GOAWAY either way, not failed, and
   // fewer open streams than the app's SETTINGS_MAX_CONCURRENT_STREAMS
-  // (100 until its SETTINGS arrive).
+  // (until its SETTINGS arrive: AssumeMaxConcurrentStreams(), default 100).
   bool CanOpenStream() const;
   // GOAWAY received (the app stops): no new streams; open ones finish.
   bool going_away() const { return goaway_received_; }
@@ -125,6 +125,11 @@ class H2ClientSession {
   bool Done() const;
   size_t OpenStreams() const { return streams_.size(); }
   uint32_t RemoteMaxConcurrentStreams() const;
+  // The app's SETTINGS arrived (RemoteMaxConcurrentStreams() is its own).
+  bool settings_received() const { return settings_received_; }
+  // The limit to go by before the app's SETTINGS arrive, e.g. what the
+  // app said on another connection.
+  void AssumeMaxConcurrentStreams(uint32_t n) { assumed_max_streams_ = n; }
 
   // Ends every open stream with OnStreamClosed(id, error_code); the
   // session takes no more input. Not from a callback.
@@ -160,6 +165,7 @@ class H2ClientSession {
   bool goaway_received_ = false;
   bool settings_received_ = false;
   bool aborted_ = false;
+  uint32_t assumed_max_streams_;
 };
 
 }  // namespace forkd::upstream

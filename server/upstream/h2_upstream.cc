@@ -226,10 +226,11 @@ absl::StatusOr<H2StreamRef> H2Upstream::Open(
     const std::vector<http1::Header>& headers, bool end_stream) {
   H2UpstreamConnection* conn = nullptr;
   for (auto& c : conns_) {
-    if (!c->dead() && c->session()->CanOpenStream()) {
-      conn = c.get();
-      break;
+    if (c->dead()) continue;
+    if (c->session()->settings_received()) {
+      app_max_streams_ = c->session()->RemoteMaxConcurrentStreams();
     }
+    if (conn == nullptr && c->session()->CanOpenStream()) conn = c.get();
   }
   if (conn == nullptr) {
     std::unique_ptr<Connection> sock;
@@ -251,6 +252,9 @@ absl::StatusOr<H2StreamRef> H2Upstream::Open(
     if (!st.ok()) {
       c->ReleaseSocket(pool_);
       return st;
+    }
+    if (app_max_streams_ > 0) {
+      c->session()->AssumeMaxConcurrentStreams(app_max_streams_);
     }
     if (register_fd_ && !c->socket()->registered) register_fd_(c->socket());
     ++opened_;

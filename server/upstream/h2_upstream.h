@@ -117,6 +117,10 @@ class H2Upstream {
   std::vector<std::unique_ptr<H2UpstreamConnection>> retired_;
   std::vector<H2UpstreamConnection*> dirty_;
   uint64_t opened_ = 0;
+  // The app's SETTINGS_MAX_CONCURRENT_STREAMS as last seen: a new
+  // connection goes by it until its own SETTINGS arrive, so a burst of
+  // streams does not pile onto it.
+  uint32_t app_max_streams_ = 0;
 };
 
 }  // namespace forkd::upstream

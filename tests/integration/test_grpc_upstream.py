@@ -526,3 +526,39 @@ def test_over_tls_with_alpn_h2():
         fk.cleanup()
         app.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_app_goaway_lets_open_calls_finish_and_new_ones_reconnect():
+    tmp = forkd_harness.short_tmpdir("fkg")
+    path = os.path.join(tmp, "app.sock")
+    old = App(path).start()
+    fk = Forkd("unix:" + path, ASYNC + H2C, tmpdir=tmp).start()
+    client = Client("127.0.0.1:%d" % fk.port)
+    new = None
+    try:
+        assert client.unary(b"1", timeout=10) == b"echo:1"
+        started, _ = old.events("ga")
+        slow = client.sleep.future(b"ga,1.5", timeout=30)
+        assert started.wait(10)
+        # The old app says GOAWAY and finishes what it has; a new one
+        # takes over the socket path.
+        stopping = old.server.stop(grace=10)
+        new = App(path).start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert client.unary(b"2", timeout=5) == b"echo:2"
+                break
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert slow.result() == b"slept"
+        assert stopping.wait(15)
+        assert any(md for md in new.metadata), "the new call did not reach the new app"
+    finally:
+        client.close()
+        fk.cleanup()
+        if new:
+            new.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
