@@ -893,8 +893,7 @@ absl::Status Validate(const State& st) {
           if (v != "http1" && v != "h2c") {
             s = ValueError(OriginOf(st, f.name).prefix, f, v,
                            "is not an upstream protocol", "http1 or h2c");
-          } else if (v == "h2c" &&
-                     c.worker_class != WorkerClass::kAsync) {
+          } else if (v == "h2c" && c.worker_class != WorkerClass::kAsync) {
             s = ValueError(
                 OriginOf(st, f.name).prefix, f, raw.empty() ? v : raw,
                 absl::StrCat("needs --worker-class async (HTTP/2 streams are "

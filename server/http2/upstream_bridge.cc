@@ -378,9 +378,9 @@ void UpstreamBridge::Stream::Fail(Failure failure, const std::string& detail,
   LeaveInFlight();
   response_ended_ = true;
   if (head_sent_) {
-    LOG_ERROR("%s %s from %s (request %s): %s; stream reset", method_,
-              target_, b_->peer_.empty() ? "unix-socket client" : b_->peer_,
-              request_id_, detail);
+    LOG_ERROR("%s %s from %s (request %s): %s; stream reset", method_, target_,
+              b_->peer_.empty() ? "unix-socket client" : b_->peer_, request_id_,
+              detail);
     client()->ResetStream(id_, rst_code);
     b_->flush_soon_();
     return;
@@ -433,8 +433,8 @@ void UpstreamBridge::Stream::Record() {
     slot->counters.requests[static_cast<size_t>(method)][cls].fetch_add(
         1, std::memory_order_relaxed);
     slot->counters
-        .requests_by_protocol[static_cast<size_t>(
-            scoreboard::Protocol::kHttp2)][cls]
+        .requests_by_protocol[static_cast<size_t>(scoreboard::Protocol::kHttp2)]
+                             [cls]
         .fetch_add(1, std::memory_order_relaxed);
     slot->counters.request_duration.Observe(duration);
     slot->counters.bytes_in.fetch_add(bytes_in_, std::memory_order_relaxed);
@@ -472,13 +472,10 @@ UpstreamBridge::UpstreamBridge(proxy::SessionContext* ctx,
 
 UpstreamBridge::~UpstreamBridge() = default;
 
-void UpstreamBridge::OnRequestHeaders(int32_t stream_id,
-                                      std::string_view method,
-                                      std::string_view scheme,
-                                      std::string_view authority,
-                                      std::string_view path,
-                                      std::vector<http1::Header> headers,
-                                      bool end_stream) {
+void UpstreamBridge::OnRequestHeaders(
+    int32_t stream_id, std::string_view method, std::string_view scheme,
+    std::string_view authority, std::string_view path,
+    std::vector<http1::Header> headers, bool end_stream) {
   auto s = std::make_unique<Stream>(this, stream_id);
   Stream* raw = s.get();
   streams_[stream_id] = std::move(s);

@@ -78,7 +78,8 @@ struct H2ClientCallbacks {
   static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame* frame,
                             void* user_data) {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
-    if (H2ClientSession::Stream* s = Self(user_data)->Find(frame->hd.stream_id)) {
+    if (H2ClientSession::Stream* s =
+            Self(user_data)->Find(frame->hd.stream_id)) {
       s->fields.clear();
       s->header_bytes = 0;
       s->too_large = false;
@@ -134,8 +135,8 @@ struct H2ClientCallbacks {
           }
           if (s->status >= 200) s->response_head_done = true;
           if (end_stream) s->response_ended = true;
-          self->handler_->OnResponseHeaders(id, s->status,
-                                            std::move(s->fields), end_stream);
+          self->handler_->OnResponseHeaders(id, s->status, std::move(s->fields),
+                                            end_stream);
         } else {
           // Trailers: nghttp2 makes sure they end the stream.
           s->response_ended = true;
@@ -255,8 +256,8 @@ absl::Status H2ClientSession::Init() {
   }
   nghttp2_session_callbacks_set_on_begin_headers_callback(
       cbs, &H2ClientCallbacks::OnBeginHeaders);
-  nghttp2_session_callbacks_set_on_header_callback(cbs,
-                                                   &H2ClientCallbacks::OnHeader);
+  nghttp2_session_callbacks_set_on_header_callback(
+      cbs, &H2ClientCallbacks::OnHeader);
   nghttp2_session_callbacks_set_on_frame_recv_callback(
       cbs, &H2ClientCallbacks::OnFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -313,9 +314,8 @@ absl::Status H2ClientSession::Receive(const char* data, size_t len) {
   ssize_t rv = nghttp2_session_mem_recv(
       session_, reinterpret_cast<const uint8_t*>(data), len);
   if (rv < 0) {
-    failed_ = absl::InternalError(
-        absl::StrCat("HTTP/2 from the app: ",
-                     nghttp2_strerror(static_cast<int>(rv))));
+    failed_ = absl::InternalError(absl::StrCat(
+        "HTTP/2 from the app: ", nghttp2_strerror(static_cast<int>(rv))));
   }
   return failed_;
 }
@@ -326,9 +326,8 @@ void H2ClientSession::TakeOutput(Buffer* out, size_t max_bytes) {
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
-      failed_ = absl::InternalError(
-          absl::StrCat("nghttp2_session_mem_send: ",
-                       nghttp2_strerror(static_cast<int>(n))));
+      failed_ = absl::InternalError(absl::StrCat(
+          "nghttp2_session_mem_send: ", nghttp2_strerror(static_cast<int>(n))));
       break;
     }
     if (n == 0) break;
@@ -382,9 +381,9 @@ absl::StatusOr<int32_t> H2ClientSession::SubmitRequest(
   nghttp2_data_provider provider;
   provider.source.ptr = nullptr;
   provider.read_callback = &H2ClientCallbacks::ReadRequest;
-  int32_t id = nghttp2_submit_request(session_, nullptr, fields.data(),
-                                      fields.size(),
-                                      end_stream ? nullptr : &provider, this);
+  int32_t id =
+      nghttp2_submit_request(session_, nullptr, fields.data(), fields.size(),
+                             end_stream ? nullptr : &provider, this);
   if (id < 0) {
     return absl::UnavailableError(absl::StrCat(
         "nghttp2_submit_request: ", nghttp2_strerror(static_cast<int>(id))));
@@ -446,8 +445,7 @@ void H2ClientSession::ResetStream(int32_t stream_id, uint32_t error_code) {
   Stream* s = Find(stream_id);
   if (s == nullptr) return;
   s->queue.Clear();
-  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id,
-                            error_code);
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, error_code);
 }
 
 void H2ClientSession::Abort(uint32_t error_code) {

@@ -270,8 +270,7 @@ absl::StatusOr<H2StreamRef> H2Upstream::Open(
   return H2StreamRef{conn, *id};
 }
 
-absl::Status H2Upstream::Append(const H2StreamRef& ref,
-                                std::string_view data) {
+absl::Status H2Upstream::Append(const H2StreamRef& ref, std::string_view data) {
   absl::Status st = ref.conn->session()->AppendRequestData(ref.id, data);
   MarkDirty(ref.conn);
   return st;

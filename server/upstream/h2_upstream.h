@@ -31,10 +31,10 @@ namespace forkd::upstream {
 
 // How a stream to the app ended.
 struct H2StreamEnd {
-  uint32_t error_code = 0;  // RFC 9113 §7 code; 0 after a normal end
-  bool refused = false;     // the app could not be reached at all
+  uint32_t error_code = 0;       // RFC 9113 §7 code; 0 after a normal end
+  bool refused = false;          // the app could not be reached at all
   bool connection_lost = false;  // the connection broke under the stream
-  std::string detail;       // for the log line, when not a normal end
+  std::string detail;            // for the log line, when not a normal end
 };
 
 // What one forwarded stream hears from the app. Called from the worker
@@ -80,13 +80,10 @@ class H2Upstream {
   // room or a new one. Unavailable (H2StreamEnd-like detail in the
   // message) when the app cannot be reached: its socket is missing or
   // refuses. The frames leave at the next FlushPending().
-  absl::StatusOr<H2StreamRef> Open(H2StreamOwner* owner,
-                                   std::string_view method,
-                                   std::string_view scheme,
-                                   std::string_view authority,
-                                   std::string_view path,
-                                   const std::vector<http1::Header>& headers,
-                                   bool end_stream);
+  absl::StatusOr<H2StreamRef> Open(
+      H2StreamOwner* owner, std::string_view method, std::string_view scheme,
+      std::string_view authority, std::string_view path,
+      const std::vector<http1::Header>& headers, bool end_stream);
   // Request body bytes (copied) and the end of the request, with trailers.
   absl::Status Append(const H2StreamRef& ref, std::string_view data);
   absl::Status End(const H2StreamRef& ref, std::vector<http1::Header> trailers);

@@ -146,7 +146,8 @@ class H2ClientSessionTest : public ::testing::Test {
   std::unique_ptr<H2ClientSession> fk_;
 };
 
-TEST_F(H2ClientSessionTest, RequestHeadersKeepTeTrailersAndDropConnectionFields) {
+TEST_F(H2ClientSessionTest,
+       RequestHeadersKeepTeTrailersAndDropConnectionFields) {
   int32_t id = Open(true, {{"Content-Type", "application/grpc"},
                            {"te", "trailers"},
                            {"connection", "keep-alive"},
@@ -170,12 +171,13 @@ TEST_F(H2ClientSessionTest, RequestHeadersKeepTeTrailersAndDropConnectionFields)
 TEST_F(H2ClientSessionTest, ResponseWithBodyAndTrailers) {
   int32_t id = Open(true);
   Pump();
-  ASSERT_TRUE(app_->SubmitResponse(id, 200, {{"content-type", "application/grpc"}},
-                                   false).ok());
+  ASSERT_TRUE(app_->SubmitResponse(
+                      id, 200, {{"content-type", "application/grpc"}}, false)
+                  .ok());
   ASSERT_TRUE(app_->AppendResponseData(id, "hello").ok());
-  ASSERT_TRUE(app_->EndResponse(id, std::vector<http1::Header>{
-                                        {"grpc-status", "9"},
-                                        {"grpc-message", "nope"}})
+  ASSERT_TRUE(app_->EndResponse(
+                      id, std::vector<http1::Header>{{"grpc-status", "9"},
+                                                     {"grpc-message", "nope"}})
                   .ok());
   Pump();
   const auto& r = client_.resps[id];
