@@ -39,7 +39,7 @@ def _ident(b):
 class App:
     """The gRPC test service and what its handlers observed."""
 
-    def __init__(self, path, max_concurrent_streams=None):
+    def __init__(self, path, max_concurrent_streams=None, tcp=False):
         self.path = path
         self.lock = threading.Lock()
         self.metadata = []          # invocation metadata of Unary calls
@@ -64,7 +64,10 @@ class App:
         }
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        self.server.add_insecure_port("unix:" + path)
+        if tcp:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
+        else:
+            self.server.add_insecure_port("unix:" + path)
 
     def start(self):
         self.server.start()
@@ -561,4 +564,19 @@ def test_app_goaway_lets_open_calls_finish_and_new_ones_reconnect():
         fk.cleanup()
         if new:
             new.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_loopback_tcp_app():
+    tmp = forkd_harness.short_tmpdir("fkg")
+    app = App(None, tcp=True).start()
+    fk = Forkd("http://127.0.0.1:%d" % app.port, ASYNC + H2C, tmpdir=tmp).start()
+    client = Client("127.0.0.1:%d" % fk.port)
+    try:
+        assert client.unary(b"tcp", timeout=10) == b"echo:tcp"
+        assert list(client.bidi(iter([b"a", b"b"]), timeout=10)) == [b"re:a", b"re:b"]
+    finally:
+        client.close()
+        fk.cleanup()
+        app.stop()
         shutil.rmtree(tmp, ignore_errors=True)

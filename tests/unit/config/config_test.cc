@@ -713,7 +713,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 45u);  // 46 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 46u);  // 47 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;
@@ -725,6 +725,7 @@ TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   EXPECT_THAT(args, ::testing::Contains("--bind=127.0.0.1:8000"));
   EXPECT_THAT(args, ::testing::Contains("--timeout=30"));
   EXPECT_THAT(args, ::testing::Contains("--log-level=info"));
+  EXPECT_THAT(args, ::testing::Contains("--upstream-protocol=http1"));
 }
 
 TEST(ToArgsTest, ConfigFileIsNotCarried) {
