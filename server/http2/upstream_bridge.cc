@@ -67,6 +67,10 @@ uint32_t MapAppReset(uint32_t code) {
 // A client that left before any answer: nginx's 499, for the log and the
 // status-class counters.
 constexpr int kClientClosedRequest = 499;
+// Request bytes kept to send a stream again when the app refuses it
+// unprocessed (REFUSED_STREAM, e.g. racing its GOAWAY); past this the
+// request is not repeated.
+constexpr size_t kReplayLimit = 64 * 1024;
 
 }  // namespace
 
@@ -99,6 +103,8 @@ class UpstreamBridge::Stream final : public upstream::H2StreamOwner {
   void OnUpstreamEnd(std::vector<http1::Header> trailers) override;
   void OnUpstreamDataSent(size_t n) override;
   void OnUpstreamClosed(const upstream::H2StreamEnd& end) override;
+  // Sends the request again on a (new) stream after REFUSED_STREAM.
+  bool Replay();
 
   // For the counters and the access log line, once the client stream ends.
   void Record();
@@ -138,6 +144,17 @@ class UpstreamBridge::Stream final : public upstream::H2StreamOwner {
   double upstream_s_ = 0;
   absl::Time start_time_;
   int64_t last_activity_ms_ = 0;
+  // What Replay() needs: the request as sent to the app so far.
+  std::string up_method_, up_scheme_, up_authority_, up_path_;
+  std::vector<http1::Header> up_headers_, up_trailers_;
+  std::string replay_;
+  bool up_end_stream_ = false;  // the request head was the whole request
+  bool replayable_ = true;
+  bool replayed_ = false;
+  // Request bytes the app's streams took (again after a replay), and how
+  // many of them reopened the client's window: each byte reopens it once.
+  uint64_t sent_to_app_ = 0;
+  uint64_t client_consumed_ = 0;
 };
 
 void UpstreamBridge::Stream::Start(std::string_view method,
@@ -217,15 +234,42 @@ void UpstreamBridge::Stream::Start(std::string_view method,
   up.push_back({"x-request-id", request_id_});
 
   up_start_ns_ = NowNs();
+  up_method_ = std::string(method);
+  up_scheme_ = std::string(scheme.empty() ? b_->scheme_ : scheme);
+  up_authority_ = host;
+  up_path_ = std::string(path);
+  up_end_stream_ = end_stream;
   absl::StatusOr<upstream::H2StreamRef> ref = ctx->h2_upstream->Open(
-      this, method, scheme.empty() ? b_->scheme_ : scheme, host, path, up,
-      end_stream);
+      this, up_method_, up_scheme_, up_authority_, up_path_, up, end_stream);
+  up_headers_ = std::move(up);
   if (!ref.ok()) {
     Fail(Failure::kUpstreamRefused, std::string(ref.status().message()),
          kRefusedStream);
     return;
   }
   ref_ = *ref;
+}
+
+bool UpstreamBridge::Stream::Replay() {
+  if (!replayable_ || replayed_ || head_sent_) return false;
+  replayed_ = true;
+  absl::StatusOr<upstream::H2StreamRef> ref =
+      b_->ctx_->h2_upstream->Open(this, up_method_, up_scheme_, up_authority_,
+                                  up_path_, up_headers_, up_end_stream_);
+  if (!ref.ok()) return false;
+  ref_ = *ref;
+  sent_to_app_ = 0;
+  if (!up_end_stream_) {
+    if (!replay_.empty()) {
+      b_->ctx_->h2_upstream->Append(ref_, replay_).IgnoreError();
+    }
+    if (request_ended_) {
+      b_->ctx_->h2_upstream->End(ref_, up_trailers_).IgnoreError();
+    }
+  }
+  LOG_DEBUG("HTTP/2 stream %d (request %s) refused by the app; sent again", id_,
+            request_id_);
+  return true;
 }
 
 void UpstreamBridge::Stream::OnClientData(std::string_view data) {
@@ -235,6 +279,13 @@ void UpstreamBridge::Stream::OnClientData(std::string_view data) {
     return;
   }
   last_activity_ms_ = NowMs();
+  if (replayable_ && !head_sent_ &&
+      replay_.size() + data.size() <= kReplayLimit) {
+    replay_.append(data);
+  } else {
+    replayable_ = false;
+    replay_.clear();
+  }
   if (!b_->ctx_->h2_upstream->Append(ref_, data).ok()) {
     client()->ConsumeRequestData(id_, data.size());
   }
@@ -244,6 +295,7 @@ void UpstreamBridge::Stream::OnClientEnd(std::vector<http1::Header> trailers) {
   request_ended_ = true;
   if (!ref_) return;
   last_activity_ms_ = NowMs();
+  if (replayable_) up_trailers_ = trailers;
   b_->ctx_->h2_upstream->End(ref_, std::move(trailers)).IgnoreError();
 }
 
@@ -304,6 +356,11 @@ void UpstreamBridge::Stream::OnUpstreamHeaders(
   if (head_sent_) return;
   head_sent_ = true;
   status_ = status;
+  // Answered: the request is never sent again.
+  replayable_ = false;
+  std::string().swap(replay_);
+  up_headers_.clear();
+  up_trailers_.clear();
   upstream_s_ = static_cast<double>(NowNs() - up_start_ns_) / 1e9;
   if (b_->ctx_->record_metrics) {
     b_->ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
@@ -336,16 +393,27 @@ void UpstreamBridge::Stream::OnUpstreamEnd(
 
 void UpstreamBridge::Stream::OnUpstreamDataSent(size_t n) {
   last_activity_ms_ = NowMs();
-  // The bytes are on their way to the app: the client may send more.
-  client()->ConsumeRequestData(id_, n);
+  // The bytes are on their way to the app: the client may send more (a
+  // replay sends bytes whose window was reopened already).
+  sent_to_app_ += n;
+  if (sent_to_app_ <= client_consumed_) return;
+  client()->ConsumeRequestData(id_, sent_to_app_ - client_consumed_);
+  client_consumed_ = sent_to_app_;
   b_->flush_soon_();
 }
 
 void UpstreamBridge::Stream::OnUpstreamClosed(
     const upstream::H2StreamEnd& end) {
   ref_ = {};
+  if (response_ended_) {  // a normal end (or a reset after it)
+    LeaveInFlight();
+    return;
+  }
+  // RFC 9113 §8.7: a refused stream was not processed; send it again once.
+  if (end.error_code == kRefusedStream && !end.connection_lost && Replay()) {
+    return;
+  }
   LeaveInFlight();
-  if (response_ended_) return;  // a normal end (or a reset after it)
   if (end.refused) {
     Fail(Failure::kUpstreamRefused, end.detail, kRefusedStream);
   } else if (end.connection_lost || !head_sent_) {

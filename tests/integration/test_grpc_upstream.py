@@ -580,3 +580,121 @@ def test_loopback_tcp_app():
         fk.cleanup()
         app.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- an app that refuses and resets streams (raw HTTP/2, python3-h2) -----------------
+
+
+class RawH2App:
+    """An h2c app on a unix socket, written with python3-h2: echoes each
+    request body as a gRPC answer, except that it refuses the first
+    `refuse` streams unprocessed (RST_STREAM REFUSED_STREAM) and resets
+    streams whose path ends in /Reset after one DATA frame."""
+
+    def __init__(self, path, refuse=0):
+        import socket as socketlib
+        self.path = path
+        self.refuse = refuse
+        self.requests = 0  # streams that reached the app, refused ones too
+        self.sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stopped = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stopped = True
+        self.thread.join(5)
+        self.sock.close()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        import h2.config
+        import h2.connection
+        import h2.events
+        import h2.errors
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h2c.initiate_connection()
+        conn.sendall(h2c.data_to_send())
+        paths, bodies = {}, {}
+        conn.settimeout(0.2)
+        while not self.stopped:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                continue
+            if not data:
+                break
+            for ev in h2c.receive_data(data):
+                if isinstance(ev, h2.events.RequestReceived):
+                    paths[ev.stream_id] = dict(ev.headers).get(b":path", b"")
+                    bodies[ev.stream_id] = b""
+                    self.requests += 1
+                elif isinstance(ev, h2.events.DataReceived):
+                    bodies[ev.stream_id] += ev.data
+                    h2c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    sid = ev.stream_id
+                    if self.refuse > 0:
+                        self.refuse -= 1
+                        h2c.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+                        continue
+                    h2c.send_headers(sid, [(":status", "200"),
+                                           ("content-type", "application/grpc")])
+                    if paths[sid].endswith(b"/Reset"):
+                        h2c.send_data(sid, bodies[sid][:5])
+                        h2c.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                        continue
+                    h2c.send_data(sid, bodies[sid])
+                    h2c.send_headers(sid, [("grpc-status", "0")], end_stream=True)
+            try:
+                conn.sendall(h2c.data_to_send())
+            except OSError:
+                break  # forkd went away (end of the test)
+        conn.close()
+
+
+@pytest.fixture
+def raw_app():
+    pytest.importorskip("h2")
+    tmp = forkd_harness.short_tmpdir("fkg")
+    made = []
+
+    def make(refuse=0):
+        app = RawH2App(os.path.join(tmp, "app.sock"), refuse=refuse)
+        fk = Forkd("unix:" + app.path, ASYNC + H2C, tmpdir=tmp).start()
+        client = grpc.insecure_channel("127.0.0.1:%d" % fk.port)
+        made.append((app, fk, client))
+        return app, fk, client
+    yield make
+    for app, fk, client in made:
+        client.close()
+        fk.cleanup()
+        app.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_refused_stream_is_sent_again(raw_app):
+    app, fk, channel = raw_app(refuse=1)
+    call = channel.unary_unary("/forkd.test.Echo/Unary")
+    assert call(b"once more", timeout=10) == b"once more"
+    assert app.requests == 2  # refused, then served
+
+
+def test_app_reset_mid_response_resets_the_client_stream(raw_app):
+    app, fk, channel = raw_app()
+    call = channel.unary_unary("/forkd.test.Echo/Reset")
+    with pytest.raises(grpc.RpcError) as e:
+        call(b"x" * 100, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INTERNAL
+    # The worker is fine: the next call is answered.
+    assert channel.unary_unary("/forkd.test.Echo/Unary")(b"ok", timeout=10) == b"ok"
