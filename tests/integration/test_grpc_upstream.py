@@ -624,7 +624,11 @@ class RawH2App:
         import h2.errors
         h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         h2c.initiate_connection()
-        conn.sendall(h2c.data_to_send())
+        try:
+            conn.sendall(h2c.data_to_send())
+        except OSError:  # forkd's start-up check connects and leaves
+            conn.close()
+            return
         paths, bodies = {}, {}
         conn.settimeout(0.2)
         while not self.stopped:
