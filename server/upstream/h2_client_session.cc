@@ -338,7 +338,7 @@ void H2ClientSession::TakeOutput(Buffer* out, size_t max_bytes) {
       !nghttp2_session_want_read(session_)) {
     // nghttp2 answered a protocol error of the app with its own GOAWAY,
     // now taken: nothing more will come on this connection.
-    failed_ = absl::InternalError("the app broke the HTTP/2 protocol");
+    failed_ = absl::InternalError("the app broke the HTTP/2 protocol (does it speak h2c?)");
   }
 }
 

@@ -124,6 +124,8 @@ class H2ClientSession {
   // away with no stream open and nothing left to send.
   bool Done() const;
   size_t OpenStreams() const { return streams_.size(); }
+  // Why the session failed (a protocol error of the app), or OK.
+  const absl::Status& status() const { return failed_; }
   uint32_t RemoteMaxConcurrentStreams() const;
   // The app's SETTINGS arrived (RemoteMaxConcurrentStreams() is its own).
   bool settings_received() const { return settings_received_; }

@@ -77,7 +77,10 @@ class H2UpstreamConnection final : public Connection::Owner,
     }
     if (!dead_ && session_->Done() && out_.empty()) {
       if (session_->OpenStreams() > 0) {
-        Fail("the app's HTTP/2 connection ended", false);
+        Fail(session_->status().ok()
+                 ? std::string("the app's HTTP/2 connection ended")
+                 : std::string(session_->status().message()),
+             false);
       } else {
         Close();  // GOAWAY from the app and its streams are finished
       }
