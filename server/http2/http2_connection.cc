@@ -537,7 +537,8 @@ void Http2Connection::OnTimeout(int64_t now_ms) {
   }
   if (bridge_) bridge_->OnTimeout(now_ms);
   --depth_;
-  if (streams_.empty() && (!bridge_ || bridge_->empty()) && now_ms >= last_activity_ms_ + IdleMs()) {
+  bool no_streams = streams_.empty() && (!bridge_ || bridge_->empty());
+  if (no_streams && now_ms >= last_activity_ms_ + IdleMs()) {
     session_->StartGracefulShutdown();
     FlushOutput();
     Close();
