@@ -191,6 +191,12 @@ const Flag kFlags[] = {
      .metavar = "URL",
      .help = "The app: unix:/abs/path or http://127.0.0.1:PORT.",
      .string_field = &Config::upstream},
+    {.name = "upstream-protocol", .short_name = 0, .kind = Kind::kString,
+     .metavar = "STRING",
+     .help = "Protocol towards the app: http1 (HTTP/1.1 keep-alive pool) or "
+             "h2c (HTTP/2 without TLS, streams multiplexed; gRPC apps; async "
+             "worker class only; HTTP/1.1 clients then get 505).",
+     .string_field = &Config::upstream_protocol},
     {.name = "upstream-timeout", .short_name = 0, .kind = Kind::kSeconds,
      .metavar = "SECONDS",
      .help = "Connect and idle-read timeout towards the app.",
@@ -881,6 +887,25 @@ absl::Status Validate(const State& st) {
         if (f.string_field == &Config::upstream) {
           s = CheckAddress(st, f, c.upstream, CheckUpstream(c.upstream),
                            "unix:/abs/path or http://127.0.0.1:PORT");
+        } else if (f.string_field == &Config::upstream_protocol) {
+          const std::string& v = c.upstream_protocol;
+          const std::string& raw = OriginOf(st, f.name).raw;
+          if (v != "http1" && v != "h2c") {
+            s = ValueError(OriginOf(st, f.name).prefix, f, v,
+                           "is not an upstream protocol", "http1 or h2c");
+          } else if (v == "h2c" && c.worker_class != WorkerClass::kAsync) {
+            s = ValueError(
+                OriginOf(st, f.name).prefix, f, raw.empty() ? v : raw,
+                absl::StrCat("needs --worker-class async (HTTP/2 streams are "
+                             "forwarded concurrently only there; the class is ",
+                             WorkerClassName(c.worker_class), ")"),
+                "http1 with the sync or gthread class");
+          } else if (v == "h2c" && !c.http2) {
+            s = ValueError(OriginOf(st, f.name).prefix, f, v,
+                           "needs --http2 on (only HTTP/2 clients can be "
+                           "forwarded to an h2c app)",
+                           "--http2 true, or http1");
+          }
         } else if (f.string_field == &Config::app_health_path) {
           s = CheckAddress(st, f, c.app_health_path,
                            CheckHealthPath(c.app_health_path),

@@ -54,6 +54,9 @@ struct Config {
   std::string upstream = "unix:/tmp/app.sock";  // --upstream
   double upstream_timeout = 60;     // --upstream-timeout (s): connect + idle read
   int upstream_keepalive = 64;      // --upstream-keepalive: idle conns per worker
+  // --upstream-protocol: "http1" (keep-alive pool) or "h2c" (HTTP/2 to the
+  // app, stream to stream; async class only).
+  std::string upstream_protocol = "http1";
 
   // --- HTTP/2 (h2c with prior knowledge on the HTTP ports) ------------------
   bool http2 = true;                         // --http2

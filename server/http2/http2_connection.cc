@@ -104,6 +104,12 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
                                       ctx->http2_context);
   if (!session.ok()) return session.status();
   c->session_ = std::move(*session);  // it counts the connection itself
+  if (ctx->h2_upstream != nullptr) {
+    Http2Connection* raw = c.get();
+    c->bridge_ = std::make_unique<UpstreamBridge>(
+        ctx, c->session_.get(), c->peer_, c->client_->scheme(),
+        [raw] { raw->FlushSoon(); });
+  }
   c->Start(received);
   return c;
 }
@@ -153,6 +159,7 @@ Http2Connection::Http2Connection(
 
 Http2Connection::~Http2Connection() {
   closing_ = true;  // transports going away must not touch the maps
+  bridge_.reset();
   streams_.clear();
   finished_.clear();
   UpdateConnectionGauge(true);
@@ -194,6 +201,7 @@ void Http2Connection::Drive() {
     progress |= FlushOutput();
     WakeBlockedStreams();
   }
+  if (bridge_) bridge_->AfterClientFlush();
   --depth_;
   if (depth_ == 0) ReapStreams();
   if (!closed_ && session_->Done() && out_.empty()) Close();
@@ -283,6 +291,11 @@ void Http2Connection::OnRequestHeaders(int32_t stream_id,
                                        std::string_view path,
                                        std::vector<http1::Header> headers,
                                        bool end_stream) {
+  if (bridge_) {
+    bridge_->OnRequestHeaders(stream_id, method, scheme, authority, path,
+                              std::move(headers), end_stream);
+    return;
+  }
   std::string head;
   head.reserve(256 + headers.size() * 48);
   head.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
@@ -323,6 +336,7 @@ void Http2Connection::StartStream(int32_t stream_id, std::string_view method,
 }
 
 void Http2Connection::OnRequestData(int32_t stream_id, std::string_view data) {
+  if (bridge_) return bridge_->OnRequestData(stream_id, data);
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) return;
   Stream* s = it->second.get();
@@ -347,6 +361,7 @@ void Http2Connection::OnRequestData(int32_t stream_id, std::string_view data) {
 
 void Http2Connection::OnRequestEnd(int32_t stream_id,
                                    std::vector<http1::Header> trailers) {
+  if (bridge_) return bridge_->OnRequestEnd(stream_id, std::move(trailers));
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) return;
   Stream* s = it->second.get();
@@ -376,6 +391,11 @@ void Http2Connection::OnRequestEnd(int32_t stream_id,
 }
 
 void Http2Connection::OnStreamClosed(int32_t stream_id, uint32_t error_code) {
+  if (bridge_) {
+    bridge_->OnStreamClosed(stream_id, error_code);
+    deadline_ms_ = 0;  // reap soon even if no event comes
+    return;
+  }
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) return;
   Stream* s = it->second.get();
@@ -505,6 +525,7 @@ void Http2Connection::WakeBlockedStreams() {
 void Http2Connection::ReapStreams() {
   // Sessions are freed here, at the top of Drive(), never while one of
   // them is on the stack.
+  if (bridge_) bridge_->Reap();
   for (auto& s : finished_) {
     if (s->abort_pending && !s->transport_gone) s->session->Abort();
   }
@@ -523,8 +544,10 @@ void Http2Connection::OnTimeout(int64_t now_ms) {
       s->session->OnTimeout(now_ms);
     }
   }
+  if (bridge_) bridge_->OnTimeout(now_ms);
   --depth_;
-  if (streams_.empty() && now_ms >= last_activity_ms_ + IdleMs()) {
+  bool no_streams = streams_.empty() && (!bridge_ || bridge_->empty());
+  if (no_streams && now_ms >= last_activity_ms_ + IdleMs()) {
     session_->StartGracefulShutdown();
     FlushOutput();
     Close();
@@ -554,6 +577,7 @@ void Http2Connection::UpdateDeadline() {
   for (auto& [id, s] : streams_) {
     if (!s->transport_gone) d = std::min(d, s->session->deadline_ms());
   }
+  if (bridge_) d = std::min(d, bridge_->deadline_ms());
   deadline_ms_ = d;
 }
 
@@ -576,7 +600,8 @@ void Http2Connection::Close() {
 
 proxy::ClientConnection::Phase Http2Connection::phase() const {
   if (closed_) return Phase::kClosed;
-  return streams_.empty() ? Phase::kIdle : Phase::kActive;
+  bool idle = streams_.empty() && (!bridge_ || bridge_->empty());
+  return idle ? Phase::kIdle : Phase::kActive;
 }
 
 }  // namespace forkd::http2

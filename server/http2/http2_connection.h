@@ -22,6 +22,7 @@
 #include "server/common/buffer.h"
 #include "server/http1/http1_parser.h"
 #include "server/http2/http2_session.h"
+#include "server/http2/upstream_bridge.h"
 #include "server/proxy/client_connection.h"
 #include "server/proxy/client_transport.h"
 #include "server/proxy/proxy_session.h"
@@ -125,6 +126,9 @@ class Http2Connection final : public proxy::ClientConnection,
   Phase gauge_phase_ = Phase::kClosed;  // where the slot's gauges count it
   absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams_;
   std::vector<std::unique_ptr<Stream>> finished_;
+  // --upstream-protocol h2c: streams go to the app stream-to-stream here
+  // instead of through streams_ (see upstream_bridge.h).
+  std::unique_ptr<UpstreamBridge> bridge_;
 };
 
 }  // namespace forkd::http2

@@ -17,6 +17,8 @@ int StatusFor(Failure failure, http1::ErrorKind parse_error) {
     case Failure::kOverCapacity:
     case Failure::kDraining:
       return 503;
+    case Failure::kHttp2Required:
+      return 505;
   }
   return 500;
 }
@@ -26,6 +28,8 @@ scoreboard::Rejection RejectionFor(int status, Failure failure) {
   switch (failure) {
     case Failure::kOverCapacity: return Rejection::kOverCapacity;
     case Failure::kDraining: return Rejection::kDraining;
+    case Failure::kHttp2Required:
+      return Rejection::kBadRequest;  // with the 505 parse errors
     case Failure::kBadRequest:
       switch (status) {
         case 413: return Rejection::kBodyTooLarge;

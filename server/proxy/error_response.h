@@ -19,6 +19,7 @@ enum class Failure {
   kUpstreamBadResponse, // app's response is not valid HTTP/1.1
   kOverCapacity,        // in-flight cap reached
   kDraining,            // worker or server is shutting down
+  kHttp2Required,       // HTTP/1.x request while the app speaks only h2c
 };
 
 // The HTTP status for a failure. For kBadRequest, `parse_error` decides

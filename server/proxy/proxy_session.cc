@@ -395,6 +395,14 @@ void ProxySession::BeginRequest() {
     Fail(Failure::kDraining, "server is draining");
     return;
   }
+  if (ctx_->h2_upstream != nullptr) {
+    // The app speaks only HTTP/2 (--upstream-protocol h2c) and HTTP/2
+    // clients are bridged stream to stream; HTTP/1.1 is not translated.
+    Fail(Failure::kHttp2Required,
+         "the app behind this server speaks HTTP/2 (h2c) only; use HTTP/2 "
+         "(prior knowledge, or TLS with ALPN h2)");
+    return;
+  }
   if (ctx_->in_flight_cap != nullptr) {
     uint32_t cap = ctx_->in_flight_cap->load(std::memory_order_relaxed);
     if (cap > 0 &&
@@ -427,8 +435,10 @@ bool ProxySession::MaybeUpgradeToH2c(const http1::RequestHead& h) {
   // Only a bodiless HTTP/1.1 request with nothing pipelined behind it (the
   // client must wait for the 101 before it sends HTTP/2), on a worker that
   // is not stopping: its answer must say "Connection: close".
+  // With an h2c app the upgraded stream 1 would arrive as HTTP/1.1 text:
+  // such clients get the 505 that asks for prior knowledge instead.
   if (!ctx_->http2 || !counts_as_connection_ || h.version_minor != 1 ||
-      !in_.empty()) {
+      !in_.empty() || ctx_->h2_upstream != nullptr) {
     return false;
   }
   if (h.framing != http1::Framing::kNone &&

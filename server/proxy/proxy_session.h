@@ -23,6 +23,7 @@
 #include "server/http1/http1_parser.h"
 #include "server/proxy/error_response.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/upstream/h2_upstream.h"
 #include "server/upstream/upstream_pool.h"
 
 namespace forkd::proxy {
@@ -38,6 +39,9 @@ struct SessionContext {
   int64_t keepalive_ms = 2000;        // idle keep-alive connection
   bool force_close = false;           // sync class: one request per conn
   upstream::Pool* pool = nullptr;
+  // --upstream-protocol h2c (async class): HTTP/2 streams are forwarded
+  // stream-to-stream on these connections; HTTP/1.1 requests get 505.
+  upstream::H2Upstream* h2_upstream = nullptr;
   scoreboard::Slot* slot = nullptr;
   accesslog::AccessLog* access_log = nullptr;  // nullptr: no access log
   // Set when the worker stops: responses carry "Connection: close".

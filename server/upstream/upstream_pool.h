@@ -46,6 +46,7 @@ struct Connection {
   bool readable = false;    // edge-triggered readiness, cleared on EAGAIN
   bool writable = false;
   bool hup = false;         // the app hung up (EPOLLRDHUP): read to the EOF
+  bool multiplexed = false;  // an HTTP/2 connection (H2Upstream) owns it
   ~Connection();
 };
 

@@ -107,7 +107,11 @@ void AsyncWorker::OnEvent(const epoll_event& ev) {
   }
   if ((data & 1) == kTagUpstream) {
     auto* conn = reinterpret_cast<upstream::Connection*>(data & ~1ull);
-    if (conn->owner != nullptr) {
+    if (conn->owner != nullptr && conn->multiplexed) {
+      // An HTTP/2 connection to the app (--upstream-protocol h2c): client
+      // connections it writes to flush through after_batch.
+      conn->owner->OnUpstreamEvents(ev.events);
+    } else if (conn->owner != nullptr) {
       // A ProxySession: an HTTP/1 connection or an HTTP/2 stream's.
       auto* s = static_cast<proxy::ProxySession*>(conn->owner);
       s->OnUpstreamEvents(ev.events);
@@ -218,11 +222,20 @@ void AsyncWorker::Run() {
       Sweep(now);
     }
     // Connections are freed only below, so every one queued is alive.
-    for (size_t i = 0; i < after_batch_.size(); ++i) {
-      after_batch_[i]->OnBatchEnd();
-      touched_.push_back(after_batch_[i]);
+    // With an h2c app, client and app connections feed each other (window
+    // updates, queued frames): a few rounds until both are written.
+    // after_batch_ is empty after the loop: what the last round leaves
+    // queued at the app side is written in the next batch.
+    for (int round = 0;; ++round) {
+      for (size_t i = 0; i < after_batch_.size(); ++i) {
+        after_batch_[i]->OnBatchEnd();
+        touched_.push_back(after_batch_[i]);
+      }
+      after_batch_.clear();
+      if (rt_->h2_upstream() == nullptr || round == 3) break;
+      rt_->h2_upstream()->FlushPending();
+      if (after_batch_.empty()) break;
     }
-    after_batch_.clear();
     // Free what closed in this batch (deduplicated through sessions_).
     for (auto* s : touched_) {
       // Membership first: a touched HTTP/2 stream's session may already be

@@ -101,6 +101,23 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   ctx.http2_settings.max_header_list_size = c.http2_max_header_list_size;
   rt->http2_context_.now_ms = [] { return scoreboard::MonotonicMs(); };
   ctx.http2_context = &rt->http2_context_;
+  // Config validation allows h2c only with the async class and HTTP/2 on.
+  if (c.upstream_protocol == "h2c" && ctx.http2) {
+    upstream::H2ClientSession::Settings h2;
+    // Per stream, the app may run this far ahead of a slow client; the
+    // connection window is large so one stalled stream never blocks the
+    // others multiplexed with it (memory stays bounded per stream).
+    h2.initial_window_size = 256 * 1024;
+    h2.connection_window_size = 64 << 20;
+    h2.max_header_list_size =
+        static_cast<uint32_t>(c.http2_max_header_list_size);
+    proxy::SessionContext* ctxp = &rt->ctx_;
+    rt->h2_upstream_ = std::make_unique<upstream::H2Upstream>(
+        rt->pool_.get(), h2, [ctxp](upstream::Connection* conn) {
+          if (ctxp->register_upstream) ctxp->register_upstream(conn);
+        });
+    ctx.h2_upstream = rt->h2_upstream_.get();
+  }
   ctx.server_draining = &rt->scoreboard_->settings().draining;
   WorkerRuntime* self = rt.get();
   ctx.on_request_done = [self] { self->OnRequestDone(); };

@@ -19,6 +19,7 @@
 #include "server/proxy/proxy_session.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/tls/tls_context.h"
+#include "server/upstream/h2_upstream.h"
 #include "server/upstream/upstream_pool.h"
 
 namespace forkd::worker {
@@ -44,6 +45,9 @@ class WorkerRuntime {
   scoreboard::Settings& settings() { return scoreboard_->settings(); }
   proxy::SessionContext* session_context() { return &ctx_; }
   upstream::Pool& pool() { return *pool_; }
+  // The HTTP/2 connections to the app with --upstream-protocol h2c, else
+  // nullptr. The async driver flushes it after each event batch.
+  upstream::H2Upstream* h2_upstream() { return h2_upstream_.get(); }
   int signal_fd() const { return signal_fd_; }
   // An eventfd the drivers poll: written when a stop begins from another
   // thread (max-requests reached in a gthread thread).
@@ -100,6 +104,7 @@ class WorkerRuntime {
   scoreboard::Slot* slot_ = nullptr;
   std::unique_ptr<accesslog::AccessLog> access_log_;
   std::unique_ptr<upstream::Pool> pool_;
+  std::unique_ptr<upstream::H2Upstream> h2_upstream_;
   std::unique_ptr<tls::TlsContext> tls_;  // nullptr: plain HTTP
   proxy::SessionContext ctx_;
   http2::Http2Context http2_context_;

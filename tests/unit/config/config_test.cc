@@ -142,6 +142,31 @@ TEST(ConfigParseTest, EnvErrorsNameTheVariableAndTheFlag) {
               HasSubstr("FORKD_WORKERS: --workers: \"0\" is out of range"));
 }
 
+TEST(ConfigParseTest, UpstreamProtocol) {
+  EXPECT_EQ(ParseOk({}).upstream_protocol, "http1");
+  EXPECT_EQ(ParseOk({"--worker-class", "async", "--upstream-protocol", "h2c"})
+                .upstream_protocol,
+            "h2c");
+  EXPECT_EQ(ParseOk({"--worker-class=async"},
+                    {{"FORKD_UPSTREAM_PROTOCOL", "h2c"}})
+                .upstream_protocol,
+            "h2c");
+  EXPECT_EQ(ParseError({"--upstream-protocol", "h2"}),
+            "--upstream-protocol: \"h2\" is not an upstream protocol "
+            "(expected http1 or h2c)");
+  EXPECT_THAT(ParseError({"--worker-class", "gthread", "--upstream-protocol",
+                          "h2c"}),
+              HasSubstr("--upstream-protocol: \"h2c\" needs --worker-class "
+                        "async (HTTP/2 streams are forwarded concurrently "
+                        "only there; the class is gthread)"));
+  // --threads > 1 selects gthread: h2c is refused there too.
+  EXPECT_THAT(ParseError({"--threads", "4", "--upstream-protocol", "h2c"}),
+              HasSubstr("needs --worker-class async"));
+  EXPECT_THAT(ParseError({"--worker-class", "async", "--http2=false",
+                          "--upstream-protocol", "h2c"}),
+              HasSubstr("needs --http2 on"));
+}
+
 // --- config file ------------------------------------------------------------
 
 TEST(ConfigFileTest, NameValueLinesCommentsAndQuotes) {
@@ -688,7 +713,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 45u);  // 46 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 46u);  // 47 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;
@@ -700,6 +725,7 @@ TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   EXPECT_THAT(args, ::testing::Contains("--bind=127.0.0.1:8000"));
   EXPECT_THAT(args, ::testing::Contains("--timeout=30"));
   EXPECT_THAT(args, ::testing::Contains("--log-level=info"));
+  EXPECT_THAT(args, ::testing::Contains("--upstream-protocol=http1"));
 }
 
 TEST(ToArgsTest, ConfigFileIsNotCarried) {

@@ -1,0 +1,594 @@
+#include "server/http2/upstream_bridge.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/common/log.h"
+#include "server/proxy/error_response.h"
+#include "server/proxy/proxy_session.h"
+#include "server/scoreboard/scoreboard.h"
+
+namespace forkd::http2 {
+namespace {
+
+using proxy::Failure;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t NowMs() { return scoreboard::MonotonicMs(); }
+
+// As ProxySession's: 128 random bits as 32 hex digits.
+std::string NewRequestId() {
+  thread_local std::mt19937_64 gen([] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+           static_cast<uint64_t>(getpid()) ^ static_cast<uint64_t>(NowNs());
+  }());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    uint64_t v = gen();
+    for (int i = 0; i < 16; ++i, v >>= 4) id[half * 16 + 15 - i] = kHex[v & 15];
+  }
+  return id;
+}
+
+int StatusClass(int status) {
+  int c = status / 100;
+  return (c >= 1 && c <= 5) ? c - 1 : 4;
+}
+
+// What the client's stream is reset with when the app resets ours: codes
+// that say something to the client pass; the app's own troubles become
+// INTERNAL_ERROR.
+uint32_t MapAppReset(uint32_t code) {
+  switch (code) {
+    case kNoError:
+    case kCancel:
+    case kRefusedStream:
+    case kEnhanceYourCalm:
+    case kHttp11Required:
+      return code;
+    default:
+      return kInternalError;
+  }
+}
+
+// A client that left before any answer: nginx's 499, for the log and the
+// status-class counters.
+constexpr int kClientClosedRequest = 499;
+// Request bytes kept to send a stream again when the app refuses it
+// unprocessed (REFUSED_STREAM, e.g. racing its GOAWAY); past this the
+// request is not repeated.
+constexpr size_t kReplayLimit = 64 * 1024;
+
+}  // namespace
+
+class UpstreamBridge::Stream final : public upstream::H2StreamOwner {
+ public:
+  Stream(UpstreamBridge* bridge, int32_t id) : b_(bridge), id_(id) {}
+  ~Stream() override {
+    if (ref_) b_->ctx_->h2_upstream->Cancel(ref_, kCancel);
+    LeaveInFlight();
+  }
+
+  void Start(std::string_view method, std::string_view scheme,
+             std::string_view authority, std::string_view path,
+             std::vector<http1::Header> headers, bool end_stream);
+  void OnClientData(std::string_view data);
+  void OnClientEnd(std::vector<http1::Header> trailers);
+  // The client's stream is gone.
+  void OnClientClosed(uint32_t error_code);
+  void AfterClientFlush();
+  void OnTimeout(int64_t now_ms);
+  int64_t deadline_ms() const {
+    if (!ref_) return INT64_MAX;
+    return last_activity_ms_ + b_->ctx_->upstream_timeout_ms;
+  }
+
+  // upstream::H2StreamOwner
+  void OnUpstreamHeaders(int status, std::vector<http1::Header> headers,
+                         bool end_stream) override;
+  void OnUpstreamData(std::string_view data) override;
+  void OnUpstreamEnd(std::vector<http1::Header> trailers) override;
+  void OnUpstreamDataSent(size_t n) override;
+  void OnUpstreamClosed(const upstream::H2StreamEnd& end) override;
+  // Sends the request again on a (new) stream after REFUSED_STREAM.
+  bool Replay();
+
+  // For the counters and the access log line, once the client stream ends.
+  void Record();
+
+ private:
+  Http2Session* client() { return b_->session_; }
+  // forkd's own answer (502/503/504...) when no head went out yet,
+  // otherwise a reset of the client's stream.
+  void Fail(Failure failure, const std::string& detail, uint32_t rst_code);
+  void CountUpstreamError(Failure failure);
+  void LeaveInFlight() {
+    if (!in_flight_) return;
+    in_flight_ = false;
+    b_->ctx_->slot->in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  UpstreamBridge* b_;
+  int32_t id_;
+  upstream::H2StreamRef ref_;
+  std::string method_, target_, request_id_;
+  std::vector<http1::Header> request_headers_;   // for the access log
+  std::vector<http1::Header> response_headers_;  // for the access log
+  bool in_flight_ = false;
+  bool head_sent_ = false;       // a final response head went to the client
+  bool response_ended_ = false;  // the client's response is complete
+  bool request_ended_ = false;
+  bool grpc_ = false;  // a gRPC call: our own answers carry grpc-status
+  int status_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+  // App response bytes given to the client session, and how many of them
+  // the app's window was reopened for.
+  uint64_t to_client_ = 0;
+  uint64_t consumed_ = 0;
+  int64_t start_ns_ = 0;
+  int64_t up_start_ns_ = 0;
+  double upstream_s_ = 0;
+  absl::Time start_time_;
+  int64_t last_activity_ms_ = 0;
+  // What Replay() needs: the request as sent to the app so far.
+  std::string up_method_, up_scheme_, up_authority_, up_path_;
+  std::vector<http1::Header> up_headers_, up_trailers_;
+  std::string replay_;
+  bool up_end_stream_ = false;  // the request head was the whole request
+  bool replayable_ = true;
+  bool replayed_ = false;
+  // Request bytes the app's streams took (again after a replay), and how
+  // many of them reopened the client's window: each byte reopens it once.
+  uint64_t sent_to_app_ = 0;
+  uint64_t client_consumed_ = 0;
+};
+
+void UpstreamBridge::Stream::Start(std::string_view method,
+                                   std::string_view scheme,
+                                   std::string_view authority,
+                                   std::string_view path,
+                                   std::vector<http1::Header> headers,
+                                   bool end_stream) {
+  proxy::SessionContext* ctx = b_->ctx_;
+  start_ns_ = NowNs();
+  if (ctx->access_log != nullptr) start_time_ = absl::Now();
+  last_activity_ms_ = NowMs();
+  method_ = std::string(method);
+  target_ = std::string(path);
+  request_ended_ = end_stream;
+  std::string host(authority);
+  std::string xff;
+  const std::string* rid = nullptr;
+  for (const http1::Header& h : headers) {
+    if (h.name == "x-request-id") rid = &h.value;
+    if (h.name == "host" && host.empty()) host = h.value;
+    if (h.name == "content-type") {
+      grpc_ = std::string_view(h.value).substr(0, 16) == "application/grpc";
+    }
+  }
+  request_id_ = (rid != nullptr && !rid->empty() && rid->size() <= 200)
+                    ? *rid
+                    : NewRequestId();
+  if (ctx->access_log != nullptr) request_headers_ = headers;
+
+  // A stopping worker serves what reached it; a drained server answers 503.
+  bool stopping = ctx->stopping != nullptr && ctx->stopping->load();
+  if (!stopping && ctx->server_draining != nullptr &&
+      ctx->server_draining->load(std::memory_order_relaxed) != 0) {
+    Fail(Failure::kDraining, "server is draining", kRefusedStream);
+    return;
+  }
+  if (ctx->in_flight_cap != nullptr) {
+    uint32_t cap = ctx->in_flight_cap->load(std::memory_order_relaxed);
+    if (cap > 0 &&
+        ctx->slot->in_flight.load(std::memory_order_relaxed) >= cap) {
+      Fail(Failure::kOverCapacity,
+           absl::StrCat("worker at its cap of ", cap, " requests in flight"),
+           kRefusedStream);
+      return;
+    }
+  }
+  in_flight_ = true;
+  ctx->slot->in_flight.fetch_add(1, std::memory_order_relaxed);
+
+  // The app gets what the HTTP/1 path gives it: X-Forwarded-* and
+  // X-Request-Id set by us, the client's X-Forwarded-For extended.
+  std::vector<http1::Header> up;
+  up.reserve(headers.size() + 4);
+  for (http1::Header& h : headers) {
+    if (h.name == "host" || h.name == "x-forwarded-proto" ||
+        h.name == "x-forwarded-host" || h.name == "x-request-id") {
+      continue;
+    }
+    if (h.name == "x-forwarded-for") {
+      if (h.value.empty()) continue;
+      if (!xff.empty()) xff.append(", ");
+      xff.append(h.value);
+      continue;
+    }
+    up.push_back(std::move(h));
+  }
+  const std::string& peer = b_->peer_;
+  if (!peer.empty()) {
+    up.push_back({"x-forwarded-for",
+                  xff.empty() ? peer : absl::StrCat(xff, ", ", peer)});
+  } else if (!xff.empty()) {
+    up.push_back({"x-forwarded-for", xff});
+  }
+  up.push_back({"x-forwarded-proto", b_->scheme_});
+  if (!host.empty()) up.push_back({"x-forwarded-host", host});
+  up.push_back({"x-request-id", request_id_});
+
+  up_start_ns_ = NowNs();
+  up_method_ = std::string(method);
+  up_scheme_ = std::string(scheme.empty() ? b_->scheme_ : scheme);
+  up_authority_ = host;
+  up_path_ = std::string(path);
+  up_end_stream_ = end_stream;
+  absl::StatusOr<upstream::H2StreamRef> ref = ctx->h2_upstream->Open(
+      this, up_method_, up_scheme_, up_authority_, up_path_, up, end_stream);
+  up_headers_ = std::move(up);
+  if (!ref.ok()) {
+    Fail(Failure::kUpstreamRefused, std::string(ref.status().message()),
+         kRefusedStream);
+    return;
+  }
+  ref_ = *ref;
+}
+
+bool UpstreamBridge::Stream::Replay() {
+  if (!replayable_ || replayed_ || head_sent_) return false;
+  replayed_ = true;
+  absl::StatusOr<upstream::H2StreamRef> ref =
+      b_->ctx_->h2_upstream->Open(this, up_method_, up_scheme_, up_authority_,
+                                  up_path_, up_headers_, up_end_stream_);
+  if (!ref.ok()) return false;
+  ref_ = *ref;
+  sent_to_app_ = 0;
+  if (!up_end_stream_) {
+    if (!replay_.empty()) {
+      b_->ctx_->h2_upstream->Append(ref_, replay_).IgnoreError();
+    }
+    if (request_ended_) {
+      b_->ctx_->h2_upstream->End(ref_, up_trailers_).IgnoreError();
+    }
+  }
+  LOG_DEBUG("HTTP/2 stream %d (request %s) refused by the app; sent again", id_,
+            request_id_);
+  return true;
+}
+
+void UpstreamBridge::Stream::OnClientData(std::string_view data) {
+  bytes_in_ += data.size();
+  if (!ref_) {
+    client()->ConsumeRequestData(id_, data.size());  // nobody reads it
+    return;
+  }
+  last_activity_ms_ = NowMs();
+  if (replayable_ && !head_sent_ &&
+      replay_.size() + data.size() <= kReplayLimit) {
+    replay_.append(data);
+  } else {
+    replayable_ = false;
+    replay_.clear();
+  }
+  if (!b_->ctx_->h2_upstream->Append(ref_, data).ok()) {
+    client()->ConsumeRequestData(id_, data.size());
+  }
+}
+
+void UpstreamBridge::Stream::OnClientEnd(std::vector<http1::Header> trailers) {
+  request_ended_ = true;
+  if (!ref_) return;
+  last_activity_ms_ = NowMs();
+  if (replayable_) up_trailers_ = trailers;
+  b_->ctx_->h2_upstream->End(ref_, std::move(trailers)).IgnoreError();
+}
+
+void UpstreamBridge::Stream::OnClientClosed(uint32_t error_code) {
+  if (ref_) {
+    // The client reset the stream (or left): the app stops working on it.
+    b_->ctx_->h2_upstream->Cancel(ref_, kCancel);
+    ref_ = {};
+    if (!response_ended_ && error_code != kNoError) {
+      LOG_DEBUG("HTTP/2 stream %d (request %s) cancelled by the client", id_,
+                request_id_);
+    }
+  }
+  LeaveInFlight();
+  if (status_ == 0) status_ = kClientClosedRequest;
+  Record();
+}
+
+void UpstreamBridge::Stream::AfterClientFlush() {
+  if (!ref_ || to_client_ == consumed_) return;
+  uint64_t taken = to_client_ - client()->QueuedResponseBytes(id_);
+  if (taken > consumed_) {
+    b_->ctx_->h2_upstream->Consume(ref_, taken - consumed_);
+    consumed_ = taken;
+    // A client reading slowly keeps the app waiting; that is not the app
+    // being idle.
+    last_activity_ms_ = NowMs();
+  }
+}
+
+void UpstreamBridge::Stream::OnTimeout(int64_t now_ms) {
+  if (!ref_ || now_ms < deadline_ms()) return;
+  if (client()->QueuedResponseBytes(id_) > 0) {
+    last_activity_ms_ = now_ms;  // waiting for the client, not the app
+    return;
+  }
+  b_->ctx_->h2_upstream->Cancel(ref_, kCancel);
+  ref_ = {};
+  LeaveInFlight();
+  double secs = static_cast<double>(b_->ctx_->upstream_timeout_ms) / 1000;
+  Fail(Failure::kUpstreamTimeout,
+       head_sent_
+           ? absl::StrCat("app idle for more than ", secs, "s mid-response")
+           : absl::StrCat("no response from the app within ", secs, "s"),
+       kInternalError);
+}
+
+void UpstreamBridge::Stream::OnUpstreamHeaders(
+    int status, std::vector<http1::Header> headers, bool end_stream) {
+  last_activity_ms_ = NowMs();
+  if (status < 200) {
+    if (status != 101) {
+      client()->SubmitInterim(id_, status, headers).IgnoreError();
+    }
+    b_->flush_soon_();
+    return;
+  }
+  if (head_sent_) return;
+  head_sent_ = true;
+  status_ = status;
+  // Answered: the request is never sent again.
+  replayable_ = false;
+  std::string().swap(replay_);
+  up_headers_.clear();
+  up_trailers_.clear();
+  upstream_s_ = static_cast<double>(NowNs() - up_start_ns_) / 1e9;
+  if (b_->ctx_->record_metrics) {
+    b_->ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
+  }
+  if (b_->ctx_->access_log != nullptr) response_headers_ = headers;
+  if (end_stream) response_ended_ = true;
+  client()->SubmitResponse(id_, status, headers, end_stream).IgnoreError();
+  b_->flush_soon_();
+}
+
+void UpstreamBridge::Stream::OnUpstreamData(std::string_view data) {
+  last_activity_ms_ = NowMs();
+  to_client_ += data.size();
+  bytes_out_ += data.size();
+  client()->AppendResponseData(id_, data).IgnoreError();
+  b_->flush_soon_();
+}
+
+void UpstreamBridge::Stream::OnUpstreamEnd(
+    std::vector<http1::Header> trailers) {
+  last_activity_ms_ = NowMs();
+  response_ended_ = true;
+  if (trailers.empty()) {
+    client()->EndResponse(id_).IgnoreError();
+  } else {
+    client()->EndResponse(id_, std::move(trailers)).IgnoreError();
+  }
+  b_->flush_soon_();
+}
+
+void UpstreamBridge::Stream::OnUpstreamDataSent(size_t n) {
+  last_activity_ms_ = NowMs();
+  // The bytes are on their way to the app: the client may send more (a
+  // replay sends bytes whose window was reopened already).
+  sent_to_app_ += n;
+  if (sent_to_app_ <= client_consumed_) return;
+  client()->ConsumeRequestData(id_, sent_to_app_ - client_consumed_);
+  client_consumed_ = sent_to_app_;
+  b_->flush_soon_();
+}
+
+void UpstreamBridge::Stream::OnUpstreamClosed(
+    const upstream::H2StreamEnd& end) {
+  ref_ = {};
+  if (response_ended_) {  // a normal end (or a reset after it)
+    LeaveInFlight();
+    return;
+  }
+  // RFC 9113 §8.7: a refused stream was not processed; send it again once.
+  if (end.error_code == kRefusedStream && !end.connection_lost && Replay()) {
+    return;
+  }
+  LeaveInFlight();
+  if (end.refused) {
+    Fail(Failure::kUpstreamRefused, end.detail, kRefusedStream);
+  } else if (end.connection_lost || !head_sent_) {
+    Fail(Failure::kUpstreamReset,
+         end.detail.empty() ? std::string("the app ended the stream early")
+                            : end.detail,
+         end.connection_lost ? kInternalError : MapAppReset(end.error_code));
+  } else {
+    // The app reset a stream it was answering: so is the client's.
+    CountUpstreamError(Failure::kUpstreamReset);
+    LOG_INFO("%s %s (request %s): %s; stream reset", method_, target_,
+             request_id_, end.detail);
+    response_ended_ = true;
+    client()->ResetStream(id_, MapAppReset(end.error_code));
+    b_->flush_soon_();
+  }
+}
+
+void UpstreamBridge::Stream::CountUpstreamError(Failure failure) {
+  auto kind = proxy::UpstreamErrorFor(failure);
+  if (kind != scoreboard::UpstreamError::kCount && b_->ctx_->record_metrics) {
+    b_->ctx_->slot->counters.upstream_errors[static_cast<size_t>(kind)]
+        .fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void UpstreamBridge::Stream::Fail(Failure failure, const std::string& detail,
+                                  uint32_t rst_code) {
+  CountUpstreamError(failure);
+  LeaveInFlight();
+  response_ended_ = true;
+  if (head_sent_) {
+    LOG_ERROR("%s %s from %s (request %s): %s; stream reset", method_, target_,
+              b_->peer_.empty() ? "unix-socket client" : b_->peer_, request_id_,
+              detail);
+    client()->ResetStream(id_, rst_code);
+    b_->flush_soon_();
+    return;
+  }
+  int status = proxy::StatusFor(failure, http1::ErrorKind::kNone);
+  auto rejection = proxy::RejectionFor(status, failure);
+  if (rejection != scoreboard::Rejection::kCount && b_->ctx_->record_metrics) {
+    b_->ctx_->slot->counters.rejected[static_cast<size_t>(rejection)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+  LOG_ERROR("%d for %s %s from %s (request %s): %s", status, method_, target_,
+            b_->peer_.empty() ? "unix-socket client" : b_->peer_, request_id_,
+            detail);
+  std::string reason(http1::ReasonPhrase(status));
+  head_sent_ = true;
+  status_ = status;
+  if (grpc_) {
+    // A gRPC client reads a status from grpc-status, not a text body
+    // (gRPC's HTTP-to-status mapping makes all of 502/503/504 UNAVAILABLE;
+    // saying so here spares clients a content-type they reject). The HTTP
+    // status stays for logs and metrics.
+    std::vector<http1::Header> fields = {
+        {"content-type", "application/grpc"},
+        {"grpc-status", "14"},
+        {"grpc-message", absl::StrCat(status, " ", reason, ": ", detail)}};
+    client()->SubmitResponse(id_, status, fields, true).IgnoreError();
+    b_->flush_soon_();
+    return;
+  }
+  std::string body = absl::StrCat(reason, ": ", detail, "\n");
+  bool head = method_ == "HEAD";
+  std::vector<http1::Header> fields = {
+      {"content-type", "text/plain; charset=utf-8"},
+      {"content-length", absl::StrCat(body.size())}};
+  if (client()->SubmitResponse(id_, status, fields, head).ok() && !head) {
+    client()->AppendResponseData(id_, body).IgnoreError();
+    client()->EndResponse(id_).IgnoreError();
+    bytes_out_ += body.size();
+  }
+  b_->flush_soon_();
+}
+
+void UpstreamBridge::Stream::Record() {
+  proxy::SessionContext* ctx = b_->ctx_;
+  double duration = static_cast<double>(NowNs() - start_ns_) / 1e9;
+  scoreboard::Slot* slot = ctx->slot;
+  if (ctx->record_metrics) {
+    auto method = scoreboard::MethodIndex(method_.data(), method_.size());
+    int cls = StatusClass(status_);
+    slot->counters.requests[static_cast<size_t>(method)][cls].fetch_add(
+        1, std::memory_order_relaxed);
+    slot->counters
+        .requests_by_protocol[static_cast<size_t>(scoreboard::Protocol::kHttp2)]
+                             [cls]
+        .fetch_add(1, std::memory_order_relaxed);
+    slot->counters.request_duration.Observe(duration);
+    slot->counters.bytes_in.fetch_add(bytes_in_, std::memory_order_relaxed);
+    slot->counters.bytes_out.fetch_add(bytes_out_, std::memory_order_relaxed);
+  }
+  slot->requests_served.fetch_add(1, std::memory_order_relaxed);
+  if (ctx->access_log != nullptr) {
+    accesslog::Entry e;
+    e.remote_addr = b_->peer_.empty() ? std::string_view("-") : b_->peer_;
+    e.start = start_time_;
+    e.duration_s = duration;
+    e.upstream_s = upstream_s_;
+    e.method = method_;
+    e.target = target_;
+    e.protocol = "HTTP/2.0";
+    e.status = status_;
+    e.body_bytes = bytes_out_;
+    e.request_id = request_id_;
+    e.request_headers = &request_headers_;
+    e.response_headers = &response_headers_;
+    ctx->access_log->Log(e);
+  }
+  if (ctx->on_request_done) ctx->on_request_done();
+}
+
+UpstreamBridge::UpstreamBridge(proxy::SessionContext* ctx,
+                               Http2Session* session, std::string peer,
+                               const char* scheme,
+                               std::function<void()> flush_soon)
+    : ctx_(ctx),
+      session_(session),
+      peer_(std::move(peer)),
+      scheme_(scheme),
+      flush_soon_(std::move(flush_soon)) {}
+
+UpstreamBridge::~UpstreamBridge() = default;
+
+void UpstreamBridge::OnRequestHeaders(
+    int32_t stream_id, std::string_view method, std::string_view scheme,
+    std::string_view authority, std::string_view path,
+    std::vector<http1::Header> headers, bool end_stream) {
+  auto s = std::make_unique<Stream>(this, stream_id);
+  Stream* raw = s.get();
+  streams_[stream_id] = std::move(s);
+  raw->Start(method, scheme, authority, path, std::move(headers), end_stream);
+}
+
+void UpstreamBridge::OnRequestData(int32_t stream_id, std::string_view data) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end()) {
+    session_->ConsumeRequestData(stream_id, data.size());
+    return;
+  }
+  it->second->OnClientData(data);
+}
+
+void UpstreamBridge::OnRequestEnd(int32_t stream_id,
+                                  std::vector<http1::Header> trailers) {
+  auto it = streams_.find(stream_id);
+  if (it != streams_.end()) it->second->OnClientEnd(std::move(trailers));
+}
+
+void UpstreamBridge::OnStreamClosed(int32_t stream_id, uint32_t error_code) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end()) return;
+  it->second->OnClientClosed(error_code);
+  // Freed by Reap(): this may run inside one of the stream's own calls.
+  finished_.push_back(std::move(it->second));
+  streams_.erase(it);
+}
+
+void UpstreamBridge::Reap() { finished_.clear(); }
+
+void UpstreamBridge::AfterClientFlush() {
+  for (auto& [id, s] : streams_) s->AfterClientFlush();
+}
+
+void UpstreamBridge::OnTimeout(int64_t now_ms) {
+  for (auto& [id, s] : streams_) s->OnTimeout(now_ms);
+}
+
+int64_t UpstreamBridge::deadline_ms() const {
+  if (!finished_.empty()) return 0;
+  int64_t d = INT64_MAX;
+  for (auto& [id, s] : streams_) d = std::min(d, s->deadline_ms());
+  return d;
+}
+
+}  // namespace forkd::http2
