@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
+#include "server/proxy/admission.h"
 
 namespace forkd::proxy {
 namespace {
@@ -25,6 +26,9 @@ constexpr size_t kReadChunk = 16 * 1024;
 // parser's own limits are smaller, this only stops a runaway buffer.
 constexpr size_t kMaxPendingInput = 256 * 1024;
 constexpr int64_t kLingerMs = 2000;
+// A request waiting in the admission line is woken when a slot is handed
+// to it; this recheck is only a safety net.
+constexpr int64_t kAdmissionRecheckMs = 100;
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -508,6 +512,18 @@ bool ProxySession::StartUpstream() {
   }
   int64_t now = NowMs();
   if (connect_started_ms_ == 0) connect_started_ms_ = now;
+  if (ctx_->admission != nullptr && !admitted_) {
+    if (!ctx_->admission->TryEnter(this)) {
+      // Over the cap: wait in line, not refused. The connect-retry deadline
+      // rechecks, and bounds the wait by --upstream-timeout (then 504).
+      in_line_ = true;
+      retry_connect_at_ms_ = now + kAdmissionRecheckMs;
+      return false;
+    }
+    in_line_ = false;
+    admitted_ = true;
+    retry_connect_at_ms_ = 0;
+  }
   if (retry_connect_at_ms_ > now) return false;
   retry_connect_at_ms_ = 0;
 
@@ -985,6 +1001,11 @@ void ProxySession::ReleaseUpstream(bool reusable) {
 }
 
 void ProxySession::LeaveInFlight() {
+  if ((admitted_ || in_line_) && ctx_->admission != nullptr) {
+    ctx_->admission->Leave(this, admitted_);
+    admitted_ = false;
+    in_line_ = false;
+  }
   if (!in_flight_) return;
   in_flight_ = false;
   ctx_->slot->in_flight.fetch_sub(1, std::memory_order_relaxed);

@@ -1,4 +1,4 @@
-"""HTTP/2 through forkd's async workers, with real clients and bad peers.
+"""HTTP/2 through forkd's workers of every class, with real clients and bad peers.
 
 Real clients: curl (--http2-prior-knowledge, and --http2 for the HTTP/1.1
 "Upgrade: h2c" path), nghttp, h2load, Python's h2 (Debian's python3-h2) for
@@ -6,7 +6,9 @@ flow control and graceful close, and raw frame bytes for peers that break
 the rules. Every bad peer must end in the right GOAWAY or RST_STREAM, and
 the worker must go on serving the next client, HTTP/1.1 or HTTP/2.
 
-Everything is on loopback, one async worker unless said, every wait bounded.
+The shared server (`fk`) runs once per worker class (async, gthread, sync);
+tests whose rule differs by class say so. Everything is on loopback, one
+worker unless said, every wait bounded.
 """
 
 import base64
@@ -45,6 +47,11 @@ DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION =
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ASYNC = ["--worker-class", "async", "--workers", "1"]
+CLASS_ARGS = {
+    "async": ASYNC,
+    "gthread": ["--worker-class", "gthread", "--workers", "1", "--threads", "4"],
+    "sync": ["--worker-class", "sync", "--workers", "1"],
+}
 
 
 # --- fixtures ---------------------------------------------------------------------
@@ -58,14 +65,15 @@ def app():
     a.cleanup()
 
 
-@pytest.fixture(scope="module")
-def fk(app):
-    """One async worker with an access log and /metrics."""
+@pytest.fixture(scope="module", params=list(CLASS_ARGS))
+def fk(app, request):
+    """One worker of each class with an access log and /metrics."""
     mport = free_port()
     tmp = forkd_harness.short_tmpdir("fkh")
     access = os.path.join(tmp, "access.log")
-    f = Forkd(app, ASYNC + ["--access-logfile", access,
-                            "--metrics-bind", "127.0.0.1:%d" % mport], tmpdir=tmp)
+    f = Forkd(app, CLASS_ARGS[request.param] + [
+        "--access-logfile", access, "--metrics-bind", "127.0.0.1:%d" % mport], tmpdir=tmp)
+    f.worker_class = request.param
     f.access_log_path = access
     f.metrics_port = mport
     f.start()
@@ -82,6 +90,14 @@ def tight(app):
     f.start()
     yield f
     f.cleanup()
+
+
+def skip_for_sync(fk, why):
+    """The sync class serves one stream at a time and ends a connection once
+    it is idle (GOAWAY): tests of concurrency or of long-lived connections
+    do not apply to it (test_http2_threaded.py tests its own rules)."""
+    if fk.worker_class == "sync":
+        pytest.skip("sync: " + why)
 
 
 def the_worker(fk):
@@ -428,6 +444,7 @@ def test_h2load_all_succeed(fk):
 
 
 def test_streams_of_one_connection_reach_the_app_in_parallel(fk):
+    skip_for_sync(fk, "streams reach the app one at a time")
     # 20 x 300 ms one after another would take 6 s.
     start = time.monotonic()
     code, out = run_tool(["nghttp", "-n", "-s", "-m", "20", fk.url("/sleep?ms=300")])
