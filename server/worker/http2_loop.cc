@@ -94,6 +94,7 @@ void Http2Loop::Adopt(proxy::ProxySession* h1) {
   }
   uint64_t one = 1;
   (void)!write(wake_fd_, &one, sizeof(one));
+  if (own_thread_) std::call_once(thread_started_, [this] { StartThread(); });
 }
 
 void Http2Loop::StartThread() {

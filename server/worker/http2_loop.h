@@ -45,8 +45,10 @@ class Http2Loop {
   // `h1` is closed afterwards and the caller deletes it. Any thread.
   void Adopt(proxy::ProxySession* h1);
 
-  // Runs the loop forever on a new thread (gthread).
-  void StartThread();
+  // gthread: the loop runs forever on a thread of its own, started with
+  // the first adopted connection (a worker that never sees HTTP/2 keeps
+  // just its request threads). Any thread, before the first Adopt().
+  void RunOnOwnThread() { own_thread_ = true; }
   // One round: waits up to `timeout_ms` for events and serves them. The
   // loop's thread (sync: the main thread).
   void RunOnce(int timeout_ms);
@@ -66,6 +68,7 @@ class Http2Loop {
   };
   struct Conn;
 
+  void StartThread();
   void StartPending();
   void OnEvent(uint64_t data, uint32_t events);
   void Sweep(int64_t now_ms);
@@ -74,6 +77,8 @@ class Http2Loop {
   WorkerRuntime* rt_;
   proxy::Admission* admission_;
   bool sync_;
+  bool own_thread_ = false;
+  std::once_flag thread_started_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::unique_ptr<upstream::Pool> pool_;

@@ -325,7 +325,7 @@ void ThreadedWorker::Run() {
   rt_->session_context()->admission = &admission_;
   if (rt_->session_context()->http2) {
     http2_ = std::make_unique<Http2Loop>(rt_, &admission_, sync_);
-    if (!sync_) http2_->StartThread();
+    if (!sync_) http2_->RunOnOwnThread();
   }
   ApplySettings();
   if (sync_) running_threads_ = 1;

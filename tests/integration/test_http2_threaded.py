@@ -7,7 +7,8 @@ remembers the peak. The rules (issue 5):
   (workers x threads in all); the rest wait, they are not refused, and all
   complete. HTTP/1.1 clients are served next to busy HTTP/2 connections.
 - sync: streams reach the app one at a time, and all complete.
-- TERM with open streams on gthread finishes them; h2load completes.
+- TERM with open streams on gthread finishes them; h2load completes; a
+  live --threads change resizes the line streams wait in.
 Loopback only, every load bounded in count and time.
 """
 
@@ -23,6 +24,7 @@ import time
 import pytest
 
 import forkd_harness
+from admin_client import forkctl, start_admin_forkd
 from forkd_harness import Forkd, http_get, wait_until
 
 for _tool in ("nghttp", "h2load"):
@@ -250,3 +252,29 @@ def test_h2load_against_gthread(peak_app):
         assert (r["ok"], r["failed"], r["errored"], r["timeout"]) == (3000, 0, 0, 0), r["output"]
     finally:
         f.cleanup()
+
+
+def test_gthread_live_thread_change_resizes_the_line_for_streams(forkd_factory, peak_app):
+    fk = start_admin_forkd(forkd_factory, peak_app.upstream,
+                           ["--workers", "1", "--worker-class", "gthread", "--threads", "1",
+                            "--max-threads", "8"])
+    fk.wait_workers(1)
+    peak_app.peak(reset=True)
+    result = []
+    client = threading.Thread(target=lambda: result.append(
+        nghttp_streams(fk.url("/slow?ms=300"), m=12)))
+    client.start()
+    try:
+        wait_until(lambda: peak_app.peak()[1] == 1, 10, what="the first stream at the app")
+        out = forkctl(fk.admin_addr, "threads", "4")
+        assert out.returncode == 0, out.stderr
+    finally:
+        client.join(60)
+    assert result == [["200"] * 12], result
+    # Streams that waited behind one slot take the four at once.
+    assert peak_app.peak(reset=True)[0] == 4
+    out = forkctl(fk.admin_addr, "threads", "2")
+    assert out.returncode == 0, out.stderr
+    assert nghttp_streams(fk.url("/slow?ms=100"), m=8) == ["200"] * 8
+    peak, now, served = peak_app.peak()
+    assert peak == 2 and served == 8, (peak, served)
