@@ -29,12 +29,12 @@ constexpr int64_t kLingerMs = 1000;
 struct Http2Loop::Conn {
   std::unique_ptr<http2::Http2Connection> h2;
   int64_t started_ms = 0;
-  bool was_active = false;   // a stream was open once
-  int64_t goaway_ms = 0;     // sync: when the loop asked for GOAWAY
+  bool was_active = false;         // a stream was open once
+  uint64_t requests_at_start = 0;  // requests_done_ when it started
+  int64_t goaway_ms = 0;           // sync: when the loop asked for GOAWAY
 };
 
-Http2Loop::Http2Loop(WorkerRuntime* rt, proxy::Admission* admission,
-                     bool sync)
+Http2Loop::Http2Loop(WorkerRuntime* rt, proxy::Admission* admission, bool sync)
     : rt_(rt), admission_(admission), sync_(sync) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -60,6 +60,12 @@ Http2Loop::Http2Loop(WorkerRuntime* rt, proxy::Admission* admission,
   ctx_.admission = admission_;
   ctx_.in_flight_cap = nullptr;  // over the cap a stream waits in line
   if (sync_) ctx_.stopping = &goaway_;
+  // Counts the streams answered here too: a stream that opened and ended
+  // within one round never shows as an active connection to Sweep.
+  ctx_.on_request_done = [this, done = ctx_.on_request_done] {
+    ++requests_done_;
+    if (done) done();
+  };
   ctx_.register_upstream = [this](upstream::Connection* conn) {
     conn->registered = true;
     epoll_event ev{};
@@ -114,6 +120,7 @@ void Http2Loop::StartPending() {
     if (sync_ && conns_.empty() && !rt_->stopping()) goaway_.store(false);
     int fd = p.transport->fd();
     int64_t now = scoreboard::MonotonicMs();
+    uint64_t requests_before = requests_done_;
     auto h2 = p.upgrade.has_value()
                   ? http2::Http2Connection::CreateFromUpgrade(
                         &ctx_, std::move(p.transport), std::move(p.peer),
@@ -130,6 +137,7 @@ void Http2Loop::StartPending() {
     }
     auto conn = std::make_unique<Conn>();
     conn->started_ms = now;
+    conn->requests_at_start = requests_before;
     proxy::ClientConnection* key = h2->get();
     conn->h2 = std::move(*h2);
     if (fd >= 0 && key->phase() != proxy::ClientConnection::Phase::kClosed) {
@@ -186,7 +194,10 @@ void Http2Loop::Sweep(int64_t now_ms) {
       // Gunicorn's sync worker serves one request per connection; here one
       // connection's worth of streams: once none is open (or none came
       // within --timeout), GOAWAY, and the worker moves on to the next.
-      if (c->phase() == Phase::kActive) conn->was_active = true;
+      if (c->phase() == Phase::kActive ||
+          requests_done_ != conn->requests_at_start) {
+        conn->was_active = true;
+      }
       bool served = conn->was_active && c->phase() == Phase::kIdle;
       bool unused = !conn->was_active &&
                     now_ms >= conn->started_ms + ctx_.client_timeout_ms;

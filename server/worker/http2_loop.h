@@ -86,6 +86,7 @@ class Http2Loop {
   // sync: set to say GOAWAY once the connection has been served (the loop
   // holds one connection at a time, so one flag is enough).
   std::atomic<bool> goaway_{false};
+  uint64_t requests_done_ = 0;  // streams answered by this loop
 
   std::mutex mu_;
   std::vector<Pending> inbox_;

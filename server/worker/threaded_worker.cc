@@ -22,6 +22,7 @@
 // at most --threads at once (1 for sync), the rest wait in order.
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,19 +30,16 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include <sys/eventfd.h>
-
-#include <memory>
-
 #include "absl/container/flat_hash_set.h"
 #include "server/common/log.h"
 #include "server/proxy/admission.h"
-#include "server/worker/http2_loop.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/worker/http2_loop.h"
 #include "server/worker/worker_epoll.h"
 #include "server/worker/worker_runtime.h"
 
@@ -64,8 +62,7 @@ constexpr int64_t kStopLingerMs = 1000;
 // reads signals there). `wake_fd` (-1: none) is the thread's eventfd the
 // admission line writes when it hands the request a slot.
 template <typename Tick>
-void RunSession(ProxySession* s, bool until_closed, int wake_fd,
-                Tick&& tick) {
+void RunSession(ProxySession* s, bool until_closed, int wake_fd, Tick&& tick) {
   s->Drive();
   while ((s->phase() == ProxySession::Phase::kActive ||
           (until_closed && s->phase() == ProxySession::Phase::kIdle)) &&

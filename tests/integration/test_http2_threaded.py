@@ -6,7 +6,8 @@ remembers the peak. The rules (issue 5):
   the app concurrently but never more than N at a time per worker
   (workers x threads in all); the rest wait, they are not refused, and all
   complete. HTTP/1.1 clients are served next to busy HTTP/2 connections.
-- sync: streams reach the app one at a time, and all complete.
+- sync: streams reach the app one at a time, and all complete; once they
+  are answered the connection ends with GOAWAY.
 - TERM with open streams on gthread finishes them; h2load completes; a
   live --threads change resizes the line streams wait in.
 Loopback only, every load bounded in count and time.
@@ -16,6 +17,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -278,3 +281,49 @@ def test_gthread_live_thread_change_resizes_the_line_for_streams(forkd_factory, 
     assert nghttp_streams(fk.url("/slow?ms=100"), m=8) == ["200"] * 8
     peak, now, served = peak_app.peak()
     assert peak == 2 and served == 8, (peak, served)
+
+
+def test_sync_says_goaway_once_its_streams_are_answered(peak_app):
+    """Gunicorn's sync worker closes after one request; the HTTP/2 analogue:
+    every stream the client sent is answered, then GOAWAY(NO_ERROR) naming
+    the last one, and the connection ends."""
+    hpack = pytest.importorskip("hpack")
+    f = start(peak_app, "sync")
+    sock = socket.create_connection(("127.0.0.1", f.port), timeout=10)
+    try:
+        def frame(ftype, flags, sid, payload=b""):
+            return (struct.pack(">I", len(payload))[1:] + bytes([ftype, flags])
+                    + struct.pack(">I", sid) + payload)
+        enc = hpack.Encoder()
+        out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(0x4, 0, 0)
+        for sid in (1, 3, 5):
+            block = enc.encode([(":method", "GET"), (":scheme", "http"),
+                                (":authority", "127.0.0.1"), (":path", "/slow?ms=50")])
+            out += frame(0x1, 0x1 | 0x4, sid, block)  # END_STREAM | END_HEADERS
+        sock.sendall(out)
+        buf, ended, goaways = b"", set(), []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                break
+            buf += data
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                n = int.from_bytes(buf[:3], "big")
+                ftype, flags = buf[3], buf[4]
+                sid = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+                payload, buf = buf[9:9 + n], buf[9 + n:]
+                if ftype in (0x0, 0x1) and flags & 0x1:
+                    ended.add(sid)
+                elif ftype == 0x7:
+                    goaways.append(struct.unpack(">II", payload[:8]))
+                elif ftype == 0x6 and not flags & 0x1:
+                    sock.sendall(frame(0x6, 0x1, 0, payload))  # PING ACK
+        assert ended == {1, 3, 5}, (ended, goaways)
+        assert goaways and goaways[-1] == (5, 0), goaways
+        assert not data, "the connection stayed open"
+        # The worker goes on with the next client.
+        assert http_get(f.port, "/slow?ms=1")[0] == 200
+    finally:
+        sock.close()
+        f.cleanup()

@@ -60,8 +60,8 @@ TEST(AdmissionTest, LeavingTheLineGivesBackAHandedSlot) {
   ASSERT_TRUE(a.TryEnter(Fake(1)));
   EXPECT_FALSE(a.TryEnter(Fake(2)));
   EXPECT_FALSE(a.TryEnter(Fake(3)));
-  a.Leave(Fake(1), true);    // handed to 2
-  a.Leave(Fake(2), false);   // 2 gave up (a reset stream): on to 3
+  a.Leave(Fake(1), true);   // handed to 2
+  a.Leave(Fake(2), false);  // 2 gave up (a reset stream): on to 3
   EXPECT_TRUE(a.TryEnter(Fake(3)));
   EXPECT_EQ(a.in_use(), 1u);
 }
