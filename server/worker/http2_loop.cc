@@ -191,9 +191,12 @@ void Http2Loop::Sweep(int64_t now_ms) {
       touched_.push_back(c);
     }
     if (sync_) {
-      // Gunicorn's sync worker serves one request per connection; here one
-      // connection's worth of streams: once none is open (or none came
-      // within --timeout), GOAWAY, and the worker moves on to the next.
+      // Gunicorn's sync worker serves one request per connection. The
+      // HTTP/2 analogue: the streams the client opens are served one at a
+      // time until none is open (or none came within --timeout), then
+      // GOAWAY and the worker moves on. Saying GOAWAY earlier, after the
+      // first answer, fails real clients: h2load fails every stream it has
+      // not sent yet, python-h2 refuses the DATA that follows a GOAWAY.
       if (c->phase() == Phase::kActive ||
           requests_done_ != conn->requests_at_start) {
         conn->was_active = true;
