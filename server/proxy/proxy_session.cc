@@ -1047,8 +1047,11 @@ void ProxySession::OnTimeout(int64_t now_ms) {
       Drive();  // time to retry a connect the app's full queue refused
       return;
     }
-    UpstreamFailed(Failure::kUpstreamTimeout,
-                   absl::StrFormat("app did not answer within %.3gs",
+    UpstreamFailed(
+        Failure::kUpstreamTimeout,
+        in_line_ ? absl::StrFormat("waited %.3gs in line for a free thread",
+                                   ctx_->upstream_timeout_ms / 1000.0)
+                 : absl::StrFormat("app did not answer within %.3gs",
                                    ctx_->upstream_timeout_ms / 1000.0));
     Drive();
     return;

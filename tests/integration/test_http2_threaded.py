@@ -327,3 +327,16 @@ def test_sync_says_goaway_once_its_streams_are_answered(peak_app):
     finally:
         sock.close()
         f.cleanup()
+
+
+def test_gthread_a_stream_waits_in_line_at_most_the_upstream_timeout(peak_app):
+    f = start(peak_app, "gthread", threads=1, extra=["--upstream-timeout", "3"])
+    try:
+        # One thread: the first two (2 s each) are served in turn; the third
+        # would wait 4 s for the thread and gets 504 at 3 s instead.
+        statuses = nghttp_streams(f.url("/slow?ms=2000"), m=3)
+        assert sorted(statuses) == ["200", "200", "504"], statuses
+        wait_until(lambda: "in line for a free thread" in f.log(), 5,
+                   what="the log line naming the wait")
+    finally:
+        f.cleanup()
