@@ -89,7 +89,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   // on an Http2Loop (http2_loop.h).
   ctx.http2 = c.http2;
   // Loaded here, in each new worker, so a HUP serves replaced files; ALPN
-  // offers h2 only where the class serves HTTP/2.
+  // offers h2 only when HTTP/2 is on.
   if (!c.certfile.empty()) {
     auto tls = tls::TlsContext::Create(tls::OptionsFromConfig(c, ctx.http2));
     if (!tls.ok()) return tls.status();
