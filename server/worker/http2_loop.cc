@@ -23,6 +23,11 @@ constexpr uint64_t kWake = 2;
 // Idle connections on a graceful stop, and a sync connection that said
 // GOAWAY, stay open this long for the client's last frames.
 constexpr int64_t kLingerMs = 1000;
+// sync: how long a connection must have had no stream open before GOAWAY.
+// A client that keeps N streams going (h2load -m N) sends the next one as
+// an answer arrives; under CPU pressure that can lag the answer, and a
+// GOAWAY in that gap fails the requests it had yet to send.
+constexpr int64_t kSyncIdleGraceMs = 250;
 
 }  // namespace
 
@@ -30,6 +35,7 @@ struct Http2Loop::Conn {
   std::unique_ptr<http2::Http2Connection> h2;
   int64_t started_ms = 0;
   bool was_active = false;         // a stream was open once
+  int64_t idle_since_ms = 0;       // sync: no stream open since (0: one is)
   uint64_t requests_at_start = 0;  // requests_done_ when it started
   int64_t goaway_ms = 0;           // sync: when the loop asked for GOAWAY
 };
@@ -193,15 +199,22 @@ void Http2Loop::Sweep(int64_t now_ms) {
     if (sync_) {
       // Gunicorn's sync worker serves one request per connection. The
       // HTTP/2 analogue: the streams the client opens are served one at a
-      // time until none is open (or none came within --timeout), then
-      // GOAWAY and the worker moves on. Saying GOAWAY earlier, after the
-      // first answer, fails real clients: h2load fails every stream it has
-      // not sent yet, python-h2 refuses the DATA that follows a GOAWAY.
+      // time until none has been open for kSyncIdleGraceMs (or none came
+      // within --timeout), then GOAWAY and the worker moves on. Saying GOAWAY
+      // earlier, after the first answer, fails real clients: h2load fails every
+      // stream it has not sent yet, python-h2 refuses the DATA that follows a
+      // GOAWAY.
       if (c->phase() == Phase::kActive ||
           requests_done_ != conn->requests_at_start) {
         conn->was_active = true;
       }
-      bool served = conn->was_active && c->phase() == Phase::kIdle;
+      if (c->phase() != Phase::kIdle) {
+        conn->idle_since_ms = 0;
+      } else if (conn->idle_since_ms == 0) {
+        conn->idle_since_ms = now_ms;
+      }
+      bool served = conn->was_active && conn->idle_since_ms != 0 &&
+                    now_ms >= conn->idle_since_ms + kSyncIdleGraceMs;
       bool unused = !conn->was_active &&
                     now_ms >= conn->started_ms + ctx_.client_timeout_ms;
       if (conn->goaway_ms == 0 && (served || unused || goaway_.load())) {
