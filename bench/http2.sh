@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# HTTP/2 (h2c, prior knowledge) requests per second: forkd vs nginx, one
-# worker each, in front of the same upstream as run.sh, with h2load.
+# HTTP/2 (h2c, prior knowledge) requests per second: forkd (the async and
+# the gthread class) vs nginx, one worker each, in front of the same
+# upstream as run.sh, with h2load.
 # A benchmark, not a test: CI never runs it.  See bench/README.md.
 #
 #   bench/http2.sh                              # 4 clients x 32 streams
 #   CLIENTS=16 STREAMS=100 REQUESTS=400000 ROUNDS=5 bench/http2.sh
 #
-# Both get the same h2load -n REQUESTS -c CLIENTS -m STREAMS, alternately
-# (who goes first flips every round), after one unmeasured warm-up run;
-# the median round is shown with the forkd/nginx ratio.
+# All get the same h2load -n REQUESTS -c CLIENTS -m STREAMS, in turn (who
+# goes first rotates every round), after one unmeasured warm-up run; the
+# median round of each is shown with its forkd/nginx ratio. gthread sends
+# at most --threads requests to the app at once (streams past that wait in
+# line), so its row measures that cap too.
 #
 # Environment:
 #   FORKD_BIN   forkd binary (default <repo>/build/forkd)
@@ -19,7 +22,9 @@
 #   KEEPALIVE   idle upstream connections each proxy keeps: forkd
 #               --upstream-keepalive and nginx "keepalive" (default 128, at
 #               least CLIENTS x STREAMS so neither reconnects to the app)
-#   ROUNDS      forkd/nginx pairs, median shown (default 3)
+#   ROUNDS      rounds of every server, median shown (default 3)
+#   CLASSES     forkd worker classes to measure (default "async gthread")
+#   GTHREADS    gthread's --threads (default 32)
 #   WARMUP      requests of the unmeasured run before each server (default 20000)
 #   FORKD_ARGS  extra forkd arguments (word-split)
 #   NGINX, H2LOAD  the binaries (default from PATH)
@@ -37,6 +42,8 @@ STREAMS=${STREAMS:-32}
 H2THREADS=${H2THREADS:-1}
 KEEPALIVE=${KEEPALIVE:-128}
 ROUNDS=${ROUNDS:-3}
+CLASSES=${CLASSES:-async gthread}
+GTHREADS=${GTHREADS:-32}
 WARMUP=${WARMUP:-20000}
 NGINX=${NGINX:-nginx}
 H2LOAD=${H2LOAD:-h2load}
@@ -153,53 +160,62 @@ start_nginx http2-nginx "$WORK/http2-nginx.conf"
 NGINX_URL=http://127.0.0.1:$NGINX_PORT/
 wait_ready "$NGINX_PID" "nginx" ok200 --http2-prior-knowledge "$NGINX_URL"
 
-FORKD_PORT=$(free_port)
-FORKD_URL=http://127.0.0.1:$FORKD_PORT/
-args=(--bind "127.0.0.1:$FORKD_PORT" --upstream "unix:$SOCK" --workers 1
-      --worker-class async --upstream-keepalive "$KEEPALIVE"
-      --admin-bind "" --metrics-bind "")
-# shellcheck disable=SC2206  # FORKD_ARGS is meant to be word-split
-[[ -n ${FORKD_ARGS:-} ]] && args+=(${FORKD_ARGS})
-# forkd reads FORKD_<FLAG> from the environment: pass none of ours on.
-env -u FORKD_BIN -u FORKD_ARGS "$FORKD" "${args[@]}" \
-  >"$WORK/forkd.stdout" 2>"$WORK/forkd.stderr" </dev/null &
-FORKD_PID=$!
-STARTED+=("$FORKD_PID")
-wait_ready "$FORKD_PID" "forkd" ok200 --http2-prior-knowledge "$FORKD_URL"
+declare -A URL=()
+for cls in $CLASSES; do
+  port=$(free_port)
+  URL[$cls]=http://127.0.0.1:$port/
+  args=(--bind "127.0.0.1:$port" --upstream "unix:$SOCK" --workers 1
+        --worker-class "$cls" --upstream-keepalive "$KEEPALIVE"
+        --admin-bind "" --metrics-bind "")
+  [[ $cls == gthread ]] && args+=(--threads "$GTHREADS")
+  # shellcheck disable=SC2206  # FORKD_ARGS is meant to be word-split
+  [[ -n ${FORKD_ARGS:-} ]] && args+=(${FORKD_ARGS})
+  # forkd reads FORKD_<FLAG> from the environment: pass none of ours on.
+  env -u FORKD_BIN -u FORKD_ARGS "$FORKD" "${args[@]}" \
+    >"$WORK/forkd-$cls.stdout" 2>"$WORK/forkd-$cls.stderr" </dev/null &
+  pid=$!
+  STARTED+=("$pid")
+  wait_ready "$pid" "forkd ($cls)" ok200 --http2-prior-knowledge "${URL[$cls]}"
+done
+URL[nginx]=$NGINX_URL
 
 echo "bench: h2load -n $REQUESTS -c $CLIENTS -m $STREAMS -t $H2THREADS, $ROUNDS rounds," \
   "upstream keepalive $KEEPALIVE;" \
-  "forkd=$FORKD (async, 1 worker), nginx $("$NGINX" -v 2>&1 | sed 's|.*/||') (1 worker)" >&2
-echo "bench: $(nproc) CPUs shared by h2load, both proxies and the upstream; compare ratios" >&2
+  "forkd=$FORKD ($CLASSES, 1 worker, gthread --threads $GTHREADS)," \
+  "nginx $("$NGINX" -v 2>&1 | sed 's|.*/||') (1 worker)" >&2
+echo "bench: $(nproc) CPUs shared by h2load, the proxies and the upstream; compare ratios" >&2
 
-for who in forkd nginx; do
-  url=$FORKD_URL
-  [[ $who == nginx ]] && url=$NGINX_URL
-  run_h2load "$url" "$WARMUP" "$WORK/warmup-$who.txt"
+# shellcheck disable=SC2206  # CLASSES is a word list
+servers=(nginx $CLASSES)
+for who in "${servers[@]}"; do
+  run_h2load "${URL[$who]}" "$WARMUP" "$WORK/warmup-$who.txt"
 done
 
-fk_runs=() ng_runs=()
+declare -A RUNS=()
+n=${#servers[@]}
 for ((r = 1; r <= ROUNDS; r++)); do
-  order="forkd nginx"
-  ((r % 2 == 0)) && order="nginx forkd"
-  for who in $order; do
+  for ((i = 0; i < n; i++)); do
+    who=${servers[$(((i + r) % n))]}
     out=$WORK/h2load-$who-$r.txt
-    if [[ $who == forkd ]]; then
-      run_h2load "$FORKD_URL" "$REQUESTS" "$out"; fk_runs+=("$out")
-    else
-      run_h2load "$NGINX_URL" "$REQUESTS" "$out"; ng_runs+=("$out")
-    fi
+    run_h2load "${URL[$who]}" "$REQUESTS" "$out"
+    RUNS[$who]="${RUNS[$who]:-} $out"
     read -r reqs failed < <(parse "$out")
     echo "bench: round $r/$ROUNDS $who: $reqs req/s, $failed not 2xx" >&2
   done
 done
 
-read -r fk_reqs fk_failed < <(parse "$(median "${fk_runs[@]}")")
-read -r ng_reqs ng_failed < <(parse "$(median "${ng_runs[@]}")")
-ratio=$(awk -v a="$fk_reqs" -v b="$ng_reqs" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+# shellcheck disable=SC2086  # RUNS holds space-separated file names
+read -r ng_reqs ng_failed < <(parse "$(median ${RUNS[nginx]})")
 echo
-printf '%-10s %14s %14s %8s\n' "h2c" "forkd req/s" "nginx req/s" "fk/ng"
-printf '%-10s %14.0f %14.0f %8s\n' "-c$CLIENTS -m$STREAMS" "$fk_reqs" "$ng_reqs" "$ratio"
-((fk_failed == 0)) || echo "warning: forkd: $fk_failed requests failed or were not 2xx in the shown run"
+printf '%-20s %14s %14s %8s\n' "h2c -c$CLIENTS -m$STREAMS" "forkd req/s" "nginx req/s" "fk/ng"
+for cls in $CLASSES; do
+  # shellcheck disable=SC2086
+  read -r fk_reqs fk_failed < <(parse "$(median ${RUNS[$cls]})")
+  ratio=$(awk -v a="$fk_reqs" -v b="$ng_reqs" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  label=$cls
+  [[ $cls == gthread ]] && label="gthread --threads $GTHREADS"
+  printf '%-20s %14.0f %14.0f %8s\n' "$label" "$fk_reqs" "$ng_reqs" "$ratio"
+  ((fk_failed == 0)) || echo "warning: forkd $cls: $fk_failed requests failed or were not 2xx in the shown run"
+done
 ((ng_failed == 0)) || echo "warning: nginx: $ng_failed requests failed or were not 2xx in the shown run"
 exit 0

@@ -206,8 +206,9 @@ const Flag kFlags[] = {
      .help = "Idle app connections kept per worker.",
      .int_field = &Config::upstream_keepalive, .min = 0, .max = 10000},
     {.name = "http2", .short_name = 0, .kind = Kind::kBool, .metavar = "",
-     .help = "Serve HTTP/2 (h2c with prior knowledge) on the HTTP ports "
-             "(async workers); --http2=false turns it off.",
+     .help = "Serve HTTP/2 (h2c with prior knowledge, Upgrade: h2c, ALPN "
+             "h2) on the HTTP ports, in every worker class; --http2=false "
+             "turns it off.",
      .bool_field = &Config::http2},
     {.name = "http2-max-concurrent-streams", .short_name = 0,
      .kind = Kind::kInt, .metavar = "INT",

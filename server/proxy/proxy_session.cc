@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
+#include "server/proxy/admission.h"
 
 namespace forkd::proxy {
 namespace {
@@ -25,6 +26,9 @@ constexpr size_t kReadChunk = 16 * 1024;
 // parser's own limits are smaller, this only stops a runaway buffer.
 constexpr size_t kMaxPendingInput = 256 * 1024;
 constexpr int64_t kLingerMs = 2000;
+// A request waiting in the admission line is woken when a slot is handed
+// to it; this recheck is only a safety net.
+constexpr int64_t kAdmissionRecheckMs = 100;
 
 // The async loop's time of the current batch of events (loop_clock.h).
 int64_t NowNs() { return loop_clock::NowNs(); }
@@ -578,6 +582,18 @@ bool ProxySession::StartUpstream() {
   }
   int64_t now = NowMs();
   if (connect_started_ms_ == 0) connect_started_ms_ = now;
+  if (ctx_->admission != nullptr && !admitted_) {
+    if (!ctx_->admission->TryEnter(this)) {
+      // Over the cap: wait in line, not refused. The connect-retry deadline
+      // rechecks, and bounds the wait by --upstream-timeout (then 504).
+      in_line_ = true;
+      retry_connect_at_ms_ = now + kAdmissionRecheckMs;
+      return false;
+    }
+    in_line_ = false;
+    admitted_ = true;
+    retry_connect_at_ms_ = 0;
+  }
   if (retry_connect_at_ms_ > now) return false;
   retry_connect_at_ms_ = 0;
 
@@ -1067,6 +1083,11 @@ void ProxySession::ReleaseUpstream(bool reusable) {
 }
 
 void ProxySession::LeaveInFlight() {
+  if ((admitted_ || in_line_) && ctx_->admission != nullptr) {
+    ctx_->admission->Leave(this, admitted_);
+    admitted_ = false;
+    in_line_ = false;
+  }
   if (!in_flight_) return;
   in_flight_ = false;
   ctx_->slot->in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -1108,8 +1129,11 @@ void ProxySession::OnTimeout(int64_t now_ms) {
       Drive();  // time to retry a connect the app's full queue refused
       return;
     }
-    UpstreamFailed(Failure::kUpstreamTimeout,
-                   absl::StrFormat("app did not answer within %.3gs",
+    UpstreamFailed(
+        Failure::kUpstreamTimeout,
+        in_line_ ? absl::StrFormat("waited %.3gs in line for a free thread",
+                                   ctx_->upstream_timeout_ms / 1000.0)
+                 : absl::StrFormat("app did not answer within %.3gs",
                                    ctx_->upstream_timeout_ms / 1000.0));
     Drive();
     return;

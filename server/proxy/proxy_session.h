@@ -28,6 +28,8 @@
 
 namespace forkd::proxy {
 
+class Admission;
+
 // Per-worker state every session of the worker shares. Owned by the worker;
 // the pointers outlive all sessions.
 struct SessionContext {
@@ -49,6 +51,10 @@ struct SessionContext {
   // Async class: requests past this many in flight in the worker get 503
   // (nullptr: no check; gthread/sync bound it by their threads).
   std::atomic<uint32_t>* in_flight_cap = nullptr;
+  // gthread/sync: the FIFO line a request (HTTP/1.1 or an HTTP/2 stream)
+  // joins before it talks to the app, so at most --threads (1 for sync) do
+  // at once and the rest wait instead of being refused (nullptr: no line).
+  Admission* admission = nullptr;
   // The whole server is draining (admin Drain): new requests get 503.
   const std::atomic<uint32_t>* server_draining = nullptr;
   // Async class: registers a new upstream connection with the epoll.
@@ -234,6 +240,8 @@ class ProxySession : public ClientConnection,
   bool up_write_closed_ = false;  // the app stopped reading the request
   bool upstream_wanted_ = false;  // request admitted, needs the app
   bool in_flight_ = false;
+  bool admitted_ = false;  // holds a slot of ctx_->admission
+  bool in_line_ = false;   // waits in ctx_->admission's line
   bool sent_to_client_ = false;  // a response head is on its way
   bool up_eof_ = false;
   int64_t connect_started_ms_ = 0;

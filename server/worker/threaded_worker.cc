@@ -14,8 +14,15 @@
 //
 // sync: the main thread itself serves one connection at a time, one request
 // per connection ("Connection: close"), as Gunicorn's sync worker does.
+//
+// HTTP/2 (prior knowledge, Upgrade: h2c, TLS ALPN h2): a thread (or the
+// sync main thread) that finds a connection speaking HTTP/2 hands it to
+// the worker's Http2Loop (http2_loop.h). Every request, HTTP/1.1 or an
+// HTTP/2 stream, joins one FIFO Admission line before it talks to the app:
+// at most --threads at once (1 for sync), the rest wait in order.
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,13 +30,16 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "server/common/log.h"
+#include "server/proxy/admission.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/worker/http2_loop.h"
 #include "server/worker/worker_epoll.h"
 #include "server/worker/worker_runtime.h"
 
@@ -47,15 +57,18 @@ constexpr int64_t kStopLingerMs = 1000;
 
 // Drives `s` with poll() until it is idle (keep-alive, nothing buffered) or,
 // with `until_closed`, until it is closed (the sync class also waits for the
-// first request of a new connection). `tick` runs at least every kTickMs
-// (the sync class heartbeats and reads signals there).
+// first request of a new connection), or until it turns out to speak
+// HTTP/2. `tick` runs at least every kTickMs (the sync class heartbeats and
+// reads signals there). `wake_fd` (-1: none) is the thread's eventfd the
+// admission line writes when it hands the request a slot.
 template <typename Tick>
-void RunSession(ProxySession* s, bool until_closed, Tick&& tick) {
+void RunSession(ProxySession* s, bool until_closed, int wake_fd, Tick&& tick) {
   s->Drive();
-  while (s->phase() == ProxySession::Phase::kActive ||
-         (until_closed && s->phase() == ProxySession::Phase::kIdle)) {
+  while ((s->phase() == ProxySession::Phase::kActive ||
+          (until_closed && s->phase() == ProxySession::Phase::kIdle)) &&
+         !s->wants_http2()) {
     ProxySession::Wait w = s->wait();
-    pollfd fds[2];
+    pollfd fds[3];
     nfds_t n = 0;
     short client_events =
         (w.client_read ? POLLIN : 0) | (w.client_write ? POLLOUT : 0);
@@ -66,16 +79,25 @@ void RunSession(ProxySession* s, bool until_closed, Tick&& tick) {
                                      (w.upstream_write ? POLLOUT : 0)),
                   0};
     }
+    nfds_t wake_index = n;
+    if (wake_fd >= 0) fds[n++] = {wake_fd, POLLIN, 0};
     int64_t now = scoreboard::MonotonicMs();
     int timeout = static_cast<int>(
         std::clamp<int64_t>(s->deadline_ms() - now, 0, kTickMs));
     int r = poll(fds, n, timeout);
     tick();
+    if (r > 0 && wake_fd >= 0 && (fds[wake_index].revents & POLLIN)) {
+      uint64_t v;
+      (void)!read(wake_fd, &v, sizeof(v));
+      s->Drive();  // a slot was handed to it
+      if (s->phase() == ProxySession::Phase::kClosed) break;
+    }
     if (r > 0) {
       bool cr = fds[0].revents & (POLLIN | POLLHUP | POLLERR);
       bool cw = fds[0].revents & (POLLOUT | POLLHUP | POLLERR);
-      bool ur = n > 1 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR));
-      bool uw = n > 1 && (fds[1].revents & (POLLOUT | POLLHUP | POLLERR));
+      bool up = wake_index > 1;
+      bool ur = up && (fds[1].revents & (POLLIN | POLLHUP | POLLERR));
+      bool uw = up && (fds[1].revents & (POLLOUT | POLLHUP | POLLERR));
       s->SetReadiness(cr, cw, ur, uw);
       s->Drive();
     }
@@ -87,12 +109,14 @@ void RunSession(ProxySession* s, bool until_closed, Tick&& tick) {
 class ThreadedWorker {
  public:
   ThreadedWorker(WorkerRuntime* rt, bool sync)
-      : rt_(rt), sync_(sync), epoll_(rt->listen_fds()) {}
+      : rt_(rt), sync_(sync), epoll_(rt->listen_fds()), admission_(1) {}
   [[noreturn]] void Run();
 
  private:
   void Accept(int listen_fd);
   void Dispatch(ProxySession* s);
+  // sync: serves the HTTP/2 connection `s` turned out to be, inline.
+  void ServeHttp2Sync(ProxySession* s);
   void ThreadMain();
   void TakeBackReturned();
   void Sweep(int64_t now_ms);
@@ -103,6 +127,8 @@ class ThreadedWorker {
   WorkerRuntime* rt_;
   bool sync_;
   WorkerEpoll epoll_;
+  proxy::Admission admission_;
+  std::unique_ptr<Http2Loop> http2_;  // nullptr: HTTP/2 is off
   bool swept_backlog_ = false;
   int64_t stop_seen_ms_ = 0;  // when Sweep first saw the stop
 
@@ -133,6 +159,7 @@ void ThreadedWorker::ApplySettings() {
       running_threads_ = want;
     }
   }
+  admission_.SetCapacity(want);
   cv_.notify_all();  // surplus threads exit once idle
   for (uint32_t i = 0; i < to_start; ++i) {
     std::thread([this] { ThreadMain(); }).detach();
@@ -149,6 +176,9 @@ void ThreadedWorker::ApplySettings() {
 }
 
 void ThreadedWorker::ThreadMain() {
+  // Threads come and go with live resizes: the eventfd goes with its thread.
+  int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  proxy::Admission::SetThreadWakeFd(wake_fd);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [this] {
@@ -161,6 +191,7 @@ void ThreadedWorker::ThreadMain() {
     if (running_threads_ > target_threads_) {
       --running_threads_;
       rt_->slot().threads.store(running_threads_);
+      if (wake_fd >= 0) close(wake_fd);
       return;
     }
     ProxySession* s = queue_.front();
@@ -168,13 +199,17 @@ void ThreadedWorker::ThreadMain() {
     ++busy_threads_;
     rt_->slot().busy_threads.store(busy_threads_);
     lock.unlock();
-    RunSession(s, /*until_closed=*/false, [] {});
-    bool closed = s->phase() == ProxySession::Phase::kClosed;
+    RunSession(s, /*until_closed=*/false, wake_fd, [] {});
+    bool to_http2 = s->wants_http2() && http2_ != nullptr;
+    if (to_http2) http2_->Adopt(s);  // counted open there from now on
+    bool closed = to_http2 || s->phase() == ProxySession::Phase::kClosed;
     if (closed) delete s;
     lock.lock();
     --busy_threads_;
     rt_->slot().busy_threads.store(busy_threads_);
-    if (closed) {
+    if (to_http2) {
+      // No longer this loop's: Http2Loop::TakeClosed() reports its end.
+    } else if (closed) {
       ++closed_by_threads_;
     } else {
       returned_.push_back(s);
@@ -187,10 +222,15 @@ void ThreadedWorker::ThreadMain() {
 void ThreadedWorker::Dispatch(ProxySession* s) {
   if (sync_) {
     rt_->slot().busy_threads.store(1);
-    RunSession(s, /*until_closed=*/true, [this] {
+    RunSession(s, /*until_closed=*/true, -1, [this] {
       rt_->Heartbeat();
       rt_->HandleSignals();
     });
+    if (s->wants_http2() && http2_ != nullptr) {
+      ServeHttp2Sync(s);
+      rt_->slot().busy_threads.store(0);
+      return;
+    }
     rt_->slot().busy_threads.store(0);
     // One request per connection: the session closes itself after it.
     if (s->phase() != ProxySession::Phase::kClosed) s->Abort();
@@ -203,6 +243,19 @@ void ThreadedWorker::Dispatch(ProxySession* s) {
     queue_.push_back(s);
   }
   cv_.notify_one();
+}
+
+void ThreadedWorker::ServeHttp2Sync(ProxySession* s) {
+  http2_->Adopt(s);
+  delete s;
+  // One connection at a time, like HTTP/1.1: its streams go to the app one
+  // by one (admission capacity 1) until it is idle, then GOAWAY.
+  while (http2_->open() > 0) {
+    http2_->RunOnce(kTickMs);
+    rt_->Heartbeat();
+    rt_->HandleSignals();
+  }
+  connections_ -= http2_->TakeClosed();
 }
 
 bool ThreadedWorker::HasRoom() const {
@@ -234,6 +287,7 @@ void ThreadedWorker::TakeBackReturned() {
     closed_by_threads_ = 0;
   }
   connections_ -= closed;
+  if (http2_ != nullptr) connections_ -= http2_->TakeClosed();
   for (ProxySession* s : back) {
     idle_.insert(s);  // on stop too: Sweep ends it after kStopLingerMs
     epoll_event ev{};
@@ -264,6 +318,12 @@ void ThreadedWorker::Sweep(int64_t now_ms) {
 void ThreadedWorker::Run() {
   epoll_.Add(rt_->signal_fd(), EPOLLIN, kTagSignal);
   epoll_.Add(rt_->wake_fd(), EPOLLIN, kTagWake);
+  // Before any thread starts: every session reads the context.
+  rt_->session_context()->admission = &admission_;
+  if (rt_->session_context()->http2) {
+    http2_ = std::make_unique<Http2Loop>(rt_, &admission_, sync_);
+    if (!sync_) http2_->RunOnOwnThread();
+  }
   ApplySettings();
   if (sync_) running_threads_ = 1;
   epoll_.SetListening(true);

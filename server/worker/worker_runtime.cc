@@ -85,11 +85,11 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   ctx.slot = rt->slot_;
   ctx.access_log = rt->access_log_.get();
   ctx.stopping = &rt->stopping_;
-  // HTTP/2 streams run concurrently on the async class's event loop; the
-  // thread-per-connection classes stay HTTP/1 (a preface gets 505).
-  ctx.http2 = c.http2 && c.worker_class == config::WorkerClass::kAsync;
+  // Every class serves HTTP/2: async on its event loop, gthread and sync
+  // on an Http2Loop (http2_loop.h).
+  ctx.http2 = c.http2;
   // Loaded here, in each new worker, so a HUP serves replaced files; ALPN
-  // offers h2 only where the class serves HTTP/2.
+  // offers h2 only when HTTP/2 is on.
   if (!c.certfile.empty()) {
     auto tls = tls::TlsContext::Create(tls::OptionsFromConfig(c, ctx.http2));
     if (!tls.ok()) return tls.status();

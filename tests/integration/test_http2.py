@@ -1,4 +1,4 @@
-"""HTTP/2 through forkd's async workers, with real clients and bad peers.
+"""HTTP/2 through forkd's workers of every class, with real clients and bad peers.
 
 Real clients: curl (--http2-prior-knowledge, and --http2 for the HTTP/1.1
 "Upgrade: h2c" path), nghttp, h2load, Python's h2 (Debian's python3-h2) for
@@ -6,7 +6,9 @@ flow control and graceful close, and raw frame bytes for peers that break
 the rules. Every bad peer must end in the right GOAWAY or RST_STREAM, and
 the worker must go on serving the next client, HTTP/1.1 or HTTP/2.
 
-Everything is on loopback, one async worker unless said, every wait bounded.
+The shared server (`fk`) runs once per worker class (async, gthread, sync);
+tests whose rule differs by class say so. Everything is on loopback, one
+worker unless said, every wait bounded.
 """
 
 import base64
@@ -46,6 +48,11 @@ DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION =
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ASYNC = ["--worker-class", "async", "--workers", "1"]
+CLASS_ARGS = {
+    "async": ASYNC,
+    "gthread": ["--worker-class", "gthread", "--workers", "1", "--threads", "4"],
+    "sync": ["--worker-class", "sync", "--workers", "1"],
+}
 
 
 # --- fixtures ---------------------------------------------------------------------
@@ -59,14 +66,15 @@ def app():
     a.cleanup()
 
 
-@pytest.fixture(scope="module")
-def fk(app):
-    """One async worker with an access log and /metrics."""
+@pytest.fixture(scope="module", params=list(CLASS_ARGS))
+def fk(app, request):
+    """One worker of each class with an access log and /metrics."""
     mport = free_port()
     tmp = forkd_harness.short_tmpdir("fkh")
     access = os.path.join(tmp, "access.log")
-    f = Forkd(app, ASYNC + ["--access-logfile", access,
-                            "--metrics-bind", "127.0.0.1:%d" % mport], tmpdir=tmp)
+    f = Forkd(app, CLASS_ARGS[request.param] + [
+        "--access-logfile", access, "--metrics-bind", "127.0.0.1:%d" % mport], tmpdir=tmp)
+    f.worker_class = request.param
     f.access_log_path = access
     f.metrics_port = mport
     f.start()
@@ -83,6 +91,14 @@ def tight(app):
     f.start()
     yield f
     f.cleanup()
+
+
+def skip_for_sync(fk, why):
+    """The sync class serves one stream at a time and ends a connection once
+    it is idle (GOAWAY): tests of concurrency or of long-lived connections
+    do not apply to it (test_http2_threaded.py tests its own rules)."""
+    if fk.worker_class == "sync":
+        pytest.skip("sync: " + why)
 
 
 def the_worker(fk):
@@ -429,6 +445,7 @@ def test_h2load_all_succeed(fk):
 
 
 def test_streams_of_one_connection_reach_the_app_in_parallel(fk):
+    skip_for_sync(fk, "streams reach the app one at a time")
     # 20 x 300 ms one after another would take 6 s.
     start = time.monotonic()
     code, out = run_tool(["nghttp", "-n", "-s", "-m", "20", fk.url("/sleep?ms=300")])
@@ -466,7 +483,8 @@ def test_forwarding_headers_and_request_id_reach_the_app(fk):
     assert re.fullmatch(r"[0-9a-f]{32}", headers["x-seen-x-request-id"]), headers
 
 
-def test_request_body_is_streamed_and_flow_controlled(tmp_path):
+@pytest.mark.parametrize("worker_class", list(CLASS_ARGS))
+def test_request_body_is_streamed_and_flow_controlled(tmp_path, worker_class):
     """A 16 MB upload to an app that has not read yet: forkd takes a bounded
     part of it (its window never reopens past its buffers), and the app gets
     every byte once it reads."""
@@ -518,7 +536,8 @@ def test_request_body_is_streamed_and_flow_controlled(tmp_path):
 
     t = threading.Thread(target=holding_app, daemon=True)
     t.start()
-    f = Forkd("unix:" + path, ASYNC + ["--request-buffer", "65536", "--app-health-interval", "0"])
+    f = Forkd("unix:" + path, CLASS_ARGS[worker_class] + [
+        "--request-buffer", "65536", "--app-health-interval", "0"])
     f.start()
     total = 16 << 20
     c = H2Client(f.port)
@@ -567,7 +586,8 @@ def test_request_body_is_streamed_and_flow_controlled(tmp_path):
         shutil.rmtree(sock_dir, ignore_errors=True)
 
 
-def test_empty_answer_then_app_close_is_delivered(tmp_short):
+@pytest.mark.parametrize("worker_class", list(CLASS_ARGS))
+def test_empty_answer_then_app_close_is_delivered(tmp_short, worker_class):
     """An app that closes right after an empty answer (204, Content-Length:
     0): the answer is complete, not "closed mid-response"."""
     path = os.path.join(tmp_short, "close.sock")
@@ -595,7 +615,7 @@ def test_empty_answer_then_app_close_is_delivered(tmp_short):
                     conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
 
     threading.Thread(target=serve, daemon=True).start()
-    f = Forkd("unix:" + path, ASYNC + ["--app-health-interval", "0"])
+    f = Forkd("unix:" + path, CLASS_ARGS[worker_class] + ["--app-health-interval", "0"])
     f.start()
     try:
         for _ in range(5):
@@ -605,6 +625,11 @@ def test_empty_answer_then_app_close_is_delivered(tmp_short):
             try:
                 r = c.get("/empty")
                 assert (r["status"], r["ended"], r["reset"], bytes(r["body"])) == (200, True, None, b"")
+                if worker_class == "sync":
+                    # It said GOAWAY once idle: the next stream goes on a
+                    # new connection.
+                    c.close()
+                    c = H2Client(f.port)
                 assert c.get("/nothing")["status"] == 204
             finally:
                 c.close()
@@ -964,9 +989,10 @@ def test_garbage_after_the_preface_ends_only_that_connection(fk):
 # --- graceful close -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("worker_class", list(CLASS_ARGS))
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM], ids=["HUP", "TERM"])
-def test_open_stream_finishes_across_a_graceful_stop(app, sig):
-    f = Forkd(app, ASYNC + ["--graceful-timeout", "20"])
+def test_open_stream_finishes_across_a_graceful_stop(app, sig, worker_class):
+    f = Forkd(app, CLASS_ARGS[worker_class] + ["--graceful-timeout", "20"])
     f.start()
     try:
         old = f.wait_workers(1)
