@@ -32,6 +32,25 @@ GTHREADS=${THREADS:-4}
 NGINX=${NGINX:-nginx}
 WRK=${WRK:-wrk}
 WRK_THREADS=2
+# PIN=1 (the default on 2+ CPUs): wrk runs on CPU 0 and every server
+# (upstream, nginx, forkd) on the others, the load generator kept off the
+# cores of the system under test as in any load test. Unpinned, all four
+# compete for the same cores and where the scheduler happens to put them
+# moved a server's req/s by up to 40% between identical runs.
+NCPU=$(nproc)
+PIN=${PIN:-$((NCPU >= 2 ? 1 : 0))}
+if [[ $PIN == 1 ]]; then
+  command -v taskset >/dev/null || { echo "bench: taskset not found (util-linux)" >&2; exit 1; }
+  LOADGEN_CPUS=0
+  SERVER_CPUS=1-$((NCPU - 1))
+  exec_on_loadgen() { exec taskset -c "$LOADGEN_CPUS" "$@"; }
+  exec_on_servers() { exec taskset -c "$SERVER_CPUS" "$@"; }
+else
+  exec_on_loadgen() { exec "$@"; }
+  exec_on_servers() { exec "$@"; }
+fi
+# Both exec: only ever call them in a background subshell (`... &`), whose
+# $! is then the server's or wrk's own pid (taskset execs the command).
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=python3
 
@@ -102,7 +121,7 @@ http_ok() {  # http_ok URL [curl args]: true when the URL answers 200
 }
 
 start_nginx() {  # start_nginx NAME CONF -> sets NGINX_PID
-  "$NGINX" -p "$WORK" -e "$WORK/$1.error.log" -c "$2" \
+  exec_on_servers "$NGINX" -p "$WORK" -e "$WORK/$1.error.log" -c "$2" \
     >"$WORK/$1.stdout" 2>"$WORK/$1.stderr" </dev/null &
   NGINX_PID=$!
   STARTED+=("$NGINX_PID")
@@ -133,7 +152,7 @@ WRK_PID=
 wrk_bg() {  # wrk_bg OUT WRK-ARGS...
   local out=$1
   shift
-  "$WRK" "$@" >"$out" 2>&1 &
+  exec_on_loadgen "$WRK" "$@" >"$out" 2>&1 &
   WRK_PID=$!
   wait "$WRK_PID" || true
   WRK_PID=
@@ -193,7 +212,11 @@ wait_ready "$PEER_PID" "peer nginx" http_ok "$NGINX_URL"
 warm "$NGINX_URL"
 
 echo "bench: forkd=$FORKD duration=${DURATION}s conns=$CONNS wrk threads=$WRK_THREADS rounds=$ROUNDS" >&2
-echo "bench: $(nproc) CPUs shared by wrk, both proxies and the upstream; compare ratios, not absolutes" >&2
+if [[ $PIN == 1 ]]; then
+  echo "bench: wrk pinned to CPU $LOADGEN_CPUS, the upstream and both proxies to CPU(s) $SERVER_CPUS (PIN=0: unpinned)" >&2
+else
+  echo "bench: $NCPU CPUs shared by wrk, both proxies and the upstream; compare ratios, not absolutes" >&2
+fi
 
 declare -a ROWS=()
 declare -a WARNINGS=()
@@ -207,7 +230,7 @@ for class in $CLASSES; do
   # shellcheck disable=SC2206  # FORKD_ARGS is meant to be word-split
   [[ -n ${FORKD_ARGS:-} ]] && args+=(${FORKD_ARGS})
   # forkd reads FORKD_<FLAG> from the environment: pass none of ours on.
-  env -u FORKD_BIN -u FORKD_ARGS "$FORKD" "${args[@]}" \
+  exec_on_servers env -u FORKD_BIN -u FORKD_ARGS "$FORKD" "${args[@]}" \
     >"$WORK/forkd-$class.stdout" 2>"$WORK/forkd-$class.stderr" </dev/null &
   FORKD_PID=$!
   STARTED+=("$FORKD_PID")
