@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "server/http2/outgoing_fields.h"
 
 namespace forkd::http2 {
 namespace {
@@ -39,67 +40,6 @@ std::string_view View(const uint8_t* data, size_t len) {
 }
 
 absl::string_view AbslView(std::string_view s) { return {s.data(), s.size()}; }
-
-bool IsConnectionSpecific(std::string_view lower_name,
-                          const std::vector<std::string>& tokens) {
-  static constexpr std::string_view kNames[] = {
-      "connection",        "keep-alive", "proxy-connection",
-      "transfer-encoding", "upgrade",    "te"};
-  for (std::string_view n : kNames) {
-    if (lower_name == n) return true;
-  }
-  for (const std::string& t : tokens) {
-    if (lower_name == t) return true;
-  }
-  return false;
-}
-
-// Header fields as nghttp2 wants them to send: lowercase names, without
-// connection-specific or invalid fields. The nv entries point into *this,
-// and nghttp2 copies them on submit.
-class OutgoingFields {
- public:
-  OutgoingFields(std::string_view status,
-                 const std::vector<http1::Header>& headers) {
-    std::vector<std::string> tokens = http1::ConnectionTokens(headers);
-    names_.reserve(headers.size() + 1);
-    if (!status.empty()) {
-      status_ = std::string(status);
-      Add(":status", status_);
-    }
-    for (const http1::Header& h : headers) {
-      std::string name = absl::AsciiStrToLower(AbslView(h.name));
-      if (name.empty() || name[0] == ':' ||
-          IsConnectionSpecific(name, tokens) ||
-          !nghttp2_check_header_name(
-              reinterpret_cast<const uint8_t*>(name.data()), name.size()) ||
-          !nghttp2_check_header_value_rfc9113(
-              reinterpret_cast<const uint8_t*>(h.value.data()),
-              h.value.size())) {
-        continue;
-      }
-      names_.push_back(std::move(name));
-      Add(names_.back(), h.value);
-    }
-  }
-  const nghttp2_nv* data() const { return nv_.data(); }
-  size_t size() const { return nv_.size(); }
-
- private:
-  void Add(std::string_view name, std::string_view value) {
-    nghttp2_nv nv;
-    nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
-    nv.namelen = name.size();
-    nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
-    nv.valuelen = value.size();
-    nv.flags = NGHTTP2_NV_FLAG_NONE;
-    nv_.push_back(nv);
-  }
-
-  std::string status_;
-  std::vector<std::string> names_;  // reserved: pointers stay valid
-  std::vector<nghttp2_nv> nv_;
-};
 
 // Joins several "cookie" fields into the first one (RFC 9113 §8.2.3), as
 // an HTTP/1.1 app expects a single Cookie header.
@@ -377,7 +317,8 @@ struct Http2Callbacks {
       if (s->body_ended) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         if (!s->trailers.empty()) {
-          OutgoingFields fields("", s->trailers);
+          OutgoingFields fields;
+          fields.AddRegular(s->trailers, /*keep_te_trailers=*/false);
           if (fields.size() > 0 &&
               nghttp2_submit_trailer(session, stream_id, fields.data(),
                                      fields.size()) == 0) {
@@ -677,7 +618,9 @@ absl::Status Http2Session::SubmitResponse(
   if (status < 200 || status > 999) {
     return absl::InvalidArgumentError(absl::StrCat("bad status ", status));
   }
-  OutgoingFields fields(std::to_string(status), headers);
+  OutgoingFields fields;
+  fields.AddPseudo(":status", std::to_string(status));
+  fields.AddRegular(headers, /*keep_te_trailers=*/false);
   nghttp2_data_provider provider;
   provider.source.ptr = nullptr;
   provider.read_callback = &Http2Callbacks::ReadResponse;
@@ -704,7 +647,9 @@ absl::Status Http2Session::SubmitInterim(
     return absl::InvalidArgumentError(
         absl::StrCat("bad interim status ", status));
   }
-  OutgoingFields fields(std::to_string(status), headers);
+  OutgoingFields fields;
+  fields.AddPseudo(":status", std::to_string(status));
+  fields.AddRegular(headers, /*keep_te_trailers=*/false);
   int32_t rv =
       nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, stream_id, nullptr,
                              fields.data(), fields.size(), nullptr);

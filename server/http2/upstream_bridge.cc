@@ -3,15 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/common/log.h"
+#include "server/common/loop_clock.h"
 #include "server/proxy/error_response.h"
 #include "server/proxy/proxy_session.h"
+#include "server/proxy/request_record.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::http2 {
@@ -19,34 +19,9 @@ namespace {
 
 using proxy::Failure;
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t NowMs() { return scoreboard::MonotonicMs(); }
-
-// As ProxySession's: 128 random bits as 32 hex digits.
-std::string NewRequestId() {
-  thread_local std::mt19937_64 gen([] {
-    std::random_device rd;
-    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
-           static_cast<uint64_t>(getpid()) ^ static_cast<uint64_t>(NowNs());
-  }());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
-  for (int half = 0; half < 2; ++half) {
-    uint64_t v = gen();
-    for (int i = 0; i < 16; ++i, v >>= 4) id[half * 16 + 15 - i] = kHex[v & 15];
-  }
-  return id;
-}
-
-int StatusClass(int status) {
-  int c = status / 100;
-  return (c >= 1 && c <= 5) ? c - 1 : 4;
-}
+// The async loop's time of the current batch of events (loop_clock.h).
+int64_t NowNs() { return loop_clock::NowNs(); }
+int64_t NowMs() { return loop_clock::NowMs(); }
 
 // What the client's stream is reset with when the app resets ours: codes
 // that say something to the client pass; the app's own troubles become
@@ -180,9 +155,7 @@ void UpstreamBridge::Stream::Start(std::string_view method,
       grpc_ = std::string_view(h.value).substr(0, 16) == "application/grpc";
     }
   }
-  request_id_ = (rid != nullptr && !rid->empty() && rid->size() <= 200)
-                    ? *rid
-                    : NewRequestId();
+  request_id_ = proxy::RequestIdFor(rid);
   if (ctx->access_log != nullptr) request_headers_ = headers;
 
   // A stopping worker serves what reached it; a drained server answers 503.
@@ -492,40 +465,21 @@ void UpstreamBridge::Stream::Fail(Failure failure, const std::string& detail,
 }
 
 void UpstreamBridge::Stream::Record() {
-  proxy::SessionContext* ctx = b_->ctx_;
-  double duration = static_cast<double>(NowNs() - start_ns_) / 1e9;
-  scoreboard::Slot* slot = ctx->slot;
-  if (ctx->record_metrics) {
-    auto method = scoreboard::MethodIndex(method_.data(), method_.size());
-    int cls = StatusClass(status_);
-    slot->counters.requests[static_cast<size_t>(method)][cls].fetch_add(
-        1, std::memory_order_relaxed);
-    slot->counters
-        .requests_by_protocol[static_cast<size_t>(scoreboard::Protocol::kHttp2)]
-                             [cls]
-        .fetch_add(1, std::memory_order_relaxed);
-    slot->counters.request_duration.Observe(duration);
-    slot->counters.bytes_in.fetch_add(bytes_in_, std::memory_order_relaxed);
-    slot->counters.bytes_out.fetch_add(bytes_out_, std::memory_order_relaxed);
-  }
-  slot->requests_served.fetch_add(1, std::memory_order_relaxed);
-  if (ctx->access_log != nullptr) {
-    accesslog::Entry e;
-    e.remote_addr = b_->peer_.empty() ? std::string_view("-") : b_->peer_;
-    e.start = start_time_;
-    e.duration_s = duration;
-    e.upstream_s = upstream_s_;
-    e.method = method_;
-    e.target = target_;
-    e.protocol = "HTTP/2.0";
-    e.status = status_;
-    e.body_bytes = bytes_out_;
-    e.request_id = request_id_;
-    e.request_headers = &request_headers_;
-    e.response_headers = &response_headers_;
-    ctx->access_log->Log(e);
-  }
-  if (ctx->on_request_done) ctx->on_request_done();
+  accesslog::Entry e;
+  e.remote_addr = b_->peer_.empty() ? std::string_view("-") : b_->peer_;
+  e.start = start_time_;
+  e.duration_s = static_cast<double>(NowNs() - start_ns_) / 1e9;
+  e.upstream_s = upstream_s_;
+  e.method = method_;
+  e.target = target_;
+  e.protocol = "HTTP/2.0";
+  e.status = status_;
+  e.body_bytes = bytes_out_;
+  e.request_id = request_id_;
+  e.request_headers = &request_headers_;
+  e.response_headers = &response_headers_;
+  proxy::RecordFinishedRequest(b_->ctx_, e, scoreboard::Protocol::kHttp2,
+                               bytes_in_);
 }
 
 UpstreamBridge::UpstreamBridge(proxy::SessionContext* ctx,

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +16,7 @@
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
 #include "server/proxy/admission.h"
+#include "server/proxy/request_record.h"
 
 namespace forkd::proxy {
 namespace {
@@ -51,23 +51,6 @@ ssize_t ReadChunk(Buffer* buf, ReadFn&& read_fn) {
   ssize_t n = read_fn(scratch, kReadChunk);
   if (n > 0) buf->Append({scratch, static_cast<size_t>(n)});
   return n;
-}
-
-// 128 random bits as 32 hex digits. A per-thread generator keeps it cheap
-// and free of locks; uniqueness, not secrecy, is what matters here.
-std::string NewRequestId() {
-  thread_local std::mt19937_64 gen([] {
-    std::random_device rd;
-    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
-           static_cast<uint64_t>(getpid()) ^ static_cast<uint64_t>(NowNs());
-  }());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
-  for (int half = 0; half < 2; ++half) {
-    uint64_t v = gen();
-    for (int i = 0; i < 16; ++i, v >>= 4) id[half * 16 + 15 - i] = kHex[v & 15];
-  }
-  return id;
 }
 
 void AppendChunk(Buffer* out, std::string_view data) {
@@ -115,11 +98,6 @@ void AppendLastChunk(Buffer* out, std::string_view trailer_lines) {
 bool IsIdempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" ||
          method == "TRACE" || method == "PUT" || method == "DELETE";
-}
-
-int StatusClass(int status) {
-  int c = status / 100;
-  return (c >= 1 && c <= 5) ? c - 1 : 4;
 }
 
 }  // namespace
@@ -387,9 +365,7 @@ void ProxySession::BeginRequest() {
   keep_alive_ = h.keep_alive && !ctx_->force_close;
   head_request_ = method_ == "HEAD";
   const std::string* rid = h.Find("X-Request-Id");
-  request_id_ = (rid != nullptr && !rid->empty() && rid->size() <= 200)
-                    ? *rid
-                    : NewRequestId();
+  request_id_ = RequestIdFor(rid);
 
   // A worker that is stopping serves what reached it (with "Connection:
   // close"); the 503 is for a drained server whose workers keep running.
@@ -988,44 +964,25 @@ bool ProxySession::MaybeFinishRequest() {
 }
 
 void ProxySession::FinishRequest() {
-  int64_t end_ns = NowNs();
-  double duration = static_cast<double>(end_ns - req_start_ns_) / 1e9;
-  scoreboard::Slot* slot = ctx_->slot;
-  if (ctx_->record_metrics) {
-    auto method = scoreboard::MethodIndex(method_.data(), method_.size());
-    slot->counters.requests[static_cast<size_t>(method)][StatusClass(status_)]
-        .fetch_add(1, std::memory_order_relaxed);
-    auto protocol = http2_stream_ ? scoreboard::Protocol::kHttp2
-                                  : scoreboard::Protocol::kHttp1;
-    slot->counters
-        .requests_by_protocol[static_cast<size_t>(protocol)]
-                             [StatusClass(status_)]
-        .fetch_add(1, std::memory_order_relaxed);
-    slot->counters.request_duration.Observe(duration);
-    slot->counters.bytes_in.fetch_add(bytes_in_, std::memory_order_relaxed);
-    slot->counters.bytes_out.fetch_add(body_bytes_out_,
-                                       std::memory_order_relaxed);
-  }
-  slot->requests_served.fetch_add(1, std::memory_order_relaxed);
-  if (ctx_->access_log != nullptr) {
-    accesslog::Entry e;
-    e.remote_addr = peer_.empty() ? std::string_view("-") : peer_;
-    e.start = req_start_time_;
-    e.duration_s = duration;
-    e.upstream_s = upstream_s_;
-    e.method = method_;
-    e.target = target_;
-    e.protocol = http2_stream_         ? "HTTP/2.0"
-                 : version_minor_ == 0 ? "HTTP/1.0"
-                                       : "HTTP/1.1";
-    e.status = status_;
-    e.body_bytes = body_bytes_out_;
-    e.request_id = request_id_;
-    e.request_headers = &req_parser_.head().headers;
-    e.response_headers = &resp_headers_;
-    ctx_->access_log->Log(e);
-  }
-  if (ctx_->on_request_done) ctx_->on_request_done();
+  accesslog::Entry e;
+  e.remote_addr = peer_.empty() ? std::string_view("-") : peer_;
+  e.start = req_start_time_;
+  e.duration_s = static_cast<double>(NowNs() - req_start_ns_) / 1e9;
+  e.upstream_s = upstream_s_;
+  e.method = method_;
+  e.target = target_;
+  e.protocol = http2_stream_         ? "HTTP/2.0"
+               : version_minor_ == 0 ? "HTTP/1.0"
+                                     : "HTTP/1.1";
+  e.status = status_;
+  e.body_bytes = body_bytes_out_;
+  e.request_id = request_id_;
+  e.request_headers = &req_parser_.head().headers;
+  e.response_headers = &resp_headers_;
+  RecordFinishedRequest(ctx_, e,
+                        http2_stream_ ? scoreboard::Protocol::kHttp2
+                                      : scoreboard::Protocol::kHttp1,
+                        bytes_in_);
 
   if (close_after_response_ || !keep_alive_ || client_eof_) {
     CloseClient(unread_input_);

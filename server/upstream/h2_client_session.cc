@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "server/http2/outgoing_fields.h"
 
 namespace forkd::upstream {
 namespace {
@@ -20,53 +21,6 @@ constexpr uint32_t kDefaultMaxConcurrentStreams = 100;
 std::string_view View(const uint8_t* p, size_t n) {
   return {reinterpret_cast<const char*>(p), n};
 }
-
-bool IsConnectionSpecific(std::string_view name, std::string_view value) {
-  if (name == "te") return !http1::EqualsIgnoreCase(value, "trailers");
-  return name == "connection" || name == "keep-alive" ||
-         name == "proxy-connection" || name == "transfer-encoding" ||
-         name == "upgrade" || name == "host" || name == "http2-settings";
-}
-
-// A field list for nghttp2, names lowercased and kept alive here.
-class OutgoingFields {
- public:
-  void AddPseudo(std::string_view name, std::string_view value) {
-    Add(name, value);
-  }
-  void AddRegular(const std::vector<http1::Header>& headers) {
-    names_.reserve(headers.size());
-    for (const http1::Header& h : headers) {
-      std::string name = absl::AsciiStrToLower(h.name);
-      if (name.empty() || name[0] == ':' ||
-          IsConnectionSpecific(name, h.value) ||
-          !nghttp2_check_header_name(
-              reinterpret_cast<const uint8_t*>(name.data()), name.size()) ||
-          !nghttp2_check_header_value_rfc9113(
-              reinterpret_cast<const uint8_t*>(h.value.data()),
-              h.value.size())) {
-        continue;
-      }
-      names_.push_back(std::move(name));
-      Add(names_.back(), h.value);
-    }
-  }
-  const nghttp2_nv* data() const { return nv_.data(); }
-  size_t size() const { return nv_.size(); }
-
- private:
-  void Add(std::string_view name, std::string_view value) {
-    nghttp2_nv nv;
-    nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
-    nv.namelen = name.size();
-    nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
-    nv.valuelen = value.size();
-    nv.flags = NGHTTP2_NV_FLAG_NONE;
-    nv_.push_back(nv);
-  }
-  std::vector<std::string> names_;  // reserved: pointers stay valid
-  std::vector<nghttp2_nv> nv_;
-};
 
 }  // namespace
 
@@ -213,8 +167,8 @@ struct H2ClientCallbacks {
       if (s->body_ended) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         if (!s->trailers.empty()) {
-          OutgoingFields fields;
-          fields.AddRegular(s->trailers);
+          http2::OutgoingFields fields;
+          fields.AddRegular(s->trailers, /*keep_te_trailers=*/false);
           if (fields.size() > 0 &&
               nghttp2_submit_trailer(session, stream_id, fields.data(),
                                      fields.size()) == 0) {
@@ -372,12 +326,12 @@ absl::StatusOr<int32_t> H2ClientSession::SubmitRequest(
   if (!failed_.ok() || aborted_ || goaway_received_) {
     return absl::UnavailableError("the app connection takes no new streams");
   }
-  OutgoingFields fields;
+  http2::OutgoingFields fields;
   fields.AddPseudo(":method", method);
   fields.AddPseudo(":scheme", scheme);
   if (!authority.empty()) fields.AddPseudo(":authority", authority);
   fields.AddPseudo(":path", path);
-  fields.AddRegular(headers);
+  fields.AddRegular(headers, /*keep_te_trailers=*/true);
   nghttp2_data_provider provider;
   provider.source.ptr = nullptr;
   provider.read_callback = &H2ClientCallbacks::ReadRequest;

@@ -1,0 +1,46 @@
+// Header fields as nghttp2 takes them to send, for both of forkd's HTTP/2
+// sides (Http2Session answering clients, upstream::H2ClientSession asking
+// an h2c app): names lowercased, connection-specific and invalid fields
+// left out. The nv entries point into this object, which nghttp2 copies on
+// submit, so it only has to live until the submit call returns.
+#ifndef FORKD_SERVER_HTTP2_OUTGOING_FIELDS_H_
+#define FORKD_SERVER_HTTP2_OUTGOING_FIELDS_H_
+
+#include <nghttp2/nghttp2.h>
+
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "server/http1/http1_parser.h"
+
+namespace forkd::http2 {
+
+class OutgoingFields {
+ public:
+  // A pseudo-header (":status", ":method"...); both strings are copied.
+  void AddPseudo(std::string_view name, std::string_view value);
+  // Adds `headers` less the connection-specific fields (RFC 9113 8.2.2:
+  // Connection and every field it names, Keep-Alive, Proxy-Connection,
+  // Transfer-Encoding, Upgrade, plus Host and HTTP2-Settings, which HTTP/2
+  // carries elsewhere or not at all), pseudo-header names and fields
+  // nghttp2 would refuse. TE goes only as "te: trailers" and only with
+  // `keep_te_trailers` (requests to an app; RFC 9113 8.2.2 allows exactly
+  // that one).
+  void AddRegular(const std::vector<http1::Header>& headers,
+                  bool keep_te_trailers);
+
+  const nghttp2_nv* data() const { return nv_.data(); }
+  size_t size() const { return nv_.size(); }
+
+ private:
+  void Add(std::string_view name, std::string_view value);
+
+  std::deque<std::string> owned_;  // a deque: elements never move
+  std::vector<nghttp2_nv> nv_;
+};
+
+}  // namespace forkd::http2
+
+#endif  // FORKD_SERVER_HTTP2_OUTGOING_FIELDS_H_
