@@ -307,31 +307,7 @@ struct Http2Callbacks {
     Http2Session* self = Self(user_data);
     Http2Session::Stream* s = self->Find(stream_id);
     if (s == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    size_t n = std::min(length, s->queue.size());
-    if (n > 0) {
-      memcpy(buf, s->queue.View().data(), n);
-      s->queue.Consume(n);
-      if (s->queue.empty()) s->queue.Shrink(64 * 1024);
-    }
-    if (s->queue.empty()) {
-      if (s->body_ended) {
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (!s->trailers.empty()) {
-          OutgoingFields fields;
-          fields.AddRegular(s->trailers, /*keep_te_trailers=*/false);
-          if (fields.size() > 0 &&
-              nghttp2_submit_trailer(session, stream_id, fields.data(),
-                                     fields.size()) == 0) {
-            *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-          }
-          s->trailers.clear();
-        }
-      } else if (n == 0) {
-        s->deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-      }
-    }
-    return static_cast<ssize_t>(n);
+    return ReadQueuedBody(session, stream_id, s, buf, length, data_flags);
   }
 };
 

@@ -8,6 +8,10 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <sys/types.h>
+
+#include <algorithm>
+#include <cstring>
 #include <deque>
 #include <string>
 #include <string_view>
@@ -40,6 +44,43 @@ class OutgoingFields {
   std::deque<std::string> owned_;  // a deque: elements never move
   std::vector<nghttp2_nv> nv_;
 };
+
+// The nghttp2 data-source read of a stream body queued in memory, for both
+// sides: copies what `s->queue` (a Buffer) holds into `buf`; once it is
+// empty and `s->body_ended`, ends the DATA and sends `s->trailers` (if any)
+// as a trailing HEADERS; with nothing queued yet, defers the stream and
+// sets `s->deferred` so the owner resumes it (nghttp2_session_resume_data)
+// when more bytes come.
+template <typename QueuedStream>
+ssize_t ReadQueuedBody(nghttp2_session* session, int32_t stream_id,
+                       QueuedStream* s, uint8_t* buf, size_t length,
+                       uint32_t* data_flags) {
+  size_t n = std::min(length, s->queue.size());
+  if (n > 0) {
+    memcpy(buf, s->queue.View().data(), n);
+    s->queue.Consume(n);
+    if (s->queue.empty()) s->queue.Shrink(64 * 1024);
+  }
+  if (s->queue.empty()) {
+    if (s->body_ended) {
+      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!s->trailers.empty()) {
+        OutgoingFields fields;
+        fields.AddRegular(s->trailers, /*keep_te_trailers=*/false);
+        if (fields.size() > 0 &&
+            nghttp2_submit_trailer(session, stream_id, fields.data(),
+                                   fields.size()) == 0) {
+          *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        }
+        s->trailers.clear();
+      }
+    } else if (n == 0) {
+      s->deferred = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  return static_cast<ssize_t>(n);
+}
 
 }  // namespace forkd::http2
 

@@ -157,32 +157,10 @@ struct H2ClientCallbacks {
     H2ClientSession* self = Self(user_data);
     H2ClientSession::Stream* s = self->Find(stream_id);
     if (s == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    size_t n = std::min(length, s->queue.size());
-    if (n > 0) {
-      memcpy(buf, s->queue.View().data(), n);
-      s->queue.Consume(n);
-      if (s->queue.empty()) s->queue.Shrink(64 * 1024);
-    }
-    if (s->queue.empty()) {
-      if (s->body_ended) {
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (!s->trailers.empty()) {
-          http2::OutgoingFields fields;
-          fields.AddRegular(s->trailers, /*keep_te_trailers=*/false);
-          if (fields.size() > 0 &&
-              nghttp2_submit_trailer(session, stream_id, fields.data(),
-                                     fields.size()) == 0) {
-            *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-          }
-          s->trailers.clear();
-        }
-      } else if (n == 0) {
-        s->deferred = true;
-        return NGHTTP2_ERR_DEFERRED;
-      }
-    }
+    ssize_t n = http2::ReadQueuedBody(session, stream_id, s, buf, length,
+                                      data_flags);
     if (n > 0) self->handler_->OnRequestDataSent(stream_id, n);
-    return static_cast<ssize_t>(n);
+    return n;
   }
 };
 
