@@ -27,13 +27,16 @@
 #   FORKD_ARGS  extra forkd arguments (word-split)
 #   NGINX, H2LOAD  the binaries (default from PATH)
 #   KEEP=1      keep the temp directory (configs, logs, raw h2load output)
+#   PIN         1 (default on 2+ CPUs): h2load on CPU 0, the app, nginx and
+#               forkd on the other CPUs (taskset); 0: all share every CPU
+#
+# The helpers shared with the other bench scripts are in bench/lib.sh.
 
-# shellcheck disable=SC2317  # cleanup runs via trap
+# shellcheck disable=SC2317  # grpc_ok runs via wait_ready
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(dirname "$HERE")
-FORKD=${FORKD_BIN:-$REPO/build/forkd}
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 APP=$(dirname "$FORKD")/forkd_bench_h2c_app
 REQUESTS=${REQUESTS:-100000}
 CLIENTS=${CLIENTS:-4}
@@ -45,110 +48,19 @@ ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-10000}
 NGINX=${NGINX:-nginx}
 H2LOAD=${H2LOAD:-h2load}
-PY=/usr/bin/python3
-[[ -x $PY ]] || PY=python3
 
-die() { echo "bench: $*" >&2; exit 1; }
-[[ -x $FORKD ]] || die "forkd binary not found: $FORKD (build it or set FORKD_BIN)"
 if [[ ! -x $APP ]]; then
   ninja -C "$(dirname "$FORKD")" forkd_bench_h2c_app >/dev/null ||
     die "cannot build forkd_bench_h2c_app"
 fi
-for b in "$NGINX" "$H2LOAD" curl; do
-  command -v "$b" >/dev/null || die "$b not found"
-done
+need "$NGINX" "$H2LOAD" curl
 
-WORK=$(mktemp -d /tmp/fkgr.XXXXXX)
-chmod 755 "$WORK"  # nginx workers (nobody, under root) reach the socket
+make_workdir fkgr
 SOCK=$WORK/app.sock
-declare -a STARTED=()
-H2LOAD_PID=
 
-stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL (and its children)
-  local pid=$1 kids i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kids=$(pgrep -P "$pid" || true)
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-  for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
-}
-
-cleanup() {
-  local pid
-  [[ -n $H2LOAD_PID ]] && kill -KILL "$H2LOAD_PID" 2>/dev/null
-  for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
-  if [[ ${KEEP:-0} == 1 ]]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-render() {  # render TEMPLATE PORT OUT
-  sed -e "s|@SOCK@|$SOCK|g" -e "s|@PORT@|$2|g" -e "s|@DIR@|$WORK|g" \
-    -e "s|@KEEPALIVE@|$KEEPALIVE|g" "$1" >"$3"
-}
-
-wait_ready() {  # wait_ready PID NAME CHECK-COMMAND...: up to 20 s
-  local pid=$1 name=$2 i
-  shift 2
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (KEEP=1 keeps $WORK)"
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  die "$name did not become ready in 20 s"
-}
-
-ok200() {  # ok200 URL [curl args]
-  [[ $(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$@") == 200 ]]
-}
-
-start_nginx() {  # start_nginx NAME CONF -> NGINX_PID
-  "$NGINX" -p "$WORK" -e "$WORK/$1.error.log" -c "$2" \
-    >"$WORK/$1.stdout" 2>"$WORK/$1.stderr" </dev/null &
-  NGINX_PID=$!
-  STARTED+=("$NGINX_PID")
-}
-
-# h2load in the background so a TERM to this script is handled at once.
 run_h2load() {  # run_h2load URL N OUT
-  "$H2LOAD" -t "$H2THREADS" -c "$CLIENTS" -m "$STREAMS" -n "$2" -d "$WORK/call.bin" \
-    -H "content-type: application/grpc" -H "te: trailers" "$1" >"$3" 2>&1 &
-  H2LOAD_PID=$!
-  wait "$H2LOAD_PID" || true
-  H2LOAD_PID=
-}
-
-# parse FILE -> "REQS_PER_S FAILED": failed counts every request that did
-# not succeed with a 2xx (failed, errored, timed out, or another status).
-parse() {
-  awk '
-    /^finished in/ { v = $4; sub(/,$/, "", v); reqs = v }
-    /^requests:/ {
-      for (i = 1; i <= NF; i++) {
-        if ($(i + 1) ~ /^total,?$/) total = $i
-        if ($(i + 1) ~ /^succeeded,?$/) ok = $i
-      }
-    }
-    /^status codes:/ { v = $3; two = v + 0 }
-    END { printf "%s %d\n", (reqs == "" ? 0 : reqs), (total == "" ? -1 : total - (two < ok ? two : ok)) }
-  ' "$1"
-}
-
-median() {  # median FILE...: the file with the median req/s (lower median)
-  local f
-  for f in "$@"; do echo "$(parse "$f" | cut -d' ' -f1) $f"; done |
-    sort -n | awk '{ line[NR] = $2 } END { print line[int((NR + 1) / 2)] }'
+  run_loadgen "$3" "$H2LOAD" -t "$H2THREADS" -c "$CLIENTS" -m "$STREAMS" -n "$2" -d "$WORK/call.bin" \
+    -H "content-type: application/grpc" -H "te: trailers" "$1"
 }
 
 # --- the app, nginx, forkd --------------------------------------------------------
@@ -162,14 +74,11 @@ grpc_ok() {  # grpc_ok URL: one call answered 200 with grpc-status 0
     -H "te: trailers" --data-binary @"$WORK/call.bin" -w '%{http_code}' "$1" | grep -qx 200
 }
 
-"$APP" "$SOCK" >"$WORK/app.stdout" 2>"$WORK/app.stderr" </dev/null &
+exec_on_servers "$APP" "$SOCK" >"$WORK/app.stdout" 2>"$WORK/app.stderr" </dev/null &
 STARTED+=("$!")
-for ((i = 0; i < 100; i++)); do [[ -S $SOCK ]] && break; sleep 0.05; done
-[[ -S $SOCK ]] || die "the app did not listen on $SOCK"
+wait_socket "$SOCK" "the app did not listen on $SOCK"
 
-NGINX_PORT=$(free_port)
-render "$HERE/grpc-nginx.conf.in" "$NGINX_PORT" "$WORK/grpc-nginx.conf"
-start_nginx grpc-nginx "$WORK/grpc-nginx.conf"
+start_peer_nginx grpc-nginx
 NGINX_URL=http://127.0.0.1:$NGINX_PORT/bench.Echo/Call
 wait_ready "$NGINX_PID" "nginx" grpc_ok "$NGINX_URL"
 
@@ -180,17 +89,14 @@ args=(--bind "127.0.0.1:$FORKD_PORT" --upstream "unix:$SOCK" --workers 1
       --admin-bind "" --metrics-bind "")
 # shellcheck disable=SC2206  # FORKD_ARGS is meant to be word-split
 [[ -n ${FORKD_ARGS:-} ]] && args+=(${FORKD_ARGS})
-# forkd reads FORKD_<FLAG> from the environment: pass none of ours on.
-env -u FORKD_BIN -u FORKD_ARGS "$FORKD" "${args[@]}" \
-  >"$WORK/forkd.stdout" 2>"$WORK/forkd.stderr" </dev/null &
-FORKD_PID=$!
-STARTED+=("$FORKD_PID")
+start_forkd forkd "${args[@]}"
 wait_ready "$FORKD_PID" "forkd" grpc_ok "$FORKD_URL"
 
 echo "bench: h2load -n $REQUESTS -c $CLIENTS -m $STREAMS -t $H2THREADS, unary calls of" \
   "$MESSAGE bytes, $ROUNDS rounds; forkd=$FORKD (async, 1 worker, h2c upstream)," \
   "nginx $("$NGINX" -v 2>&1 | sed 's|.*/||') (1 worker, grpc_pass, keepalive $KEEPALIVE)" >&2
-echo "bench: $(nproc) CPUs shared by h2load, both proxies and the app; compare ratios" >&2
+pin_note h2load "the app and both proxies" \
+  "$NCPU CPUs shared by h2load, both proxies and the app; compare ratios"
 
 for who in forkd nginx; do
   url=$FORKD_URL
@@ -209,14 +115,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
     else
       run_h2load "$NGINX_URL" "$REQUESTS" "$out"; ng_runs+=("$out")
     fi
-    read -r reqs failed < <(parse "$out")
+    read -r reqs failed < <(parse_h2load "$out")
     echo "bench: round $r/$ROUNDS $who: $reqs req/s, $failed not 2xx" >&2
   done
 done
 
-read -r fk_reqs fk_failed < <(parse "$(median "${fk_runs[@]}")")
-read -r ng_reqs ng_failed < <(parse "$(median "${ng_runs[@]}")")
-ratio=$(awk -v a="$fk_reqs" -v b="$ng_reqs" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+read -r fk_reqs fk_failed < <(parse_h2load "$(median_run parse_h2load "${fk_runs[@]}")")
+read -r ng_reqs ng_failed < <(parse_h2load "$(median_run parse_h2load "${ng_runs[@]}")")
+ratio=$(ratio "$fk_reqs" "$ng_reqs")
 echo
 printf "%-10s %14s %14s %8s\n" "grpc" "forkd req/s" "nginx req/s" "fk/ng"
 printf '%-10s %14.0f %14.0f %8s\n' "-c$CLIENTS -m$STREAMS" "$fk_reqs" "$ng_reqs" "$ratio"

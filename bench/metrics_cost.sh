@@ -21,13 +21,16 @@
 #   THREADS    --threads for gthread (default 4)
 #   SCRAPES    /metrics requests timed with 64 workers (default 20)
 #   WRK, NGINX the binaries (default: wrk, nginx from PATH)
+#   PIN        1 (default on 2+ CPUs): wrk on CPU 0, the upstream and forkd
+#              on the other CPUs (taskset); 0: all share every CPU
+#
+# The helpers shared with the other bench scripts are in bench/lib.sh.
 
-# shellcheck disable=SC2317  # cleanup runs via trap
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(dirname "$HERE")
-FORKD=${FORKD_BIN:-$REPO/build/forkd}
+BENCH_TAG=metrics_cost
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DURATION=${DURATION:-8}
 ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-64}
@@ -37,52 +40,20 @@ GTHREADS=${THREADS:-4}
 SCRAPES=${SCRAPES:-20}
 WRK=${WRK:-wrk}
 NGINX=${NGINX:-nginx}
-PY=/usr/bin/python3
-[[ -x $PY ]] || PY=python3
+KEEP=0  # this script never keeps its temp directory
 
-die() { echo "metrics_cost: $*" >&2; exit 1; }
-[[ -x $FORKD ]] || die "forkd binary not found: $FORKD (build it or set FORKD_BIN)"
 command -v "$WRK" >/dev/null || die "wrk not found"
-command -v curl >/dev/null || die "curl not found"
+need curl
 command -v "$NGINX" >/dev/null || die "nginx not found"
 
-WORK=$(mktemp -d /tmp/fkmcost.XXXXXX)
+make_workdir fkmcost
 SOCK=$WORK/app.sock
-APP_PID=""
-FORKD_PID=""
-
-free_port() {
-  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-stop_forkd() {
-  [[ -n $FORKD_PID ]] || return 0
-  kill -TERM "$FORKD_PID" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$FORKD_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$FORKD_PID" 2>/dev/null || true
-  wait "$FORKD_PID" 2>/dev/null || true
-  FORKD_PID=""
-}
-
-cleanup() {
-  stop_forkd
-  [[ -n $APP_PID ]] && kill -TERM "$APP_PID" 2>/dev/null
-  [[ -n $APP_PID ]] && wait "$APP_PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # The upstream of the core benchmark (bench/run.sh): nginx answering a fixed
 # "hello" on a unix socket, so forkd is what is measured.
-sed -e "s|@SOCK@|$SOCK|g" -e "s|@DIR@|$WORK|g" "$HERE/upstream-nginx.conf.in" \
-  >"$WORK/upstream-nginx.conf"
-chmod 755 "$WORK"
-"$NGINX" -p "$WORK" -e "$WORK/upstream-nginx.error.log" -c "$WORK/upstream-nginx.conf" \
-  >/dev/null 2>&1 &
-APP_PID=$!
-for _ in $(seq 100); do [[ -S $SOCK ]] && break; sleep 0.05; done
-[[ -S $SOCK ]] || die "upstream nginx did not start"
+render "$HERE/upstream-nginx.conf.in" 0 "$WORK/upstream-nginx.conf"
+start_nginx upstream-nginx "$WORK/upstream-nginx.conf"
+wait_socket "$SOCK" "upstream nginx did not start"
 
 start_forkd() {  # start_forkd ENV_ASSIGNMENT... -- FORKD_ARGS...
   local envs=()
@@ -90,10 +61,11 @@ start_forkd() {  # start_forkd ENV_ASSIGNMENT... -- FORKD_ARGS...
   shift
   PORT=$(free_port)
   MPORT=$(free_port)
-  env "${envs[@]}" "$FORKD" --bind "127.0.0.1:$PORT" --upstream "unix:$SOCK" \
+  exec_on_servers env "${envs[@]}" "$FORKD" --bind "127.0.0.1:$PORT" --upstream "unix:$SOCK" \
     --metrics-bind "127.0.0.1:$MPORT" --admin-bind "" --error-logfile "$WORK/error.log" \
     --log-level warning --shutdown-delay 0 "$@" &
   FORKD_PID=$!
+  STARTED+=("$FORKD_PID")
   for _ in $(seq 200); do
     curl -fs -o /dev/null "http://127.0.0.1:$MPORT/readyz" && return 0
     sleep 0.05
@@ -105,7 +77,7 @@ class_args=(--worker-class "$CLASS" --workers "$WORKERS")
 [[ $CLASS == gthread ]] && class_args+=(--threads "$GTHREADS")
 
 run_wrk() {  # prints requests/second
-  "$WRK" -t 2 -c "$CONNS" -d "${DURATION}s" --latency "http://127.0.0.1:$PORT/" \
+  on_loadgen "$WRK" -t 2 -c "$CONNS" -d "${DURATION}s" --latency "http://127.0.0.1:$PORT/" \
     | awk '/^Requests\/sec:/ {print $2}'
 }
 
@@ -113,6 +85,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 
 echo "== throughput: metrics recording on vs off =="
 echo "class=$CLASS workers=$WORKERS conns=$CONNS duration=${DURATION}s rounds=$ROUNDS"
+pin_note wrk "the upstream and forkd" ""
 on=() off=()
 for r in $(seq "$ROUNDS"); do
   # Alternate which goes first so drift (thermal, neighbours) hits both.
@@ -123,7 +96,7 @@ for r in $(seq "$ROUNDS"); do
     else
       start_forkd FORKD_BENCH_NO_METRICS=1 -- "${class_args[@]}"
     fi
-    "$WRK" -t 2 -c "$CONNS" -d 1s "http://127.0.0.1:$PORT/" >/dev/null  # warm-up
+    on_loadgen "$WRK" -t 2 -c "$CONNS" -d 1s "http://127.0.0.1:$PORT/" >/dev/null  # warm-up
     rps=$(run_wrk)
     if [[ $mode == on ]]; then
       requests=$(curl -fs "http://127.0.0.1:$MPORT/metrics" \
@@ -134,7 +107,7 @@ for r in $(seq "$ROUNDS"); do
       off+=("$rps")
       echo "round $r  off: $rps req/s"
     fi
-    stop_forkd
+    stop_pid "$FORKD_PID"
   done
 done
 med_on=$(printf '%s\n' "${on[@]}" | median)
@@ -153,7 +126,7 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 [[ ${ready:-0} == 64 ]] || die "64 workers did not become ready"
-"$WRK" -t 2 -c 64 -d 2s "http://127.0.0.1:$PORT/" >/dev/null  # fill the counters
+on_loadgen "$WRK" -t 2 -c 64 -d 2s "http://127.0.0.1:$PORT/" >/dev/null  # fill the counters
 times=()
 for _ in $(seq "$SCRAPES"); do
   t=$(curl -fs -o "$WORK/scrape.txt" -w '%{time_total}' "http://127.0.0.1:$MPORT/metrics")
@@ -165,4 +138,4 @@ med_t=$(printf '%s\n' "${times[@]}" | median)
 max_t=$(printf '%s\n' "${times[@]}" | sort -g | tail -1)
 echo "scrape size: $size bytes, $series series"
 echo "scrape time (curl time_total, $SCRAPES scrapes): median ${med_t}s, max ${max_t}s"
-stop_forkd
+stop_pid "$FORKD_PID"

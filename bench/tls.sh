@@ -21,13 +21,16 @@
 #   ROUNDS      forkd/nginx pairs per class, median shown (default 3)
 #   NGINX, H2LOAD, OPENSSL  the binaries (default from PATH)
 #   KEEP=1      keep the temp directory
+#   PIN         1 (default on 2+ CPUs): h2load and s_time on CPU 0, the
+#               upstream, nginx and forkd on the other CPUs (taskset); 0: all
+#               share every CPU
+#
+# The helpers shared with the other bench scripts are in bench/lib.sh.
 
-# shellcheck disable=SC2317  # cleanup runs via trap
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(dirname "$HERE")
-FORKD=${FORKD_BIN:-$REPO/build/forkd}
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 KEY=${KEY:-ec}
 CLASSES=${CLASSES:-async}
 CONC=${CONC:-100}
@@ -37,71 +40,11 @@ ROUNDS=${ROUNDS:-3}
 NGINX=${NGINX:-nginx}
 H2LOAD=${H2LOAD:-h2load}
 OPENSSL=${OPENSSL:-openssl}
-PY=/usr/bin/python3
-[[ -x $PY ]] || PY=python3
 
-die() { echo "bench: $*" >&2; exit 1; }
-[[ -x $FORKD ]] || die "forkd binary not found: $FORKD (build it or set FORKD_BIN)"
-for b in "$NGINX" "$H2LOAD" "$OPENSSL" curl; do
-  command -v "$b" >/dev/null || die "$b not found"
-done
+need "$NGINX" "$H2LOAD" "$OPENSSL" curl
 
-WORK=$(mktemp -d /tmp/fktls.XXXXXX)
-chmod 755 "$WORK"  # nginx workers (nobody, under root) reach the socket
+make_workdir fktls
 SOCK=$WORK/upstream.sock
-declare -a STARTED=()
-
-stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL
-  local pid=$1 kids i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kids=$(pgrep -P "$pid" || true)
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null || true
-  for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
-}
-
-cleanup() {
-  local pid
-  for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
-  if [[ ${KEEP:-0} == 1 ]]; then echo "bench: kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-render() {  # render TEMPLATE PORT OUT
-  sed -e "s|@SOCK@|$SOCK|g" -e "s|@PORT@|$2|g" -e "s|@DIR@|$WORK|g" "$1" >"$3"
-}
-
-wait_ready() {  # wait_ready PID NAME CHECK-COMMAND...: up to 20 s
-  local pid=$1 name=$2 i
-  shift 2
-  for ((i = 0; i < 200; i++)); do
-    kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (KEEP=1 keeps $WORK)"
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  die "$name did not become ready in 20 s"
-}
-
-ok200() {  # ok200 URL [curl args]
-  [[ $(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$@") == 200 ]]
-}
-
-start_nginx() {  # start_nginx NAME CONF -> NGINX_PID
-  "$NGINX" -p "$WORK" -e "$WORK/$1.error.log" -c "$2" \
-    >"$WORK/$1.stdout" 2>"$WORK/$1.stderr" </dev/null &
-  NGINX_PID=$!
-  STARTED+=("$NGINX_PID")
-}
 
 # --- the certificate both servers present: a CA and a leaf for 127.0.0.1 ---
 
@@ -123,15 +66,10 @@ fi
 
 # --- upstream and nginx ---------------------------------------------------------
 
-render "$HERE/upstream-nginx.conf.in" 0 "$WORK/upstream-nginx.conf"
-start_nginx upstream-nginx "$WORK/upstream-nginx.conf"
-wait_ready "$NGINX_PID" "upstream nginx" ok200 --unix-socket "$SOCK" http://upstream/
-
-NGINX_PORT=$(free_port)
-render "$HERE/tls-nginx.conf.in" "$NGINX_PORT" "$WORK/tls-nginx.conf"
-start_nginx tls-nginx "$WORK/tls-nginx.conf"
+start_upstream
+start_peer_nginx tls-nginx
 NGINX_URL=https://127.0.0.1:$NGINX_PORT/
-wait_ready "$NGINX_PID" "nginx" ok200 "$NGINX_URL" --cacert "$WORK/ca.pem"
+wait_ready "$NGINX_PID" "nginx" http_ok "$NGINX_URL" --cacert "$WORK/ca.pem"
 
 # h2load_rate URL OUT: BATCHES runs of CONC one-request connections;
 # prints handshakes/s (0 when any request failed).
@@ -139,7 +77,7 @@ h2load_rate() {
   local url=$1 out=$2 b total_ms=0
   : >"$out"
   for ((b = 0; b < BATCHES; b++)); do
-    "$H2LOAD" --h1 -t 1 -n "$CONC" -c "$CONC" "$url" >>"$out" 2>&1 || true
+    on_loadgen "$H2LOAD" --h1 -t 1 -n "$CONC" -c "$CONC" "$url" >>"$out" 2>&1 || true
   done
   if grep -E '^requests:' "$out" | grep -vq "$CONC succeeded"; then
     echo 0
@@ -160,29 +98,18 @@ stime_rate() {
   local t0 t1
   # s_time prints whole real seconds only: time it here.
   t0=$(date +%s.%N)
-  "$OPENSSL" s_time -connect "$1" -new -time "$SECS" >"$2" 2>&1 </dev/null || true
+  on_loadgen "$OPENSSL" s_time -connect "$1" -new -time "$SECS" >"$2" 2>&1 </dev/null || true
   t1=$(date +%s.%N)
   awk -v t="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" '
     /connections in .* real seconds/ { n = $1 }
     END { if (t > 0) printf "%.0f", n / t; else print 0 }' "$2"
 }
 
-cpu_ticks() {  # cpu_ticks PID...: user + system clock ticks, summed
-  local total=0 pid v
-  for pid in "$@"; do
-    v=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
-    total=$((total + v))
-  done
-  echo "$total"
-}
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
 echo "bench: forkd=$FORKD key=$KEY conc=$CONC batches=$BATCHES s_time=${SECS}s rounds=$ROUNDS" >&2
-echo "bench: $(nproc) CPUs shared by the clients, both servers and the upstream; compare ratios" >&2
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+pin_note "h2load and s_time" "the upstream and both servers" \
+  "$NCPU CPUs shared by the clients, both servers and the upstream; compare ratios"
 
 declare -a ROWS=()
 for class in $CLASSES; do
@@ -193,11 +120,8 @@ for class in $CLASSES; do
         --certfile "$WORK/server.pem" --keyfile "$WORK/server.key"
         --worker-connections 4096)
   [[ $class == gthread ]] && args+=(--threads 4)
-  env -u FORKD_BIN "$FORKD" "${args[@]}" >"$WORK/forkd-$class.stdout" \
-    2>"$WORK/forkd-$class.stderr" </dev/null &
-  FORKD_PID=$!
-  STARTED+=("$FORKD_PID")
-  wait_ready "$FORKD_PID" "forkd ($class)" ok200 "$FORKD_URL" --cacert "$WORK/ca.pem"
+  start_forkd "forkd-$class" "${args[@]}"
+  wait_ready "$FORKD_PID" "forkd ($class)" http_ok "$FORKD_URL" --cacert "$WORK/ca.pem"
 
   fk_h2=() ng_h2=() fk_st=() ng_st=() fk_cpu=() ng_cpu=()
   for ((r = 1; r <= ROUNDS; r++)); do
@@ -222,9 +146,9 @@ for class in $CLASSES; do
       fi
     done
   done
-  fh=$(echo "${fk_h2[*]}" | median) nh=$(echo "${ng_h2[*]}" | median)
-  fs=$(echo "${fk_st[*]}" | median) ns=$(echo "${ng_st[*]}" | median)
-  fc=$(echo "${fk_cpu[*]}" | median) nc=$(echo "${ng_cpu[*]}" | median)
+  fh=$(echo "${fk_h2[*]}" | median_value) nh=$(echo "${ng_h2[*]}" | median_value)
+  fs=$(echo "${fk_st[*]}" | median_value) ns=$(echo "${ng_st[*]}" | median_value)
+  fc=$(echo "${fk_cpu[*]}" | median_value) nc=$(echo "${ng_cpu[*]}" | median_value)
   ROWS+=("$(printf '%-8s %8s %8s %6s %8s %8s %6s %8s %8s %6s' "$class" \
     "$fh" "$nh" "$(ratio "$fh" "$nh")" "$fc" "$nc" "$(ratio "$fc" "$nc")" \
     "$fs" "$ns" "$(ratio "$fs" "$ns")")")
