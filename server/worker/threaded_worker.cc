@@ -144,6 +144,8 @@ class ThreadedWorker {
   uint32_t running_threads_ = 0;
   uint32_t busy_threads_ = 0;
   size_t closed_by_threads_ = 0;
+  // The main thread was woken for hand-backs it has not taken yet.
+  bool main_wake_pending_ = false;
 };
 
 void ThreadedWorker::ApplySettings() {
@@ -207,6 +209,11 @@ void ThreadedWorker::ThreadMain() {
     lock.lock();
     --busy_threads_;
     rt_->slot().busy_threads.store(busy_threads_);
+    // One wake-up of the main thread per batch of hand-backs, not one per
+    // request: until it takes them (TakeBackReturned), later ones only add
+    // to the batch.
+    bool wake = !main_wake_pending_;
+    main_wake_pending_ = true;
     if (to_http2) {
       // No longer this loop's: Http2Loop::TakeClosed() reports its end.
     } else if (closed) {
@@ -214,8 +221,10 @@ void ThreadedWorker::ThreadMain() {
     } else {
       returned_.push_back(s);
     }
-    uint64_t one = 1;
-    (void)!write(rt_->wake_fd(), &one, sizeof(one));
+    if (wake) {
+      uint64_t one = 1;
+      (void)!write(rt_->wake_fd(), &one, sizeof(one));
+    }
   }
 }
 
@@ -285,6 +294,7 @@ void ThreadedWorker::TakeBackReturned() {
     back.swap(returned_);
     closed = closed_by_threads_;
     closed_by_threads_ = 0;
+    main_wake_pending_ = false;
   }
   connections_ -= closed;
   if (http2_ != nullptr) connections_ -= http2_->TakeClosed();
