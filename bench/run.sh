@@ -143,8 +143,13 @@ for class in $CLASSES; do
   fk_cpu=$(us_per_req "$fk_ticks" "$fk_total")
   ng_cpu=$(us_per_req "$ng_ticks" "$ng_total")
 
-  read -r fk_reqs fk_p99 fk_err < <(parse_wrk "$(median_run parse_wrk "${fk_runs[@]}")")
-  read -r ng_reqs ng_p99 ng_err < <(parse_wrk "$(median_run parse_wrk "${ng_runs[@]}")")
+  read -r fk_reqs _ fk_err < <(parse_wrk "$(median_run parse_wrk "${fk_runs[@]}")")
+  read -r ng_reqs _ ng_err < <(parse_wrk "$(median_run parse_wrk "${ng_runs[@]}")")
+  # p99: the median over the rounds, like req/s, rather than the p99 of the
+  # run with the median req/s (one run's tail, the noisiest figure there is).
+  p99s() { local f; for f in "$@"; do parse_wrk "$f" | cut -d' ' -f2; done | median_value; }
+  fk_p99=$(p99s "${fk_runs[@]}")
+  ng_p99=$(p99s "${ng_runs[@]}")
   ratio=$(ratio "$fk_reqs" "$ng_reqs")
   nworkers=${#fk_workers[@]}
   ROWS+=("$(printf '%-8s %12.0f %12.0f %7s %10.2f %10.2f %9s %9s %10s %12s %10s %10s %10s' \
