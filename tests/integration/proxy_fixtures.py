@@ -83,6 +83,28 @@ class LogMark:
 _APP_BLOCK = (b"0123456789abcdefghijklmnopqrstuvwxyz" * (65536 // 36 + 1))[:65536]
 
 
+@pytest.fixture(scope="module")
+def app():
+    """The example app, one per test module (import it as a fixture)."""
+    started = Started()
+    try:
+        yield started.app()
+    finally:
+        started.stop()
+
+
+def serve_each_class(request, app, args):
+    """Body of a module-scoped fixture parametrized by CLASSES: yields
+    (class name, Forkd) for forkd started with `args` and the class's flags
+    in front of `app`, and stops it after the module."""
+    require_forkd()
+    started = Started()
+    try:
+        yield request.param, started.forkd(app, list(args) + CLASS_ARGS[request.param])
+    finally:
+        started.stop()
+
+
 def app_bytes(n):
     return (_APP_BLOCK * (n // len(_APP_BLOCK) + 1))[:n]
 

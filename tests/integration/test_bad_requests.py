@@ -9,7 +9,8 @@ import pytest
 
 from fake_upstream import FakeUpstream
 from forkd_harness import http_get
-from proxy_fixtures import CLASS_ARGS, CLASSES, LogMark, Started, require_forkd
+from proxy_fixtures import (CLASS_ARGS, CLASSES, LogMark, Started, app,  # noqa: F401
+                            serve_each_class)
 from wire import WireConnection, chunked
 
 H = b"Host: test.local"
@@ -68,24 +69,11 @@ def test_case_sizes():
     assert len(cases["8191-byte-header"].split(b"\r\n")[2]) == 8191
 
 
-@pytest.fixture(scope="module")
-def app():
-    started = Started()
-    try:
-        yield started.app()
-    finally:
-        started.stop()
-
-
 @pytest.fixture(scope="module", params=CLASSES)
 def server(request, app):
-    require_forkd()
-    started = Started()
-    try:
-        yield started.forkd(app, ["--workers", "1", "--limit-request-body", "1000"]
-                            + CLASS_ARGS[request.param])
-    finally:
-        started.stop()
+    for _, fk in serve_each_class(request, app,
+                                  ["--workers", "1", "--limit-request-body", "1000"]):
+        yield fk
 
 
 @pytest.mark.parametrize("data,status,cause", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

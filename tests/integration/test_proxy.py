@@ -15,36 +15,20 @@ import time
 import pytest
 
 from forkd_harness import LoadGenerator, http_get, http_request, wait_until
-from proxy_fixtures import (CLASS_ARGS, CLASSES, KEEPALIVE_CLASSES, Started, app_bytes,
-                            require_forkd)
+from proxy_fixtures import (CLASS_ARGS, CLASSES, KEEPALIVE_CLASSES, app,  # noqa: F401
+                            app_bytes, serve_each_class)
 from wire import WireConnection, chunked, pattern, request_bytes
 
 REQUEST_BUFFER = 65536
 RESPONSE_BUFFER = 65536
 
 
-@pytest.fixture(scope="module")
-def app():
-    started = Started()
-    try:
-        yield started.app()
-    finally:
-        started.stop()
-
-
 @pytest.fixture(scope="module", params=CLASSES)
 def server(request, app):
     """(class name, Forkd) with small request/response buffers."""
-    require_forkd()
-    started = Started()
-    try:
-        fk = started.forkd(app, ["--workers", "2",
-                                 "--request-buffer", str(REQUEST_BUFFER),
-                                 "--response-buffer", str(RESPONSE_BUFFER)]
-                           + CLASS_ARGS[request.param])
-        yield request.param, fk
-    finally:
-        started.stop()
+    yield from serve_each_class(request, app, [
+        "--workers", "2", "--request-buffer", str(REQUEST_BUFFER),
+        "--response-buffer", str(RESPONSE_BUFFER)])
 
 
 def exchange(fk, data, method="GET", timeout=10):

@@ -26,7 +26,8 @@ import time
 
 import pytest
 
-from proxy_fixtures import CLASS_ARGS, CLASSES, Started, require_forkd
+from proxy_fixtures import (CLASSES, Started, app,  # noqa: F401
+                            require_forkd, serve_each_class)
 from wire import WireConnection, chunked, pattern, request_bytes
 
 REQUEST_BUFFER = 65536
@@ -38,26 +39,11 @@ import h2.config  # noqa: E402
 import h2.events  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def app():
-    started = Started()
-    try:
-        yield started.app()
-    finally:
-        started.stop()
-
-
 @pytest.fixture(scope="module", params=CLASSES)
 def server(request, app):
     """(class name, Forkd), small request buffer so large bodies stream."""
-    require_forkd()
-    started = Started()
-    try:
-        fk = started.forkd(app, ["--workers", "1", "--request-buffer", str(REQUEST_BUFFER)]
-                           + CLASS_ARGS[request.param])
-        yield request.param, fk
-    finally:
-        started.stop()
+    yield from serve_each_class(request, app,
+                                ["--workers", "1", "--request-buffer", str(REQUEST_BUFFER)])
 
 
 @pytest.fixture(scope="module")
