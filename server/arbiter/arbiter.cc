@@ -826,6 +826,9 @@ CommandResult Arbiter::Resume() {
 
 void Arbiter::PublishSettings() {
   scoreboard::Settings& s = scoreboard_->settings();
+  const bool first = Load(s.generation) == 0;
+  const uint32_t before[] = {Load(s.threads), Load(s.worker_connections),
+                             Load(s.draining)};
   Store(s.threads, static_cast<uint32_t>(Threads()));
   Store(s.worker_connections, static_cast<uint32_t>(WorkerConnections()));
   // Only an admin Drain makes workers answer 503. A stop does not: the
@@ -835,6 +838,18 @@ void Arbiter::PublishSettings() {
   Store(s.draining, static_cast<uint32_t>(drained_ ? 1 : 0));
   // Release: a worker that sees the new generation sees the fields too.
   s.generation.fetch_add(1, std::memory_order_release);
+  // Workers read the generation on their loop's 100 ms tick; when a value
+  // they act on changed, SIGURG wakes them to converge now. Its default
+  // action is to ignore it, so a worker still starting (before it blocks
+  // SIGURG for its signalfd) loses nothing: it reads the settings once it
+  // runs. The first publication needs no wake-up: starting workers poll
+  // for it (WorkerRuntime::Create).
+  const uint32_t after[] = {Load(s.threads), Load(s.worker_connections),
+                            Load(s.draining)};
+  if (!first &&
+      !std::equal(std::begin(before), std::end(before), std::begin(after))) {
+    for (const auto& [pid, w] : workers_) sys_->Kill(pid, SIGURG);
+  }
 }
 
 bool Arbiter::Counted(const Worker& w) const {

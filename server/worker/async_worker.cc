@@ -215,10 +215,12 @@ void AsyncWorker::Run() {
     for (int i = 0; i < n; ++i) OnEvent(events[i]);
 
     int64_t now = loop_clock::NowMs();
+    // Every round, not only on the tick: the master's SIGURG after it
+    // publishes new settings wakes this loop to apply them at once.
+    if (rt_->SettingsChanged()) ApplySettings();
     if (now - last_tick >= kTickMs || n == 0) {
       last_tick = now;
       rt_->Heartbeat();
-      if (rt_->SettingsChanged()) ApplySettings();
       Sweep(now);
     }
     // Connections are freed only below, so every one queued is alive.

@@ -48,7 +48,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   sigset_t mask;
   sigemptyset(&mask);
   for (int s : {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP, SIGTTIN, SIGTTOU,
-                SIGUSR2, SIGWINCH}) {
+                SIGUSR2, SIGWINCH, SIGURG}) {
     sigaddset(&mask, s);
   }
   if (pthread_sigmask(SIG_BLOCK, &mask, nullptr) != 0) {
@@ -183,6 +183,8 @@ void WorkerRuntime::HandleSignals() {
         log::Reopen();
         if (access_log_) access_log_->Reopen();
         break;
+      case SIGURG:
+        break;  // the master published settings: the wake-up is the point
       default:
         break;  // HUP, TTIN... are for the master
     }

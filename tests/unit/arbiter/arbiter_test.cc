@@ -762,6 +762,20 @@ TEST_F(ArbiterTest, SetThreadsPublishesSettingsWithANewGeneration) {
   EXPECT_EQ(sys_.spawned.size(), 2u);  // no restarts for a thread change
 }
 
+TEST_F(ArbiterTest, PublishedSettingsWakeEveryWorkerWithSigurg) {
+  Start(BaseConfig());
+  ASSERT_EQ(sys_.spawned.size(), 2u);
+  sys_.kills.clear();
+  ASSERT_TRUE(arbiter_->HandleCommand(Command::SetThreads(8)).status.ok());
+  for (const auto& w : sys_.spawned) {
+    EXPECT_EQ(sys_.SignalsTo(w.pid), std::vector<int>{SIGURG}) << w.pid;
+  }
+  // A refused change publishes nothing and wakes nobody.
+  sys_.kills.clear();
+  EXPECT_FALSE(arbiter_->HandleCommand(Command::SetThreads(0)).status.ok());
+  EXPECT_TRUE(sys_.kills.empty());
+}
+
 TEST_F(ArbiterTest, SetWorkerConnectionsValidatesAndPublishes) {
   Start(BaseConfig());
   scoreboard::Settings& s = arbiter_->scoreboard().settings();
@@ -980,8 +994,10 @@ TEST_F(ArbiterTest, DrainPublishesDrainingAndResumeClearsIt) {
   PoolSnapshot snap = arbiter_->Snapshot();
   EXPECT_TRUE(snap.draining);
   EXPECT_FALSE(snap.stopping);
-  // Draining keeps the pool: nobody is signalled, nothing is replaced.
-  EXPECT_TRUE(sys_.kills.empty());
+  // Draining keeps the pool: nothing is stopped or replaced; the workers
+  // only get the SIGURG that wakes them to read the new settings.
+  for (const auto& k : sys_.kills) EXPECT_EQ(k.signo, SIGURG) << k.pid;
+  EXPECT_EQ(sys_.kills.size(), 2u);
   EXPECT_EQ(sys_.spawned.size(), 2u);
   EXPECT_EQ(snap.actual_workers, 2);
 
