@@ -8,6 +8,7 @@ connections reached the app). The client is a grpcio channel to forkd's
 deadline.
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -171,25 +172,40 @@ class Client:
 # --- fixtures -----------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def grpc_stack(forkd_args=(), access_log=False, **app_kw):
+    """A grpcio App on <tmp>/app.sock, forkd (async, h2c upstream, plus
+    `forkd_args`; with `access_log`, an access log at fk.access_log) in
+    front of it and a Client to forkd; yields (app, fk, client, tmp) and
+    tears all of it down."""
+    tmp = forkd_harness.short_tmpdir("fkg")
+    app = App(os.path.join(tmp, "app.sock"), **app_kw).start()
+    fk = client = None
+    try:
+        args = ASYNC + H2C + list(forkd_args)
+        access = os.path.join(tmp, "access.log")
+        if access_log:
+            args += ["--access-logfile", access]
+        fk = Forkd("unix:" + app.path, args, tmpdir=tmp).start()
+        fk.access_log = access
+        client = Client("127.0.0.1:%d" % fk.port)
+        yield app, fk, client, tmp
+    finally:
+        if client is not None:
+            client.close()
+        if fk is not None:
+            fk.cleanup()
+        app.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def env():
-    tmp = forkd_harness.short_tmpdir("fkg")
-    app = App(os.path.join(tmp, "app.sock")).start()
     mport = free_port()
-    access = os.path.join(tmp, "access.log")
-    fk = Forkd("unix:" + app.path,
-               ASYNC + H2C + ["--access-logfile", access, "--upstream-timeout", "2",
-                              "--metrics-bind", "127.0.0.1:%d" % mport],
-               tmpdir=tmp)
-    fk.start()
-    fk.access_log = access
-    fk.metrics_port = mport
-    client = Client("127.0.0.1:%d" % fk.port)
-    yield app, fk, client
-    client.close()
-    fk.cleanup()
-    app.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
+    with grpc_stack(["--upstream-timeout", "2", "--metrics-bind", "127.0.0.1:%d" % mport],
+                    access_log=True) as (app, fk, client, _):
+        fk.metrics_port = mport
+        yield app, fk, client
 
 
 # --- calls --------------------------------------------------------------------------
@@ -371,21 +387,12 @@ def test_missing_app_is_unavailable_until_it_comes_back():
 
 
 def test_app_stream_limit_opens_more_connections():
-    tmp = forkd_harness.short_tmpdir("fkg")
-    app = App(os.path.join(tmp, "app.sock"), max_concurrent_streams=4).start()
-    fk = Forkd("unix:" + app.path, ASYNC + H2C, tmpdir=tmp).start()
-    client = Client("127.0.0.1:%d" % fk.port)
-    try:
+    with grpc_stack(max_concurrent_streams=4) as (app, fk, client, _):
         # Warm up one connection so forkd knows the app's limit.
         assert client.unary(b"w", timeout=10) == b"echo:w"
         calls = [client.sleep.future(b"lim%d,0.5" % i, timeout=30) for i in range(12)]
         assert [f.result() for f in calls] == [b"slept"] * 12
         assert app_connections(app.path) >= 3
-    finally:
-        client.close()
-        fk.cleanup()
-        app.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- start-up checks ----------------------------------------------------------------
@@ -410,17 +417,9 @@ def test_bad_upstream_protocol_stops_start_up(args, expect):
 @pytest.fixture(scope="module")
 def tight():
     """--upstream-timeout 1 and at most 2 calls in flight."""
-    tmp = forkd_harness.short_tmpdir("fkg")
-    app = App(os.path.join(tmp, "app.sock")).start()
-    fk = Forkd("unix:" + app.path,
-               ASYNC + H2C + ["--upstream-timeout", "1", "--worker-connections", "2"],
-               tmpdir=tmp).start()
-    client = Client("127.0.0.1:%d" % fk.port)
-    yield app, fk, client
-    client.close()
-    fk.cleanup()
-    app.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
+    with grpc_stack(["--upstream-timeout", "1", "--worker-connections", "2"]) as (
+            app, fk, client, _):
+        yield app, fk, client
 
 
 def test_silent_app_gets_504_and_sees_the_cancel(tight):
@@ -471,28 +470,17 @@ def test_calls_past_the_in_flight_cap_get_503(tight):
 
 
 def test_graceful_stop_lets_open_calls_finish():
-    tmp = forkd_harness.short_tmpdir("fkg")
-    app = App(os.path.join(tmp, "app.sock")).start()
-    fk = Forkd("unix:" + app.path, ASYNC + H2C + ["--graceful-timeout", "20"],
-               tmpdir=tmp).start()
-    client = Client("127.0.0.1:%d" % fk.port)
-    try:
+    with grpc_stack(["--graceful-timeout", "20"]) as (app, fk, client, _):
         started, _ = app.events("gs")
         fut = client.sleep.future(b"gs,1.5", timeout=30)
         assert started.wait(10)
         fk.signal(signal.SIGTERM)
         assert fut.result() == b"slept"
         assert fk.proc.wait(20) == 0
-    finally:
-        client.close()
-        fk.cleanup()
-        app.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_over_tls_with_alpn_h2():
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
+    # openssl comes from scripts/install-deps.sh: a missing one fails below.
     tmp = forkd_harness.short_tmpdir("fkg")
     run = lambda *a: subprocess.run(("openssl",) + a, cwd=tmp, check=True,
                                     capture_output=True, timeout=30)
