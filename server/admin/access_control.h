@@ -57,8 +57,6 @@ class TokenFile {
   // be read (or is empty), keeps the last good token and logs a warning.
   std::string Current();
 
-  const std::string& path() const { return path_; }
-
  private:
   struct Stamp {
     dev_t dev = 0;

@@ -1,6 +1,7 @@
 #include "server/admin/admin_stats.h"
 
-#include <array>
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 
 namespace forkd::admin {
 
@@ -27,27 +28,11 @@ uint64_t AdminStats::Count(const std::string& command,
 }
 
 std::string AdminStats::ResultName(int code) {
-  static constexpr std::array<const char*, 17> kNames = {
-      "ok",
-      "cancelled",
-      "unknown",
-      "invalid_argument",
-      "deadline_exceeded",
-      "not_found",
-      "already_exists",
-      "permission_denied",
-      "resource_exhausted",
-      "failed_precondition",
-      "aborted",
-      "out_of_range",
-      "unimplemented",
-      "internal",
-      "unavailable",
-      "data_loss",
-      "unauthenticated",
-  };
-  if (code < 0 || code >= static_cast<int>(kNames.size())) return "unknown";
-  return kNames[code];
+  // absl's names of the canonical codes, which gRPC shares: "OK",
+  // "INVALID_ARGUMENT"...; "" for a code outside them.
+  std::string name =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+  return name.empty() ? "unknown" : absl::AsciiStrToLower(name);
 }
 
 }  // namespace forkd::admin

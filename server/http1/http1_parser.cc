@@ -387,14 +387,11 @@ FieldSummary Summarize(const std::vector<Header>& headers) {
 
 // The checks a message with Transfer-Encoding fails in requests and
 // responses alike (RFC 9112 6.1, 6.3); nullptr when it passes them.
-// `message` names it in the cause: "request" or "response".
+// `http10_cause` is the cause for an HTTP/1.0 message.
 const char* TransferEncodingError(const FieldSummary& s, bool http11,
-                                  std::string_view message) {
+                                  const char* http10_cause) {
   if (s.has_cl) return "both Content-Length and Transfer-Encoding";
-  if (!http11) {
-    return message == "request" ? "Transfer-Encoding in HTTP/1.0 request"
-                                : "Transfer-Encoding in HTTP/1.0 response";
-  }
+  if (!http11) return http10_cause;
   if (s.te_invalid) return "invalid Transfer-Encoding";
   if (s.te_codings == 0) return "empty Transfer-Encoding";
   if (s.te_chunked > 1) return "chunked applied more than once";
@@ -724,7 +721,8 @@ ParseStatus RequestParser::Finish(size_t end, size_t* consumed) {
   head_.framing = Framing::kNone;
   head_.content_length = 0;
   if (s.has_te) {
-    if (const char* cause = TransferEncodingError(s, http11, "request")) {
+    if (const char* cause = TransferEncodingError(
+            s, http11, "Transfer-Encoding in HTTP/1.0 request")) {
       return Fail(ErrorKind::kBadRequest, cause);
     }
     if (s.te_chunked_not_last) {
@@ -896,7 +894,8 @@ ParseStatus ResponseParser::Finish(size_t end, std::string_view request_method,
     if (s.has_te) {
       // RFC 9112 6.3 lets TE override CL, but the pair is a smuggling
       // vector; like nginx, refuse it from upstream.
-      if (const char* cause = TransferEncodingError(s, http11, "response")) {
+      if (const char* cause = TransferEncodingError(
+              s, http11, "Transfer-Encoding in HTTP/1.0 response")) {
         return Fail(ErrorKind::kBadRequest, cause);
       }
       head_.framing =

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "server/common/log.h"
+#include "server/common/loop_clock.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::http2 {
@@ -21,16 +21,8 @@ constexpr size_t kStreamQueueLimit = 256 * 1024;
 // An HTTP/2 connection with no stream open is closed after this long.
 constexpr int64_t kMinIdleMs = 60 * 1000;
 
-int64_t NowMs() { return scoreboard::MonotonicMs(); }
-
-// Fields that only mean something on an HTTP/1.1 connection.
-bool IsConnectionSpecific(std::string_view name) {
-  return http1::EqualsIgnoreCase(name, "connection") ||
-         http1::EqualsIgnoreCase(name, "keep-alive") ||
-         http1::EqualsIgnoreCase(name, "proxy-connection") ||
-         http1::EqualsIgnoreCase(name, "transfer-encoding") ||
-         http1::EqualsIgnoreCase(name, "upgrade");
-}
+// The async loop's time of the current batch of events (loop_clock.h).
+int64_t NowMs() { return loop_clock::NowMs(); }
 
 }  // namespace
 
@@ -304,7 +296,8 @@ void Http2Connection::OnRequestHeaders(int32_t stream_id,
   if (!authority.empty()) head.append("Host: ").append(authority).append("\r\n");
   for (const http1::Header& h : headers) {
     if (!authority.empty() && http1::EqualsIgnoreCase(h.name, "host")) continue;
-    if (IsConnectionSpecific(h.name)) continue;
+    // Connection-specific fields never get here: nghttp2 refuses a request
+    // carrying one (RFC 9113 8.2.2).
     if (http1::EqualsIgnoreCase(h.name, "content-length")) has_length = true;
     head.append(h.name).append(": ").append(h.value).append("\r\n");
   }
@@ -449,12 +442,9 @@ ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
       }
       s->response.Consume(consumed);
       const http1::ResponseHead& rh = s->parser.head();
-      std::vector<http1::Header> headers;
-      headers.reserve(rh.headers.size());
-      for (const http1::Header& h : rh.headers) {
-        if (IsConnectionSpecific(h.name)) continue;
-        headers.push_back({absl::AsciiStrToLower(h.name), h.value});
-      }
+      // Http2Session lowercases the names and leaves out the HTTP/1.1
+      // connection fields (OutgoingFields).
+      const std::vector<http1::Header>& headers = rh.headers;
       if (rh.status < 200) {
         session_->SubmitInterim(s->id, rh.status, headers).IgnoreError();
         s->parser.Reset();

@@ -97,7 +97,6 @@ struct Http2Callbacks {
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       self->streams_[id] = std::make_unique<Http2Session::Stream>();
     } else if (Http2Session::Stream* s = self->Find(id)) {
-      s->in_trailers = true;
       s->header_bytes = 0;
       s->headers.clear();
     }

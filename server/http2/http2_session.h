@@ -314,13 +314,11 @@ class Http2Session {
     std::string method, scheme, authority, path;
     std::vector<http1::Header> headers;  // regular fields, then trailers
     size_t header_bytes = 0;             // of the block being received
-    bool in_trailers = false;
     bool too_large = false;  // header list over the limit: answer 431
     bool delivered = false;  // the Handler knows this stream
     bool request_ended = false;
     size_t unconsumed = 0;  // request bytes given but not consumed
     // Response.
-    bool interim_allowed = true;
     bool response_submitted = false;
     bool has_body = false;     // a data provider is attached
     bool body_ended = false;   // EndResponse() called

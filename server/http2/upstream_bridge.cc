@@ -115,12 +115,12 @@ class UpstreamBridge::Stream final : public upstream::H2StreamOwner {
   uint64_t to_client_ = 0;
   uint64_t consumed_ = 0;
   int64_t start_ns_ = 0;
-  int64_t up_start_ns_ = 0;
   double upstream_s_ = 0;
   absl::Time start_time_;
   int64_t last_activity_ms_ = 0;
   // What Replay() needs: the request as sent to the app so far.
-  std::string up_method_, up_scheme_, up_authority_, up_path_;
+  // (method_ and target_ are the method and path.)
+  std::string up_scheme_, up_authority_;
   std::vector<http1::Header> up_headers_, up_trailers_;
   std::string replay_;
   bool up_end_stream_ = false;  // the request head was the whole request
@@ -206,14 +206,11 @@ void UpstreamBridge::Stream::Start(std::string_view method,
   if (!host.empty()) up.push_back({"x-forwarded-host", host});
   up.push_back({"x-request-id", request_id_});
 
-  up_start_ns_ = NowNs();
-  up_method_ = std::string(method);
   up_scheme_ = std::string(scheme.empty() ? b_->scheme_ : scheme);
   up_authority_ = host;
-  up_path_ = std::string(path);
   up_end_stream_ = end_stream;
   absl::StatusOr<upstream::H2StreamRef> ref = ctx->h2_upstream->Open(
-      this, up_method_, up_scheme_, up_authority_, up_path_, up, end_stream);
+      this, method_, up_scheme_, up_authority_, target_, up, end_stream);
   up_headers_ = std::move(up);
   if (!ref.ok()) {
     Fail(Failure::kUpstreamRefused, std::string(ref.status().message()),
@@ -227,8 +224,8 @@ bool UpstreamBridge::Stream::Replay() {
   if (!replayable_ || replayed_ || head_sent_) return false;
   replayed_ = true;
   absl::StatusOr<upstream::H2StreamRef> ref =
-      b_->ctx_->h2_upstream->Open(this, up_method_, up_scheme_, up_authority_,
-                                  up_path_, up_headers_, up_end_stream_);
+      b_->ctx_->h2_upstream->Open(this, method_, up_scheme_, up_authority_,
+                                  target_, up_headers_, up_end_stream_);
   if (!ref.ok()) return false;
   ref_ = *ref;
   sent_to_app_ = 0;
@@ -334,7 +331,7 @@ void UpstreamBridge::Stream::OnUpstreamHeaders(
   std::string().swap(replay_);
   up_headers_.clear();
   up_trailers_.clear();
-  upstream_s_ = static_cast<double>(NowNs() - up_start_ns_) / 1e9;
+  upstream_s_ = static_cast<double>(NowNs() - start_ns_) / 1e9;
   if (b_->ctx_->record_metrics) {
     b_->ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
   }
@@ -356,11 +353,7 @@ void UpstreamBridge::Stream::OnUpstreamEnd(
     std::vector<http1::Header> trailers) {
   last_activity_ms_ = NowMs();
   response_ended_ = true;
-  if (trailers.empty()) {
-    client()->EndResponse(id_).IgnoreError();
-  } else {
-    client()->EndResponse(id_, std::move(trailers)).IgnoreError();
-  }
+  client()->EndResponse(id_, std::move(trailers)).IgnoreError();
   b_->flush_soon_();
 }
 

@@ -105,7 +105,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Create(
   }
   std::unique_ptr<MetricsServer> s(
       new MetricsServer(bind, std::move(handler), wake));
-  absl::Status st = s->Bind(/*quiet_in_use=*/wait_for_address);
+  absl::Status st = s->Bind();
   if (!st.ok() && !(wait_for_address && absl::IsUnavailable(st))) return st;
   if (!st.ok()) {
     LOG_WARNING(
@@ -126,7 +126,7 @@ MetricsServer::~MetricsServer() {
 }
 
 // Unavailable: the address is in use. InvalidArgument / Internal otherwise.
-absl::Status MetricsServer::Bind(bool quiet_in_use) {
+absl::Status MetricsServer::Bind() {
   std::string host, port;
   if (!SplitHostPort(bind_, &host, &port)) {
     return absl::InvalidArgumentError(
@@ -251,7 +251,7 @@ void MetricsServer::Run() {
   while (!stop_.load()) {
     int64_t now = scoreboard::MonotonicMs();
     if (listen_fd_ < 0 && now >= next_bind_ms) {
-      if (!Bind(/*quiet_in_use=*/true).ok()) next_bind_ms = now + kRetryBindMs;
+      if (!Bind().ok()) next_bind_ms = now + kRetryBindMs;
     }
     fds.clear();
     polled.clear();

@@ -56,7 +56,7 @@ class MetricsServer {
  private:
   struct Conn;
   MetricsServer(std::string bind, HttpHandler handler, int wake_fd);
-  absl::Status Bind(bool quiet_in_use);
+  absl::Status Bind();
   void Run();
   // Parses and answers every complete request in the connection's buffer.
   // Returns false when the connection must close once its output is sent.

@@ -430,7 +430,9 @@ bool ProxySession::MaybeUpgradeToH2c(const http1::RequestHead& h) {
   if (std::string_view(client_->scheme()) != "http") return false;
   // RFC 7540 §3.2.1: HTTP2-Settings is a connection option, and there is
   // exactly one.
-  std::vector<std::string> tokens = http1::ConnectionTokens(h.headers);
+  if (h.Find("HTTP2-Settings") == nullptr) return false;  // the usual case
+  std::vector<std::string>& tokens = tokens_;  // BuildUpstreamHead refills it
+  http1::ConnectionTokens(h.headers, &tokens);
   auto listed = [&tokens](std::string_view t) {
     return std::find(tokens.begin(), tokens.end(), t) != tokens.end();
   };

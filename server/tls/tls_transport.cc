@@ -47,15 +47,17 @@ TlsTransport::TlsTransport(TlsContext* context, SSL* ssl, int fd,
   BIO_set_callback_arg(bio, reinterpret_cast<char*>(this));
 }
 
+void TlsTransport::ReportClosedInHandshake(const char* detail) {
+  if (handshake_done_ || failure_reported_ || !received_any_) return;
+  failure_reported_ = true;
+  context_->ReportFailure(scoreboard::TlsFailure::kClosed, peer_, detail,
+                          counters_);
+}
+
 TlsTransport::~TlsTransport() {
-  if (!handshake_done_ && !failure_reported_ && received_any_) {
-    // Ended mid-handshake by us: the client stalled past the timeout, or
-    // the worker stopped.
-    failure_reported_ = true;
-    context_->ReportFailure(scoreboard::TlsFailure::kClosed, peer_,
-                            "the connection ended during the handshake",
-                            counters_);
-  }
+  // Ended mid-handshake by us: the client stalled past the timeout, or the
+  // worker stopped.
+  ReportClosedInHandshake("the connection ended during the handshake");
   if (!fatal_ && handshake_done_ && !shutdown_sent_) {
     // close_notify, so the client can tell our close from a truncation; if
     // the socket cannot take it right now, the FIN says enough.
@@ -151,11 +153,7 @@ ssize_t TlsTransport::Failed(int ret, bool reading) {
       // close_notify, or (SSL_OP_IGNORE_UNEXPECTED_EOF) a bare EOF: the
       // end of the client's stream; our direction stays usable.
       read_wants_write_ = false;
-      if (!handshake_done_ && !failure_reported_ && received_any_) {
-        failure_reported_ = true;
-        context_->ReportFailure(scoreboard::TlsFailure::kClosed, peer_,
-                                "the client closed the connection", counters_);
-      }
+      ReportClosedInHandshake("the client closed the connection");
       if (reading) return 0;
       errno = EPIPE;
       return -1;
@@ -163,13 +161,8 @@ ssize_t TlsTransport::Failed(int ret, bool reading) {
       int e = errno;
       fatal_ = true;
       ERR_clear_error();
-      if (!handshake_done_ && !failure_reported_ && received_any_) {
-        failure_reported_ = true;
-        context_->ReportFailure(
-            scoreboard::TlsFailure::kClosed, peer_,
-            e != 0 ? std::strerror(e) : "the client closed the connection",
-            counters_);
-      }
+      ReportClosedInHandshake(e != 0 ? std::strerror(e)
+                                     : "the client closed the connection");
       if (e == 0) {  // EOF where OpenSSL wanted more
         if (reading) return 0;
         e = EPIPE;

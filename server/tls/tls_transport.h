@@ -54,6 +54,9 @@ class TlsTransport final : public proxy::ClientTransport {
   // for the end of the stream), recording what the retry waits for.
   ssize_t Failed(int ret, bool reading);
   void OnHandshakeDone();
+  // Counts a handshake the connection ended before it completed (once, and
+  // only when the client sent anything): kClosed with `detail`.
+  void ReportClosedInHandshake(const char* detail);
   void OnFatal(unsigned long err);
   static long BioCallback(BIO* bio, int oper, const char* argp, size_t len,
                           int argi, long argl, int ret, size_t* processed);

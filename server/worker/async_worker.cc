@@ -140,10 +140,10 @@ void AsyncWorker::MaybeSwitchToHttp2(proxy::ClientConnection* c) {
       upgrade.has_value()
           ? http2::Http2Connection::CreateFromUpgrade(
                 rt_->session_context(), std::move(transport), std::move(peer),
-                *upgrade, std::move(received), scoreboard::MonotonicMs())
+                *upgrade, std::move(received), loop_clock::NowMs())
           : http2::Http2Connection::Create(
                 rt_->session_context(), std::move(transport), std::move(peer),
-                std::move(received), scoreboard::MonotonicMs());
+                std::move(received), loop_clock::NowMs());
   if (!h2.ok()) {
     LOG_ERROR("cannot start an HTTP/2 connection: %s",
               std::string(h2.status().message()));

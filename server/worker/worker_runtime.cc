@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/log.h"
+#include "server/common/loop_clock.h"
 
 namespace forkd::worker {
 
@@ -99,7 +100,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   ctx.http2_settings.initial_window_size = c.http2_initial_window_size;
   ctx.http2_settings.max_frame_size = c.http2_max_frame_size;
   ctx.http2_settings.max_header_list_size = c.http2_max_header_list_size;
-  rt->http2_context_.now_ms = [] { return scoreboard::MonotonicMs(); };
+  rt->http2_context_.now_ms = [] { return loop_clock::NowMs(); };
   ctx.http2_context = &rt->http2_context_;
   // Config validation allows h2c only with the async class and HTTP/2 on.
   if (c.upstream_protocol == "h2c" && ctx.http2) {

@@ -81,6 +81,15 @@ class StopWaiting(Exception):
     """Raised by a wait_until() predicate to give up at once."""
 
 
+def require_tools(*names):
+    """Fails (not skips) when a command the tests use is missing: every one
+    comes from scripts/install-deps.sh, and a skip would hide a missing
+    install step in CI."""
+    for name in names:
+        if shutil.which(name) is None:
+            raise RuntimeError("%s not installed: run scripts/install-deps.sh" % name)
+
+
 def wait_until(predicate, timeout, interval=0.05, what="condition"):
     """Polls predicate() until it returns a truthy value, which is returned.
 

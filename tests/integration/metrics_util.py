@@ -3,15 +3,12 @@
 scrape(port) reads /metrics; parse(text) turns the exposition into
 {"name{label=value,...}": float} with labels sorted; monotonic(samples)
 keeps the series that must never go down (counters and histogram parts);
-probe(port, path) answers (status, body text); forkctl() finds the admin
-CLI when it was built.
+probe(port, path) answers (status, body text).
 """
 
 import http.client
-import os
 import re
 
-import forkd_harness
 from forkd_harness import free_port, wait_until
 
 _LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
@@ -97,14 +94,3 @@ def metrics_args(port=None, extra=()):
     """forkd arguments for a metrics plane on a free loopback port."""
     port = port or free_port()
     return port, ["--metrics-bind", "127.0.0.1:%d" % port] + list(extra)
-
-
-def forkctl():
-    """The forkctl binary next to forkd, or None when it was not built."""
-    path = getattr(forkd_harness, "FORKCTL_BIN", None)
-    here = os.path.dirname(os.path.abspath(forkd_harness.FORKD_BIN))
-    for candidate in (path, os.path.join(here, "forkctl"),
-                      os.path.join(here, "control", "forkctl")):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    return None

@@ -22,7 +22,6 @@ def test_scaling_and_thread_changes_under_load_fail_no_request(forkd_factory, ex
     client = AdminClient(fk.admin_addr)
     load = LoadGenerator(fk.url("/sleep?ms=5"), threads=6, duration=60, timeout=10).start()
     time.sleep(0.5)
-    changes = 0
     threads_cycle = [4, 1, 6, 2, 8, 3]
     for i in range(24):
         if i % 2 == 0:
@@ -37,10 +36,8 @@ def test_scaling_and_thread_changes_under_load_fail_no_request(forkd_factory, ex
             assert out.returncode == 0, out.stderr
         else:
             assert client.threads(n).reached
-        changes += 2
         time.sleep(0.1)
     summary = load.stop()
-    assert changes >= 40
     assert summary.failed == 0, summary
     assert summary.ok > 200, summary
 

@@ -37,9 +37,7 @@ import h2.events  # noqa: E402
 import h2.settings  # noqa: E402
 import hpack  # noqa: E402
 
-for _tool in ("curl", "nghttp", "h2load"):
-    if shutil.which(_tool) is None:
-        raise RuntimeError("%s not installed: run scripts/install-deps.sh" % _tool)
+forkd_harness.require_tools("curl", "nghttp", "h2load", "openssl")
 
 # RFC 9113 §7 error codes and frame types.
 NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, CANCEL, ENHANCE_YOUR_CALM = 0x0, 0x1, 0x3, 0x8, 0xb
@@ -806,7 +804,6 @@ def test_upgrade_refused_serves_http1(fk, request_bytes):
     assert reply.endswith(expected), reply[-200:]
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_upgrade_h2c_is_ignored_over_tls(app, tmp_short):
     """h2c is cleartext HTTP/2: over TLS the request is served in HTTP/1.1."""
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",

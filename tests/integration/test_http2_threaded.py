@@ -24,16 +24,14 @@ import sys
 import threading
 import time
 
+import hpack  # python3-h2's dependency (scripts/install-deps.sh)
 import pytest
 
 import forkd_harness
 from admin_client import forkctl, start_admin_forkd
-from forkd_harness import Forkd, http_get, wait_until
+from forkd_harness import Forkd, http_get, require_tools, wait_until
 
-for _tool in ("nghttp", "h2load"):
-    if shutil.which(_tool) is None:
-        pytest.skip("%s not installed (scripts/install-deps.sh)" % _tool,
-                    allow_module_level=True)
+require_tools("nghttp", "h2load")
 
 PEAK_APP = r'''
 import os, socketserver, sys, threading, time
@@ -287,7 +285,6 @@ def test_sync_says_goaway_once_its_streams_are_answered(peak_app):
     """Gunicorn's sync worker closes after one request; the HTTP/2 analogue:
     every stream the client sent is answered, then GOAWAY(NO_ERROR) naming
     the last one, and the connection ends."""
-    hpack = pytest.importorskip("hpack")
     f = start(peak_app, "sync")
     sock = socket.create_connection(("127.0.0.1", f.port), timeout=10)
     try:

@@ -7,15 +7,17 @@ TERM at once, /startupz waits for the app.
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 
-import pytest
 
-from forkd_harness import ExampleApp, free_port, http_get, raw_request, wait_until
-from metrics_util import (assert_not_lower, forkctl, get, metrics, metrics_args, monotonic,
+from forkd_harness import (ExampleApp, free_port, http_get, raw_request, require_tools,
+                           wait_until)
+
+require_tools("promtool")
+import admin_client
+from metrics_util import (assert_not_lower, get, metrics, metrics_args, monotonic,
                           probe, scrape, total, value, wait_probe)
 
 
@@ -138,7 +140,6 @@ def test_connection_gauges_count_idle_keepalive_connections(forkd_factory, examp
                              state="idle") == 0, 5, what="no idle connections")
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
 def test_promtool_check_metrics_finds_nothing(forkd_factory, example_app):
     mport, args = metrics_args(extra=["--workers", "2", "--threads", "2"])
     fk = forkd_factory(example_app, args)
@@ -290,19 +291,16 @@ def test_unknown_path_and_method(forkd_factory, example_app):
 
 
 def test_drain_and_resume_flip_readiness(forkd_factory, example_app):
-    ctl = forkctl()
-    if ctl is None:
-        pytest.fail("forkctl is not built next to forkd")
     admin = "127.0.0.1:%d" % free_port()
     mport, args = metrics_args(extra=["--workers", "1", "--admin-bind", admin])
     forkd_factory(example_app, args)
     wait_probe(mport, "/readyz", 200)
-    r = subprocess.run([ctl, "--addr", admin, "drain"], capture_output=True, timeout=20)
+    r = admin_client.forkctl(admin, "drain", timeout=20)
     assert r.returncode == 0, r
     status, body = wait_probe(mport, "/readyz", 503, timeout=2)
     assert "draining" in body
     assert probe(mport, "/livez")[0] == 200
-    r = subprocess.run([ctl, "--addr", admin, "resume"], capture_output=True, timeout=20)
+    r = admin_client.forkctl(admin, "resume", timeout=20)
     assert r.returncode == 0, r
     wait_probe(mport, "/readyz", 200, timeout=2)
     m = metrics(mport)

@@ -19,10 +19,9 @@ import tempfile
 import pytest
 
 import metrics_util
-from forkd_harness import free_port, raw_request, wait_until
+from forkd_harness import free_port, raw_request, require_tools, wait_until
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("curl") is None,
-                                reason="needs the openssl and curl commands")
+require_tools("openssl", "curl", "h2load")
 
 
 def _openssl(*args, cwd):
@@ -343,7 +342,6 @@ def test_hup_serves_a_replaced_certificate(forkd_factory, example_app, certs, tm
 # --- load ----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("h2load") is None, reason="needs h2load (nghttp2-client)")
 @pytest.mark.parametrize("worker_class", ["async", "gthread", "sync"])
 def test_h2load_over_tls(forkd_factory, example_app, certs, worker_class):
     fk = start_tls(forkd_factory, example_app, certs, worker_class)

@@ -19,7 +19,6 @@ request carried and answers with trailers. HTTP/2 clients are python3-h2
 """
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -28,9 +27,12 @@ import pytest
 
 from proxy_fixtures import (CLASSES, Started, app,  # noqa: F401
                             require_forkd, serve_each_class)
+from forkd_harness import require_tools
 from wire import WireConnection, chunked, pattern, request_bytes
 
 REQUEST_BUFFER = 65536
+
+require_tools("curl")
 
 # A missing python3-h2 fails here (scripts/install-deps.sh installs it):
 # a skip would hide a missing install step in CI.
@@ -469,7 +471,6 @@ def test_h2_trailers_after_a_content_length_body_are_dropped(h2_server):
     assert (seen["length"], seen["content_length"], seen["trailers"]) == (5, "5", [])
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_curl_h2_sees_response_trailers(h2_server):
     # curl prints a response's trailer fields after its head with -D.
     p = subprocess.run(["curl", "-s", "--max-time", "20", "--http2-prior-knowledge",
