@@ -61,6 +61,22 @@ WorkerState StateOf(const scoreboard::Slot& slot) {
   return static_cast<WorkerState>(Load(slot.state));
 }
 
+// What a worker writes into its slot and the snapshot shows as it is: the
+// loop's PublishSnapshot and the admin plane's LiveSnapshot both read it.
+void ReadSlotGauges(const scoreboard::Slot& slot, int64_t now,
+                    WorkerRow* row) {
+  row->state = StateOf(slot);
+  row->requests_served = Load(slot.requests_served);
+  row->in_flight = Load(slot.in_flight);
+  row->busy_threads = Load(slot.busy_threads);
+  row->threads = Load(slot.threads);
+  row->connection_cap = Load(slot.connection_cap);
+  row->settings_generation_seen = Load(slot.settings_generation_seen);
+  row->heartbeat_age_ms = now - Load(slot.heartbeat_ms);
+  row->connections_active = Load(slot.connections_active);
+  row->connections_idle = Load(slot.connections_idle);
+}
+
 }  // namespace
 
 const char* CommandKindName(CommandKind kind) {
@@ -1290,21 +1306,12 @@ void Arbiter::PublishSnapshot(int64_t now) {
     row.slot = w.slot;
     row.pid = pid;
     row.generation = w.generation;
-    row.state = StateOf(slot);
+    ReadSlotGauges(slot, now, &row);
     row.retiring = w.retire_cause.has_value() || w.self_retired ||
                    w.abort_sent_ms != 0 || stop_ != Stop::kNone;
     row.age_s = static_cast<double>(now - w.spawned_ms) / 1000.0;
-    row.requests_served = Load(slot.requests_served);
-    row.in_flight = Load(slot.in_flight);
-    row.busy_threads = Load(slot.busy_threads);
-    row.threads = Load(slot.threads);
-    row.connection_cap = Load(slot.connection_cap);
-    row.settings_generation_seen = Load(slot.settings_generation_seen);
-    row.heartbeat_age_ms = now - Load(slot.heartbeat_ms);
     row.restarts = std::max(0, slots_[w.slot].occupants - 1);
     row.last_exit = slots_[w.slot].last_exit;
-    row.connections_active = Load(slot.connections_active);
-    row.connections_idle = Load(slot.connections_idle);
     s.actual_workers += Counted(w) ? 1 : 0;
     s.ready_workers += row.state == WorkerState::kReady ? 1 : 0;
     s.totals.Add(slot.counters);
@@ -1331,14 +1338,7 @@ PoolSnapshot Arbiter::LiveSnapshot() const {
     // a slot already handed to another worker keeps the published values.
     const scoreboard::Slot& slot = scoreboard_->slot(row.slot);
     if (Load(slot.pid) == static_cast<int32_t>(row.pid)) {
-      row.state = StateOf(slot);
-      row.requests_served = Load(slot.requests_served);
-      row.in_flight = Load(slot.in_flight);
-      row.busy_threads = Load(slot.busy_threads);
-      row.threads = Load(slot.threads);
-      row.connection_cap = Load(slot.connection_cap);
-      row.settings_generation_seen = Load(slot.settings_generation_seen);
-      row.heartbeat_age_ms = now - Load(slot.heartbeat_ms);
+      ReadSlotGauges(slot, now, &row);
     }
     s.ready_workers += row.state == WorkerState::kReady ? 1 : 0;
   }

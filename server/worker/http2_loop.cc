@@ -42,16 +42,12 @@ struct Http2Loop::Conn {
 
 Http2Loop::Http2Loop(WorkerRuntime* rt, proxy::Admission* admission, bool sync)
     : rt_(rt), admission_(admission), sync_(sync) {
-  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (epoll_fd_ < 0 || wake_fd_ < 0) {
+  if (epoll_.fd() < 0 || wake_fd_ < 0) {
     LOG_ERROR("HTTP/2 loop: epoll/eventfd: %s", std::strerror(errno));
     abort();  // cannot happen after start-up short of fd exhaustion
   }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kWake;
-  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+  epoll_.Add(wake_fd_, EPOLLIN, kWake);
 
   const config::Config& c = rt->config();
   // The worker's pool belongs to the request threads' poll(); the loop's
@@ -74,12 +70,8 @@ Http2Loop::Http2Loop(WorkerRuntime* rt, proxy::Admission* admission, bool sync)
   };
   ctx_.register_upstream = [this](upstream::Connection* conn) {
     conn->registered = true;
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.u64 = reinterpret_cast<uint64_t>(conn) | kUpstreamBit;
-    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, conn->fd, &ev) != 0) {
-      LOG_ERROR("epoll_ctl add app fd %d: %s", conn->fd, std::strerror(errno));
-    }
+    epoll_.Add(conn->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+               reinterpret_cast<uint64_t>(conn) | kUpstreamBit);
   };
   ctx_.after_batch = [this](proxy::ClientConnection* conn) {
     after_batch_.push_back(conn);
@@ -89,10 +81,7 @@ Http2Loop::Http2Loop(WorkerRuntime* rt, proxy::Admission* admission, bool sync)
   if (sync_) proxy::Admission::SetThreadWakeFd(wake_fd_);
 }
 
-Http2Loop::~Http2Loop() {
-  close(epoll_fd_);
-  close(wake_fd_);
-}
+Http2Loop::~Http2Loop() { close(wake_fd_); }
 
 void Http2Loop::Adopt(proxy::ProxySession* h1) {
   Pending p;
@@ -147,12 +136,8 @@ void Http2Loop::StartPending() {
     proxy::ClientConnection* key = h2->get();
     conn->h2 = std::move(*h2);
     if (fd >= 0 && key->phase() != proxy::ClientConnection::Phase::kClosed) {
-      epoll_event ev{};
-      ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-      ev.data.u64 = reinterpret_cast<uint64_t>(key);
-      if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        LOG_ERROR("epoll_ctl add fd %d: %s", fd, std::strerror(errno));
-      }
+      epoll_.Add(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                 reinterpret_cast<uint64_t>(key));
     }
     conns_.emplace(key, std::move(conn));
     touched_.push_back(key);
@@ -254,7 +239,7 @@ void Http2Loop::FreeClosed() {
 
 void Http2Loop::RunOnce(int timeout_ms) {
   epoll_event events[128];
-  int n = epoll_wait(epoll_fd_, events, 128, timeout_ms);
+  int n = epoll_wait(epoll_.fd(), events, 128, timeout_ms);
   for (int i = 0; i < n; ++i) OnEvent(events[i].data.u64, events[i].events);
   // Timers every tick; sync every round (its one connection's GOAWAY once
   // idle should not wait for a tick).

@@ -27,6 +27,7 @@
 #include "server/proxy/client_transport.h"
 #include "server/proxy/proxy_session.h"
 #include "server/upstream/upstream_pool.h"
+#include "server/worker/worker_epoll.h"
 #include "server/worker/worker_runtime.h"
 
 namespace forkd::worker {
@@ -79,7 +80,7 @@ class Http2Loop {
   bool sync_;
   bool own_thread_ = false;
   std::once_flag thread_started_;
-  int epoll_fd_ = -1;
+  WorkerEpoll epoll_{{}};  // no listeners: connections come via Adopt()
   int wake_fd_ = -1;
   std::unique_ptr<upstream::Pool> pool_;
   proxy::SessionContext ctx_;

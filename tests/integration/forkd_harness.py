@@ -18,6 +18,7 @@ import atexit
 import collections
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
@@ -79,6 +80,20 @@ def short_tmpdir(prefix="fk"):
 
 class StopWaiting(Exception):
     """Raised by a wait_until() predicate to give up at once."""
+
+
+def h2load(url, n, c, m, timeout=90, extra=()):
+    """Runs h2load -n N -c C -m M; asserts it exited 0 and printed its
+    request summary, which it returns as a dict (total, done, ok, failed,
+    errored, timeout) plus the whole output."""
+    p = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m)]
+                       + list(extra) + [url], capture_output=True, timeout=timeout)
+    out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+    found = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    assert p.returncode == 0 and found, out
+    return dict(zip(("total", "done", "ok", "failed", "errored", "timeout"),
+                    map(int, found.groups())), output=out)
 
 
 def require_tools(*names):

@@ -25,9 +25,10 @@ import time
 import pytest
 
 import forkd_harness
-from forkd_harness import (ExampleApp, Forkd, LoadGenerator, free_port, http_get,
-                           http_request, wait_until)
+from forkd_harness import (ExampleApp, Forkd, LoadGenerator, free_port, h2load, http_get,
+                           wait_until)
 import metrics_util
+from proxy_fixtures import app_bytes
 
 # A missing python3-h2 fails here (scripts/install-deps.sh installs it):
 # a skip would hide a missing install step in CI.
@@ -138,23 +139,6 @@ def curl_h2(fk, path, *args, timeout=30):
 def run_tool(args, timeout=60):
     p = subprocess.run(args, capture_output=True, timeout=timeout)
     return p.returncode, p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
-
-
-def h2load(url, n, c, m, timeout=60, extra=()):
-    code, out = run_tool(["h2load", "-n", str(n), "-c", str(c), "-m", str(m)]
-                         + list(extra) + [url], timeout=timeout)
-    found = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
-                      r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
-    assert code == 0 and found, out
-    total, done, ok, failed, errored, timed_out = map(int, found.groups())
-    return dict(total=total, done=done, ok=ok, failed=failed, errored=errored,
-                timeout=timed_out, output=out)
-
-
-def bytes_pattern(n):
-    """What the example app's /bytes?n=N sends."""
-    block = (b"0123456789abcdefghijklmnopqrstuvwxyz" * (65536 // 36 + 1))[:65536]
-    return (block * (n // 65536 + 1))[:n]
 
 
 def served_by_same_worker(fk, worker):
@@ -384,7 +368,7 @@ def test_large_download_through_small_windows(fk):
     n = 5_000_000
     status, version, _, body = curl_h2(fk, "/bytes?n=%d" % n)
     assert (status, version, len(body)) == (200, "2", n)
-    assert body == bytes_pattern(n)
+    assert body == app_bytes(n)
     # nghttp with a 16 KiB stream window and a 64 KiB connection window.
     out_path = os.path.join(fk.tmpdir, "nghttp.out")
     with open(out_path, "wb") as out:
@@ -393,7 +377,7 @@ def test_large_download_through_small_windows(fk):
     assert p.returncode == 0, p.stderr
     assert os.path.getsize(out_path) == n
     with open(out_path, "rb") as f:
-        assert f.read() == bytes_pattern(n)
+        assert f.read() == app_bytes(n)
 
 
 def test_download_respects_the_client_window(fk):
@@ -411,7 +395,7 @@ def test_download_respects_the_client_window(fk):
             c.ack(sid)
             c.pump(0.2)
             assert not c.closed
-        assert bytes(r["body"]) == bytes_pattern(1000000)
+        assert bytes(r["body"]) == app_bytes(1000000)
     finally:
         c.close()
 

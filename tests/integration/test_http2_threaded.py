@@ -14,7 +14,6 @@ Loopback only, every load bounded in count and time.
 """
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -29,7 +28,7 @@ import pytest
 
 import forkd_harness
 from admin_client import forkctl, start_admin_forkd
-from forkd_harness import Forkd, http_get, require_tools, wait_until
+from forkd_harness import Forkd, h2load, http_get, require_tools, wait_until
 
 require_tools("nghttp", "h2load")
 
@@ -136,17 +135,6 @@ def nghttp_streams(url, m, timeout=60):
     out = p.stdout.decode() + p.stderr.decode()
     assert p.returncode == 0, out
     return [row.split()[4] for row in out.splitlines() if "/slow" in row]
-
-
-def h2load(url, n, c, m, timeout=90):
-    p = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m), url],
-                       capture_output=True, timeout=timeout)
-    out = p.stdout.decode() + p.stderr.decode()
-    found = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, "
-                      r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
-    assert p.returncode == 0 and found, out
-    return dict(zip(("total", "done", "ok", "failed", "errored", "timeout"),
-                    map(int, found.groups())), output=out)
 
 
 def test_gthread_streams_of_one_connection_wait_for_the_threads(peak_app):

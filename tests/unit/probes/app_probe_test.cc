@@ -37,11 +37,11 @@ class FakeApp {
   }
 
   // Accepts one connection, reads the request head into request(), then
-  // writes `answer` (nothing when empty, holding the connection open for
-  // `hold_ms`) and closes.
-  void AnswerOnce(std::string answer, int hold_ms = 0) {
+  // writes `answer` and closes; with `hold`, it answers nothing and keeps
+  // the connection until the probe closes its end (a silent app).
+  void AnswerOnce(std::string answer, bool hold = false) {
     request_.clear();
-    thread_ = std::thread([this, answer, hold_ms] {
+    thread_ = std::thread([this, answer, hold] {
       int c = accept(fd_, nullptr, nullptr);
       if (c < 0) return;
       char buf[4096];
@@ -53,7 +53,10 @@ class FakeApp {
       if (!answer.empty()) {
         (void)!send(c, answer.data(), answer.size(), MSG_NOSIGNAL);
       }
-      if (hold_ms > 0) usleep(hold_ms * 1000);
+      if (hold) {
+        while (recv(c, buf, sizeof(buf), 0) > 0) {
+        }
+      }
       close(c);
     });
   }
@@ -133,7 +136,7 @@ TEST(AppProbeTest, SilentAppTimesOut) {
   FakeApp app;
   auto probe = AppProbe::Create(app.upstream(), "/healthz", 200);
   ASSERT_TRUE(probe.ok());
-  app.AnswerOnce("", /*hold_ms=*/1000);
+  app.AnswerOnce("", /*hold=*/true);
   ProbeResult r = probe->Check();
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.why, "GET /healthz on " + app.upstream() + ": timed out");
