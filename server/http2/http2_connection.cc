@@ -149,6 +149,30 @@ Http2Connection::Http2Connection(
       peer_(std::move(peer)),
       last_activity_ms_(now_ms) {}
 
+Http2Connection::Handoff Http2Connection::TakeFrom(proxy::ProxySession* h1) {
+  Handoff h;
+  h.peer = h1->peer();
+  h.upgrade = h1->TakeH2cUpgrade();
+  h1->ReleaseForHttp2(&h.transport, &h.received);
+  return h;
+}
+
+absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Start(
+    proxy::SessionContext* ctx, Handoff handoff, int64_t now_ms) {
+  auto h2 = handoff.upgrade.has_value()
+                ? CreateFromUpgrade(ctx, std::move(handoff.transport),
+                                    std::move(handoff.peer), *handoff.upgrade,
+                                    std::move(handoff.received), now_ms)
+                : Create(ctx, std::move(handoff.transport),
+                         std::move(handoff.peer), std::move(handoff.received),
+                         now_ms);
+  if (!h2.ok()) {
+    LOG_ERROR("cannot start an HTTP/2 connection: %s",
+              std::string(h2.status().message()));
+  }
+  return h2;
+}
+
 Http2Connection::~Http2Connection() {
   closing_ = true;  // transports going away must not touch the maps
   bridge_.reset();

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,20 @@ class Http2Connection final : public proxy::ClientConnection,
       proxy::SessionContext* ctx, std::unique_ptr<proxy::ClientTransport> t,
       std::string peer, const proxy::H2cUpgrade& upgrade, std::string received,
       int64_t now_ms);
+  // What an HTTP/1 connection that turned out to speak HTTP/2
+  // (ProxySession::wants_http2) hands over.
+  struct Handoff {
+    std::unique_ptr<proxy::ClientTransport> transport;
+    std::string received;  // client bytes read so far
+    std::string peer;
+    std::optional<proxy::H2cUpgrade> upgrade;  // set for "Upgrade: h2c"
+  };
+  // Takes the handoff from `h1`, which is closed afterwards. Any thread.
+  static Handoff TakeFrom(proxy::ProxySession* h1);
+  // Create() or CreateFromUpgrade(), as the handoff says; a failure is
+  // logged (the transport closes with it). The thread that drives it.
+  static absl::StatusOr<std::unique_ptr<Http2Connection>> Start(
+      proxy::SessionContext* ctx, Handoff handoff, int64_t now_ms);
   ~Http2Connection() override;
 
   // proxy::ClientConnection

@@ -129,26 +129,13 @@ void AsyncWorker::OnEvent(const epoll_event& ev) {
 
 void AsyncWorker::MaybeSwitchToHttp2(proxy::ClientConnection* c) {
   if (!c->wants_http2()) return;
-  auto* h1 = static_cast<proxy::ProxySession*>(c);
-  std::unique_ptr<proxy::ClientTransport> transport;
-  std::string received;
-  std::string peer = h1->peer();
-  std::optional<proxy::H2cUpgrade> upgrade = h1->TakeH2cUpgrade();
-  h1->ReleaseForHttp2(&transport, &received);  // h1 is closed now
-  int fd = transport->fd();
-  auto h2 =
-      upgrade.has_value()
-          ? http2::Http2Connection::CreateFromUpgrade(
-                rt_->session_context(), std::move(transport), std::move(peer),
-                *upgrade, std::move(received), loop_clock::NowMs())
-          : http2::Http2Connection::Create(
-                rt_->session_context(), std::move(transport), std::move(peer),
-                std::move(received), loop_clock::NowMs());
-  if (!h2.ok()) {
-    LOG_ERROR("cannot start an HTTP/2 connection: %s",
-              std::string(h2.status().message()));
-    return;  // the transport closed with the failed connection
-  }
+  // h1 is closed once the handoff is taken.
+  auto handoff = http2::Http2Connection::TakeFrom(
+      static_cast<proxy::ProxySession*>(c));
+  int fd = handoff.transport->fd();
+  auto h2 = http2::Http2Connection::Start(
+      rt_->session_context(), std::move(handoff), loop_clock::NowMs());
+  if (!h2.ok()) return;  // logged; the transport closed with it
   proxy::ClientConnection* next = h2->release();
   sessions_.insert(next);
   epoll_event ev{};

@@ -84,10 +84,8 @@ Http2Loop::Http2Loop(WorkerRuntime* rt, proxy::Admission* admission, bool sync)
 Http2Loop::~Http2Loop() { close(wake_fd_); }
 
 void Http2Loop::Adopt(proxy::ProxySession* h1) {
-  Pending p;
-  p.peer = h1->peer();
-  p.upgrade = h1->TakeH2cUpgrade();
-  h1->ReleaseForHttp2(&p.transport, &p.received);  // h1 is closed now
+  http2::Http2Connection::Handoff p =
+      http2::Http2Connection::TakeFrom(h1);  // h1 is closed now
   open_.fetch_add(1);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -106,26 +104,18 @@ void Http2Loop::StartThread() {
 }
 
 void Http2Loop::StartPending() {
-  std::vector<Pending> inbox;
+  std::vector<http2::Http2Connection::Handoff> inbox;
   {
     std::lock_guard<std::mutex> lock(mu_);
     inbox.swap(inbox_);
   }
-  for (Pending& p : inbox) {
+  for (http2::Http2Connection::Handoff& p : inbox) {
     if (sync_ && conns_.empty() && !rt_->stopping()) goaway_.store(false);
     int fd = p.transport->fd();
     int64_t now = scoreboard::MonotonicMs();
     uint64_t requests_before = requests_done_;
-    auto h2 = p.upgrade.has_value()
-                  ? http2::Http2Connection::CreateFromUpgrade(
-                        &ctx_, std::move(p.transport), std::move(p.peer),
-                        *p.upgrade, std::move(p.received), now)
-                  : http2::Http2Connection::Create(
-                        &ctx_, std::move(p.transport), std::move(p.peer),
-                        std::move(p.received), now);
-    if (!h2.ok()) {
-      LOG_ERROR("cannot start an HTTP/2 connection: %s",
-                std::string(h2.status().message()));
+    auto h2 = http2::Http2Connection::Start(&ctx_, std::move(p), now);
+    if (!h2.ok()) {  // logged
       open_.fetch_sub(1);
       closed_.fetch_add(1);
       continue;  // the transport closed with the failed connection

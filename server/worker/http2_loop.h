@@ -24,6 +24,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "server/http2/http2_connection.h"
 #include "server/proxy/client_transport.h"
 #include "server/proxy/proxy_session.h"
 #include "server/upstream/upstream_pool.h"
@@ -61,12 +62,6 @@ class Http2Loop {
   size_t TakeClosed() { return closed_.exchange(0); }
 
  private:
-  struct Pending {
-    std::unique_ptr<proxy::ClientTransport> transport;
-    std::string received;
-    std::string peer;
-    std::optional<proxy::H2cUpgrade> upgrade;
-  };
   struct Conn;
 
   void StartThread();
@@ -90,7 +85,7 @@ class Http2Loop {
   uint64_t requests_done_ = 0;  // streams answered by this loop
 
   std::mutex mu_;
-  std::vector<Pending> inbox_;
+  std::vector<http2::Http2Connection::Handoff> inbox_;
   std::atomic<size_t> open_{0};
   std::atomic<size_t> closed_{0};
 

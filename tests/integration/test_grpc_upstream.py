@@ -500,7 +500,7 @@ def test_over_tls_with_alpn_h2():
                tmpdir=tmp, wait_ready=False).start()
     with open(os.path.join(tmp, "ca.pem"), "rb") as f:
         creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-    client = Client("localhost:%d" % fk.port, creds)
+    client = Client("127.0.0.1:%d" % fk.port, creds)  # the certificate names the IP: no DNS
     try:
         deadline = time.monotonic() + 20
         while True:  # the port answers once the workers run
