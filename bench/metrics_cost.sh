@@ -55,22 +55,17 @@ render "$HERE/upstream-nginx.conf.in" 0 "$WORK/upstream-nginx.conf"
 start_nginx upstream-nginx "$WORK/upstream-nginx.conf"
 wait_socket "$SOCK" "upstream nginx did not start"
 
-start_forkd() {  # start_forkd ENV_ASSIGNMENT... -- FORKD_ARGS...
-  local envs=()
-  while [[ $1 != -- ]]; do envs+=("$1"); shift; done
+start_measured() {  # start_measured on|off FORKD_ARGS...: lib's start_forkd, ready
+  local mode=$1
   shift
   PORT=$(free_port)
   MPORT=$(free_port)
-  exec_on_servers env "${envs[@]}" "$FORKD" --bind "127.0.0.1:$PORT" --upstream "unix:$SOCK" \
+  # off: the workers skip every counter write (FORKD_BENCH_NO_METRICS=1).
+  FORKD_BENCH_NO_METRICS=$([[ $mode == off ]] && echo 1 || echo 0) \
+    start_forkd "metrics-$mode" --bind "127.0.0.1:$PORT" --upstream "unix:$SOCK" \
     --metrics-bind "127.0.0.1:$MPORT" --admin-bind "" --error-logfile "$WORK/error.log" \
-    --log-level warning --shutdown-delay 0 "$@" &
-  FORKD_PID=$!
-  STARTED+=("$FORKD_PID")
-  for _ in $(seq 200); do
-    curl -fs -o /dev/null "http://127.0.0.1:$MPORT/readyz" && return 0
-    sleep 0.05
-  done
-  die "forkd did not become ready (see $WORK/error.log)"
+    --log-level warning --shutdown-delay 0 "$@"
+  wait_ready "$FORKD_PID" forkd http_ok "http://127.0.0.1:$MPORT/readyz"
 }
 
 class_args=(--worker-class "$CLASS" --workers "$WORKERS")
@@ -91,11 +86,7 @@ for r in $(seq "$ROUNDS"); do
   # Alternate which goes first so drift (thermal, neighbours) hits both.
   if ((r % 2)); then order="on off"; else order="off on"; fi
   for mode in $order; do
-    if [[ $mode == on ]]; then
-      start_forkd FORKD_BENCH_NO_METRICS=0 -- "${class_args[@]}"
-    else
-      start_forkd FORKD_BENCH_NO_METRICS=1 -- "${class_args[@]}"
-    fi
+    start_measured "$mode" "${class_args[@]}"
     on_loadgen "$WRK" -t 2 -c "$CONNS" -d 1s "http://127.0.0.1:$PORT/" >/dev/null  # warm-up
     rps=$(run_wrk)
     if [[ $mode == on ]]; then
@@ -119,7 +110,7 @@ echo "cost of recording: $cost % of throughput (target < 3 %)"
 
 echo
 echo "== /metrics with 64 workers =="
-start_forkd FORKD_BENCH_NO_METRICS=0 -- --workers 64 --max-workers 64
+start_measured on --workers 64 --max-workers 64
 for _ in $(seq 300); do
   ready=$(curl -fs "http://127.0.0.1:$MPORT/metrics" | awk '/^forkd_workers\{state="ready"\}/ {print $2}')
   [[ ${ready:-0} == 64 ]] && break

@@ -8,6 +8,7 @@ probe(port, path) answers (status, body text).
 
 import http.client
 import re
+import time
 
 from forkd_harness import free_port, wait_until
 
@@ -94,3 +95,15 @@ def metrics_args(port=None, extra=()):
     """forkd arguments for a metrics plane on a free loopback port."""
     port = port or free_port()
     return port, ["--metrics-bind", "127.0.0.1:%d" % port] + list(extra)
+
+
+def quiet(port, keys=("forkd_request_duration_seconds_count",)):
+    """The metrics once two scrapes 300 ms apart agree on `keys` (the master
+    publishes its snapshot every <= 250 ms), so no request is still on its
+    way into the counters."""
+    def same():
+        a = metrics(port)
+        time.sleep(0.3)
+        b = metrics(port)
+        return all(total(a, k) == total(b, k) for k in keys) and b
+    return wait_until(same, 5, interval=0, what="quiet metrics")

@@ -314,21 +314,9 @@ def test_http1_client_gets_505(env):
     assert b"h2c" in body and b"HTTP/2" in body
 
 
-def quiet_metrics(port):
-    """Metrics once two scrapes 300 ms apart agree (the master publishes
-    its snapshot every <= 250 ms)."""
-    def same():
-        a = metrics_util.metrics(port)
-        time.sleep(0.3)
-        b = metrics_util.metrics(port)
-        key = "forkd_request_duration_seconds_count"
-        return metrics_util.total(a, key) == metrics_util.total(b, key) and b
-    return wait_until(same, 5, interval=0, what="quiet metrics")
-
-
 def test_access_log_and_metrics_count_calls(env):
     app, fk, c = env
-    before = quiet_metrics(fk.metrics_port)
+    before = metrics_util.quiet(fk.metrics_port)
     for i in range(5):
         assert c.unary(b"m%d" % i, timeout=10, metadata=(("x-request-id", "logtag-%d" % i),)) \
             == b"echo:m%d" % i
@@ -347,7 +335,7 @@ def test_access_log_and_metrics_count_calls(env):
         return m if delta(m, "forkd_requests_by_protocol_total", protocol="http2",
                           status_class="2xx") >= 5 else None
     wait_until(settled, 5, what="metrics")
-    m = quiet_metrics(fk.metrics_port)
+    m = metrics_util.quiet(fk.metrics_port)
     assert delta(m, "forkd_requests_by_protocol_total", protocol="http2", status_class="2xx") == 5
     assert delta(m, "forkd_requests_total", method="POST", status_class="2xx") == 5
 

@@ -648,15 +648,8 @@ def test_app_failures_are_http2_answers(tight):
 
 
 def quiet_metrics(port):
-    """Metrics once two scrapes 300 ms apart agree (the master publishes
-    its snapshot every <= 250 ms)."""
-    def same():
-        a = metrics_util.metrics(port)
-        time.sleep(0.3)
-        b = metrics_util.metrics(port)
-        keys = ("forkd_request_duration_seconds_count", "forkd_http2_connections_total")
-        return all(metrics_util.total(a, k) == metrics_util.total(b, k) for k in keys) and b
-    return wait_until(same, 5, interval=0, what="quiet metrics")
+    return metrics_util.quiet(port, keys=("forkd_request_duration_seconds_count",
+                                          "forkd_http2_connections_total"))
 
 
 def test_access_log_and_metrics_count_http2(fk):

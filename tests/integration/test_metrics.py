@@ -18,24 +18,13 @@ from forkd_harness import (ExampleApp, free_port, http_get, raw_request, require
 require_tools("promtool")
 import admin_client
 from metrics_util import (assert_not_lower, get, metrics, metrics_args, monotonic,
-                          probe, scrape, total, value, wait_probe)
+                          probe, quiet, scrape, total, value, wait_probe)
 
 
 def settle(port, name, want, timeout=5):
     """Waits until total(name) == want (the master publishes every <= 250 ms)."""
     return wait_until(lambda: (lambda m: total(m, name) == want and m)(metrics(port)),
                       timeout, interval=0.05, what="%s == %s" % (name, want))
-
-
-def stable(port):
-    """Metrics once two scrapes 300 ms apart agree on the request counts."""
-    def same():
-        a = metrics(port)
-        time.sleep(0.3)
-        b = metrics(port)
-        key = "forkd_request_duration_seconds_count"
-        return total(a, key) == total(b, key) and b
-    return wait_until(same, 5, interval=0, what="quiet metrics")
 
 
 def body_length(raw, head_request=False):
@@ -47,7 +36,7 @@ def body_length(raw, head_request=False):
 def test_known_traffic_gives_exact_counters(forkd_factory, example_app):
     mport, args = metrics_args(extra=["--workers", "2"])
     fk = forkd_factory(example_app, args)
-    base = stable(mport)
+    base = quiet(mport)
     status, headers, _ = get(mport, "/metrics")
     assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
 
@@ -166,7 +155,7 @@ def test_counters_never_go_backwards(forkd_factory, example_app):
             assert status == 200
         sent[0] += n
 
-    base_requests = total(stable(mport), "forkd_requests_total")
+    base_requests = total(quiet(mport), "forkd_requests_total")
     traffic(30)
     settle(mport, "forkd_requests_total", base_requests + sent[0])
     last = monotonic(metrics(mport))
