@@ -62,6 +62,11 @@ namespace forkd::config {
 namespace {
 
 constexpr int64_t kNoMax = INT64_MAX;
+// Bounds for numeric flags whose table entry sets no max: every number a
+// user types is bounded, so none reaches arithmetic that overflows (seconds
+// become int64 milliseconds; sizes are added to counters).
+constexpr int64_t kMaxSeconds = 31'536'000;     // one year
+constexpr int64_t kMaxSize = int64_t{1} << 40;  // 1 TiB
 
 enum class Kind {
   kInt,          // int field, decimal
@@ -153,11 +158,11 @@ const Flag kFlags[] = {
     {.name = "max-requests", .short_name = 0, .kind = Kind::kInt,
      .metavar = "INT",
      .help = "Restart a worker after this many requests; 0 disables.",
-     .int_field = &Config::max_requests},
+     .int_field = &Config::max_requests, .max = 1'000'000'000},
     {.name = "max-requests-jitter", .short_name = 0, .kind = Kind::kInt,
      .metavar = "INT",
      .help = "Add a random 0..N to --max-requests per worker.",
-     .int_field = &Config::max_requests_jitter},
+     .int_field = &Config::max_requests_jitter, .max = 1'000'000'000},
     {.name = "shutdown-delay", .short_name = 0, .kind = Kind::kSeconds,
      .metavar = "SECONDS",
      .help = "On TERM, report not-ready but keep serving for this long.",
@@ -172,7 +177,8 @@ const Flag kFlags[] = {
      .int_field = &Config::limit_request_fields, .min = 1, .max = 32768},
     {.name = "limit-request-field-size", .short_name = 0, .kind = Kind::kInt,
      .metavar = "INT",
-     .help = "Maximum size of one request header field in bytes.",
+     .help = "Maximum size of one request header field line in bytes, "
+             "its CRLF included (as Gunicorn counts it); 0 means unlimited.",
      .int_field = &Config::limit_request_field_size, .min = 0,
      .max = 65536},
     {.name = "limit-request-body", .short_name = 0, .kind = Kind::kSize,
@@ -182,11 +188,11 @@ const Flag kFlags[] = {
     {.name = "request-buffer", .short_name = 0, .kind = Kind::kSize,
      .metavar = "SIZE",
      .help = "Request bytes buffered before the app is called.",
-     .int64_field = &Config::request_buffer, .min = 4096},
+     .int64_field = &Config::request_buffer, .min = 4096, .max = 1 << 30},
     {.name = "response-buffer", .short_name = 0, .kind = Kind::kSize,
      .metavar = "SIZE",
      .help = "Response bytes buffered per connection.",
-     .int64_field = &Config::response_buffer, .min = 4096},
+     .int64_field = &Config::response_buffer, .min = 4096, .max = 1 << 30},
     {.name = "upstream", .short_name = 0, .kind = Kind::kString,
      .metavar = "URL",
      .help = "The app: unix:/abs/path or http://127.0.0.1:PORT.",
@@ -422,13 +428,42 @@ struct State {
   bool bind_replaced = false;  // per source: the first --bind clears the list
 };
 
+// The largest value of a numeric flag (not one bounded by another flag).
+int64_t MaxOf(const Flag& f) {
+  if (f.max != kNoMax) return f.max;
+  switch (f.kind) {
+    case Kind::kSeconds:
+      return kMaxSeconds;
+    case Kind::kSize:
+      return kMaxSize;
+    default:
+      return INT_MAX;
+  }
+}
+
 std::string ExpectedRange(const Flag& f, const Config& c) {
   if (f.max_field != nullptr) {
     return absl::StrCat(f.min, "..", c.*f.max_field, ", the --", f.max_flag,
                         " limit");
   }
-  if (f.max == kNoMax) return absl::StrCat(f.min, " or more");
-  return absl::StrCat(f.min, "..", f.max);
+  if (f.kind == Kind::kSeconds) {
+    return absl::StrCat(f.min, "..", MaxOf(f), " seconds",
+                        MaxOf(f) == kMaxSeconds ? " (one year)" : "",
+                        ", decimals allowed, e.g. 30 or 0.5");
+  }
+  return absl::StrCat(f.min, "..", MaxOf(f));
+}
+
+// The first byte of `v` that a setting may not hold: C0 controls but HTAB,
+// and DEL. A NUL would cut the value short where it is handed to a worker
+// as an argv string; the others have no place in a path, address or
+// format and only hide what a value really is in messages and logs.
+std::optional<char> ControlByteIn(absl::string_view v) {
+  for (char ch : v) {
+    unsigned char u = static_cast<unsigned char>(ch);
+    if ((u < 0x20 && ch != '\t') || u == 0x7F) return ch;
+  }
+  return std::nullopt;
 }
 
 absl::Status ValueError(absl::string_view prefix, const Flag& f,
@@ -443,6 +478,13 @@ absl::Status ApplyValue(const Flag& f, absl::string_view value,
                         absl::string_view prefix, bool split_list, State* st) {
   Config& c = st->config;
   bool is_explicit = true;
+  if (std::optional<char> bad = ControlByteIn(value)) {
+    return ValueError(
+        prefix, f, value,
+        absl::StrCat("contains the control character ",
+                     absl::CHexEscape(absl::string_view(&*bad, 1))),
+        "printable characters and tabs only");
+  }
   switch (f.kind) {
     case Kind::kInt: {
       if (f.int_field == &Config::workers &&
@@ -476,7 +518,7 @@ absl::Status ApplyValue(const Flag& f, absl::string_view value,
       double d;
       if (!absl::SimpleAtod(value, &d) || !std::isfinite(d)) {
         return ValueError(prefix, f, value, "is not a number of seconds",
-                          "0 or more, decimals allowed, e.g. 30 or 0.5");
+                          ExpectedRange(f, c));
       }
       c.*f.double_field = d;
       break;
@@ -778,11 +820,10 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   return text;
 }
 
-absl::Status ApplyConfigFile(const std::string& path, State* st) {
-  absl::StatusOr<std::string> text = ReadWholeFile(path);
-  if (!text.ok()) return text.status();
+absl::Status ApplyConfigText(const std::string& path, absl::string_view text,
+                             State* st) {
   int line_no = 0;
-  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
     ++line_no;
     std::string prefix = absl::StrCat(path, ":", line_no, ": ");
     line = absl::StripAsciiWhitespace(line);  // also drops a CR
@@ -824,7 +865,7 @@ const Origin& OriginOf(const State& st, absl::string_view name) {
 
 absl::Status CheckRange(const State& st, const Flag& f, int64_t v) {
   const Config& c = st.config;
-  int64_t max = f.max_field != nullptr ? c.*f.max_field : f.max;
+  int64_t max = f.max_field != nullptr ? c.*f.max_field : MaxOf(f);
   if (v >= f.min && v <= max) return absl::OkStatus();
   const Origin& o = OriginOf(st, f.name);
   std::string raw = o.raw.empty() ? absl::StrCat(v) : o.raw;
@@ -862,15 +903,17 @@ absl::Status Validate(const State& st) {
       case Kind::kSize:
         s = CheckRange(st, f, c.*f.int64_field);
         break;
-      case Kind::kSeconds:
-        if (!(c.*f.double_field >= 0)) {
+      case Kind::kSeconds: {
+        // Also false for NaN.
+        const double d = c.*f.double_field;
+        if (!(d >= static_cast<double>(f.min) &&
+              d <= static_cast<double>(MaxOf(f)))) {
           const Origin& o = OriginOf(st, f.name);
-          s = ValueError(
-              o.prefix, f,
-              o.raw.empty() ? FormatSeconds(c.*f.double_field) : o.raw,
-              "is out of range", "0 or more seconds");
+          s = ValueError(o.prefix, f, o.raw.empty() ? FormatSeconds(d) : o.raw,
+                         "is out of range", ExpectedRange(f, c));
         }
         break;
+      }
       case Kind::kBindList:
         if (c.bind.empty()) {
           s = absl::InvalidArgumentError(absl::StrCat(
@@ -982,7 +1025,11 @@ const char* WorkerClassName(WorkerClass c) {
   return "sync";
 }
 
-absl::StatusOr<ParseResult> Parse(const Sources& sources) {
+namespace {
+
+// Parse() and ParseWithConfigText(): `config_file_text` null reads the file.
+absl::StatusOr<ParseResult> ParseSources(
+    const Sources& sources, const absl::string_view* config_file_text) {
   ParseResult result;
   std::vector<FlagValue> flags;
   absl::Status s =
@@ -1002,7 +1049,12 @@ absl::StatusOr<ParseResult> Parse(const Sources& sources) {
   }
 
   if (!config_path.empty()) {
-    s = ApplyConfigFile(config_path, &st);
+    absl::StatusOr<std::string> text =
+        config_file_text != nullptr
+            ? absl::StatusOr<std::string>(std::string(*config_file_text))
+            : ReadWholeFile(config_path);
+    if (!text.ok()) return text.status();
+    s = ApplyConfigText(config_path, *text, &st);
     if (!s.ok()) return s;
   }
 
@@ -1031,6 +1083,19 @@ absl::StatusOr<ParseResult> Parse(const Sources& sources) {
   if (!s.ok()) return s;
   result.config = std::move(st.config);
   return result;
+}
+
+}  // namespace
+
+absl::StatusOr<ParseResult> Parse(const Sources& sources) {
+  return ParseSources(sources, nullptr);
+}
+
+absl::StatusOr<ParseResult> ParseWithConfigText(
+    const Sources& sources, std::string_view config_file_text) {
+  const absl::string_view text(config_file_text.data(),
+                               config_file_text.size());
+  return ParseSources(sources, &text);
 }
 
 absl::StatusOr<Config> Reload(const Sources& sources) {

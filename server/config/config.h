@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -112,6 +113,12 @@ struct ParseResult {
   bool show_version = false;
 };
 absl::StatusOr<ParseResult> Parse(const Sources& sources);
+
+// As Parse(), but the config file's contents are `config_file_text` instead
+// of being read from the file --config/FORKD_CONFIG names, which then only
+// names it in messages (tests and the fuzzer: no I/O).
+absl::StatusOr<ParseResult> ParseWithConfigText(
+    const Sources& sources, std::string_view config_file_text);
 
 // Re-reads the config file and env for a HUP reload, keeping `args` as they
 // were at start. Same rules as Parse().

@@ -139,49 +139,62 @@ const char* ParseFieldLine(std::string_view line, std::string_view* name,
   return nullptr;
 }
 
-enum class LineStep { kLine, kNeedMore, kBareLf };
-
-// Finds the line starting at `pos`. `*scan` is where the search for its LF
+// Finds the LF that ends the line being read. `*scan` is where the search
 // resumes (bytes before it were searched already), which keeps repeated calls
-// on a growing buffer linear overall. On kLine, *line excludes the CRLF and
-// *next is the offset just past it.
-LineStep NextLine(std::string_view buf, size_t pos, size_t* scan,
-                  std::string_view* line, size_t* next) {
-  if (*scan >= buf.size()) return LineStep::kNeedMore;
+// on a growing buffer linear overall. Returns npos when there is none yet.
+size_t FindLf(std::string_view buf, size_t* scan) {
+  if (*scan >= buf.size()) return std::string_view::npos;
   const void* lf = memchr(buf.data() + *scan, '\n', buf.size() - *scan);
   if (lf == nullptr) {
     *scan = buf.size();
-    return LineStep::kNeedMore;
+    return std::string_view::npos;
   }
-  size_t at = static_cast<const char*>(lf) - buf.data();
-  if (at == pos || buf[at - 1] != '\r') return LineStep::kBareLf;
-  *line = buf.substr(pos, at - 1 - pos);
-  *next = at + 1;
-  *scan = *next;
-  return LineStep::kLine;
+  return static_cast<const char*>(lf) - buf.data();
 }
 
-// Length of the unterminated line from `pos`, not counting a CR that may be
-// the first half of its CRLF.
-size_t PartialLineLength(std::string_view buf, size_t pos) {
-  size_t len = buf.size() - pos;
-  if (len > 0 && buf.back() == '\r') --len;
-  return len;
+// The one ordering rule of every parser here, so that the verdict never
+// depends on how the bytes were split: a message is judged byte by byte,
+// and the first byte that breaks a rule decides (checks that the same byte
+// breaks are taken in a fixed order). A length limit is broken by the byte
+// that takes a line over it, before its LF arrives, so limits are checked on
+// the bytes before the LF first and the LF's own checks (bare LF, syntax)
+// come after.
+//
+// The limits count a line's bytes without a final CR, which may be the first
+// half of its CRLF. Given the first `seen` bytes of a line (`byte_at(i)`,
+// LF excluded), returns the number of them after which that length first
+// exceeds `limit`, or npos when it does not yet.
+template <typename ByteAt>
+size_t FirstOverLength(size_t seen, ByteAt byte_at, size_t limit) {
+  if (limit >= seen) return std::string_view::npos;
+  // The length after n bytes is n, or n - 1 when byte n - 1 is a CR.
+  if (byte_at(limit) != '\r') return limit + 1;
+  return limit + 2 <= seen ? limit + 2 : std::string_view::npos;
+}
+
+size_t FirstOverLength(std::string_view seen, size_t limit) {
+  return FirstOverLength(
+      seen.size(), [seen](size_t i) { return seen[i]; }, limit);
+}
+
+// The longest field line content (CRLF excluded) allowed by
+// --limit-request-field-size, which counts the CRLF as Gunicorn does.
+size_t FieldLineMax(size_t max_field_size) {
+  return max_field_size >= 2 ? max_field_size - 2 : 0;
 }
 
 enum class VersionResult { kOk, kBad, kUnsupported };
 
-// "HTTP/" DIGIT "." DIGIT; only 1.0 and 1.1 are supported.
+// "HTTP/" DIGIT "." DIGIT. Major version 1 only; a minor version above 1
+// is read as 1.1, the highest this recipient implements (RFC 9112 2.3).
 VersionResult ParseVersion(std::string_view v, int* minor) {
   if (v.size() != 8 || !v.starts_with("HTTP/") ||
       !absl::ascii_isdigit(U8(v[5])) || v[6] != '.' ||
       !absl::ascii_isdigit(U8(v[7]))) {
     return VersionResult::kBad;
   }
-  if (v[5] != '1' || (v[7] != '0' && v[7] != '1')) {
-    return VersionResult::kUnsupported;
-  }
-  *minor = v[7] - '0';
+  if (v[5] != '1') return VersionResult::kUnsupported;
+  *minor = v[7] == '0' ? 0 : 1;
   return VersionResult::kOk;
 }
 
@@ -201,6 +214,55 @@ bool IsAbsoluteForm(std::string_view t) {
   return true;
 }
 
+// The authority of an absolute-form target: from "://" to the first of
+// "/?#" (RFC 3986 3.2).
+std::string_view AuthorityOf(std::string_view absolute_target) {
+  std::string_view rest =
+      absolute_target.substr(absolute_target.find("://") + 3);
+  return rest.substr(0, rest.find_first_of("/?#"));
+}
+
+bool IsUnreservedOrSubDelim(char c) {
+  return absl::ascii_isalnum(U8(c)) ||
+         std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
+}
+
+// uri-host [ ":" port ] (RFC 3986 3.2.2, 3.2.3), the grammar of a Host
+// field value and of a target's authority; userinfo is refused (RFC 9110
+// 4.2.4). uri-host is an IP literal in brackets or a reg-name (unreserved,
+// pct-encoded, sub-delims; IPv4 addresses are reg-names too); port is
+// *DIGIT.
+bool IsValidAuthority(std::string_view a) {
+  size_t i = 0;
+  if (!a.empty() && a[0] == '[') {
+    size_t close = a.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (size_t j = 1; j < close; ++j) {
+      if (a[j] != ':' && !IsUnreservedOrSubDelim(a[j])) return false;
+    }
+    i = close + 1;
+  } else {
+    while (i < a.size() && a[i] != ':') {
+      if (a[i] == '%') {
+        if (i + 2 >= a.size() || !absl::ascii_isxdigit(U8(a[i + 1])) ||
+            !absl::ascii_isxdigit(U8(a[i + 2]))) {
+          return false;
+        }
+        i += 3;
+        continue;
+      }
+      if (!IsUnreservedOrSubDelim(a[i])) return false;
+      ++i;
+    }
+  }
+  if (i == a.size()) return true;
+  if (a[i] != ':') return false;
+  for (++i; i < a.size(); ++i) {
+    if (!absl::ascii_isdigit(U8(a[i]))) return false;
+  }
+  return true;
+}
+
 // uri-host ":" port (RFC 9112 3.2.3).
 bool IsAuthorityForm(std::string_view t) {
   size_t colon = t.rfind(':');
@@ -212,13 +274,6 @@ bool IsAuthorityForm(std::string_view t) {
   }
   for (size_t i = 0; i < colon; ++i) {
     if (!kHostChar[U8(t[i])]) return false;
-  }
-  return true;
-}
-
-bool IsValidHost(std::string_view host) {
-  for (char c : host) {
-    if (!kHostChar[U8(c)]) return false;
   }
   return true;
 }
@@ -253,10 +308,10 @@ size_t SaturatingMul(size_t a, size_t b) {
 // Largest head a request may have, counted from its request line.
 size_t RequestHeadCap(const Limits& l) {
   size_t line = l.max_request_line ? SaturatingAdd(l.max_request_line, 2) : 0;
-  size_t fields =
-      (l.max_fields && l.max_field_size)
-          ? SaturatingMul(l.max_fields, SaturatingAdd(l.max_field_size, 2))
-          : 0;
+  // A field line's size counts its CRLF (--limit-request-field-size).
+  size_t fields = (l.max_fields && l.max_field_size)
+                      ? SaturatingMul(l.max_fields, l.max_field_size)
+                      : 0;
   size_t cap = SaturatingAdd(SaturatingAdd(line, fields), 2);
   if (l.max_request_line && l.max_fields && l.max_field_size) return cap;
   return std::max(cap, kUnlimitedHeadCap);
@@ -536,6 +591,7 @@ void RequestParser::Reset() {
   pos_ = 0;
   scan_ = 0;
   head_start_ = 0;
+  absolute_authority_.clear();
 }
 
 ParseStatus RequestParser::Fail(ErrorKind kind, std::string_view detail) {
@@ -555,18 +611,21 @@ ParseStatus RequestParser::Parse(std::string_view buf, size_t* consumed) {
   const size_t cap = RequestHeadCap(limits_);
 
   while (true) {
-    std::string_view line;
-    size_t next = 0;
-    switch (NextLine(buf, pos_, &scan_, &line, &next)) {
-      case LineStep::kBareLf:
-        return Fail(ErrorKind::kBadRequest, stage_ == Stage::kStartLine
-                                                ? "bare LF in request line"
-                                                : "bare LF in header");
-      case LineStep::kNeedMore:
-        return CheckPartial(buf, cap);
-      case LineStep::kLine:
-        break;
+    const size_t lf = FindLf(buf, &scan_);
+    // Limits first: the bytes before the LF broke them before it came.
+    if (CheckLimits(buf.substr(0, std::min(lf, buf.size())), cap) ==
+        ParseStatus::kError) {
+      return ParseStatus::kError;
     }
+    if (lf == std::string_view::npos) return ParseStatus::kNeedMore;
+    if (lf == pos_ || buf[lf - 1] != '\r') {
+      return Fail(ErrorKind::kBadRequest, stage_ == Stage::kStartLine
+                                              ? "bare LF in request line"
+                                              : "bare LF in header");
+    }
+    const std::string_view line = buf.substr(pos_, lf - 1 - pos_);
+    const size_t next = lf + 1;
+    scan_ = next;
 
     if (stage_ == Stage::kStartLine) {
       if (line.empty()) {
@@ -577,9 +636,7 @@ ParseStatus RequestParser::Parse(std::string_view buf, size_t* consumed) {
         }
         continue;
       }
-      if ((limits_.max_request_line &&
-           line.size() > limits_.max_request_line) ||
-          next - pos_ > cap) {
+      if (next - pos_ > cap) {
         return Fail(ErrorKind::kUriTooLong, "request line too long");
       }
       head_start_ = pos_;
@@ -593,12 +650,7 @@ ParseStatus RequestParser::Parse(std::string_view buf, size_t* consumed) {
       return Fail(ErrorKind::kHeadersTooLarge, "header section too large");
     }
     if (line.empty()) return Finish(next, consumed);
-    if (limits_.max_fields && head_.headers.size() >= limits_.max_fields) {
-      return Fail(ErrorKind::kHeadersTooLarge, "too many header fields");
-    }
-    if (limits_.max_field_size && line.size() > limits_.max_field_size) {
-      return Fail(ErrorKind::kHeadersTooLarge, "header field too long");
-    }
+    // The field count and size were judged on the line's bytes above.
     std::string_view name;
     std::string_view value;
     if (const char* bad = ParseFieldLine(line, &name, &value)) {
@@ -609,27 +661,43 @@ ParseStatus RequestParser::Parse(std::string_view buf, size_t* consumed) {
   }
 }
 
-ParseStatus RequestParser::CheckPartial(std::string_view buf, size_t cap) {
-  size_t len = PartialLineLength(buf, pos_);
+ParseStatus RequestParser::CheckLimits(std::string_view buf, size_t cap) {
+  const std::string_view seen = buf.substr(pos_);
   if (stage_ == Stage::kStartLine) {
-    if ((limits_.max_request_line && len > limits_.max_request_line) ||
-        buf.size() - pos_ > cap) {
+    // Both limits give the same answer: their order does not matter.
+    if ((limits_.max_request_line &&
+         FirstOverLength(seen, limits_.max_request_line) !=
+             std::string_view::npos) ||
+        seen.size() > cap) {
       return Fail(ErrorKind::kUriTooLong, "request line too long");
     }
     return ParseStatus::kNeedMore;
   }
-  if (buf.size() - head_start_ > cap) {
+  // Three limits with three answers: the one whose byte came first wins,
+  // so the answer is the same however the line was split. Each is the
+  // count of this line's bytes at which it is broken (npos: not yet).
+  constexpr size_t kNot = std::string_view::npos;
+  const size_t used = pos_ - head_start_;  // <= cap: checked at each LF
+  const size_t section = seen.size() > cap - used ? cap - used + 1 : kNot;
+  // One byte of a field line past the allowed count (a lone CR may still
+  // be the empty line that ends the head).
+  const size_t count =
+      limits_.max_fields && head_.headers.size() >= limits_.max_fields
+          ? FirstOverLength(seen, 0)
+          : kNot;
+  const size_t size =
+      limits_.max_field_size
+          ? FirstOverLength(seen, FieldLineMax(limits_.max_field_size))
+          : kNot;
+  const size_t first = std::min({section, count, size});
+  if (first == kNot) return ParseStatus::kNeedMore;
+  if (first == section) {
     return Fail(ErrorKind::kHeadersTooLarge, "header section too large");
   }
-  if (len > 0) {
-    if (limits_.max_fields && head_.headers.size() >= limits_.max_fields) {
-      return Fail(ErrorKind::kHeadersTooLarge, "too many header fields");
-    }
-    if (limits_.max_field_size && len > limits_.max_field_size) {
-      return Fail(ErrorKind::kHeadersTooLarge, "header field too long");
-    }
+  if (first == count) {
+    return Fail(ErrorKind::kHeadersTooLarge, "too many header fields");
   }
-  return ParseStatus::kNeedMore;
+  return Fail(ErrorKind::kHeadersTooLarge, "header field too long");
 }
 
 bool RequestParser::ParseRequestLine(std::string_view line) {
@@ -689,6 +757,17 @@ bool RequestParser::ParseRequestLine(std::string_view line) {
   } else if (!IsAbsoluteForm(target)) {
     Fail(ErrorKind::kBadRequest, "invalid request target");
     return false;
+  } else {
+    std::string_view authority = AuthorityOf(target);
+    if (authority.find('@') != std::string_view::npos) {
+      Fail(ErrorKind::kBadRequest, "userinfo in request target");
+      return false;
+    }
+    if (authority.empty() || !IsValidAuthority(authority)) {
+      Fail(ErrorKind::kBadRequest, "invalid authority in request target");
+      return false;
+    }
+    absolute_authority_.assign(authority);
   }
   head_.method.assign(method);
   head_.target.assign(target);
@@ -706,8 +785,21 @@ ParseStatus RequestParser::Finish(size_t end, size_t* consumed) {
   if (s.host_count == 0 && http11) {
     return Fail(ErrorKind::kBadRequest, "missing Host header");
   }
-  if (s.host != nullptr && !IsValidHost(*s.host)) {
+  if (s.host != nullptr && !IsValidAuthority(*s.host)) {
     return Fail(ErrorKind::kBadRequest, "invalid Host header");
+  }
+  // RFC 9112 3.2.2: with an absolute-form target the received Host is
+  // ignored and replaced by the target's authority, so whoever reads this
+  // head (the app, X-Forwarded-Host, the logs) sees one host, never two.
+  if (!absolute_authority_.empty()) {
+    bool replaced = false;
+    for (Header& h : head_.headers) {
+      if (EqualsIgnoreCase(h.name, "host")) {
+        h.value = absolute_authority_;
+        replaced = true;
+      }
+    }
+    if (!replaced) head_.headers.push_back(Header{"Host", absolute_authority_});
   }
 
   // Message body length (RFC 9112 6.1, 6.3).
@@ -785,21 +877,21 @@ ParseStatus ResponseParser::Parse(std::string_view buf,
   if (head_.headers.capacity() == 0) head_.headers.reserve(16);
 
   while (true) {
-    std::string_view line;
-    size_t next = 0;
-    switch (NextLine(buf, pos_, &scan_, &line, &next)) {
-      case LineStep::kBareLf:
-        return Fail(ErrorKind::kBadRequest, stage_ == Stage::kStartLine
-                                                ? "bare LF in status line"
-                                                : "bare LF in header");
-      case LineStep::kNeedMore:
-        if (buf.size() > kUnlimitedHeadCap) {
-          return Fail(ErrorKind::kHeadersTooLarge, "response head too large");
-        }
-        return ParseStatus::kNeedMore;
-      case LineStep::kLine:
-        break;
+    const size_t lf = FindLf(buf, &scan_);
+    // The same order as requests: the size limit, broken by the bytes
+    // before the LF, comes before the LF's own checks.
+    if (std::min(lf, buf.size()) > kUnlimitedHeadCap) {
+      return Fail(ErrorKind::kHeadersTooLarge, "response head too large");
     }
+    if (lf == std::string_view::npos) return ParseStatus::kNeedMore;
+    if (lf == pos_ || buf[lf - 1] != '\r') {
+      return Fail(ErrorKind::kBadRequest, stage_ == Stage::kStartLine
+                                              ? "bare LF in status line"
+                                              : "bare LF in header");
+    }
+    const std::string_view line = buf.substr(pos_, lf - 1 - pos_);
+    const size_t next = lf + 1;
+    scan_ = next;
     if (next > kUnlimitedHeadCap) {
       return Fail(ErrorKind::kHeadersTooLarge, "response head too large");
     }
@@ -926,10 +1018,10 @@ BodyDecoder::BodyDecoder(Framing framing, uint64_t content_length,
   // largest, plus the final empty line.
   const size_t fields = trailer_limits_.max_fields;
   const size_t size = trailer_limits_.max_field_size;
-  trailer_section_cap_ =
-      (fields && size)
-          ? SaturatingAdd(SaturatingMul(fields, SaturatingAdd(size, 2)), 2)
-          : kMaxTrailerSection;
+  trailer_section_cap_ = (fields && size)
+                             ? SaturatingAdd(SaturatingMul(fields, size), 2)
+                             : kMaxTrailerSection;
+  trailer_line_max_ = size ? FieldLineMax(size) : trailer_section_cap_;
   switch (framing) {
     case Framing::kNone:
       done_ = true;
@@ -989,28 +1081,17 @@ size_t BodyDecoder::DecodeChunked(std::string_view in, std::string* out) {
       case ChunkState::kSize:
       case ChunkState::kTrailer: {
         const bool size_line = chunk_state_ == ChunkState::kSize;
-        const size_t max_line = size_line
-                                    ? kMaxChunkSizeLine
-                                    : (trailer_limits_.max_field_size
-                                           ? trailer_limits_.max_field_size
-                                           : trailer_section_cap_);
         const void* lf = memchr(in.data() + i, '\n', in.size() - i);
         size_t end = lf ? static_cast<const char*>(lf) - in.data() : in.size();
-        // +1: the line's CR is held until its LF arrives.
-        if (line_.size() + (end - i) > max_line + 1) {
-          if (size_line) {
+        const size_t fresh = end - i;
+        if (size_line) {
+          // +1: the line's CR is held until its LF arrives.
+          if (line_.size() + fresh > kMaxChunkSizeLine + 1) {
             Fail(ErrorKind::kBadRequest, "chunk size line too long");
-          } else {
-            Fail(ErrorKind::kHeadersTooLarge, "trailer field too long");
-          }
-          return i;
-        }
-        if (!size_line) {
-          trailer_bytes_ += end - i + (lf ? 1 : 0);
-          if (trailer_bytes_ > trailer_section_cap_) {
-            Fail(ErrorKind::kHeadersTooLarge, "trailer section too large");
             return i;
           }
+        } else if (!CheckTrailerLimits(in.substr(i, fresh), lf != nullptr)) {
+          return i;
         }
         std::string_view line;
         if (lf == nullptr) {
@@ -1082,6 +1163,32 @@ size_t BodyDecoder::DecodeChunked(std::string_view in, std::string* out) {
     }
   }
   return i;
+}
+
+bool BodyDecoder::CheckTrailerLimits(std::string_view fresh, bool has_lf) {
+  // The line's length and the section's size are both broken by some byte;
+  // the one broken first decides (the head parsers' rule), the line's
+  // length on a tie. Positions count this line's bytes.
+  constexpr size_t kNot = std::string_view::npos;
+  const size_t held = line_.size();
+  const size_t seen = held + fresh.size();
+  const size_t line_at = FirstOverLength(
+      seen, [&](size_t k) { return k < held ? line_[k] : fresh[k - held]; },
+      trailer_line_max_);
+  // trailer_bytes_ <= cap: it was checked with every byte added to it.
+  const size_t room = trailer_section_cap_ - trailer_bytes_;
+  const size_t section_at = fresh.size() > room ? held + room + 1 : kNot;
+  if (line_at != kNot && line_at <= section_at) {
+    Fail(ErrorKind::kHeadersTooLarge, "trailer field too long");
+    return false;
+  }
+  // The LF is one more byte of the section.
+  if (section_at != kNot || fresh.size() + (has_lf ? 1 : 0) > room) {
+    Fail(ErrorKind::kHeadersTooLarge, "trailer section too large");
+    return false;
+  }
+  trailer_bytes_ += fresh.size() + (has_lf ? 1 : 0);
+  return true;
 }
 
 bool BodyDecoder::HandleSizeLine(std::string_view line) {

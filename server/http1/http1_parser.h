@@ -16,12 +16,12 @@ namespace forkd::http1 {
 // StatusForError().
 enum class ErrorKind {
   kNone = 0,
-  kBadRequest,        // 400: malformed syntax of any kind
-  kUriTooLong,        // 414: request line over the limit
-  kHeadersTooLarge,   // 431: too many fields, or one field over the limit
-  kBodyTooLarge,      // 413: Content-Length or chunked total over the limit
-  kNotImplemented,    // 501: a transfer coding other than chunked
-  kVersionNotSupported,  // 505: HTTP/2.0 or other major versions in HTTP/1 syntax
+  kBadRequest,           // 400: malformed syntax of any kind
+  kUriTooLong,           // 414: request line over the limit
+  kHeadersTooLarge,      // 431: too many fields, or one field over the limit
+  kBodyTooLarge,         // 413: Content-Length or chunked total over the limit
+  kNotImplemented,       // 501: a transfer coding other than chunked
+  kVersionNotSupported,  // 505: a major version other than 1 (HTTP/2.0...)
 };
 
 // The HTTP status code that answers `kind` (400 for kNone is never asked).
@@ -35,10 +35,12 @@ struct Error {
 };
 
 struct Limits {
-  size_t max_request_line = 4094;   // --limit-request-line (0: unlimited)
-  size_t max_fields = 100;          // --limit-request-fields
-  size_t max_field_size = 8190;     // --limit-request-field-size
-  uint64_t max_body = 0;            // --limit-request-body (0: unlimited)
+  size_t max_request_line = 4094;  // --limit-request-line (0: unlimited)
+  size_t max_fields = 100;         // --limit-request-fields
+  // --limit-request-field-size: one field line with its CRLF, as Gunicorn
+  // counts it (0: unlimited).
+  size_t max_field_size = 8190;
+  uint64_t max_body = 0;  // --limit-request-body (0: unlimited)
 };
 
 struct Header {
@@ -57,13 +59,13 @@ enum class Framing {
 struct RequestHead {
   std::string method;
   std::string target;
-  int version_minor = 1;  // HTTP/1.<minor>; only 0 and 1 are accepted
+  int version_minor = 1;  // HTTP/1.<minor>: 0, or 1 (also for 1.2 to 1.9)
   std::vector<Header> headers;
   Framing framing = Framing::kNone;
-  uint64_t content_length = 0;  // valid when framing == kContentLength
-  bool keep_alive = true;       // from version and Connection
-  bool expect_continue = false; // "Expect: 100-continue" was sent
-  bool upgrade = false;         // Connection: upgrade + Upgrade present
+  uint64_t content_length = 0;   // valid when framing == kContentLength
+  bool keep_alive = true;        // from version and Connection
+  bool expect_continue = false;  // "Expect: 100-continue" was sent
+  bool upgrade = false;          // Connection: upgrade + Upgrade present
   // Returns the first header value named `name` (case-insensitive), or
   // nullptr.
   const std::string* Find(std::string_view name) const;
@@ -93,7 +95,13 @@ class RequestParser {
   // *consumed is the head's length including the final CRLF and head() is
   // filled. On kError, error() says why. Leading empty lines (RFC 9112 2.2)
   // are skipped. Enforces the line/field limits even before the head ends,
-  // so a caller can stop reading early.
+  // so a caller can stop reading early. The verdict does not depend on how
+  // the bytes were split across calls: the first byte that breaks a rule
+  // decides (a limit is broken by the byte that takes a line over it, so
+  // "too long" comes before a bare LF that ends the same line).
+  // HTTP/1.2 to 1.9 are read as HTTP/1.1 (RFC 9112 2.3). With an
+  // absolute-form target the Host field is replaced by the target's
+  // authority (added if the request had none, RFC 9112 3.2.2).
   ParseStatus Parse(std::string_view buf, size_t* consumed);
 
   const RequestHead& head() const { return head_; }
@@ -104,7 +112,9 @@ class RequestParser {
  private:
   enum class Stage { kStartLine, kFields, kDone, kError };
   ParseStatus Fail(ErrorKind kind, std::string_view detail);
-  ParseStatus CheckPartial(std::string_view buf, size_t cap);
+  // Judges the limits on the bytes of the current line in `buf` (its LF
+  // excluded): kError when one is broken, else kNeedMore.
+  ParseStatus CheckLimits(std::string_view buf, size_t cap);
   bool ParseRequestLine(std::string_view line);
   ParseStatus Finish(size_t end, size_t* consumed);
 
@@ -113,9 +123,10 @@ class RequestParser {
   Error error_;
   // Resume state, so feeding a head in small pieces stays linear overall.
   Stage stage_ = Stage::kStartLine;
-  size_t pos_ = 0;         // start of the first line not parsed yet
-  size_t scan_ = 0;        // bytes before this were searched for LF
-  size_t head_start_ = 0;  // where the request line starts
+  size_t pos_ = 0;                  // start of the first line not parsed yet
+  size_t scan_ = 0;                 // bytes before this were searched for LF
+  size_t head_start_ = 0;           // where the request line starts
+  std::string absolute_authority_;  // of an absolute-form target, else ""
 };
 
 // Parses one response head from the app. `request_method` decides whether
@@ -151,7 +162,7 @@ class ResponseParser {
 // a whole is always capped (64 KiB when either is 0).
 struct TrailerLimits {
   size_t max_fields = 0;      // fields in the section; more is 431
-  size_t max_field_size = 0;  // one field line without CRLF; longer is 431
+  size_t max_field_size = 0;  // one field line with its CRLF; longer is 431
 };
 
 // Decodes a message body framed as kContentLength, kChunked or kUntilClose
@@ -170,6 +181,8 @@ class BodyDecoder {
   // input bytes consumed (everything up to the end of the body, never past
   // it: bytes after the body belong to the next pipelined message).
   // On a framing error sets error() and returns what was consumed so far.
+  // As with the head parsers, the verdict, payload and trailers do not
+  // depend on how the input was split across calls.
   size_t Decode(std::string_view in, std::string* out);
 
   // For kUntilClose: the peer closed, so the body is complete.
@@ -186,10 +199,20 @@ class BodyDecoder {
  private:
   void Fail(ErrorKind kind, std::string_view detail);
   size_t DecodeChunked(std::string_view in, std::string* out);
+  // Counts `fresh` bytes of a trailer line (and its LF when `has_lf`)
+  // against the line and section limits; false after Fail().
+  bool CheckTrailerLimits(std::string_view fresh, bool has_lf);
   bool HandleSizeLine(std::string_view line);
 
   enum class ChunkState {
-    kSize, kSizeLf, kData, kDataCr, kDataLf, kTrailer, kTrailerLf, kDone
+    kSize,
+    kSizeLf,
+    kData,
+    kDataCr,
+    kDataLf,
+    kTrailer,
+    kTrailerLf,
+    kDone
   };
   Framing framing_;
   uint64_t remaining_ = 0;  // content-length or current chunk
@@ -202,6 +225,7 @@ class BodyDecoder {
   uint64_t trailer_bytes_ = 0;
   TrailerLimits trailer_limits_;
   size_t trailer_section_cap_ = 0;
+  size_t trailer_line_max_ = 0;  // a trailer line without its CRLF
   std::vector<Header> trailers_;
 };
 

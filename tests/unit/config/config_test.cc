@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -147,18 +149,18 @@ TEST(ConfigParseTest, UpstreamProtocol) {
   EXPECT_EQ(ParseOk({"--worker-class", "async", "--upstream-protocol", "h2c"})
                 .upstream_protocol,
             "h2c");
-  EXPECT_EQ(ParseOk({"--worker-class=async"},
-                    {{"FORKD_UPSTREAM_PROTOCOL", "h2c"}})
-                .upstream_protocol,
-            "h2c");
+  EXPECT_EQ(
+      ParseOk({"--worker-class=async"}, {{"FORKD_UPSTREAM_PROTOCOL", "h2c"}})
+          .upstream_protocol,
+      "h2c");
   EXPECT_EQ(ParseError({"--upstream-protocol", "h2"}),
             "--upstream-protocol: \"h2\" is not an upstream protocol "
             "(expected http1 or h2c)");
-  EXPECT_THAT(ParseError({"--worker-class", "gthread", "--upstream-protocol",
-                          "h2c"}),
-              HasSubstr("--upstream-protocol: \"h2c\" needs --worker-class "
-                        "async (HTTP/2 streams are forwarded concurrently "
-                        "only there; the class is gthread)"));
+  EXPECT_THAT(
+      ParseError({"--worker-class", "gthread", "--upstream-protocol", "h2c"}),
+      HasSubstr("--upstream-protocol: \"h2c\" needs --worker-class "
+                "async (HTTP/2 streams are forwarded concurrently "
+                "only there; the class is gthread)"));
   // --threads > 1 selects gthread: h2c is refused there too.
   EXPECT_THAT(ParseError({"--threads", "4", "--upstream-protocol", "h2c"}),
               HasSubstr("needs --worker-class async"));
@@ -231,10 +233,11 @@ TEST(ConfigFileTest, UnknownSettingNamesFileAndLine) {
 TEST(ConfigFileTest, BadValueNamesFileLineAndFlag) {
   std::string path =
       WriteFile("badvalue.conf", "# c\nworkers = 2\ntimeout = soon\n");
-  EXPECT_EQ(ParseError({"-c", path}),
-            path +
-                ":3: --timeout: \"soon\" is not a number of seconds (expected "
-                "0 or more, decimals allowed, e.g. 30 or 0.5)");
+  EXPECT_EQ(
+      ParseError({"-c", path}),
+      path +
+          ":3: --timeout: \"soon\" is not a number of seconds (expected "
+          "0..31536000 seconds (one year), decimals allowed, e.g. 30 or 0.5)");
 }
 
 TEST(ConfigFileTest, RangeErrorFoundAfterMergeNamesFileAndLine) {
@@ -478,26 +481,31 @@ INSTANTIATE_TEST_SUITE_P(
                  "--max-worker-connections: \"0\" is out of range (expected "
                  "1..1000000)"},
         BadValue{{"--timeout", "-1"},
-                 "--timeout: \"-1\" is out of range (expected 0 or more "
-                 "seconds)"},
+                 "--timeout: \"-1\" is out of range (expected "
+                 "0..31536000 seconds (one year), decimals allowed, e.g. 30 or "
+                 "0.5)"},
         BadValue{{"--graceful-timeout", "-0.5"},
-                 "--graceful-timeout: \"-0.5\" is out of range (expected 0 or "
-                 "more seconds)"},
+                 "--graceful-timeout: \"-0.5\" is out of range (expected "
+                 "0..31536000 seconds (one year), decimals allowed, e.g. 30 or "
+                 "0.5)"},
         BadValue{{"--keepalive", "-2"},
-                 "--keepalive: \"-2\" is out of range (expected 0 or more "
-                 "seconds)"},
+                 "--keepalive: \"-2\" is out of range (expected "
+                 "0..31536000 seconds (one year), decimals allowed, e.g. 30 or "
+                 "0.5)"},
         BadValue{{"--shutdown-delay", "-1"},
-                 "--shutdown-delay: \"-1\" is out of range (expected 0 or "
-                 "more seconds)"},
+                 "--shutdown-delay: \"-1\" is out of range (expected "
+                 "0..31536000 seconds (one year), decimals allowed, e.g. 30 or "
+                 "0.5)"},
         BadValue{{"--upstream-timeout", "-1"},
-                 "--upstream-timeout: \"-1\" is out of range (expected 0 or "
-                 "more seconds)"},
+                 "--upstream-timeout: \"-1\" is out of range (expected "
+                 "0..31536000 seconds (one year), decimals allowed, e.g. 30 or "
+                 "0.5)"},
         BadValue{{"--max-requests", "-1"},
-                 "--max-requests: \"-1\" is out of range (expected 0 or "
-                 "more)"},
+                 "--max-requests: \"-1\" is out of range (expected "
+                 "0..1000000000)"},
         BadValue{{"--max-requests-jitter", "-5"},
-                 "--max-requests-jitter: \"-5\" is out of range (expected 0 "
-                 "or more)"},
+                 "--max-requests-jitter: \"-5\" is out of range (expected "
+                 "0..1000000000)"},
         BadValue{{"--limit-request-line", "8191"},
                  "--limit-request-line: \"8191\" is out of range (expected "
                  "0..8190)"},
@@ -514,11 +522,11 @@ INSTANTIATE_TEST_SUITE_P(
                  "--limit-request-field-size: \"65537\" is out of range "
                  "(expected 0..65536)"},
         BadValue{{"--request-buffer", "1k"},
-                 "--request-buffer: \"1k\" is out of range (expected 4096 or "
-                 "more)"},
+                 "--request-buffer: \"1k\" is out of range (expected "
+                 "4096..1073741824)"},
         BadValue{{"--response-buffer", "4095"},
-                 "--response-buffer: \"4095\" is out of range (expected 4096 "
-                 "or more)"},
+                 "--response-buffer: \"4095\" is out of range (expected "
+                 "4096..1073741824)"},
         BadValue{{"--backlog", "0"},
                  "--backlog: \"0\" is out of range (expected 1..65535)"},
         BadValue{{"--backlog", "65536"},
@@ -588,8 +596,8 @@ INSTANTIATE_TEST_SUITE_P(
     // Readable test names: the case's index and its first argument.
     [](const ::testing::TestParamInfo<BadValue>& info) {
       std::string name = std::to_string(info.index) + "_";
-      for (char ch : info.param.args.empty() ? std::string("none")
-                                             : info.param.args[0]) {
+      for (char ch :
+           info.param.args.empty() ? std::string("none") : info.param.args[0]) {
         name += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
       }
       return name;
@@ -835,6 +843,118 @@ TEST(HelpTest, HelpTextListsEveryFlagDefaultAndVariable) {
   EXPECT_THAT(help, HasSubstr("[default: 127.0.0.1:8000]"));
   EXPECT_THAT(help, HasSubstr("[default: 2048]"));
   EXPECT_THAT(help, HasSubstr("[default: unix:/tmp/app.sock]"));
+}
+
+// --- hostile values (issue 13: found by config_fuzz) -------------------------
+
+// Every flag as ToArgs() prints it, split into name and default value, so
+// the tests below also cover flags added later.
+std::vector<std::pair<std::string, std::string>> EveryFlag() {
+  std::vector<std::pair<std::string, std::string>> flags;
+  for (const std::string& arg : ToArgs(Config{})) {
+    size_t eq = arg.find('=');
+    std::string name = arg.substr(2, eq - 2);
+    if (!flags.empty() && flags.back().first == name) continue;  // --bind
+    flags.emplace_back(name, arg.substr(eq + 1));
+  }
+  return flags;
+}
+
+absl::StatusOr<ParseResult> ParseConfigText(std::string_view text) {
+  return ParseWithConfigText(Sources{{"--config", "forkd.conf"}, {}}, text);
+}
+
+TEST(HostileValuesTest, NulInAConfigFileValueIsRefusedNamingTheFlag) {
+  // Workers would get "unix:" from argv: the master must refuse it.
+  absl::StatusOr<ParseResult> r =
+      ParseConfigText(std::string("bind = unix:\0/x\n", 16));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(),
+            "forkd.conf:1: --bind: \"unix:\\x00/x\" contains the control "
+            "character \\x00 (expected printable characters and tabs only)");
+}
+
+TEST(HostileValuesTest, ControlBytesAreRefusedInEveryFlagFromEverySource) {
+  for (const auto& [name, value] : EveryFlag()) {
+    for (std::string bad :
+         {std::string("\0", 1), std::string("\x01"), std::string("\n"),
+          std::string("\x1b"), std::string("\x7f")}) {
+      SCOPED_TRACE(name + " with " + absl::CHexEscape(bad));
+      std::string v = value + bad + "1";
+      std::string env_name = "FORKD_" + name;
+      for (char& ch : env_name) {
+        ch = ch == '-' ? '_' : static_cast<char>(toupper(ch));
+      }
+      EXPECT_THAT(ParseError({"--" + name + "=" + v}),
+                  HasSubstr("--" + name + ": "));
+      EXPECT_THAT(ParseError({}, Env{{env_name, v}}),
+                  HasSubstr(env_name + ": --" + name + ": "));
+      if (bad != "\n") {  // a newline ends a config file line
+        absl::StatusOr<ParseResult> r =
+            ParseConfigText(name + " = " + v + "\n");
+        ASSERT_FALSE(r.ok());
+        EXPECT_THAT(r.status().message(),
+                    HasSubstr("forkd.conf:1: --" + name + ": "));
+        EXPECT_THAT(r.status().message(), HasSubstr("control character"));
+      }
+    }
+  }
+  // Tabs are text: a log format may hold them.
+  EXPECT_EQ(ParseOk({"--access-logformat=%(h)s\t%(r)s"}).access_logformat,
+            "%(h)s\t%(r)s");
+}
+
+TEST(HostileValuesTest, EveryNumericFlagIsBounded) {
+  int numeric = 0;
+  for (const auto& [name, value] : EveryFlag()) {
+    double d;
+    if (value != "auto" && !absl::SimpleAtod(value, &d)) continue;
+    ++numeric;
+    // Huge, not a number, infinite, negative, past int64.
+    for (const char* bad : {"1e300", "1e15", "nan", "inf", "-inf", "-1",
+                            "9000000000000000000", "99999999999999999999"}) {
+      SCOPED_TRACE(name + "=" + bad);
+      EXPECT_THAT(ParseError({"--" + name + "=" + bad}),
+                  HasSubstr("--" + name + ": \"" + bad + "\""));
+    }
+  }
+  EXPECT_GE(numeric, 20);
+}
+
+TEST(HostileValuesTest, SecondsAreBoundedAtOneYear) {
+  EXPECT_DOUBLE_EQ(ParseOk({"--timeout=31536000"}).timeout, 31536000);
+  EXPECT_EQ(ParseError({"--timeout=31536000.5"}),
+            "--timeout: \"31536000.5\" is out of range (expected "
+            "0..31536000 seconds (one year), decimals allowed, e.g. 30 or "
+            "0.5)");
+  // The file and the environment are held to the same bounds.
+  absl::StatusOr<ParseResult> r = ParseConfigText("graceful_timeout = 1e300\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("forkd.conf:1: --graceful-timeout: \"1e300\" is out "
+                        "of range"));
+  EXPECT_THAT(ParseError({}, Env{{"FORKD_KEEPALIVE", "1e300"}}),
+              HasSubstr("FORKD_KEEPALIVE: --keepalive: \"1e300\" is out of "
+                        "range"));
+}
+
+TEST(HostileValuesTest, SizesAreBounded) {
+  EXPECT_EQ(ParseOk({"--request-buffer=1g"}).request_buffer, int64_t{1} << 30);
+  EXPECT_THAT(ParseError({"--request-buffer=2g"}),
+              HasSubstr("expected 4096..1073741824"));
+  EXPECT_THAT(ParseError({"--limit-request-body=8589934592g"}),
+              HasSubstr("--limit-request-body: \"8589934592g\""));
+  EXPECT_THAT(ParseError({"--max-requests-jitter=2147483647"}),
+              HasSubstr("expected 0..1000000000"));
+}
+
+TEST(HostileValuesTest, ConfigTextSeamParsesLikeAFile) {
+  absl::StatusOr<ParseResult> r =
+      ParseConfigText("workers = 3\nbind = unix:/tmp/a.sock\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.workers, 3);
+  EXPECT_EQ(r->config.config_file, "forkd.conf");
+  EXPECT_EQ(r->config.bind, std::vector<std::string>{"unix:/tmp/a.sock"});
 }
 
 TEST(ProcessEnvironmentTest, ReadsEnviron) {

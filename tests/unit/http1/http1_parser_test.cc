@@ -207,6 +207,68 @@ TEST(RequestParserTest, AcceptsAllRequestTargetForms) {
             "/caf\xC3\xA9");
 }
 
+TEST(RequestParserTest, AbsoluteFormAuthorityReplacesHost) {
+  // RFC 9112 3.2.2: the app gets the target's authority as Host, never
+  // the client's other Host.
+  RequestHead head = ParseRequest(
+      "GET http://example.com:8080/x?q HTTP/1.1\r\n"
+      "Host: other.example\r\nX-A: 1\r\n\r\n");
+  ASSERT_EQ(head.headers.size(), 2u);
+  EXPECT_EQ(head.headers[0].name, "Host");
+  EXPECT_EQ(head.headers[0].value, "example.com:8080");
+  EXPECT_EQ(*head.Find("host"), "example.com:8080");
+  EXPECT_EQ(head.target, "http://example.com:8080/x?q");
+  // HTTP/1.0 may omit Host: one is added.
+  head = ParseRequest("GET https://[::1]/ HTTP/1.0\r\n\r\n");
+  ASSERT_NE(head.Find("Host"), nullptr);
+  EXPECT_EQ(*head.Find("Host"), "[::1]");
+  // Authority up to "?" or "#" too.
+  EXPECT_EQ(*ParseRequest("GET http://a.b?x HTTP/1.1\r\nHost: c\r\n\r\n")
+                 .Find("Host"),
+            "a.b");
+  // HTTP/1.1 still needs a Host field (RFC 9112 3.2).
+  EXPECT_EQ(RequestErrorDetail("GET http://a/ HTTP/1.1\r\n\r\n"),
+            "missing Host header");
+  // A parser reused for the next request forgets the authority.
+  RequestParser parser{Limits()};
+  size_t consumed = 0;
+  ASSERT_EQ(
+      parser.Parse("GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n", &consumed),
+      ParseStatus::kDone);
+  parser.Reset();
+  ASSERT_EQ(parser.Parse("GET / HTTP/1.1\r\nHost: b\r\n\r\n", &consumed),
+            ParseStatus::kDone);
+  EXPECT_EQ(*parser.head().Find("Host"), "b");
+}
+
+TEST(RequestParserTest, AbsoluteFormAuthorityIsValidated) {
+  constexpr std::string_view kBad[] = {
+      "GET s://]ufd/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://[]/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://a]/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://a:8x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://a:1:2/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://a%zz/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://a\"b/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://?x HTTP/1.1\r\nHost: a\r\n\r\n",
+  };
+  for (std::string_view raw : kBad) {
+    EXPECT_EQ(RequestErrorDetail(raw), "invalid authority in request target")
+        << raw;
+  }
+  EXPECT_EQ(
+      RequestErrorDetail("GET http://user:pw@a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+      "userinfo in request target");
+  // Valid: reg-names, IPv4, IP literals, pct-encoding, an empty port.
+  for (std::string_view target :
+       {"http://a.example/", "http://10.0.0.1:80/", "http://[::1]:8080/",
+        "http://[v1.fe]/", "http://x%41y/", "http://a:/", "ftp://a"}) {
+    ParseRequest("GET " + std::string(target) + " HTTP/1.1\r\nHost: a\r\n\r\n");
+  }
+}
+
 TEST(RequestParserTest, AcceptsExtensionMethods) {
   EXPECT_EQ(ParseRequest("PROPFIND /d HTTP/1.1\r\nHost: a\r\n\r\n").method,
             "PROPFIND");
@@ -374,9 +436,20 @@ TEST(RequestParserTest, RejectsNulInRequestLine) {
   EXPECT_EQ(RequestError(raw), ErrorKind::kBadRequest);
 }
 
+TEST(RequestParserTest, HigherMinorVersionsAreServedAsHttp11) {
+  // RFC 9112 2.3: process it as the highest minor version implemented.
+  for (char minor = '2'; minor <= '9'; ++minor) {
+    std::string raw = std::string("GET / HTTP/1.") + minor + "\r\n\r\n";
+    RequestHead head = ParseRequest(std::string("GET / HTTP/1.") + minor +
+                                    "\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(head.version_minor, 1) << minor;
+    EXPECT_TRUE(head.keep_alive);
+    // ...with HTTP/1.1's rules: Host is required.
+    EXPECT_EQ(RequestErrorDetail(raw), "missing Host header");
+  }
+}
+
 TEST(RequestParserTest, UnsupportedVersionsAre505) {
-  EXPECT_EQ(RequestError("GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
-            ErrorKind::kVersionNotSupported);
   EXPECT_EQ(RequestError("GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
             ErrorKind::kVersionNotSupported);
   EXPECT_EQ(RequestError("GET / HTTP/0.9\r\n\r\n"),
@@ -522,6 +595,13 @@ TEST(RequestParserTest, HostRules) {
             ErrorKind::kBadRequest);
   EXPECT_EQ(RequestError("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n"),
             ErrorKind::kBadRequest);
+  // The authority grammar, as for absolute-form targets.
+  for (std::string_view host : {"]ufd", "a]", "[::1", "a:b", "u@a", "a%2"}) {
+    EXPECT_EQ(RequestErrorDetail(
+                  "GET / HTTP/1.1\r\nHost: " + std::string(host) + "\r\n\r\n"),
+              "invalid Host header")
+        << host;
+  }
   // HTTP/1.0 may omit it; empty and IPv6 literals are valid.
   ParseRequest("GET / HTTP/1.0\r\n\r\n");
   ParseRequest("GET / HTTP/1.1\r\nHost:\r\n\r\n");
@@ -553,7 +633,8 @@ TEST(RequestParserTest, FieldCountLimitDetectedBeforeLineEnds) {
 TEST(RequestParserTest, FieldSizeLimitIsInclusive) {
   Limits limits;
   limits.max_field_size = 20;
-  std::string at_limit = "X-Pad: " + std::string(13, 'v');  // 20 bytes
+  // The limit counts the CRLF, as Gunicorn does: 18 bytes + CRLF.
+  std::string at_limit = "X-Pad: " + std::string(11, 'v');
   ParseRequest("GET / HTTP/1.1\r\nHost: a\r\n" + at_limit + "\r\n\r\n", limits);
   EXPECT_EQ(
       RequestError("GET / HTTP/1.1\r\nHost: a\r\n" + at_limit + "v\r\n\r\n",
@@ -567,7 +648,7 @@ TEST(RequestParserTest, FieldSizeLimitDetectedBeforeLineEnds) {
   RequestParser parser(limits);
   size_t consumed = 0;
   std::string head = "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " +
-                     std::string(13, 'v');  // 20-byte partial line
+                     std::string(11, 'v');  // 18 bytes: 20 with the CRLF
   EXPECT_EQ(parser.Parse(head, &consumed), ParseStatus::kNeedMore);
   EXPECT_EQ(parser.Parse(head + "v", &consumed), ParseStatus::kError);
   EXPECT_EQ(parser.error().kind, ErrorKind::kHeadersTooLarge);
