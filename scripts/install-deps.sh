@@ -26,6 +26,8 @@ if ! $build_only; then
   PACKAGES+=(
     # tests: real clients, real peers
     curl python3 python3-pytest gunicorn procps wrk nginx nghttp2-client
+    # fuzz tests (tests/fuzz): clang with libFuzzer and the sanitizer runtimes
+    clang-14 libclang-rt-14-dev
     # HTTP/2 tests: bad peers and flow control with Python's h2
     python3-h2
     # TLS tests: certificates made at test time
