@@ -49,6 +49,10 @@ CASES = [
     ("9000-byte-header", head([H, b"X-Big: " + b"b" * 9000]), 431, "header field too long"),
     ("8191-byte-header", head([H, b"X-Big: " + b"b" * (8191 - 7)]), 431,
      "header field too long"),
+    # 8189 bytes + CRLF is 8191: over --limit-request-field-size (8190),
+    # which counts the CRLF as Gunicorn does.
+    ("8189-byte-header", head([H, b"X-Big: " + b"b" * (8189 - 7)]), 431,
+     "header field too long"),
     ("body-over-limit-cl",
      head([H, b"Content-Length: 2000"], b"POST /echo HTTP/1.1") + b"x" * 2000,
      413, "exceeds limit"),
@@ -67,6 +71,7 @@ def test_case_sizes():
     assert len(cases["request-line-5000"].split(b"\r\n")[0]) == 5000
     assert len(cases["request-line-4095"].split(b"\r\n")[0]) == 4095
     assert len(cases["8191-byte-header"].split(b"\r\n")[2]) == 8191
+    assert len(cases["8189-byte-header"].split(b"\r\n")[2]) == 8189
 
 
 @pytest.fixture(scope="module", params=CLASSES)
@@ -110,15 +115,16 @@ def test_valid_body_under_limit_still_served(server):
 @pytest.mark.parametrize("cls", CLASSES)
 def test_request_exactly_at_limits_is_served(tmp_short, cls):
     # Exactly --limit-request-line (4094) bytes of request line and
-    # --limit-request-fields (100) fields, one of 8190 bytes
-    # (--limit-request-field-size): all forwarded. (A scripted app: the
-    # example app itself stops at 100 headers, and forkd adds four.)
+    # --limit-request-fields (100) fields, one of 8190 bytes with its CRLF
+    # (--limit-request-field-size, counted as Gunicorn does): all
+    # forwarded. (A scripted app: the example app itself stops at 100
+    # headers, and forkd adds four.)
     target = "/at-limit?" + "q" * (4094 - len("GET /at-limit? HTTP/1.1"))
-    big = "X-Big: " + "b" * (8190 - len("X-Big: "))
+    big = "X-Big: " + "b" * (8188 - len("X-Big: "))
     fields = [b"Host: test.local", big.encode()] + [b"X-F-%02d: v" % i for i in range(98)]
     data = head(fields, ("GET %s HTTP/1.1" % target).encode())
     assert len(data.split(b"\r\n")[0]) == 4094
-    assert len(fields) == 100 and max(len(f) for f in fields) == 8190
+    assert len(fields) == 100 and max(len(f) + 2 for f in fields) == 8190
     started = Started()
     try:
         with FakeUpstream(os.path.join(tmp_short, "up.sock")) as up:
@@ -128,7 +134,7 @@ def test_request_exactly_at_limits_is_served(tmp_short, cls):
                 r = c.read_response()
             assert (r.status, r.body) == (200, b"ok\n"), r
             [req] = [q for q in up.snapshot() if q.target == target]
-            assert req.headers["x-big"] == "b" * (8190 - len("X-Big: "))
+            assert req.headers["x-big"] == "b" * (8188 - len("X-Big: "))
             assert sum(1 for k in req.headers if k.startswith("x-f-")) == 98
     finally:
         started.stop()
