@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Writes the seed corpus of the fuzz targets (tests/fuzz/corpus/<target>/).
+"""Writes the seed corpus of the fuzz targets (tests/fuzz/corpus/<name>/ for
+the target <name>_fuzz).
 
 Run from anywhere: /usr/bin/python3 tests/fuzz/make_seeds.py. The HTTP/2
 seeds are real conversations made with Debian's python3-h2; the others are
@@ -17,7 +18,7 @@ CTRL = b"\x00\x12\x34"  # options 0, split seed 0x1234
 
 
 def write(target, name, data):
-    d = HERE / "corpus" / target
+    d = HERE / "corpus" / target.removesuffix("_fuzz")
     d.mkdir(parents=True, exist_ok=True)
     (d / name).write_bytes(data)
 

@@ -5,12 +5,13 @@
 #       Configures this folder as a CMake project of its own with clang in
 #       BUILD_DIR (e.g. build/fuzz) and builds every target there.
 #   tests/fuzz/run.sh run BUILD_DIR TARGET [SECONDS] [RUNS]
-#       Runs TARGET for at most SECONDS (default $FORKD_FUZZ_SECONDS or 20)
-#       and at most RUNS executions (default: no count limit) on its seeds
-#       (tests/fuzz/corpus/TARGET, read only) plus the inputs it finds
-#       (BUILD_DIR/corpus/TARGET). ASan + UBSan stop at the first error; a
-#       crash, a trap or a leak exits non-zero and leaves the input in
-#       BUILD_DIR/artifacts/. Prints libFuzzer's final stats.
+#       Runs TARGET for at most SECONDS (default $FORKD_FUZZ_SECONDS or 20;
+#       0: no time limit) and at most RUNS executions (default: no count
+#       limit) on its seeds (tests/fuzz/corpus/NAME for TARGET NAME_fuzz,
+#       read only) plus the inputs it finds (BUILD_DIR/corpus/TARGET).
+#       ASan + UBSan stop at the first error; a crash, a trap or a leak
+#       exits non-zero and leaves the input in BUILD_DIR/artifacts/.
+#       Prints libFuzzer's final stats.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -43,7 +44,7 @@ case "$cmd" in
     runs="${5:--1}"
     bin="$dir/$target"
     [[ -x "$bin" ]] || die "$bin is not built (run.sh build $dir)"
-    seeds="$here/corpus/$target"
+    seeds="$here/corpus/${target%_fuzz}"
     [[ -d "$seeds" ]] || die "no seed corpus $seeds"
     found="$dir/corpus/$target"
     mkdir -p "$found" "$dir/artifacts"
@@ -55,7 +56,7 @@ case "$cmd" in
       -artifact_prefix="$dir/artifacts/$target-" "$found" "$seeds"
     ;;
   *)
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,15p' "$0" >&2
     exit 2
     ;;
 esac
