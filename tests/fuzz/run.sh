@@ -56,7 +56,7 @@ case "$cmd" in
       -artifact_prefix="$dir/artifacts/$target-" "$found" "$seeds"
     ;;
   *)
-    sed -n '2,15p' "$0" >&2
+    sed -n '2,14p' "$0" >&2
     exit 2
     ;;
 esac
