@@ -170,9 +170,10 @@ TEST(SplitVerdictTest, FirstBrokenLimitDecidesWithinALine) {
   limits.max_request_line = 30;
   limits.max_fields = 2;
   limits.max_field_size = 12;
-  // Past the count at its first byte, and too long later: "too many".
-  EXPECT_EQ(SameRequestVerdict("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\n"
-                               "B: 0123456789abcdef\r\n\r\n",
+  // Past the count at its first byte, too long at its 11th and past the
+  // section's cap (62 bytes) at its 32nd: "too many", whatever the split.
+  EXPECT_EQ(SameRequestVerdict("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: " +
+                                   std::string(37, 'v') + "\r\n\r\n",
                                limits)
                 .detail,
             "too many header fields");
