@@ -13,8 +13,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace forkd::config;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  auto parsed = ParseWithConfigText(Sources{{"--config", "fuzz.conf"}, {}},
-                                    text);
+  auto parsed =
+      ParseWithConfigText(Sources{{"--config", "fuzz.conf"}, {}}, text);
   if (!parsed.ok()) {
     // A refusal names where: the file and line, or a flag.
     if (parsed.status().message().empty()) __builtin_trap();

@@ -79,9 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::vector<forkd::http1::Header> fields = {{"te", "trailers"},
                                                     {"x-a", "1"}};
   auto open = [&](std::string_view method, bool end_stream) {
-    auto id =
-        session->SubmitRequest(method, "http", "app", "/svc/M", fields,
-                               end_stream);
+    auto id = session->SubmitRequest(method, "http", "app", "/svc/M", fields,
+                                     end_stream);
     if (!id.ok()) return 0;
     handler.Opened(*id);
     return *id;

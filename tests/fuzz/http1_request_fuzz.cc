@@ -91,9 +91,9 @@ std::string Transcript(std::string_view bytes, const http1::Limits& limits,
         AppendFields(h.headers, &log);
         if (consumed == 0 || consumed > buf.size()) __builtin_trap();
         buf.erase(0, consumed);
-        body.emplace(h.framing, h.content_length, limits.max_body,
-                     http1::TrailerLimits{limits.max_fields,
-                                          limits.max_field_size});
+        body.emplace(
+            h.framing, h.content_length, limits.max_body,
+            http1::TrailerLimits{limits.max_fields, limits.max_field_size});
         payload.clear();
       }
       size_t used = body->Decode(buf, &payload);
