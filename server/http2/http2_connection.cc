@@ -278,7 +278,9 @@ bool Http2Connection::ReadClient() {
     return true;
   }
   if (n == 0) {
-    Close();  // the client left: cut its streams
+    // The client left: cut its streams, but first write what the session
+    // has queued (a GOAWAY nghttp2 sent for a protocol error).
+    Finish();
     return true;
   }
   if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -622,8 +624,7 @@ bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
   auto count = [this] {
     if (!ctx_->record_metrics) return;
     ctx_->slot->counters
-        .client_timeouts[static_cast<size_t>(
-            scoreboard::ClientTimeout::kHttp2)]
+        .client_timeouts[static_cast<size_t>(scoreboard::ClientTimeout::kHttp2)]
         .fetch_add(1, std::memory_order_relaxed);
   };
   const char* why = nullptr;
@@ -636,9 +637,10 @@ bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
   }
   if (why != nullptr) {
     count();
-    LOG_ERROR("HTTP/2 connection from %s: %s within %.3gs "
-              "(--client-header-timeout); GOAWAY",
-              peer, why, head_ms / 1000.0);
+    LOG_ERROR(
+        "HTTP/2 connection from %s: %s within %.3gs "
+        "(--client-header-timeout); GOAWAY",
+        peer, why, head_ms / 1000.0);
     session_->Terminate(kProtocolError, why);
     Finish();
     return true;
@@ -652,9 +654,10 @@ bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
       continue;
     }
     count();
-    LOG_ERROR("HTTP/2 stream %d from %s: no request body bytes for %.3gs "
-              "(--client-body-timeout); RST_STREAM",
-              id, peer, body_ms / 1000.0);
+    LOG_ERROR(
+        "HTTP/2 stream %d from %s: no request body bytes for %.3gs "
+        "(--client-body-timeout); RST_STREAM",
+        id, peer, body_ms / 1000.0);
     s->request_ended = true;  // once
     session_->ResetStream(id, kCancel);
   }
