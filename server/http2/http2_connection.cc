@@ -270,11 +270,6 @@ bool Http2Connection::ReadClient() {
       Finish();  // the GOAWAY that says why
       return true;
     }
-    if (!session_->in_header_block()) {
-      header_block_since_ms_ = 0;
-    } else if (header_block_since_ms_ == 0) {
-      header_block_since_ms_ = last_activity_ms_;
-    }
     return true;
   }
   if (n == 0) {
@@ -712,6 +707,13 @@ bool Http2Connection::GoawayDue() const {
 
 void Http2Connection::UpdateDeadline() {
   if (closed_) return;
+  // Bytes reach the session here and in Start() (those read before the
+  // handoff): a header block left open by either starts the clock.
+  if (!session_->in_header_block()) {
+    header_block_since_ms_ = 0;
+  } else if (header_block_since_ms_ == 0) {
+    header_block_since_ms_ = NowMs();
+  }
   if (lingering_) {
     deadline_ms_ = linger_.deadline_ms();
     return;
