@@ -155,6 +155,19 @@ const Flag kFlags[] = {
      .metavar = "SECONDS",
      .help = "Idle time before a keep-alive connection is closed.",
      .double_field = &Config::keepalive},
+    {.name = "client-header-timeout", .short_name = 0,
+     .kind = Kind::kSeconds, .metavar = "SECONDS",
+     .help = "Time a client has to send a whole request head, from its "
+             "first byte (TLS: the handshake too; HTTP/2: the SETTINGS after "
+             "the preface, a header block); then 408 and close (nginx's "
+             "client_header_timeout). 0 disables.",
+     .double_field = &Config::client_header_timeout},
+    {.name = "client-body-timeout", .short_name = 0,
+     .kind = Kind::kSeconds, .metavar = "SECONDS",
+     .help = "Longest pause between two reads of a request body; then 408 "
+             "and close (HTTP/2: RST_STREAM) (nginx's client_body_timeout). "
+             "0 disables.",
+     .double_field = &Config::client_body_timeout},
     {.name = "max-requests", .short_name = 0, .kind = Kind::kInt,
      .metavar = "INT",
      .help = "Restart a worker after this many requests; 0 disables.",

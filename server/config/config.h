@@ -39,6 +39,8 @@ struct Config {
   double timeout = 30;           // --timeout; 0 disables the heartbeat check
   double graceful_timeout = 30;  // --graceful-timeout
   double keepalive = 2;          // --keepalive: idle keep-alive close
+  double client_header_timeout = 60;  // --client-header-timeout (0: off)
+  double client_body_timeout = 60;    // --client-body-timeout (0: off)
   int max_requests = 0;          // --max-requests; 0 disables recycling
   int max_requests_jitter = 0;   // --max-requests-jitter
   double shutdown_delay = 5;     // --shutdown-delay: readiness off, still serving

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "server/common/log.h"
@@ -69,6 +70,10 @@ struct Http2Connection::Stream {
   std::unique_ptr<http1::BodyDecoder> body;
   bool head_done = false;
   bool ended = false;
+  // The request: all of it arrived (END_STREAM), and when its last bytes
+  // did (--client-body-timeout).
+  bool request_ended = false;
+  int64_t last_input_ms = 0;
   std::string scratch;
   std::unique_ptr<proxy::ProxySession> session;
 };
@@ -125,6 +130,9 @@ Http2Connection::CreateFromUpgrade(proxy::SessionContext* ctx,
       "Upgrade: h2c\r\n\r\n");
   ++c->depth_;  // streams are reaped only by Drive()
   c->StartStream(1, upgrade.method, upgrade.request, false);
+  if (auto it = c->streams_.find(1); it != c->streams_.end()) {
+    it->second->request_ended = true;  // the HTTP/1.1 request was whole
+  }
   --c->depth_;
   c->Start(received);
   return c;
@@ -133,9 +141,7 @@ Http2Connection::CreateFromUpgrade(proxy::SessionContext* ctx,
 void Http2Connection::Start(std::string_view received) {
   absl::Status st = session_->Receive(received.data(), received.size());
   if (!st.ok()) {
-    FlushOutput();
-    Close();
-    return;
+    Finish();  // the GOAWAY that says why
   }
   Drive();
 }
@@ -147,7 +153,8 @@ Http2Connection::Http2Connection(
     : ctx_(ctx),
       client_(std::move(transport)),
       peer_(std::move(peer)),
-      last_activity_ms_(now_ms) {}
+      last_activity_ms_(now_ms),
+      created_ms_(now_ms) {}
 
 Http2Connection::Handoff Http2Connection::TakeFrom(proxy::ProxySession* h1) {
   Handoff h;
@@ -215,18 +222,38 @@ void Http2Connection::Drive() {
     progress = ReadClient();
     if (closed_) break;
     progress |= FlushOutput();
+    if (finishing_ && !lingering_ && out_.empty() && !closed_) {
+      // The last frames are written: FIN, then drop what still comes.
+      linger_.Start(client_.get(), NowMs());
+      lingering_ = true;
+      client_readable_ = true;
+      progress = true;
+    }
     WakeBlockedStreams();
   }
-  if (bridge_) bridge_->AfterClientFlush();
+  if (bridge_ && !closed_) bridge_->AfterClientFlush();
   --depth_;
   if (depth_ == 0) ReapStreams();
-  if (!closed_ && session_->Done() && out_.empty()) Close();
+  if (!closed_ && !finishing_ && session_->Done() && out_.empty()) {
+    Finish();
+    Drive();
+    return;
+  }
   UpdateDeadline();
   UpdateConnectionGauge(false);
 }
 
 bool Http2Connection::ReadClient() {
-  if (!client_readable_ || !session_->WantRead()) return false;
+  if (lingering_) {
+    if (!client_readable_) return false;
+    client_readable_ = false;  // Drain() reads until the socket would block
+    if (linger_.Drain(client_.get(), NowMs()) ==
+        proxy::LingeringClose::State::kDone) {
+      Close();
+    }
+    return true;
+  }
+  if (finishing_ || !client_readable_ || !session_->WantRead()) return false;
   char buf[kReadChunk];
   ssize_t n = client_->Read(buf, sizeof(buf));
   if (n > 0) {
@@ -240,13 +267,15 @@ bool Http2Connection::ReadClient() {
       LOG_INFO("HTTP/2 connection from %s ended: %s",
                peer_.empty() ? "unix-socket client" : peer_,
                std::string(st.message()));
-      FlushOutput();  // the GOAWAY that says why
-      Close();
+      Finish();  // the GOAWAY that says why
+      return true;
     }
     return true;
   }
   if (n == 0) {
-    Close();  // the client left: cut its streams
+    // The client left: cut its streams, but first write what the session
+    // has queued (a GOAWAY nghttp2 sent for a protocol error).
+    Finish();
     return true;
   }
   if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -332,6 +361,9 @@ void Http2Connection::OnRequestHeaders(int32_t stream_id,
   // One request per virtual connection: the session closes after it.
   head.append("Connection: close\r\n\r\n");
   StartStream(stream_id, method, std::move(head), chunked);
+  if (auto it = streams_.find(stream_id); it != streams_.end()) {
+    it->second->request_ended = end_stream;
+  }
 }
 
 void Http2Connection::StartStream(int32_t stream_id, std::string_view method,
@@ -344,6 +376,7 @@ void Http2Connection::StartStream(int32_t stream_id, std::string_view method,
   s->chunked_request = chunked_request;
   s->request.Append(request_head);
   s->appended = request_head.size();
+  s->last_input_ms = NowMs();
   s->session = std::make_unique<proxy::ProxySession>(
       ctx_,
       std::make_unique<StreamTransport>(this, s, client_->scheme()), peer_,
@@ -357,6 +390,7 @@ void Http2Connection::OnRequestData(int32_t stream_id, std::string_view data) {
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) return;
   Stream* s = it->second.get();
+  s->last_input_ms = NowMs();
   if (s->transport_gone) {
     session_->ConsumeRequestData(stream_id, data.size());  // nobody reads
     return;
@@ -382,6 +416,7 @@ void Http2Connection::OnRequestEnd(int32_t stream_id,
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) return;
   Stream* s = it->second.get();
+  s->request_ended = true;
   if (s->chunked_request && !s->transport_gone) {
     // The trailers end the chunked body as HTTP/1.1 trailer fields; the
     // stream's ProxySession checks them against the limits and drops the
@@ -548,7 +583,16 @@ void Http2Connection::ReapStreams() {
 
 void Http2Connection::OnTimeout(int64_t now_ms) {
   if (closed_) return;
+  if (finishing_) {
+    // The last frames did not leave in time, or the linger is over.
+    if (now_ms >= deadline_ms_) Close();
+    return;
+  }
   ReapStreams();
+  if (CheckClientTimeouts(now_ms)) {
+    Drive();
+    return;
+  }
   // A timeout answers (504) or ends a stream; the Drive() below flushes
   // that. Flushing from inside this loop (OnStreamResponse at depth 0)
   // could close streams, erasing from streams_ while it is iterated.
@@ -563,11 +607,91 @@ void Http2Connection::OnTimeout(int64_t now_ms) {
   bool no_streams = streams_.empty() && (!bridge_ || bridge_->empty());
   if (no_streams && now_ms >= last_activity_ms_ + IdleMs()) {
     session_->StartGracefulShutdown();
-    FlushOutput();
-    Close();
-    return;
+    Finish();
   }
   Drive();
+}
+
+bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
+  const int64_t head_ms = ctx_->client_header_timeout_ms;
+  const int64_t body_ms = ctx_->client_body_timeout_ms;
+  std::string_view peer = peer_.empty() ? "unix-socket client" : peer_;
+  auto count = [this] {
+    if (!ctx_->record_metrics) return;
+    ctx_->slot->counters
+        .client_timeouts[static_cast<size_t>(scoreboard::ClientTimeout::kHttp2)]
+        .fetch_add(1, std::memory_order_relaxed);
+  };
+  const char* why = nullptr;
+  if (head_ms > 0 && !session_->settings_received() &&
+      now_ms >= created_ms_ + head_ms) {
+    why = "no SETTINGS frame after the preface";
+  } else if (head_ms > 0 && header_block_since_ms_ != 0 &&
+             now_ms >= header_block_since_ms_ + head_ms) {
+    why = "header block (HEADERS + CONTINUATION) not complete";
+  }
+  if (why != nullptr) {
+    count();
+    LOG_ERROR(
+        "HTTP/2 connection from %s: %s within %.3gs "
+        "(--client-header-timeout); GOAWAY",
+        peer, why, head_ms / 1000.0);
+    session_->Terminate(kProtocolError, why);
+    Finish();
+    return true;
+  }
+  if (body_ms <= 0) return false;
+  for (auto& [id, s] : streams_) {
+    // All request bytes given to the stream's session were read: the
+    // client, not the app, is what the body waits for.
+    if (s->request_ended || s->h2_closed || !s->request.empty() ||
+        now_ms < s->last_input_ms + body_ms) {
+      continue;
+    }
+    count();
+    LOG_ERROR(
+        "HTTP/2 stream %d from %s: no request body bytes for %.3gs "
+        "(--client-body-timeout); RST_STREAM",
+        id, peer, body_ms / 1000.0);
+    s->request_ended = true;  // once
+    session_->ResetStream(id, kCancel);
+  }
+  return false;
+}
+
+int64_t Http2Connection::ClientDeadline() const {
+  constexpr int64_t kNever = std::numeric_limits<int64_t>::max() / 4;
+  int64_t d = kNever;
+  const int64_t head_ms = ctx_->client_header_timeout_ms;
+  const int64_t body_ms = ctx_->client_body_timeout_ms;
+  if (head_ms > 0 && !session_->settings_received()) {
+    d = std::min(d, created_ms_ + head_ms);
+  }
+  if (head_ms > 0 && header_block_since_ms_ != 0) {
+    d = std::min(d, header_block_since_ms_ + head_ms);
+  }
+  if (body_ms > 0) {
+    for (auto& [id, s] : streams_) {
+      if (!s->request_ended && !s->h2_closed && s->request.empty()) {
+        d = std::min(d, s->last_input_ms + body_ms);
+      }
+    }
+  }
+  return d;
+}
+
+void Http2Connection::Finish() {
+  if (closed_ || finishing_) return;
+  finishing_ = true;
+  // Every frame the session still has (the GOAWAY) goes into out_ before
+  // its streams are cut: after Abort() it gives nothing more.
+  for (int i = 0; i < 64 && session_->WantWrite(); ++i) {
+    size_t before = out_.size();
+    session_->TakeOutput(&out_);
+    if (out_.size() == before) break;
+  }
+  session_->Abort(kCancel);
+  FlushOutput();
 }
 
 int64_t Http2Connection::IdleMs() const {
@@ -583,6 +707,21 @@ bool Http2Connection::GoawayDue() const {
 
 void Http2Connection::UpdateDeadline() {
   if (closed_) return;
+  // Bytes reach the session here and in Start() (those read before the
+  // handoff): a header block left open by either starts the clock.
+  if (!session_->in_header_block()) {
+    header_block_since_ms_ = 0;
+  } else if (header_block_since_ms_ == 0) {
+    header_block_since_ms_ = NowMs();
+  }
+  if (lingering_) {
+    deadline_ms_ = linger_.deadline_ms();
+    return;
+  }
+  if (finishing_) {
+    deadline_ms_ = last_activity_ms_ + ctx_->client_timeout_ms;
+    return;
+  }
   if (!finished_.empty() || GoawayDue()) {
     deadline_ms_ = 0;  // due now
     return;
@@ -592,7 +731,7 @@ void Http2Connection::UpdateDeadline() {
     if (!s->transport_gone) d = std::min(d, s->session->deadline_ms());
   }
   if (bridge_) d = std::min(d, bridge_->deadline_ms());
-  deadline_ms_ = d;
+  deadline_ms_ = std::min(d, ClientDeadline());
 }
 
 void Http2Connection::Abort() {
@@ -614,6 +753,7 @@ void Http2Connection::Close() {
 
 proxy::ClientConnection::Phase Http2Connection::phase() const {
   if (closed_) return Phase::kClosed;
+  if (finishing_) return Phase::kActive;  // its own deadlines end it
   bool idle = streams_.empty() && (!bridge_ || bridge_->empty());
   return idle ? Phase::kIdle : Phase::kActive;
 }

@@ -26,6 +26,7 @@
 #include "server/http2/upstream_bridge.h"
 #include "server/proxy/client_connection.h"
 #include "server/proxy/client_transport.h"
+#include "server/proxy/lingering_close.h"
 #include "server/proxy/proxy_session.h"
 
 namespace forkd::http2 {
@@ -121,6 +122,18 @@ class Http2Connection final : public proxy::ClientConnection,
   // it out of both.
   void UpdateConnectionGauge(bool gone);
   int64_t IdleMs() const;
+  // --client-header-timeout / --client-body-timeout for the connection's
+  // frames and its streams' bodies: GOAWAY or RST_STREAM, counted and
+  // logged. Returns true when the connection is ending.
+  bool CheckClientTimeouts(int64_t now_ms);
+  // The deadline CheckClientTimeouts() acts on next.
+  int64_t ClientDeadline() const;
+  // Ends the connection once what the session has queued (its GOAWAY) is
+  // written: then half-closes and drops the client's input for a while
+  // (LingeringClose), so a reset cannot destroy the GOAWAY or the last
+  // responses before the client reads them.
+  void Finish();
+  // Cuts the connection at once (the client left, a write failed).
   void Close();
 
   proxy::SessionContext* ctx_;
@@ -134,6 +147,11 @@ class Http2Connection final : public proxy::ClientConnection,
   bool closed_ = false;
   bool stopping_seen_ = false;
   bool closing_ = false;  // in the destructor
+  bool finishing_ = false;  // Finish(): writing the last frames
+  bool lingering_ = false;  // then half-closed, dropping input
+  proxy::LingeringClose linger_;
+  int64_t created_ms_ = 0;
+  int64_t header_block_since_ms_ = 0;  // a header block open since (0: none)
   bool flush_scheduled_ = false;  // OnBatchEnd() is due
   int depth_ = 0;  // nesting of Drive(): streams are freed only at depth 0
   int64_t last_activity_ms_ = 0;

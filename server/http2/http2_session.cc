@@ -94,6 +94,7 @@ struct Http2Callbacks {
     if (!self->failed_.ok()) return NGHTTP2_ERR_CALLBACK_FAILURE;
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     int32_t id = frame->hd.stream_id;
+    self->header_block_stream_ = id;
     if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       self->streams_[id] = std::make_unique<Http2Session::Stream>();
     } else if (Http2Session::Stream* s = self->Find(id)) {
@@ -146,6 +147,10 @@ struct Http2Callbacks {
     if (!self->failed_.ok()) return NGHTTP2_ERR_CALLBACK_FAILURE;
     int32_t id = frame->hd.stream_id;
     bool end_stream = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+    // A whole HEADERS (with its CONTINUATIONs) arrives here only after
+    // END_HEADERS, and no other frame may come in a header block: either
+    // way no block is open now.
+    self->header_block_stream_ = 0;
     switch (frame->hd.type) {
       case NGHTTP2_HEADERS: {
         Http2Session::Stream* s = self->Find(id);
@@ -205,6 +210,9 @@ struct Http2Callbacks {
         }
         break;
       case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+          self->settings_received_ = true;
+        }
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) &&
             self->settings_frames_.Hit(
                 self->NowMs(), self->ctx_->limits.max_settings_per_second)) {
@@ -237,6 +245,7 @@ struct Http2Callbacks {
   static int OnStreamClose(nghttp2_session* session, int32_t stream_id,
                            uint32_t error_code, void* user_data) {
     Http2Session* self = Self(user_data);
+    if (self->header_block_stream_ == stream_id) self->header_block_stream_ = 0;
     auto it = self->streams_.find(stream_id);
     if (it == self->streams_.end()) return 0;
     std::unique_ptr<Http2Session::Stream> s = std::move(it->second);
@@ -491,6 +500,11 @@ absl::Status Http2Session::Fail(absl::Status status, uint32_t goaway_code) {
     nghttp2_session_terminate_session(session_, goaway_code);
   }
   return failed_;
+}
+
+void Http2Session::Terminate(uint32_t error_code, std::string_view why) {
+  if (!failed_.ok()) return;
+  Fail(absl::DeadlineExceededError(AbslView(why)), error_code).IgnoreError();
 }
 
 void Http2Session::Abuse(std::atomic<uint64_t>* counter, std::string_view why) {

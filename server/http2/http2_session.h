@@ -302,6 +302,19 @@ class Http2Session {
   // freed; the destructor does not call the Handler. Not from a callback.
   void Abort(uint32_t error_code = kCancel);
 
+  // Ends the connection for a reason of the caller's (the client is too
+  // slow): queues GOAWAY(`error_code`) after what is pending; Receive()
+  // fails from now on. Flush TakeOutput() and close as after a failed
+  // Receive(). No-op once the session failed.
+  void Terminate(uint32_t error_code, std::string_view why);
+
+  // The client's SETTINGS frame, which must follow its preface, arrived.
+  bool settings_received() const { return settings_received_; }
+  // A HEADERS frame arrived whose header block is not complete yet (the
+  // CONTINUATION frames are missing): nothing else can be received until
+  // it is.
+  bool in_header_block() const { return header_block_stream_ != 0; }
+
   // Streams open now, including requests refused with 431 that the Handler
   // never saw.
   size_t OpenStreams() const { return streams_.size(); }
@@ -362,6 +375,8 @@ class Http2Session {
   bool aborted_ = false;
   bool shutdown_started_ = false;
   bool final_goaway_sent_ = false;
+  bool settings_received_ = false;
+  int32_t header_block_stream_ = 0;  // in_header_block(): its stream
   RateWindow resets_, pings_, settings_frames_;
 };
 

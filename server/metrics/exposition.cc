@@ -175,6 +175,19 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
     tls_failures.Add({{"reason", kTlsFailures[i]}})
         .Increment(D(t.tls_handshake_failures[i]));
   }
+  auto& client_timeouts = f.Counter(
+      "forkd_client_timeouts_total",
+      "Client connections and HTTP/2 streams ended because the client was "
+      "too slow, by phase: header (request head or TLS handshake not "
+      "complete within --client-header-timeout), body (no request body "
+      "bytes for --client-body-timeout), h2 (HTTP/2: no SETTINGS, a stalled "
+      "header block or request body).");
+  for (size_t i = 0; i < t.client_timeouts.size(); ++i) {
+    client_timeouts
+        .Add({{"phase", scoreboard::ClientTimeoutName(
+                            static_cast<scoreboard::ClientTimeout>(i))}})
+        .Increment(D(t.client_timeouts[i]));
+  }
   f.SetCounter("forkd_request_bytes_total",
                "Bytes received from clients (request heads and bodies).",
                D(t.bytes_in));

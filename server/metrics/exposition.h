@@ -17,6 +17,7 @@
 //   client_connections{state=active|idle}  gauge
 //   client_connections_accepted_total, request_bytes_total,
 //   tls_handshakes_total, tls_handshake_failures_total{reason},
+//   client_timeouts_total{phase},
 //   response_bytes_total                    counters
 //   upstream_errors_total{kind}, rejected_requests_total{reason,code}
 //   workers{state}, workers_desired, workers_max  gauges

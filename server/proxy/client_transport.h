@@ -19,6 +19,13 @@ class ClientTransport {
   virtual ssize_t Write(const char* data, size_t len) = 0;
   // No more writes; reads go on (lingering close).
   virtual void ShutdownWrite() = 0;
+  // Reads and drops up to `len` bytes during a lingering close, as Read
+  // returns: the socket's raw bytes, so a TLS connection whose session
+  // failed can still be drained. A transport with no socket returns 0.
+  virtual ssize_t Discard(char* buf, size_t len) { return Read(buf, len); }
+  // The client has begun a handshake (TLS) that is not complete yet: the
+  // request head's timeout applies to it.
+  virtual bool InHandshake() const { return false; }
   // The socket a poll-based driver waits on.
   virtual int fd() const = 0;
   // "http" or "https": X-Forwarded-Proto for the app.
@@ -56,6 +63,9 @@ class SocketTransport final : public ClientTransport {
     return send(fd_, data, len, MSG_NOSIGNAL);
   }
   void ShutdownWrite() override { shutdown(fd_, SHUT_WR); }
+  ssize_t Discard(char* buf, size_t len) override {
+    return recv(fd_, buf, len, 0);
+  }
   int fd() const override { return fd_; }
 
  private:

@@ -19,6 +19,8 @@ int StatusFor(Failure failure, http1::ErrorKind parse_error) {
       return 503;
     case Failure::kHttp2Required:
       return 505;
+    case Failure::kClientTimeout:
+      return 408;
   }
   return 500;
 }

@@ -20,6 +20,7 @@ enum class Failure {
   kOverCapacity,        // in-flight cap reached
   kDraining,            // worker or server is shutting down
   kHttp2Required,       // HTTP/1.x request while the app speaks only h2c
+  kClientTimeout,       // request head or body slower than its timeout: 408
 };
 
 // The HTTP status for a failure. For kBadRequest, `parse_error` decides

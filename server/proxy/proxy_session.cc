@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -25,7 +26,8 @@ constexpr size_t kReadChunk = 16 * 1024;
 // Unparsed request bytes kept before the parser must have decided; the
 // parser's own limits are smaller, this only stops a runaway buffer.
 constexpr size_t kMaxPendingInput = 256 * 1024;
-constexpr int64_t kLingerMs = 2000;
+// No deadline of that kind now.
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max() / 4;
 // A request waiting in the admission line is woken when a slot is handed
 // to it; this recheck is only a safety net.
 constexpr int64_t kAdmissionRecheckMs = 100;
@@ -120,6 +122,8 @@ ProxySession::ProxySession(SessionContext* ctx,
   counts_as_connection_ = client_fd_ >= 0;
   http2_stream_ = client_->is_http2_stream();
   last_client_ms_ = now_ms;
+  last_read_ms_ = now_ms;
+  accepted_ms_ = now_ms;
   deadline_ms_ = now_ms + ctx_->client_timeout_ms;
   UpdateConnectionGauge(false);
 }
@@ -178,6 +182,7 @@ void ProxySession::Drive() {
     progress |= MaybeFinishRequest();
     if (!progress) break;
   }
+  if (!closed_ && client_eof_ && !lingering_) HandleClientEof();
   if (!closed_) UpdateDeadline();
   UpdateConnectionGauge(false);
 }
@@ -198,6 +203,7 @@ bool ProxySession::WantClientRead() const {
 }
 
 bool ProxySession::ReadClient() {
+  if (lingering_) return DrainLinger();
   if (!client_readable_ || !WantClientRead()) return false;
   ssize_t n = ReadChunk(
       &in_, [this](char* buf, size_t len) { return client_->Read(buf, len); });
@@ -212,25 +218,16 @@ bool ProxySession::ReadClient() {
       client_readable_ = false;
     }
     last_client_ms_ = NowMs();
-    if (lingering_) {  // discard: the answer is already sent
-      in_.Clear();
-      return true;
-    }
+    last_read_ms_ = last_client_ms_;
     bytes_in_ += static_cast<uint64_t>(n);
     if (req_state_ == ReqState::kWaitHead) StartHead();
     return true;
   }
   if (n == 0) {
+    // Not acted on here: the bytes read before the EOF (a whole request
+    // sent with a half-close) are processed first; HandleClientEof() then
+    // decides.
     client_eof_ = true;
-    if (lingering_ || req_state_ == ReqState::kWaitHead ||
-        req_state_ == ReqState::kHead) {
-      // Closed between requests, or gave up mid-head: nothing to answer.
-      CloseClient(false);
-    } else if (req_state_ == ReqState::kBody) {
-      LOG_INFO("client %s closed the connection during the request body",
-               PeerForLog());
-      CloseClient(false);
-    }
     return true;
   }
   if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -238,13 +235,51 @@ bool ProxySession::ReadClient() {
     return false;
   }
   if (errno == EINTR) return true;
-  CloseClient(false);  // ECONNRESET and friends: the client is gone
+  // EPROTO: the TLS session failed, and its alert (or the hint for a plain
+  // HTTP client) is on its way: linger so unread bytes cannot reset it.
+  // ECONNRESET and friends: the client is gone.
+  CloseClient(errno == EPROTO);
   return true;
+}
+
+bool ProxySession::DrainLinger() {
+  if (!client_readable_) return false;
+  client_readable_ = false;  // Drain() reads until the socket would block
+  if (linger_.Drain(client_.get(), NowMs()) == LingeringClose::State::kDone) {
+    CloseClient(false);
+  }
+  return true;
+}
+
+void ProxySession::HandleClientEof() {
+  switch (req_state_) {
+    case ReqState::kWaitHead:
+    case ReqState::kHead:
+      // Closed between requests, or gave up mid-head: nothing to answer.
+      // (A connection that turned out to speak HTTP/2 is the driver's.)
+      if (!wants_http2_) CloseClient(false);
+      return;
+    case ReqState::kBody:
+      if (BodyWaitsForRoom()) return;  // the rest is decoded as room opens
+      LOG_INFO("client %s closed the connection during the request body",
+               PeerForLog());
+      CloseClient(false);
+      return;
+    case ReqState::kDone:
+      return;  // the answer goes out, then the connection closes
+  }
+}
+
+bool ProxySession::BodyWaitsForRoom() const {
+  if (in_.empty()) return false;
+  size_t pending = upstream_wanted_ ? up_out_.size() : body_buf_.size();
+  return pending >= ctx_->request_buffer;
 }
 
 void ProxySession::StartHead() {
   req_state_ = ReqState::kHead;
   req_start_ns_ = NowNs();
+  head_start_ms_ = req_start_ns_ / 1000000;
   // Wall-clock time only feeds the access log's %(t)s.
   if (ctx_->access_log != nullptr) req_start_time_ = absl::Now();
 }
@@ -406,6 +441,7 @@ void ProxySession::BeginRequest() {
                     http1::TrailerLimits{ctx_->limits.max_fields,
                                          ctx_->limits.max_field_size});
   req_state_ = ReqState::kBody;
+  last_read_ms_ = NowMs();  // the body's clock starts with the head
   if (h.expect_continue && version_minor_ == 1) {
     out_.Append("HTTP/1.1 100 Continue\r\n\r\n");
   }
@@ -922,9 +958,11 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
   if (close) {
     keep_alive_ = false;
     close_after_response_ = true;
-    // Unread request bytes stay unread; the linger in CloseClient keeps the
-    // client from seeing a reset before it reads this answer.
-    unread_input_ = req_state_ != ReqState::kDone || !in_.empty();
+    // Unread request bytes stay unread, and more may be on their way (a
+    // pipelined request, the rest of a body): every answer of our own that
+    // ends the connection lingers (CloseClient), so no reset caused by
+    // them overtakes it.
+    unread_input_ = true;
     req_state_ = ReqState::kDone;
   }
   upstream_wanted_ = false;
@@ -1055,13 +1093,16 @@ void ProxySession::LeaveInFlight() {
 void ProxySession::CloseClient(bool linger) {
   ReleaseUpstream(false);
   LeaveInFlight();
-  if (linger && !client_eof_) {
-    // Half-close and read what the client still sends, so our answer is not
-    // lost to a reset caused by unread data (nginx's lingering close).
-    client_->ShutdownWrite();
+  // An HTTP/2 stream's virtual connection has no socket to reset.
+  if (linger && !client_eof_ && client_fd_ >= 0) {
+    // Our answer is written: half-close and drop what the client still
+    // sends, so unread bytes cannot turn our close into a reset that
+    // destroys the answer before the client reads it.
+    linger_.Start(client_.get(), NowMs());
     lingering_ = true;
-    linger_until_ms_ = NowMs() + kLingerMs;
+    client_readable_ = true;  // drain what is already there
     in_.Clear();
+    out_.Clear();
     UpdateConnectionGauge(false);
     return;
   }
@@ -1080,6 +1121,14 @@ void ProxySession::OnTimeout(int64_t now_ms) {
   if (closed_ || now_ms < deadline_ms_) return;
   if (lingering_) {
     Abort();
+    return;
+  }
+  if (now_ms >= BodyDeadline()) {
+    ClientTimedOut(scoreboard::ClientTimeout::kBody);
+    return;
+  }
+  if (now_ms >= HeaderDeadline()) {
+    ClientTimedOut(scoreboard::ClientTimeout::kHeader);
     return;
   }
   if (WaitingForApp()) {
@@ -1105,25 +1154,116 @@ void ProxySession::OnTimeout(int64_t now_ms) {
   Abort();
 }
 
+int64_t ProxySession::HeaderDeadline() const {
+  // An HTTP/2 stream's head arrives whole; its connection times the
+  // frames (Http2Connection).
+  if (ctx_->client_header_timeout_ms <= 0 || http2_stream_ || closed_) {
+    return kNever;
+  }
+  if (req_state_ == ReqState::kHead) {
+    return head_start_ms_ + ctx_->client_header_timeout_ms;
+  }
+  if (req_state_ == ReqState::kWaitHead && client_->InHandshake()) {
+    return accepted_ms_ + ctx_->client_header_timeout_ms;
+  }
+  return kNever;
+}
+
+int64_t ProxySession::BodyDeadline() const {
+  if (ctx_->client_body_timeout_ms <= 0 || http2_stream_ || closed_ ||
+      req_state_ != ReqState::kBody || client_eof_ || BodyWaitsForRoom() ||
+      !WantClientRead()) {
+    return kNever;
+  }
+  return last_read_ms_ + ctx_->client_body_timeout_ms;
+}
+
+void ProxySession::ClientTimedOut(scoreboard::ClientTimeout kind) {
+  if (ctx_->record_metrics) {
+    ctx_->slot->counters.client_timeouts[static_cast<size_t>(kind)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+  bool header = kind == scoreboard::ClientTimeout::kHeader;
+  double limit_s =
+      (header ? ctx_->client_header_timeout_ms : ctx_->client_body_timeout_ms) /
+      1000.0;
+  if (req_state_ == ReqState::kWaitHead) {
+    // A TLS handshake: there is no HTTP to answer in.
+    LOG_ERROR(
+        "closing connection from %s: TLS handshake not complete within "
+        "%.3gs (--client-header-timeout)",
+        PeerForLog(), limit_s);
+    CloseClient(false);
+    return;
+  }
+  std::string detail = header ? absl::StrFormat(
+                                    "request head not complete within %.3gs "
+                                    "(--client-header-timeout)",
+                                    limit_s)
+                              : absl::StrFormat(
+                                    "no request body bytes for %.3gs "
+                                    "(--client-body-timeout)",
+                                    limit_s);
+  if (sent_to_client_) {
+    // The app's answer is already on its way: it cannot become a 408.
+    LOG_ERROR("%s %s from %s (request %s): %s; connection closed", method_,
+              target_, PeerForLog(), request_id_, detail);
+    CloseClient(false);
+    return;
+  }
+  if (header) {
+    method_ = req_parser_.head().method;
+    target_ = req_parser_.head().target;
+  }
+  ReleaseUpstream(false);  // a body streamed to the app stops here
+  Fail(Failure::kClientTimeout, detail);
+  Drive();
+}
+
 bool ProxySession::WaitingForApp() const {
   return upstream_wanted_ && resp_state_ != RespState::kDone && out_.empty();
 }
 
 void ProxySession::UpdateDeadline() {
   if (lingering_) {
-    deadline_ms_ = linger_until_ms_;
-  } else if (WaitingForApp()) {
+    deadline_ms_ = linger_.deadline_ms();
+    return;
+  }
+  int64_t d;
+  if (WaitingForApp()) {
     if (up_ == nullptr && retry_connect_at_ms_ != 0) {
-      deadline_ms_ = std::min(retry_connect_at_ms_,
-                              connect_started_ms_ + ctx_->upstream_timeout_ms);
+      d = std::min(retry_connect_at_ms_,
+                   connect_started_ms_ + ctx_->upstream_timeout_ms);
     } else {
-      deadline_ms_ = last_upstream_ms_ + ctx_->upstream_timeout_ms;
+      d = last_upstream_ms_ + ctx_->upstream_timeout_ms;
     }
   } else if (req_state_ == ReqState::kWaitHead && out_.empty()) {
-    deadline_ms_ = last_client_ms_ + ctx_->keepalive_ms;
+    // A TLS handshake under way has the head's deadline instead.
+    d = HeaderDeadline() != kNever ? kNever
+                                   : last_client_ms_ + ctx_->keepalive_ms;
+  } else if (out_.empty() &&
+             ((req_state_ == ReqState::kHead && HeaderDeadline() != kNever) ||
+              (req_state_ == ReqState::kBody &&
+               (BodyDeadline() != kNever || http2_stream_)))) {
+    // Reading the request: its own deadlines below (an HTTP/2 stream's
+    // body is timed by its connection).
+    d = kNever;
   } else {
-    deadline_ms_ = last_client_ms_ + ctx_->client_timeout_ms;
+    d = last_client_ms_ + ctx_->client_timeout_ms;  // a write stalled
   }
+  deadline_ms_ = std::min({d, HeaderDeadline(), BodyDeadline()});
+}
+
+bool ProxySession::ParkedOnClient() const {
+  if (closed_ || wants_http2_ || client_readable_ || !out_.empty()) {
+    return false;
+  }
+  if (lingering_) return true;
+  if (up_ || upstream_wanted_ || in_line_ || admitted_ || client_eof_ ||
+      client_->ReadNeedsWritable()) {
+    return false;
+  }
+  return req_state_ != ReqState::kDone && WantClientRead();
 }
 
 ProxySession::Wait ProxySession::wait() const {

@@ -22,6 +22,7 @@
 #include "server/http2/http2_session.h"
 #include "server/http1/http1_parser.h"
 #include "server/proxy/error_response.h"
+#include "server/proxy/lingering_close.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/upstream/h2_upstream.h"
 #include "server/upstream/upstream_pool.h"
@@ -39,6 +40,12 @@ struct SessionContext {
   int64_t upstream_timeout_ms = 60000;
   int64_t client_timeout_ms = 30000;  // a request head or a write stalled
   int64_t keepalive_ms = 2000;        // idle keep-alive connection
+  // --client-header-timeout: a request head (or TLS handshake) must be
+  // complete this long after its first byte. 0: no limit.
+  int64_t client_header_timeout_ms = 60000;
+  // --client-body-timeout: the longest pause between two reads of a
+  // request body. 0: no limit.
+  int64_t client_body_timeout_ms = 60000;
   bool force_close = false;           // sync class: one request per conn
   upstream::Pool* pool = nullptr;
   // --upstream-protocol h2c (async class): HTTP/2 streams are forwarded
@@ -142,6 +149,14 @@ class ProxySession : public ClientConnection,
                        std::string* received);
   int client_fd() const { return client_fd_; }
   bool in_request() const { return req_state_ != ReqState::kWaitHead; }
+  // Waits for nothing but client bytes (a request head or body being read,
+  // a new connection's first byte, a lingering close), with nothing to
+  // write and no app connection: a thread-per-connection driver hands it
+  // back to its poller instead of holding a thread while a slow client
+  // trickles. The driver's thread, after Drive().
+  bool ParkedOnClient() const;
+  // Half-closed after its answer, dropping what the client still sends.
+  bool lingering() const { return lingering_; }
 
  private:
   enum class ReqState { kWaitHead, kHead, kBody, kDone };
@@ -178,6 +193,20 @@ class ProxySession : public ClientConnection,
   void ReleaseUpstream(bool reusable);
   void FinishRequest();
   void CloseClient(bool linger);
+  // Lingering close: drops what the client sends; closes once done.
+  bool DrainLinger();
+  // The client's EOF, once the bytes read before it were processed.
+  void HandleClientEof();
+  // The request body waits for buffer room (the app is slow), not for
+  // the client.
+  bool BodyWaitsForRoom() const;
+  // When the request head (or TLS handshake) / the next body bytes are due
+  // (kNever: no such deadline now).
+  int64_t HeaderDeadline() const;
+  int64_t BodyDeadline() const;
+  // --client-header-timeout / --client-body-timeout passed: counts it,
+  // logs one line and answers 408 (or closes when no answer can be sent).
+  void ClientTimedOut(scoreboard::ClientTimeout kind);
   void LeaveInFlight();
   void UpdateDeadline();
   // Moves this connection between the slot's active and idle gauges as its
@@ -206,8 +235,11 @@ class ProxySession : public ClientConnection,
   bool unread_input_ = false;  // closing with request bytes unread
   bool lingering_ = false;     // half-closed, discarding input
   bool closed_ = false;
-  int64_t linger_until_ms_ = 0;
-  int64_t last_client_ms_ = 0;
+  LingeringClose linger_;
+  int64_t last_client_ms_ = 0;  // last read or write on the client side
+  int64_t last_read_ms_ = 0;    // last request bytes read
+  int64_t accepted_ms_ = 0;
+  int64_t head_start_ms_ = 0;  // first byte of the current request head
 
   // The current request.
   ReqState req_state_ = ReqState::kWaitHead;

@@ -63,6 +63,20 @@ const char* ProtocolName(Protocol p) {
   return p == Protocol::kHttp2 ? "http2" : "http1";
 }
 
+const char* ClientTimeoutName(ClientTimeout t) {
+  switch (t) {
+    case ClientTimeout::kHeader:
+      return "header";
+    case ClientTimeout::kBody:
+      return "body";
+    case ClientTimeout::kHttp2:
+      return "h2";
+    case ClientTimeout::kCount:
+      break;
+  }
+  return "?";
+}
+
 void Histogram::Observe(double seconds) {
   size_t i = 0;
   while (i < kDurationBuckets.size() && seconds > kDurationBuckets[i]) ++i;
@@ -96,6 +110,9 @@ void CounterTotals::Add(const Counters& c) {
   tls_handshakes += load(c.tls_handshakes);
   for (size_t i = 0; i < tls_handshake_failures.size(); ++i) {
     tls_handshake_failures[i] += load(c.tls_handshake_failures[i]);
+  }
+  for (size_t i = 0; i < client_timeouts.size(); ++i) {
+    client_timeouts[i] += load(c.client_timeouts[i]);
   }
   auto add_hist = [&](Hist& h, const Histogram& src) {
     for (size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] += load(src.buckets[i]);
@@ -138,6 +155,9 @@ void CounterTotals::Add(const CounterTotals& o) {
   tls_handshakes += o.tls_handshakes;
   for (size_t i = 0; i < tls_handshake_failures.size(); ++i) {
     tls_handshake_failures[i] += o.tls_handshake_failures[i];
+  }
+  for (size_t i = 0; i < client_timeouts.size(); ++i) {
+    client_timeouts[i] += o.client_timeouts[i];
   }
   auto add_hist = [](Hist& h, const Hist& src) {
     for (size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] += src.buckets[i];

@@ -108,6 +108,16 @@ enum class TlsFailure : uint32_t {
   kCount
 };
 
+// Which deadline a slow client missed (--client-header-timeout,
+// --client-body-timeout, and their HTTP/2 equivalents).
+enum class ClientTimeout : uint32_t {
+  kHeader,  // request head (or TLS handshake) not complete in time: 408
+  kBody,    // no request body bytes for too long: 408
+  kHttp2,   // HTTP/2: no SETTINGS, a stalled header block or request body
+  kCount
+};
+const char* ClientTimeoutName(ClientTimeout t);  // "header", "body", "h2"
+
 // Histogram bucket upper bounds in seconds (Prometheus "le"), +Inf implied.
 inline constexpr std::array<double, 14> kDurationBuckets = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -144,6 +154,8 @@ struct Counters {
              static_cast<size_t>(Protocol::kCount)>
       requests_by_protocol{};
   Http2Counters http2;
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(ClientTimeout::kCount)>
+      client_timeouts{};
 };
 
 // A plain (non-atomic) copy of Counters for aggregation.
@@ -177,6 +189,8 @@ struct CounterTotals {
     uint64_t continuation_floods = 0;
     uint64_t header_lists_too_large = 0;
   } http2;
+  std::array<uint64_t, static_cast<size_t>(ClientTimeout::kCount)>
+      client_timeouts{};
 
   uint64_t TotalRequests() const;
   void Add(const Counters& c);        // reads atomics relaxed

@@ -8,6 +8,7 @@
 #define FORKD_SERVER_TLS_TLS_TRANSPORT_H_
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <string>
 #include <string_view>
@@ -39,6 +40,14 @@ class TlsTransport final : public proxy::ClientTransport {
   ssize_t Write(const char* data, size_t len) override;
   // close_notify once; reads go on until the client's EOF.
   void ShutdownWrite() override;
+  // The socket's raw bytes: a lingering close does not decrypt them.
+  ssize_t Discard(char* buf, size_t len) override {
+    return recv(fd_, buf, len, 0);
+  }
+  // The client sent handshake bytes and the handshake is not done.
+  bool InHandshake() const override {
+    return received_any_ && !handshake_done_ && !fatal_;
+  }
   int fd() const override { return fd_; }
   const char* scheme() const override { return "https"; }
   bool HasPendingInput() const override;

@@ -58,15 +58,18 @@ constexpr int64_t kStopLingerMs = 1000;
 // Drives `s` with poll() until it is idle (keep-alive, nothing buffered) or,
 // with `until_closed`, until it is closed (the sync class also waits for the
 // first request of a new connection), or until it turns out to speak
-// HTTP/2. `tick` runs at least every kTickMs (the sync class heartbeats and
-// reads signals there). `wake_fd` (-1: none) is the thread's eventfd the
-// admission line writes when it hands the request a slot.
+// HTTP/2, or until it waits for nothing but a slow client's bytes
+// (ParkedOnClient: a trickled head or body, a lingering close), which the
+// main thread's poller watches instead: a slow client holds a connection
+// slot, never a thread. `tick` runs at least every kTickMs (the sync class
+// heartbeats and reads signals there). `wake_fd` (-1: none) is the thread's
+// eventfd the admission line writes when it hands the request a slot.
 template <typename Tick>
 void RunSession(ProxySession* s, bool until_closed, int wake_fd, Tick&& tick) {
   s->Drive();
   while ((s->phase() == ProxySession::Phase::kActive ||
           (until_closed && s->phase() == ProxySession::Phase::kIdle)) &&
-         !s->wants_http2()) {
+         !s->wants_http2() && !s->ParkedOnClient()) {
     ProxySession::Wait w = s->wait();
     pollfd fds[3];
     nfds_t n = 0;
@@ -119,6 +122,8 @@ class ThreadedWorker {
   void ServeHttp2Sync(ProxySession* s);
   void ThreadMain();
   void TakeBackReturned();
+  // Holds `s` in the poller until its client sends more (or its deadline).
+  void Park(ProxySession* s);
   void Sweep(int64_t now_ms);
   void ApplySettings();
   // Room for one more connection: fewer than --worker-connections held.
@@ -241,7 +246,12 @@ void ThreadedWorker::Dispatch(ProxySession* s) {
       return;
     }
     rt_->slot().busy_threads.store(0);
-    // One request per connection: the session closes itself after it.
+    // One request per connection: the session closes itself after it, or
+    // waits in the poller for a slow client, not holding the one thread.
+    if (s->phase() != ProxySession::Phase::kClosed && s->ParkedOnClient()) {
+      Park(s);
+      return;
+    }
     if (s->phase() != ProxySession::Phase::kClosed) s->Abort();
     delete s;
     --connections_;
@@ -298,14 +308,16 @@ void ThreadedWorker::TakeBackReturned() {
   }
   connections_ -= closed;
   if (http2_ != nullptr) connections_ -= http2_->TakeClosed();
-  for (ProxySession* s : back) {
-    idle_.insert(s);  // on stop too: Sweep ends it after kStopLingerMs
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-    ev.data.u64 = reinterpret_cast<uint64_t>(s);
-    if (epoll_ctl(epoll_.fd(), EPOLL_CTL_MOD, s->client_fd(), &ev) != 0) {
-      epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, s->client_fd(), &ev);
-    }
+  for (ProxySession* s : back) Park(s);
+}
+
+void ThreadedWorker::Park(ProxySession* s) {
+  idle_.insert(s);  // on stop too: Sweep ends it after kStopLingerMs
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  ev.data.u64 = reinterpret_cast<uint64_t>(s);
+  if (epoll_ctl(epoll_.fd(), EPOLL_CTL_MOD, s->client_fd(), &ev) != 0) {
+    epoll_ctl(epoll_.fd(), EPOLL_CTL_ADD, s->client_fd(), &ev);
   }
 }
 
@@ -313,15 +325,34 @@ void ThreadedWorker::Sweep(int64_t now_ms) {
   if (rt_->stopping() && stop_seen_ms_ == 0) stop_seen_ms_ = now_ms;
   bool linger_over =
       stop_seen_ms_ != 0 && now_ms >= stop_seen_ms_ + kStopLingerMs;
+  std::vector<ProxySession*> answer;
   for (auto it = idle_.begin(); it != idle_.end();) {
     ProxySession* s = *it;
-    if (linger_over || now_ms >= s->deadline_ms()) {
+    if (linger_over) {
       idle_.erase(it++);
       delete s;  // closing the fd also leaves the epoll set
       --connections_;
+    } else if (now_ms >= s->deadline_ms()) {
+      idle_.erase(it++);
+      // Idle keep-alive and lingering connections close here; a slow
+      // client's request gets its 408 (logged and counted there).
+      s->OnTimeout(now_ms);
+      if (s->phase() == ProxySession::Phase::kClosed) {
+        delete s;
+        --connections_;
+      } else {
+        answer.push_back(s);
+      }
     } else {
       ++it;
     }
+  }
+  for (ProxySession* s : answer) {
+    // The 408 may not fit the socket at once: a thread (sync: this one)
+    // writes it and lingers. Out of the poller first, so an event there
+    // cannot hand the session to a second thread.
+    epoll_ctl(epoll_.fd(), EPOLL_CTL_DEL, s->client_fd(), nullptr);
+    Dispatch(s);
   }
 }
 

@@ -81,6 +81,10 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   ctx.client_timeout_ms =
       c.timeout > 0 ? static_cast<int64_t>(c.timeout * 1000) : 60000;
   ctx.keepalive_ms = static_cast<int64_t>(c.keepalive * 1000);
+  ctx.client_header_timeout_ms =
+      static_cast<int64_t>(c.client_header_timeout * 1000);
+  ctx.client_body_timeout_ms =
+      static_cast<int64_t>(c.client_body_timeout * 1000);
   ctx.force_close = c.worker_class == config::WorkerClass::kSync;
   ctx.pool = rt->pool_.get();
   ctx.slot = rt->slot_;

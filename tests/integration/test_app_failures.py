@@ -458,12 +458,14 @@ def _send_quietly(sock, data):
 @pytest.mark.parametrize("cls", CLASSES)
 @pytest.mark.parametrize("stall", ["head", "body"])
 def test_stalled_client_closed_after_timeout(started, tmpdir_short, cls, stall):
-    # A client that stops mid-head or mid-body is closed after --timeout,
-    # and the app never sees the unfinished request. (An upload in progress
-    # counts toward the async cap, admission coming before buffering: with
-    # a cap of 2 the other client still fits.)
+    # A client that stops mid-head or mid-body gets 408 and the close after
+    # --client-header-timeout / --client-body-timeout, and the app never
+    # sees the unfinished request. (An upload in progress counts toward the
+    # async cap, admission coming before buffering: with a cap of 2 the
+    # other client still fits.)
     with FakeUpstream(os.path.join(tmpdir_short, "up.sock")) as up:
-        fk = started.forkd(up.upstream, ["--workers", "1", "--timeout", "2"] + CLASS_ARGS[cls]
+        fk = started.forkd(up.upstream, ["--workers", "1", "--client-header-timeout", "2",
+                                         "--client-body-timeout", "2"] + CLASS_ARGS[cls]
                            + (["--worker-connections", "2"] if cls == "async" else []))
         with WireConnection(fk.port, timeout=10) as c:
             if stall == "head":
@@ -480,6 +482,7 @@ def test_stalled_client_closed_after_timeout(started, tmpdir_short, cls, stall):
                 pytest.fail("stalled connection still open after 10 s")
             took = time.monotonic() - start
         assert 1.5 <= took <= 5, took
+        assert rest.startswith(b"HTTP/1.1 408 "), rest
         assert b"200 OK" not in rest
         assert http_get(fk.port, "/after", timeout=5)[::2] == (200, b"ok\n")
         assert [q.target for q in up.snapshot() if q.target == "/stalled"] == []

@@ -542,6 +542,8 @@ def test_prometheus_rule_carries_deploys_rules():
     ({"forkd": {"threads": 1.5}}, "forkd.threads"),
     ({"forkd": {"shutdownDelay": -1}}, "forkd.shutdownDelay"),
     ({"forkd": {"gracefulTimeout": "30s"}}, "forkd.gracefulTimeout"),
+    ({"forkd": {"clientHeaderTimeout": -1}}, "forkd.clientHeaderTimeout"),
+    ({"forkd": {"clientBodyTimeout": "1m"}}, "forkd.clientBodyTimeout"),
     ({"forkd": {"wrokers": 4}}, "wrokers"),
     ({"forkd": {"image": {"repository": ""}}}, "forkd.image.repository"),
     ({"forkd": {"limits": {"requestBody": "10 MB"}}}, "forkd.limits.requestBody"),

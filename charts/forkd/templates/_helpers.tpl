@@ -104,6 +104,8 @@ after it, so the sum.
 - --shutdown-delay={{ $f.shutdownDelay }}
 - --keepalive={{ $f.keepalive }}
 - --upstream-timeout={{ $f.upstreamTimeout }}
+- --client-header-timeout={{ $f.clientHeaderTimeout }}
+- --client-body-timeout={{ $f.clientBodyTimeout }}
 - --max-requests={{ $f.maxRequests | int64 }}
 - --max-requests-jitter={{ $f.maxRequestsJitter | int64 }}
 - --backlog={{ $f.backlog | int64 }}

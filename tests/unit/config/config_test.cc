@@ -320,6 +320,30 @@ TEST(ConfigValuesTest, Sizes) {
               HasSubstr("\"99999999999g\" is not a size"));
 }
 
+TEST(ConfigValuesTest, ClientTimeoutsHaveNginxDefaultsAndEverySource) {
+  Config d = ParseOk({});
+  EXPECT_DOUBLE_EQ(d.client_header_timeout, 60);
+  EXPECT_DOUBLE_EQ(d.client_body_timeout, 60);
+  Config c = ParseOk({"--client-header-timeout", "2.5"},
+                     {{"FORKD_CLIENT_BODY_TIMEOUT", "7"},
+                      {"FORKD_CLIENT_HEADER_TIMEOUT", "9"}});
+  EXPECT_DOUBLE_EQ(c.client_header_timeout, 2.5);  // the flag beats env
+  EXPECT_DOUBLE_EQ(c.client_body_timeout, 7);
+  EXPECT_DOUBLE_EQ(ParseOk({"--client-body-timeout=0"}).client_body_timeout,
+                   0);  // off
+  // Workers get them through ToArgs().
+  Config again = ParseOk(ToArgs(c));
+  EXPECT_DOUBLE_EQ(again.client_header_timeout, 2.5);
+  EXPECT_DOUBLE_EQ(again.client_body_timeout, 7);
+  EXPECT_THAT(HelpText(), HasSubstr("--client-header-timeout"));
+  EXPECT_THAT(HelpText(), HasSubstr("FORKD_CLIENT_BODY_TIMEOUT"));
+  EXPECT_THAT(ParseError({"--client-header-timeout", "-1"}),
+              HasSubstr("--client-header-timeout: \"-1\" is out of range"));
+  EXPECT_THAT(ParseError({}, {{"FORKD_CLIENT_BODY_TIMEOUT", "1m"}}),
+              HasSubstr("--client-body-timeout: \"1m\" is not a number of "
+                        "seconds"));
+}
+
 TEST(ConfigValuesTest, DurationsAreDecimalSeconds) {
   EXPECT_DOUBLE_EQ(ParseOk({"--timeout", "0.5"}).timeout, 0.5);
   EXPECT_DOUBLE_EQ(ParseOk({"--timeout", "0"}).timeout, 0);
@@ -721,7 +745,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 46u);  // 47 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 48u);  // 49 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;
