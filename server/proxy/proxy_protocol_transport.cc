@@ -73,6 +73,12 @@ ProxyProtocolTransport::ProxyProtocolTransport(int fd, std::string peer,
       deadline_ms_(deadline_ms) {}
 
 ProxyProtocolTransport::~ProxyProtocolTransport() {
+  // A driver may end an idle connection without OnTimeout (the gthread
+  // poller's sweep): a header still missing at its deadline is a timeout.
+  if (!client_.has_value() && !failed_ &&
+      scoreboard::MonotonicMs() >= deadline_ms_) {
+    OnSetupTimeout();
+  }
   // Once handed on, the next transport owns (and closed) the socket.
   if (!client_.has_value()) close(fd_);
 }

@@ -427,12 +427,13 @@ def test_peer_outside_proxy_allow_ips_is_closed(forkd_factory, example_app):
                5, what="the rejection counted")
 
 
-def test_slow_proxy_header_times_out(forkd_factory, example_app):
+@pytest.mark.parametrize("cls", CLASSES)
+def test_slow_proxy_header_times_out(forkd_factory, example_app, cls):
     # A peer that never finishes its header is closed after a fixed bound
     # (5 s), whatever --keepalive says.
     mport, margs = metrics_util.metrics_args()
-    fk = forkd_factory(example_app, ["--workers", "1", "--worker-class", "async",
-                                     "--proxy-protocol", "--keepalive", "60"] + margs,
+    fk = forkd_factory(example_app, ["--workers", "1", "--proxy-protocol",
+                                     "--keepalive", "60"] + margs + CLASS_ARGS[cls],
                        wait_ready=False)
     wait_proxy_ready(fk)
     mark = LogMark(fk)
@@ -486,3 +487,41 @@ def test_tls_after_proxy_header(forkd_factory, example_app, cert, cls):
     wait_until(answers, 20, interval=0.1, what="forkd with TLS behind PROXY headers")
     seen = app_headers(fk.port, SPOOF, proxy_v1("203.0.113.99"), wrap=wrap)
     assert_only_forkds_facts(seen, "203.0.113.99", proto="https")
+
+
+# --- the h2c bridge to a gRPC app ---------------------------------------------------
+
+
+GRPC_SPOOF = (("x-forwarded-for", "198.51.100.1"), ("x-forwarded-proto", "https"),
+              ("x-real-ip", "198.51.100.1"), ("forwarded", "for=198.51.100.1"),
+              ("x_forwarded_for", "198.51.100.66"), ("x-plain", "kept"))
+
+
+@pytest.mark.parametrize("allow", ["", "127.0.0.1"])
+def test_grpc_bridge_applies_the_same_rules(allow):
+    import test_grpc_upstream as g
+    with g.grpc_stack(["--forwarded-allow-ips", allow]) as (app, _, client, _):
+        assert client.unary(b"hi", timeout=10, metadata=GRPC_SPOOF) == b"echo:hi"
+        md = app.metadata[-1]
+    assert md.get("x-plain") == "kept"
+    assert "x_forwarded_for" not in md, md
+    assert md.get("x-forwarded-host", "").startswith("127.0.0.1:")
+    if allow:
+        assert md.get("x-forwarded-for") == "198.51.100.1, 127.0.0.1", md
+        assert md.get("x-forwarded-proto") == "https"
+        assert md.get("x-real-ip") == "198.51.100.1" and "forwarded" in md
+    else:
+        assert md.get("x-forwarded-for") == "127.0.0.1", md
+        assert md.get("x-forwarded-proto") == "http"
+        assert "x-real-ip" not in md and "forwarded" not in md, md
+
+
+def test_grpc_bridge_refuses_underscores_under_refuse():
+    import grpc
+    import test_grpc_upstream as g
+    with g.grpc_stack(["--header-map", "refuse"]) as (app, _, client, _):
+        with pytest.raises(grpc.RpcError) as e:
+            client.unary(b"hi", timeout=10, metadata=(("my_key", "1"),))
+        assert "400" in e.value.details() and "my_key" in e.value.details(), e.value
+        assert app.metadata == []
+        assert client.unary(b"ok", timeout=10, metadata=(("my-key", "1"),)) == b"echo:ok"
