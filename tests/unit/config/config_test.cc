@@ -685,6 +685,10 @@ Config EveryFieldChanged() {
   c.admin_token_file = "/etc/forkd/token";
   c.app_health_path = "/healthz?probe=1";
   c.app_health_interval = 0.75;
+  c.forwarded_allow_ips = "10.0.0.0/8, ::1";
+  c.header_map = "refuse";
+  c.proxy_protocol = true;
+  c.proxy_allow_ips = "*";
   return c;
 }
 
@@ -714,7 +718,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 46u);  // 47 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 50u);  // 51 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;
