@@ -51,6 +51,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "server/common/ip_networks.h"
 
 #ifndef FORKD_VERSION
 #define FORKD_VERSION "unknown"
@@ -274,6 +275,32 @@ const Flag kFlags[] = {
      .help = "TLS 1.2 cipher suites in OpenSSL's syntax; empty: ECDHE with "
              "AES-GCM or ChaCha20-Poly1305 only.",
      .string_field = &Config::ciphers},
+    {.name = "forwarded-allow-ips", .short_name = 0, .kind = Kind::kString,
+     .metavar = "LIST",
+     .help = "Comma-separated IPs and CIDRs (IPv4, IPv6) of the proxies "
+             "whose X-Forwarded-*, Forwarded and X-Real-IP fields reach the "
+             "app (X-Forwarded-For gets the peer appended); * trusts every "
+             "peer. From any other peer these fields are removed and forkd "
+             "writes its own. Empty: trust nobody.",
+     .string_field = &Config::forwarded_allow_ips},
+    {.name = "header-map", .short_name = 0, .kind = Kind::kString,
+     .metavar = "STRING",
+     .help = "Request field names containing '_' (which WSGI/CGI apps "
+             "confuse with '-'): drop them, refuse the request with 400, or "
+             "pass them (dangerous).",
+     .string_field = &Config::header_map},
+    {.name = "proxy-protocol", .short_name = 0, .kind = Kind::kBool,
+     .metavar = "",
+     .help = "Every connection starts with a PROXY protocol v1 or v2 header "
+             "(before TLS and HTTP) from a load balancer in "
+             "--proxy-allow-ips; its client address is the client's. A "
+             "connection without a valid header is closed.",
+     .bool_field = &Config::proxy_protocol},
+    {.name = "proxy-allow-ips", .short_name = 0, .kind = Kind::kString,
+     .metavar = "LIST",
+     .help = "Comma-separated IPs and CIDRs allowed to send a PROXY protocol "
+             "header (--proxy-protocol); * allows every peer.",
+     .string_field = &Config::proxy_allow_ips},
     {.name = "pidfile", .short_name = 'p', .kind = Kind::kString,
      .metavar = "FILE",
      .help = "Write the master's PID to this file.",
@@ -981,6 +1008,22 @@ absl::Status Validate(const State& st) {
               c.ssl_min_version != "TLSv1.3") {
             s = ValueError(OriginOf(st, f.name).prefix, f, c.ssl_min_version,
                            "is not a TLS version", "TLSv1.2 or TLSv1.3");
+          }
+        } else if (f.string_field == &Config::forwarded_allow_ips ||
+                   f.string_field == &Config::proxy_allow_ips) {
+          absl::StatusOr<IpNetworks> nets =
+              IpNetworks::Parse(c.*f.string_field);
+          if (!nets.ok()) {
+            s = ValueError(
+                OriginOf(st, f.name).prefix, f, c.*f.string_field,
+                absl::StrCat("is invalid: ", nets.status().message()),
+                "comma-separated IPs and CIDRs, or *");
+          }
+        } else if (f.string_field == &Config::header_map) {
+          const std::string& v = c.header_map;
+          if (v != "drop" && v != "refuse" && v != "dangerous") {
+            s = ValueError(OriginOf(st, f.name).prefix, f, v,
+                           "is not a header map", "drop, refuse or dangerous");
           }
         } else if (f.string_field == &Config::admin_bind ||
                    f.string_field == &Config::metrics_bind) {

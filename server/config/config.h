@@ -73,7 +73,17 @@ struct Config {
   std::string keyfile;                     // --keyfile ("" = in certfile)
   std::string ca_certs;                    // --ca-certs: require client certs
   std::string ssl_min_version = "TLSv1.2";  // --ssl-min-version
-  std::string ciphers;                     // --ciphers ("" = forkd's list)
+  std::string ciphers;                      // --ciphers ("" = forkd's list)
+
+  // --- whom forkd believes
+  // ----------------------------------------------------
+  // --forwarded-allow-ips: peers (IPs, CIDRs, "*") whose X-Forwarded-*,
+  // Forwarded and X-Real-IP reach the app; "" trusts nobody.
+  std::string forwarded_allow_ips;
+  std::string header_map = "drop";  // --header-map: drop|refuse|dangerous
+  bool proxy_protocol = false;      // --proxy-protocol: PROXY v1/v2 first
+  // --proxy-allow-ips: peers allowed to send a PROXY header.
+  std::string proxy_allow_ips = "127.0.0.1,::1";
 
   // --- logs and files ------------------------------------------------------
   std::string pidfile;                 // --pidfile

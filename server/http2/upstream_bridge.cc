@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/common/log.h"
@@ -146,7 +147,6 @@ void UpstreamBridge::Stream::Start(std::string_view method,
   target_ = std::string(path);
   request_ended_ = end_stream;
   std::string host(authority);
-  std::string xff;
   const std::string* rid = nullptr;
   for (const http1::Header& h : headers) {
     if (h.name == "x-request-id") rid = &h.value;
@@ -158,6 +158,14 @@ void UpstreamBridge::Stream::Start(std::string_view method,
   request_id_ = proxy::RequestIdFor(rid);
   if (ctx->access_log != nullptr) request_headers_ = headers;
 
+  if (const http1::Header* f =
+          proxy::RefusedField(ctx->forwarding.header_map, headers)) {
+    Fail(Failure::kBadRequest,
+         absl::StrCat("header field name \"", f->name,
+                      "\" contains '_' (--header-map refuse)"),
+         kRefusedStream);
+    return;
+  }
   // A stopping worker serves what reached it; a drained server answers 503.
   bool stopping = ctx->stopping != nullptr && ctx->stopping->load();
   if (!stopping && ctx->server_draining != nullptr &&
@@ -178,33 +186,27 @@ void UpstreamBridge::Stream::Start(std::string_view method,
   in_flight_ = true;
   ctx->slot->in_flight.fetch_add(1, std::memory_order_relaxed);
 
-  // The app gets what the HTTP/1 path gives it: X-Forwarded-* and
-  // X-Request-Id set by us, the client's X-Forwarded-For extended.
+  // The app gets what the HTTP/1 path gives it (proxy/forwarding.h): the
+  // client's proxy facts only from a trusted peer, forkd's X-Forwarded-*
+  // and X-Request-Id, no names with '_' unless --header-map dangerous.
   std::vector<http1::Header> up;
   up.reserve(headers.size() + 4);
-  for (http1::Header& h : headers) {
-    if (h.name == "host" || h.name == "x-forwarded-proto" ||
-        h.name == "x-forwarded-host" || h.name == "x-request-id") {
-      continue;
-    }
-    if (h.name == "x-forwarded-for") {
-      if (h.value.empty()) continue;
-      if (!xff.empty()) xff.append(", ");
-      xff.append(h.value);
-      continue;
-    }
-    up.push_back(std::move(h));
-  }
-  const std::string& peer = b_->peer_;
-  if (!peer.empty()) {
-    up.push_back({"x-forwarded-for",
-                  xff.empty() ? peer : absl::StrCat(xff, ", ", peer)});
-  } else if (!xff.empty()) {
-    up.push_back({"x-forwarded-for", xff});
-  }
-  up.push_back({"x-forwarded-proto", b_->scheme_});
-  if (!host.empty()) up.push_back({"x-forwarded-host", host});
-  up.push_back({"x-request-id", request_id_});
+  proxy::ClientFacts facts{.peer = b_->peer_,
+                           .scheme = b_->scheme_,
+                           .host = host.empty() ? nullptr : &host,
+                           .request_id = request_id_};
+  proxy::ForwardingCounts dropped = proxy::ForwardedFields(
+      ctx->forwarding, facts, headers,
+      [&](size_t i) {
+        // The authority goes as :authority (RFC 9113 8.3.1).
+        if (headers[i].name != "host") up.push_back(std::move(headers[i]));
+      },
+      [&](std::string_view name, std::string_view value) {
+        std::string lower(name);
+        absl::AsciiStrToLower(&lower);  // HTTP/2 field names (RFC 9113 8.2)
+        up.push_back({std::move(lower), std::string(value)});
+      });
+  proxy::CountDroppedFields(ctx, dropped, b_->peer_);
 
   up_scheme_ = std::string(scheme.empty() ? b_->scheme_ : scheme);
   up_authority_ = host;
@@ -265,6 +267,24 @@ void UpstreamBridge::Stream::OnClientEnd(std::vector<http1::Header> trailers) {
   request_ended_ = true;
   if (!ref_) return;
   last_activity_ms_ = NowMs();
+  const proxy::ForwardingPolicy& policy = b_->ctx_->forwarding;
+  if (const http1::Header* f =
+          proxy::RefusedField(policy.header_map, trailers)) {
+    // The app has the head: it must not take this request.
+    std::string detail = absl::StrCat("trailer field name \"", f->name,
+                                      "\" contains '_' (--header-map refuse)");
+    b_->ctx_->h2_upstream->Cancel(ref_, kCancel);
+    ref_ = {};
+    Fail(Failure::kBadRequest, detail, kProtocolError);
+    return;
+  }
+  std::vector<http1::Header> pass;
+  proxy::ForwardingCounts counts;
+  counts.underscore_dropped = proxy::ForwardedTrailers(
+      policy, trailers,
+      [&](size_t i) { pass.push_back(std::move(trailers[i])); });
+  proxy::CountDroppedFields(b_->ctx_, counts, b_->peer_);
+  trailers = std::move(pass);
   if (replayable_) up_trailers_ = trailers;
   b_->ctx_->h2_upstream->End(ref_, std::move(trailers)).IgnoreError();
 }

@@ -54,6 +54,15 @@ constexpr std::array<const char*,
                      static_cast<size_t>(scoreboard::TlsFailure::kCount)>
     kTlsFailures = {"closed", "protocol", "certificate"};
 
+constexpr std::array<const char*,
+                     static_cast<size_t>(scoreboard::FieldDrop::kCount)>
+    kFieldDrops = {"underscore", "untrusted_forwarding"};
+
+constexpr std::array<const char*, static_cast<size_t>(
+                                      scoreboard::ProxyProtocolReject::kCount)>
+    kProxyProtocolRejects = {"untrusted_peer", "malformed", "timeout",
+                             "closed"};
+
 constexpr std::array<const char*, scoreboard::Http2Counters::kCodeSlots>
     kHttp2ErrorCodes = {"NO_ERROR",
                         "PROTOCOL_ERROR",
@@ -187,6 +196,28 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
         .Add({{"phase", scoreboard::ClientTimeoutName(
                             static_cast<scoreboard::ClientTimeout>(i))}})
         .Increment(D(t.client_timeouts[i]));
+  }
+  auto& fields_dropped = f.Counter(
+      "forkd_request_fields_dropped_total",
+      "Request fields removed before the app saw them, by reason: "
+      "underscore (a name with '_', --header-map drop), "
+      "untrusted_forwarding (X-Forwarded-*, Forwarded or X-Real-IP from a "
+      "peer outside --forwarded-allow-ips).");
+  for (size_t i = 0; i < kFieldDrops.size(); ++i) {
+    fields_dropped.Add({{"reason", kFieldDrops[i]}})
+        .Increment(D(t.fields_dropped[i]));
+  }
+  f.SetCounter("forkd_proxy_protocol_headers_total",
+               "PROXY protocol headers read (--proxy-protocol).",
+               D(t.proxy_protocol_accepted));
+  auto& pp_rejected = f.Counter(
+      "forkd_proxy_protocol_rejected_total",
+      "Connections closed before a PROXY protocol header was read, by "
+      "reason: untrusted_peer (outside --proxy-allow-ips), malformed (no "
+      "header or a bad one), timeout, closed (the peer left).");
+  for (size_t i = 0; i < kProxyProtocolRejects.size(); ++i) {
+    pp_rejected.Add({{"reason", kProxyProtocolRejects[i]}})
+        .Increment(D(t.proxy_protocol_rejected[i]));
   }
   f.SetCounter("forkd_request_bytes_total",
                "Bytes received from clients (request heads and bodies).",

@@ -19,6 +19,8 @@
 //   tls_handshakes_total, tls_handshake_failures_total{reason},
 //   client_timeouts_total{phase},
 //   response_bytes_total                    counters
+//   request_fields_dropped_total{reason}, proxy_protocol_headers_total,
+//   proxy_protocol_rejected_total{reason}   counters
 //   upstream_errors_total{kind}, rejected_requests_total{reason,code}
 //   workers{state}, workers_desired, workers_max  gauges
 //   config_threads, config_worker_connections, config_generation  gauges
@@ -41,8 +43,8 @@
 #include <vector>
 
 #include "server/arbiter/pool_snapshot.h"
-#include "server/metrics/listen_queue.h"
 #include "server/common/proc_stats.h"
+#include "server/metrics/listen_queue.h"
 #include "server/probes/health_checker.h"
 #include "server/probes/health_state.h"
 

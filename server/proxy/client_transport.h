@@ -8,6 +8,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <string>
+
 namespace forkd::proxy {
 
 class ClientTransport {
@@ -44,6 +47,15 @@ class ClientTransport {
   // An HTTP/2 stream's virtual connection: the session parses HTTP/1.1 on
   // it, but logs and counts its request as HTTP/2.
   virtual bool is_http2_stream() const { return false; }
+  // A preamble of the transport's own (a PROXY protocol header) is still
+  // being read: the session closes the connection by this time (monotonic
+  // ms) and reports a timeout before then as the preamble's with
+  // OnSetupTimeout(). INT64_MAX once there is none.
+  virtual int64_t setup_deadline_ms() const { return INT64_MAX; }
+  virtual void OnSetupTimeout() {}
+  // The client's address as the preamble stated it, replacing the socket
+  // peer once Read returned bytes; nullptr when there is none.
+  virtual const std::string* proxied_peer() const { return nullptr; }
 };
 
 // A connected, non-blocking socket, closed with the transport.

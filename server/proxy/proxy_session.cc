@@ -104,6 +104,28 @@ bool IsIdempotent(std::string_view method) {
 
 }  // namespace
 
+void CountDroppedFields(SessionContext* ctx, const ForwardingCounts& counts,
+                        std::string_view peer) {
+  if (counts.underscore_dropped == 0 && counts.untrusted_dropped == 0) return;
+  LOG_DEBUG(
+      "from %s: dropped %u request field(s) with '_' in the name "
+      "(--header-map) and %u forwarding field(s) of an untrusted peer "
+      "(--forwarded-allow-ips)",
+      peer.empty() ? std::string_view("unix-socket client") : peer,
+      counts.underscore_dropped, counts.untrusted_dropped);
+  if (!ctx->record_metrics) return;
+  auto& dropped = ctx->slot->counters.fields_dropped;
+  using scoreboard::FieldDrop;
+  if (counts.underscore_dropped > 0) {
+    dropped[static_cast<size_t>(FieldDrop::kUnderscore)].fetch_add(
+        counts.underscore_dropped, std::memory_order_relaxed);
+  }
+  if (counts.untrusted_dropped > 0) {
+    dropped[static_cast<size_t>(FieldDrop::kUntrustedForwarding)].fetch_add(
+        counts.untrusted_dropped, std::memory_order_relaxed);
+  }
+}
+
 ProxySession::ProxySession(SessionContext* ctx, int client_fd, std::string peer,
                            int64_t now_ms)
     : ProxySession(ctx, std::make_unique<SocketTransport>(client_fd),
@@ -219,6 +241,10 @@ bool ProxySession::ReadClient() {
     }
     last_client_ms_ = NowMs();
     last_read_ms_ = last_client_ms_;
+    if (bytes_in_ == 0) {
+      // The first bytes after a PROXY header: the client is whom it named.
+      if (const std::string* p = client_->proxied_peer()) peer_ = *p;
+    }
     bytes_in_ += static_cast<uint64_t>(n);
     if (req_state_ == ReqState::kWaitHead) StartHead();
     return true;
@@ -352,8 +378,9 @@ bool ProxySession::ProcessClientInput() {
     body_buf_.Append(scratch_);
   }
   if (req_body_->done()) {
+    std::string trailers;
+    if (!TrailersToForward(&trailers)) return true;
     req_state_ = ReqState::kDone;
-    std::string trailers = ForwardableTrailers(req_body_->trailers());
     if (!upstream_wanted_) {
       // The whole body fit in the buffer: send it with a Content-Length,
       // even if the client chunked it, and keep a copy for one retry. Only
@@ -401,6 +428,14 @@ void ProxySession::BeginRequest() {
   head_request_ = method_ == "HEAD";
   const std::string* rid = h.Find("X-Request-Id");
   request_id_ = RequestIdFor(rid);
+  if (const http1::Header* f =
+          RefusedField(ctx_->forwarding.header_map, h.headers)) {
+    Fail(Failure::kBadRequest,
+         absl::StrCat("header field name \"", f->name,
+                      "\" contains '_' (--header-map refuse)"),
+         http1::ErrorKind::kBadRequest);
+    return;
+  }
 
   // A worker that is stopping serves what reached it (with "Connection:
   // close"); the 503 is for a drained server whose workers keep running.
@@ -520,58 +555,46 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing, uint64_t length) {
   std::string& head = head_scratch_;
   head.clear();
   head.append(h.method).append(" ").append(h.target).append(" HTTP/1.1\r\n");
-  // Every X-Forwarded-For line the client sent, in order: several lines
-  // are one comma-separated list (RFC 9110 5.3).
-  std::string xff;
-  const std::string* host = nullptr;
   // TE is hop-by-hop, but its "trailers" says the client takes trailer
   // fields, and forkd passes them on to an HTTP/1.1 client (the response
   // to it is chunked when the app's is) and to an HTTP/2 one: so forkd says
   // it too, on its own hop (RFC 9110 10.1.4).
   bool te_trailers = false;
-  for (const http1::Header& f : h.headers) {
-    std::string_view n = f.name;
-    if (http1::EqualsIgnoreCase(n, "TE")) {
-      te_trailers |= version_minor_ == 1 && http1::TeAcceptsTrailers(f.value);
-      continue;
-    }
-    // Announces the trailers only where they go on: a chunked request.
-    if (http1::EqualsIgnoreCase(n, "Trailer") &&
-        framing != UpstreamFraming::kChunked) {
-      continue;
-    }
-    // Host stays whatever the Connection header lists: the app needs it
-    // (RFC 9112 3.2), and X-Forwarded-Host is taken from it.
-    if (http1::EqualsIgnoreCase(n, "Host")) {
-      host = &f.value;
-      AppendHeader(&head, f.name, f.value);
-      continue;
-    }
-    if (http1::IsHopByHop(n, tokens) ||
-        http1::EqualsIgnoreCase(n, "Content-Length") ||
-        http1::EqualsIgnoreCase(n, "Expect") ||
-        http1::EqualsIgnoreCase(n, "X-Forwarded-Proto") ||
-        http1::EqualsIgnoreCase(n, "X-Forwarded-Host") ||
-        http1::EqualsIgnoreCase(n, "X-Request-Id")) {
-      continue;
-    }
-    if (http1::EqualsIgnoreCase(n, "X-Forwarded-For")) {
-      if (f.value.empty()) continue;
-      if (!xff.empty()) xff.append(", ");
-      xff.append(f.value);
-      continue;
-    }
-    AppendHeader(&head, f.name, f.value);
-  }
-  if (!peer_.empty()) {
-    AppendHeader(&head, "X-Forwarded-For",
-                 xff.empty() ? peer_ : absl::StrCat(xff, ", ", peer_));
-  } else if (!xff.empty()) {
-    AppendHeader(&head, "X-Forwarded-For", xff);
-  }
-  AppendHeader(&head, "X-Forwarded-Proto", client_->scheme());
-  if (host) AppendHeader(&head, "X-Forwarded-Host", *host);
-  AppendHeader(&head, "X-Request-Id", request_id_);
+  ClientFacts facts{.peer = peer_,
+                    .scheme = client_->scheme(),
+                    .host = h.Find("Host"),
+                    .request_id = request_id_};
+  // Which client fields pass and what forkd adds (X-Forwarded-*,
+  // X-Request-Id) is forwarding.h's decision; the rest is this hop's.
+  ForwardingCounts dropped = ForwardedFields(
+      ctx_->forwarding, facts, h.headers,
+      [&](size_t i) {
+        const http1::Header& f = h.headers[i];
+        std::string_view n = f.name;
+        if (http1::EqualsIgnoreCase(n, "TE")) {
+          te_trailers |=
+              version_minor_ == 1 && http1::TeAcceptsTrailers(f.value);
+          return;
+        }
+        // Announces the trailers only where they go on: a chunked request.
+        if (http1::EqualsIgnoreCase(n, "Trailer") &&
+            framing != UpstreamFraming::kChunked) {
+          return;
+        }
+        // Host stays whatever the Connection header lists: the app needs
+        // it (RFC 9112 3.2), and X-Forwarded-Host is taken from it.
+        if (!http1::EqualsIgnoreCase(n, "Host") &&
+            (http1::IsHopByHop(n, tokens) ||
+             http1::EqualsIgnoreCase(n, "Content-Length") ||
+             http1::EqualsIgnoreCase(n, "Expect"))) {
+          return;
+        }
+        AppendHeader(&head, f.name, f.value);
+      },
+      [&](std::string_view name, std::string_view value) {
+        AppendHeader(&head, name, value);
+      });
+  CountDroppedFields(ctx_, dropped, peer_);
   if (te_trailers) {
     AppendHeader(&head, "TE", "trailers");
     AppendHeader(&head, "Connection", "TE");
@@ -922,6 +945,30 @@ void ProxySession::UpstreamFailed(Failure failure, const std::string& detail) {
   CloseClient(false);
 }
 
+bool ProxySession::TrailersToForward(std::string* lines) {
+  const std::vector<http1::Header>& trailers = req_body_->trailers();
+  if (const http1::Header* f =
+          RefusedField(ctx_->forwarding.header_map, trailers)) {
+    // The head may be at the app already: it must not take this request.
+    ReleaseUpstream(false);
+    Fail(Failure::kBadRequest,
+         absl::StrCat("trailer field name \"", f->name,
+                      "\" contains '_' (--header-map refuse)"),
+         http1::ErrorKind::kBadRequest);
+    return false;
+  }
+  ForwardingCounts counts;
+  counts.underscore_dropped =
+      ForwardedTrailers(ctx_->forwarding, trailers, [&](size_t i) {
+        const http1::Header& f = trailers[i];
+        if (http1::IsAllowedInTrailer(f.name)) {
+          AppendHeader(lines, f.name, f.value);
+        }
+      });
+  CountDroppedFields(ctx_, counts, peer_);
+  return true;
+}
+
 void ProxySession::Fail(Failure failure, const std::string& detail,
                         http1::ErrorKind parse_error) {
   if (parse_error == http1::ErrorKind::kNone &&
@@ -1119,6 +1166,11 @@ void ProxySession::Abort() {
 
 void ProxySession::OnTimeout(int64_t now_ms) {
   if (closed_ || now_ms < deadline_ms_) return;
+  if (client_ && client_->setup_deadline_ms() != INT64_MAX) {
+    client_->OnSetupTimeout();  // no HTTP yet: nothing to answer
+    Abort();
+    return;
+  }
   if (lingering_) {
     Abort();
     return;
@@ -1252,6 +1304,9 @@ void ProxySession::UpdateDeadline() {
     d = last_client_ms_ + ctx_->client_timeout_ms;  // a write stalled
   }
   deadline_ms_ = std::min({d, HeaderDeadline(), BodyDeadline()});
+  if (client_) {
+    deadline_ms_ = std::min(deadline_ms_, client_->setup_deadline_ms());
+  }
 }
 
 bool ProxySession::ParkedOnClient() const {

@@ -22,6 +22,7 @@
 #include "server/http2/http2_session.h"
 #include "server/http1/http1_parser.h"
 #include "server/proxy/error_response.h"
+#include "server/proxy/forwarding.h"
 #include "server/proxy/lingering_close.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/upstream/h2_upstream.h"
@@ -79,7 +80,15 @@ struct SessionContext {
   // false skips every counter, histogram and connection gauge write in the
   // slot: only bench/metrics_cost.sh turns it off, to measure their cost.
   bool record_metrics = true;
+  // Whose proxy facts pass (--forwarded-allow-ips), fields with '_'
+  // (--header-map).
+  ForwardingPolicy forwarding;
 };
+
+// Counts what ForwardedFields/ForwardedTrailers removed in the slot's
+// counters (when metrics are on) and logs it at debug level. Any thread.
+void CountDroppedFields(SessionContext* ctx, const ForwardingCounts& counts,
+                        std::string_view peer);
 
 // A request that asked for "Upgrade: h2c" (RFC 7540 §3.2) and is to be
 // answered as stream 1 of the HTTP/2 connection that takes over.
@@ -186,6 +195,9 @@ class ProxySession : public ClientConnection,
   void BuildUpstreamHead(UpstreamFraming framing, uint64_t length);
   void OnResponseHead();
   void CompleteUpstream();
+  // The trailer lines to forward, or a 400 under --header-map refuse
+  // (false: the request failed).
+  bool TrailersToForward(std::string* lines);
   // Answers with forkd's own error response (see error_response.h).
   void Fail(Failure failure, const std::string& detail,
             http1::ErrorKind parse_error = http1::ErrorKind::kNone);

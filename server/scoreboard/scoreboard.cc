@@ -139,6 +139,13 @@ void CounterTotals::Add(const Counters& c) {
   http2.ack_floods += load(h.ack_floods);
   http2.continuation_floods += load(h.continuation_floods);
   http2.header_lists_too_large += load(h.header_lists_too_large);
+  for (size_t i = 0; i < fields_dropped.size(); ++i) {
+    fields_dropped[i] += load(c.fields_dropped[i]);
+  }
+  proxy_protocol_accepted += load(c.proxy_protocol_accepted);
+  for (size_t i = 0; i < proxy_protocol_rejected.size(); ++i) {
+    proxy_protocol_rejected[i] += load(c.proxy_protocol_rejected[i]);
+  }
 }
 
 void CounterTotals::Add(const CounterTotals& o) {
@@ -184,6 +191,13 @@ void CounterTotals::Add(const CounterTotals& o) {
   http2.ack_floods += h.ack_floods;
   http2.continuation_floods += h.continuation_floods;
   http2.header_lists_too_large += h.header_lists_too_large;
+  for (size_t i = 0; i < fields_dropped.size(); ++i) {
+    fields_dropped[i] += o.fields_dropped[i];
+  }
+  proxy_protocol_accepted += o.proxy_protocol_accepted;
+  for (size_t i = 0; i < proxy_protocol_rejected.size(); ++i) {
+    proxy_protocol_rejected[i] += o.proxy_protocol_rejected[i];
+  }
 }
 
 int64_t MonotonicMs() {

@@ -118,6 +118,24 @@ enum class ClientTimeout : uint32_t {
 };
 const char* ClientTimeoutName(ClientTimeout t);  // "header", "body", "h2"
 
+// Why a request field was removed before the app saw it (--header-map,
+// --forwarded-allow-ips).
+enum class FieldDrop : uint32_t {
+  kUnderscore,           // a name with '_' (--header-map drop)
+  kUntrustedForwarding,  // X-Forwarded-*, Forwarded... from an untrusted peer
+  kCount
+};
+
+// Why a connection was closed before its PROXY protocol header was read
+// (--proxy-protocol).
+enum class ProxyProtocolReject : uint32_t {
+  kUntrustedPeer,  // the peer is outside --proxy-allow-ips
+  kMalformed,      // no header, or a bad one
+  kTimeout,        // the header did not arrive in time
+  kClosed,         // the peer closed or reset before the header
+  kCount
+};
+
 // Histogram bucket upper bounds in seconds (Prometheus "le"), +Inf implied.
 inline constexpr std::array<double, 14> kDurationBuckets = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -156,6 +174,13 @@ struct Counters {
   Http2Counters http2;
   std::array<std::atomic<uint64_t>, static_cast<size_t>(ClientTimeout::kCount)>
       client_timeouts{};
+
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(FieldDrop::kCount)>
+      fields_dropped{};
+  std::atomic<uint64_t> proxy_protocol_accepted{0};  // headers read
+  std::array<std::atomic<uint64_t>,
+             static_cast<size_t>(ProxyProtocolReject::kCount)>
+      proxy_protocol_rejected{};
 };
 
 // A plain (non-atomic) copy of Counters for aggregation.
@@ -191,6 +216,11 @@ struct CounterTotals {
   } http2;
   std::array<uint64_t, static_cast<size_t>(ClientTimeout::kCount)>
       client_timeouts{};
+
+  std::array<uint64_t, static_cast<size_t>(FieldDrop::kCount)> fields_dropped{};
+  uint64_t proxy_protocol_accepted = 0;
+  std::array<uint64_t, static_cast<size_t>(ProxyProtocolReject::kCount)>
+      proxy_protocol_rejected{};
 
   uint64_t TotalRequests() const;
   void Add(const Counters& c);        // reads atomics relaxed

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
+#include "server/proxy/proxy_protocol_transport.h"
 
 namespace forkd::worker {
 
@@ -123,6 +124,14 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
         });
     ctx.h2_upstream = rt->h2_upstream_.get();
   }
+  // Validated by config::Parse: these lists and names parse.
+  ctx.forwarding.forwarded_allow =
+      IpNetworks::Parse(c.forwarded_allow_ips).value_or(IpNetworks());
+  ctx.forwarding.header_map =
+      proxy::ParseHeaderMap(c.header_map).value_or(proxy::HeaderMap::kDrop);
+  rt->proxy_protocol_ = c.proxy_protocol;
+  rt->proxy_allow_ =
+      IpNetworks::Parse(c.proxy_allow_ips).value_or(IpNetworks());
   ctx.server_draining = &rt->scoreboard_->settings().draining;
   WorkerRuntime* self = rt.get();
   ctx.on_request_done = [self] { self->OnRequestDone(); };
@@ -258,12 +267,35 @@ int WorkerRuntime::Accept(int listen_fd, std::string* peer) {
 std::unique_ptr<proxy::ProxySession> WorkerRuntime::NewSession(
     int fd, std::string peer) {
   int64_t now = scoreboard::MonotonicMs();
+  scoreboard::Counters* counters =
+      ctx_.record_metrics ? &slot_->counters : nullptr;
+  if (proxy_protocol_) {
+    if (!proxy_allow_.Contains(peer)) {
+      // Before any byte: a header from it would not be believed, and
+      // without one the connection cannot be served.
+      proxy::ReportProxyProtocolReject(
+          counters, scoreboard::ProxyProtocolReject::kUntrustedPeer, peer,
+          "--proxy-protocol is on");
+      close(fd);
+      return nullptr;
+    }
+    proxy::ProxyProtocolTransport::Next next =
+        [this, counters](int sock, const std::string& client)
+        -> std::unique_ptr<proxy::ClientTransport> {
+      if (!tls_) return std::make_unique<proxy::SocketTransport>(sock);
+      return tls_->NewTransport(sock, client, counters);
+    };
+    auto transport = std::make_unique<proxy::ProxyProtocolTransport>(
+        fd, peer, tls_ ? "https" : "http", std::move(next), counters,
+        now + proxy::kProxyHeaderTimeoutMs);
+    return std::make_unique<proxy::ProxySession>(&ctx_, std::move(transport),
+                                                 std::move(peer), now);
+  }
   if (!tls_) {
     return std::make_unique<proxy::ProxySession>(&ctx_, fd, std::move(peer),
                                                  now);
   }
-  auto transport = tls_->NewTransport(
-      fd, peer, ctx_.record_metrics ? &slot_->counters : nullptr);
+  auto transport = tls_->NewTransport(fd, peer, counters);
   if (!transport) return nullptr;
   return std::make_unique<proxy::ProxySession>(&ctx_, std::move(transport),
                                                std::move(peer), now);

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/accesslog/access_log.h"
+#include "server/common/ip_networks.h"
 #include "server/config/config.h"
 #include "server/proxy/proxy_session.h"
 #include "server/scoreboard/scoreboard.h"
@@ -91,8 +92,10 @@ class WorkerRuntime {
   int Accept(int listen_fd, std::string* peer);
 
   // The session for a connection Accept() returned: over TLS when
-  // --certfile is set, else on the plain socket. nullptr only when TLS
-  // cannot be set up for it (logged; the socket is closed). Any thread.
+  // --certfile is set, else on the plain socket, behind a PROXY protocol
+  // header with --proxy-protocol. nullptr when TLS cannot be set up for it
+  // or the peer may not send PROXY headers (logged, counted; the socket is
+  // closed). Any thread.
   std::unique_ptr<proxy::ProxySession> NewSession(int fd, std::string peer);
 
  private:
@@ -106,6 +109,8 @@ class WorkerRuntime {
   std::unique_ptr<upstream::Pool> pool_;
   std::unique_ptr<upstream::H2Upstream> h2_upstream_;
   std::unique_ptr<tls::TlsContext> tls_;  // nullptr: plain HTTP
+  bool proxy_protocol_ = false;           // --proxy-protocol
+  IpNetworks proxy_allow_;                // --proxy-allow-ips
   proxy::SessionContext ctx_;
   http2::Http2Context http2_context_;
   int signal_fd_ = -1;

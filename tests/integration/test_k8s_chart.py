@@ -51,8 +51,14 @@ TLS = {"tls": {"enabled": True, "secretName": "shop-tls", "minVersion": "TLSv1.3
                "clientCA": {"enabled": True, "secretName": "shop-client-ca",
                             "key": "bundle.pem"}}}
 
+# Whom forkd believes: trusted proxies, underscores refused. (The PROXY
+# protocol is rendered in test_trust_values_reach_forkds_flags: a plain
+# client cannot probe it.)
+TRUST = {"forkd": {"forwardedAllowIps": "10.0.0.0/8, 2001:db8::/32", "headerMap": "refuse"}}
+
 VALUE_SETS = {
     "default": [],
+    "trust": [TRUST],
     "native-sidecar": [{"forkd": {"nativeSidecar": True}}],
     "monitoring": [CPU_REQUESTS, MONITORING],
     "token": [TOKEN],
@@ -429,6 +435,19 @@ def test_tls_secret_is_mounted_read_only_for_the_tls_flags():
     assert "Secret" not in k8s.kinds(objs)
 
 
+def test_trust_values_reach_forkds_flags():
+    flags = forkd_flags(forkd_container(rendered("default"))["args"])
+    assert "forwarded-allow-ips" not in flags and "proxy-protocol" not in flags
+    assert flag(flags, "header-map") == "drop"
+    flags = forkd_flags(forkd_container(rendered("trust"))["args"])
+    assert flag(flags, "forwarded-allow-ips") == "10.0.0.0/8, 2001:db8::/32"
+    assert flag(flags, "header-map") == "refuse"
+    objs = k8s.render({"forkd": {"proxyProtocol": True, "proxyAllowIps": "10.20.0.0/16"}})
+    args = forkd_container(objs)["args"]
+    assert "--proxy-protocol" in args
+    assert flag(forkd_flags(args), "proxy-allow-ips") == "10.20.0.0/16"
+
+
 def test_tls_options_and_defaults():
     # The client CA from the TLS Secret's own ca.crt, forkd's default
     # version and ciphers, an explicit Service port.
@@ -548,6 +567,10 @@ def test_prometheus_rule_carries_deploys_rules():
     ({"forkd": {"image": {"repository": ""}}}, "forkd.image.repository"),
     ({"forkd": {"limits": {"requestBody": "10 MB"}}}, "forkd.limits.requestBody"),
     ({"forkd": {"extraArgs": ["-w 4"]}}, "forkd.extraArgs"),
+    ({"forkd": {"headerMap": "keep"}}, "forkd.headerMap"),
+    ({"forkd": {"forwardedAllowIps": "proxy.example"}}, "forkd.forwardedAllowIps"),
+    ({"forkd": {"proxyProtocol": "yes"}}, "forkd.proxyProtocol"),
+    ({"forkd": {"proxyAllowIps": ""}}, "forkd.proxyAllowIps"),
     ({"ports": {"http": 70000}}, "ports.http"),
     ({"ports": {"admin": 8000}}, "must differ"),
     ({"probes": {"type": "tcp"}}, "probes.type"),

@@ -116,6 +116,14 @@ after it, so the sum.
 {{- if $f.appHealthPath }}
 - --app-health-path={{ $f.appHealthPath }}
 {{- end }}
+{{- if $f.forwardedAllowIps }}
+- --forwarded-allow-ips={{ $f.forwardedAllowIps }}
+{{- end }}
+- --header-map={{ $f.headerMap }}
+{{- if $f.proxyProtocol }}
+- --proxy-protocol
+- --proxy-allow-ips={{ $f.proxyAllowIps }}
+{{- end }}
 {{- if $f.accessLog }}
 - --access-logfile=-
 {{- end }}

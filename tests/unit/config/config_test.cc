@@ -16,6 +16,7 @@
 namespace forkd::config {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 using Env = std::map<std::string, std::string>;
@@ -716,6 +717,10 @@ Config EveryFieldChanged() {
   c.admin_token_file = "/etc/forkd/token";
   c.app_health_path = "/healthz?probe=1";
   c.app_health_interval = 0.75;
+  c.forwarded_allow_ips = "10.0.0.0/8, ::1";
+  c.header_map = "refuse";
+  c.proxy_protocol = true;
+  c.proxy_allow_ips = "*";
   return c;
 }
 
@@ -745,7 +750,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 48u);  // 49 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 52u);  // 53 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;
@@ -986,6 +991,72 @@ TEST(ProcessEnvironmentTest, ReadsEnviron) {
   std::map<std::string, std::string> env = ProcessEnvironment();
   EXPECT_EQ(env["FORKD_CONFIG_TEST_VAR"], "a=b");
   unsetenv("FORKD_CONFIG_TEST_VAR");
+}
+
+TEST(ConfigTrustTest, DefaultsTrustNobodyAndDropUnderscores) {
+  Config c = ParseOk({});
+  EXPECT_EQ(c.forwarded_allow_ips, "");
+  EXPECT_EQ(c.header_map, "drop");
+  EXPECT_FALSE(c.proxy_protocol);
+  EXPECT_EQ(c.proxy_allow_ips, "127.0.0.1,::1");  // Gunicorn's default
+}
+
+TEST(ConfigTrustTest, FlagsEnvAndFile) {
+  Config c = ParseOk({"--forwarded-allow-ips", "10.0.0.0/8, 2001:db8::/32",
+                      "--header-map=refuse", "--proxy-protocol",
+                      "--proxy-allow-ips", "*"});
+  EXPECT_EQ(c.forwarded_allow_ips, "10.0.0.0/8, 2001:db8::/32");
+  EXPECT_EQ(c.header_map, "refuse");
+  EXPECT_TRUE(c.proxy_protocol);
+  EXPECT_EQ(c.proxy_allow_ips, "*");
+  Config e = ParseOk({}, {{"FORKD_FORWARDED_ALLOW_IPS", "*"},
+                          {"FORKD_HEADER_MAP", "dangerous"},
+                          {"FORKD_PROXY_PROTOCOL", "true"},
+                          {"FORKD_PROXY_ALLOW_IPS", "192.0.2.0/24"}});
+  EXPECT_EQ(e.forwarded_allow_ips, "*");
+  EXPECT_EQ(e.header_map, "dangerous");
+  EXPECT_TRUE(e.proxy_protocol);
+  EXPECT_EQ(e.proxy_allow_ips, "192.0.2.0/24");
+  std::string path =
+      WriteFile("trust.conf",
+                "forwarded_allow_ips = 127.0.0.1\nheader-map = refuse\n"
+                "proxy-protocol = true\nproxy-allow-ips = 10.1.0.0/16\n");
+  Config f = ParseOk({"--config", path});
+  EXPECT_EQ(f.forwarded_allow_ips, "127.0.0.1");
+  EXPECT_EQ(f.header_map, "refuse");
+  EXPECT_TRUE(f.proxy_protocol);
+  EXPECT_EQ(f.proxy_allow_ips, "10.1.0.0/16");
+}
+
+TEST(ConfigTrustTest, BadValuesNameTheFlag) {
+  EXPECT_THAT(ParseError({"--forwarded-allow-ips", "10.0.0.0/33"}),
+              AllOf(HasSubstr("--forwarded-allow-ips"),
+                    HasSubstr("10.0.0.0/33"), HasSubstr("prefix length")));
+  EXPECT_THAT(ParseError({"--forwarded-allow-ips", "proxy.example"}),
+              AllOf(HasSubstr("--forwarded-allow-ips"),
+                    HasSubstr("not an IP address or CIDR")));
+  EXPECT_THAT(ParseError({"--proxy-allow-ips", "1.2.3.4,nope"}),
+              AllOf(HasSubstr("--proxy-allow-ips"), HasSubstr("nope")));
+  EXPECT_THAT(
+      ParseError({"--header-map", "allow"}),
+      AllOf(HasSubstr("--header-map"), HasSubstr("drop, refuse or dangerous")));
+  EXPECT_THAT(
+      ParseError({}, {{"FORKD_PROXY_PROTOCOL", "maybe"}}),
+      AllOf(HasSubstr("FORKD_PROXY_PROTOCOL"), HasSubstr("--proxy-protocol")));
+}
+
+TEST(ConfigTrustTest, ToArgsRoundTripsAndHelpListsThem) {
+  Config c =
+      ParseOk({"--forwarded-allow-ips", "10.0.0.0/8,::1", "--header-map",
+               "refuse", "--proxy-protocol", "--proxy-allow-ips", "192.0.2.1"});
+  EXPECT_EQ(ParseOk(ToArgs(c)), c);
+  std::string help = HelpText();
+  for (const char* name :
+       {"--forwarded-allow-ips", "--header-map", "--proxy-protocol",
+        "--proxy-allow-ips", "FORKD_FORWARDED_ALLOW_IPS", "FORKD_HEADER_MAP",
+        "FORKD_PROXY_PROTOCOL", "FORKD_PROXY_ALLOW_IPS"}) {
+    EXPECT_THAT(help, HasSubstr(name));
+  }
 }
 
 }  // namespace

@@ -76,6 +76,10 @@ TEST(CounterTotalsTest, AddsProtocolAndHttp2Counters) {
   c.http2.goaway_sent[Http2Counters::Slot(0x1234)] = 1;  // unknown: last slot
   c.http2.rapid_resets = 1;
   c.http2.header_lists_too_large = 6;
+  c.fields_dropped[static_cast<size_t>(FieldDrop::kUntrustedForwarding)] = 2;
+  c.proxy_protocol_accepted = 7;
+  c.proxy_protocol_rejected[static_cast<size_t>(
+      ProxyProtocolReject::kTimeout)] = 1;
 
   CounterTotals t;
   t.Add(c);
@@ -94,6 +98,13 @@ TEST(CounterTotalsTest, AddsProtocolAndHttp2Counters) {
   EXPECT_EQ(sum.http2.goaway_sent[Http2Counters::kCodeSlots - 1], 3u);
   EXPECT_EQ(sum.http2.rapid_resets, 3u);
   EXPECT_EQ(sum.http2.header_lists_too_large, 18u);
+  EXPECT_EQ(
+      sum.fields_dropped[static_cast<size_t>(FieldDrop::kUntrustedForwarding)],
+      6u);
+  EXPECT_EQ(sum.proxy_protocol_accepted, 21u);
+  EXPECT_EQ(sum.proxy_protocol_rejected[static_cast<size_t>(
+                ProxyProtocolReject::kTimeout)],
+            3u);
   EXPECT_STREQ(ProtocolName(Protocol::kHttp1), "http1");
   EXPECT_STREQ(ProtocolName(Protocol::kHttp2), "http2");
 }
