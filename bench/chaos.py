@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--forkd", default=os.environ.get("FORKD_BIN"))
     ap.add_argument("--kill-seconds", type=float, default=60.0)
     ap.add_argument("--kill-interval", type=float, default=d.kill_interval)
+    ap.add_argument("--boot-kills", type=int, default=d.boot_kills)
     ap.add_argument("--app-kills", type=int, default=3)
     ap.add_argument("--app-down", type=float, default=d.app_down)
     ap.add_argument("--min-requests", type=int, default=100000,
@@ -37,15 +38,17 @@ def main():
     ap.add_argument("--worker-class", choices=("gthread", "async"), default=d.worker_class)
     ap.add_argument("--workers", type=int, default=d.workers)
     ap.add_argument("--probe-threads", type=int, default=d.probe_threads)
+    ap.add_argument("--h2-probe-threads", type=int, default=d.h2_probe_threads)
     ap.add_argument("--wrk-connections", type=int, default=d.wrk_connections)
     ap.add_argument("--h2-clients", type=int, default=d.h2_clients)
     ap.add_argument("--no-upgrade", action="store_true")
     ap.add_argument("--seed", type=int, default=d.seed)
     a = ap.parse_args()
     plan = d._replace(kill_seconds=a.kill_seconds, kill_interval=a.kill_interval,
-                      app_kills=a.app_kills, app_down=a.app_down,
+                      boot_kills=a.boot_kills, app_kills=a.app_kills, app_down=a.app_down,
                       min_requests=a.min_requests, hups=a.hups, resizes=a.resizes,
                       drains=a.drains, worker_class=a.worker_class, workers=a.workers, probe_threads=a.probe_threads,
+                      h2_probe_threads=a.h2_probe_threads,
                       wrk_connections=a.wrk_connections, h2_clients=a.h2_clients,
                       upgrade=not a.no_upgrade, seed=a.seed)
     report = chaos.run_chaos(plan, forkd_bin=a.forkd,
