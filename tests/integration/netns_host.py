@@ -5,9 +5,9 @@
         host.run([...]) runs a command inside the namespace, whose address
         is host.peer_addr.
 
-The namespace gets a veth pair with test addresses 10.200.X.1/24 (host
-side) and 10.200.X.2/24 (inside); X comes from the pid so two runs do not
-collide. Nothing else on the host changes: no route beyond the pair's own
+The namespace gets a veth pair with test addresses 10.200.X.1/24 and
+fd00:200:X::1/64 (host side), 10.200.X.2/24 and fd00:200:X::2/64 (inside);
+X comes from the pid so two runs do not collide. Nothing else on the host changes: no route beyond the pair's own
 /24, no forwarding, no NAT. The namespace (and with it both ends of the
 pair) is deleted on exit, also when the test fails. Needs root and
 iproute2; without them it raises with the reason instead of skipping, since
@@ -33,6 +33,8 @@ class NetnsHost:
         subnet = 10 + os.getpid() % 240
         self.host_addr = "10.200.%d.1" % subnet
         self.peer_addr = "10.200.%d.2" % subnet
+        self.host_addr6 = "fd00:200:%x::1" % subnet
+        self.peer_addr6 = "fd00:200:%x::2" % subnet
 
     def __enter__(self):
         if os.geteuid() != 0:
@@ -46,8 +48,12 @@ class NetnsHost:
             _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if,
                 "netns", self.ns)
             _ip("addr", "add", self.host_addr + "/24", "dev", self.host_if)
+            # nodad: usable at once, no duplicate address detection wait
+            _ip("addr", "add", self.host_addr6 + "/64", "dev", self.host_if, "nodad")
             _ip("link", "set", self.host_if, "up")
             _ip("-n", self.ns, "addr", "add", self.peer_addr + "/24", "dev", self.peer_if)
+            _ip("-n", self.ns, "addr", "add", self.peer_addr6 + "/64", "dev", self.peer_if,
+                "nodad")
             _ip("-n", self.ns, "link", "set", self.peer_if, "up")
             _ip("-n", self.ns, "link", "set", "lo", "up")
         except subprocess.CalledProcessError as e:

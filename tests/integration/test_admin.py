@@ -404,6 +404,28 @@ def test_without_a_token_only_loopback_peers_may_change_things(forkd_factory, ex
     local.close()
 
 
+def test_dual_stack_admin_port_tells_mapped_and_v6_peers_from_loopback(
+        forkd_factory, example_app, netns_host):
+    # On [::] IPv4 clients arrive as v4-mapped addresses (gRPC reports them
+    # as ipv4:), IPv6 ones as ipv6:[...]: both remote, while 127.0.0.1 stays
+    # loopback.
+    fk = start_admin_forkd(forkd_factory, example_app, ["--workers", "1"], host="[::]")
+    fk.wait_workers(1)
+    for addr, peer in (("%s:%d" % (netns_host.host_addr, fk.admin_port),
+                        "ipv4:%s:" % netns_host.peer_addr),
+                       ("[%s]:%d" % (netns_host.host_addr6, fk.admin_port),
+                        netns_host.peer_addr6)):
+        results = remote_calls(netns_host, addr, [["status", None], ["drain", None]])
+        assert results[0]["code"] == "OK", results
+        assert results[1]["code"] == "PERMISSION_DENIED", results
+        assert peer in results[1]["details"], (peer, results[1]["details"])
+    local = AdminClient(fk.admin_addr)
+    assert not local.status().draining
+    local.drain()
+    assert local.status().draining
+    local.close()
+
+
 def test_with_a_token_file_remote_peers_need_the_token(forkd_factory, example_app, tmp_short,
                                                        netns_host):
     token_file = os.path.join(tmp_short, "token")
