@@ -13,6 +13,7 @@ RSS not back to their level). bench/chaos.sh is the usual way in.
 import argparse
 import os
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
@@ -57,6 +58,13 @@ def main():
     problems = chaos.check(report)
     for p in problems:
         print("FAIL: " + p)
+    if problems:
+        keep = tempfile.mkdtemp(prefix="chaos-logs-", dir="/tmp")
+        for name, text in (("error.log", report.error_log), ("access.log", report.access_log),
+                           ("faults.txt", "\n".join(map(str, report.faults)))):
+            with open(os.path.join(keep, name), "w") as f:
+                f.write(text)
+        print("logs kept in " + keep)
     return 1 if problems else 0
 
 

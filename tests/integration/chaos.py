@@ -588,6 +588,8 @@ class Report:
         self.log_tail = ""
         self.notes = []
         self.aborted = None       # the traceback when the plan could not go on
+        self.error_log = ""
+        self.access_log = ""
 
 
 def _wait_ready_generation(client, generation, workers, timeout=30):
@@ -896,9 +898,11 @@ def _read_pid(path):
 def _attribute(report):
     rid_pid = {}
     for line in report.access_log.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith("chaos-") and parts[1].isdigit():
-            rid_pid[parts[0]] = int(parts[1])
+        parts = line.split()  # "%(rid)s %(p)s %(s)s": "chaos-1-7 <1234> 200"
+        if len(parts) >= 2 and parts[0].startswith("chaos-"):
+            pid = parts[1].strip("<>")
+            if pid.isdigit():
+                rid_pid[parts[0]] = int(pid)
     # Per connection: its worker (from earlier answered requests) and the
     # time of its last answer before each request.
     conn_pid = {}
@@ -919,6 +923,7 @@ def _attribute(report):
         if ok:
             continue
         cause = _explain(rec, windows, kills, report.error_log)
+        rec["cause"] = cause
         if cause == "drain":
             report.drain_503 += 1
         elif cause:
@@ -957,15 +962,21 @@ def _explain(rec, windows, kills, error_log):
 # --- tables ------------------------------------------------------------------------
 
 
+FAULT_KINDS = ("worker kill -9", "boot kill -9", "app kill -9", "HUP", "resize", "drain",
+               "USR2 upgrade")
+
+
 def budget_table(report):
     """Rows (fault kind, faults, probe requests failed and attributed to it)."""
     counts = collections.Counter(kind for _, kind in report.explained)
     faults = collections.Counter(f["kind"] for f in report.faults)
-    rows = []
-    for kind in ("worker kill -9", "boot kill -9", "app kill -9", "HUP", "resize", "drain",
-                 "USR2 upgrade"):
-        rows.append((kind, faults.get(kind, 0), counts.get(kind, 0)))
-    return rows
+    return [(kind, faults.get(kind, 0), counts.get(kind, 0)) for kind in FAULT_KINDS]
+
+
+def longest_fault(report, kind):
+    """Seconds the longest fault of a kind took (a HUP: until the new
+    generation served alone; the upgrade: until the new master took over)."""
+    return max((f["t1"] - f["t0"] for f in report.faults if f["kind"] == kind), default=0.0)
 
 
 def format_report(report):
@@ -979,14 +990,18 @@ def format_report(report):
                  % (total, total - h2, h2, len(report.explained) + len(report.unexplained),
                     len(report.explained), len(report.unexplained), report.drain_503,
                     refused))
+    kills = [r for r, kind in report.explained if kind in ("worker kill -9", "boot kill -9")]
+    lines.append("failures from worker kills pinned on the killed worker (access log): %d of "
+                 "%d; the rest by time (the request was in flight at the kill)"
+                 % (sum(1 for r in kills if r.get("worker") is not None), len(kills)))
     load_total = sum(v.get("requests", 0) for v in report.load.values())
     lines.append("requests in all: %d (probe %d, wrk + h2load %d); served by the last "
                  "master: %d" % (total + load_total, total, load_total,
                                  report.requests_served))
     lines.append("")
-    lines.append("%-16s %7s %16s" % ("fault", "count", "probe failures"))
+    lines.append("%-16s %7s %16s %12s" % ("fault", "count", "probe failures", "longest s"))
     for kind, n, failed in budget_table(report):
-        lines.append("%-16s %7d %16d" % (kind, n, failed))
+        lines.append("%-16s %7d %16d %12.2f" % (kind, n, failed, longest_fault(report, kind)))
     lines.append("")
     lines.append("%-8s %-8s %9s %9s %9s %9s" % ("tool", "phase", "requests", "errors",
                                                  "non-2xx", "runs"))
@@ -1073,6 +1088,11 @@ def check(report):
             problems.append("master %d died unplanned" % pid)
         for z, age in w.lasting_zombies().items():
             problems.append("zombie child %d stayed %.1f s" % (z, age))
+    stuck = [line for line in report.error_log.splitlines() if "did not stop in time" in line]
+    if stuck:
+        # Every planned stop here retires workers whose requests take
+        # milliseconds: one that needs SIGKILL at --graceful-timeout was stuck.
+        problems.append("a worker had to be killed at --graceful-timeout: " + stuck[0])
     if getattr(report, "zombies_now", None):
         problems.append("zombie children after the storm: %s" % report.zombies_now)
     if getattr(report, "upgrade_exit", 0) not in (0, None):
