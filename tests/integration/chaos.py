@@ -913,10 +913,13 @@ def _attribute(report):
     kills = windows["worker kill -9"] + windows["boot kill -9"]
     for rec in sorted(report.records, key=lambda r: r["t0"]):
         conn = rec["conn"]
+        # The start of the connection's last answered request: the worker
+        # was alive when it answered, and died after that request began
+        # (its answer may have reached the client after the kill was sent).
         rec["prev_ok"] = last_ok.get(conn, rec["conn_t0"])
         rec["worker"] = conn_pid.get(conn)
         if rec["status"] is not None:
-            last_ok[conn] = rec["t1"]
+            last_ok[conn] = rec["t0"]
             if rec["rid"] in rid_pid:
                 conn_pid[conn] = rid_pid[rec["rid"]]
         ok = rec["status"] is not None and 200 <= rec["status"] < 300
