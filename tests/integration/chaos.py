@@ -911,6 +911,8 @@ def _attribute(report):
     for f in report.faults:
         windows[f["kind"]].append(f)
     kills = windows["worker kill -9"] + windows["boot kill -9"]
+    # forkd's line for each 502: "502 for GET /p from ... (request RID): cause"
+    logged_502 = set(re.findall(r"\] 502 for .*? \(request ([^)\s]+)\)", report.error_log))
     for rec in sorted(report.records, key=lambda r: r["t0"]):
         conn = rec["conn"]
         # The start of the connection's last answered request: the worker
@@ -925,7 +927,7 @@ def _attribute(report):
         ok = rec["status"] is not None and 200 <= rec["status"] < 300
         if ok:
             continue
-        cause = _explain(rec, windows, kills, report.error_log)
+        cause = _explain(rec, windows, kills, logged_502)
         rec["cause"] = cause
         if cause == "drain":
             report.drain_503 += 1
@@ -939,7 +941,7 @@ def _overlaps(rec, f, before=0.0, after=0.0):
     return rec["t0"] <= f["t1"] + after and rec["t1"] >= f["t0"] - before
 
 
-def _explain(rec, windows, kills, error_log):
+def _explain(rec, windows, kills, logged_502):
     status = rec["status"]
     if status == 503 and b"draining" in rec["body"]:
         if any(_overlaps(rec, f) for f in windows["drain"]):
@@ -947,7 +949,7 @@ def _explain(rec, windows, kills, error_log):
         return None
     if status == 502:
         if any(_overlaps(rec, f) for f in windows["app kill -9"]) and \
-                "(request %s)" % rec["rid"] in error_log:
+                rec["rid"] in logged_502:
             return "app kill -9"
         return None
     if status is not None:
