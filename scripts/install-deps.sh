@@ -34,6 +34,8 @@ if ! $build_only; then
     openssl
     # admin API tests: a real gRPC client (messages generated with protoc)
     python3-grpcio python3-protobuf
+    # admin remote-peer tests: a test host in a network namespace (ip netns, veth)
+    iproute2
     # metrics tests: a real Prometheus server and promtool; PyYAML for rules
     prometheus python3-yaml
     # Kubernetes tests: the chart renderer (Go text/template + sprig, Helm's

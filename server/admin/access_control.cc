@@ -6,9 +6,12 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -135,31 +138,60 @@ absl::StatusOr<Admission> CheckMutatingCall(
 
 // --- TokenFile ---------------------------------------------------------------
 
-bool TokenFile::Stamp::operator==(const Stamp& o) const {
-  return dev == o.dev && ino == o.ino && size == o.size &&
-         mtime.tv_sec == o.mtime.tv_sec && mtime.tv_nsec == o.mtime.tv_nsec;
+namespace {
+
+// A file changed this close to the moment it was read may have changed
+// again within the same timestamp tick; see TokenFile::Racy.
+constexpr int64_t kRacyWindowNs = 1'000'000'000;
+
+int64_t Nanos(timespec t) {
+  return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
 }
 
-TokenFile::TokenFile(std::string path, std::string token, Stamp stamp)
-    : path_(std::move(path)), token_(std::move(token)), stamp_(stamp) {}
+}  // namespace
 
-std::optional<TokenFile::Stamp> TokenFile::StampOf(const std::string& path) {
+bool TokenFile::Stamp::operator==(const Stamp& o) const {
+  return dev == o.dev && ino == o.ino && size == o.size &&
+         Nanos(mtime) == Nanos(o.mtime) && Nanos(ctime) == Nanos(o.ctime);
+}
+
+TokenFile::TokenFile(std::string path, std::string token, Stamp stamp,
+                     timespec read_at)
+    : path_(std::move(path)),
+      token_(std::move(token)),
+      stamp_(stamp),
+      read_at_(read_at) {}
+
+timespec TokenFile::Now() {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return now;
+}
+
+bool TokenFile::Racy(const Stamp& stamp, timespec read_at) {
+  // File times come from a coarse clock: a rewrite of the same size in the
+  // tick of our read leaves the stamp as it was.
+  int64_t newest = std::max(Nanos(stamp.mtime), Nanos(stamp.ctime));
+  return Nanos(read_at) - newest < kRacyWindowNs;
+}
+
+absl::StatusOr<TokenFile::Stamp> TokenFile::StampOf(const std::string& path) {
   struct stat st;
-  if (stat(path.c_str(), &st) != 0) return std::nullopt;
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::FailedPreconditionError(std::strerror(errno));
+  }
   Stamp s;
   s.dev = st.st_dev;
   s.ino = st.st_ino;
   s.size = st.st_size;
   s.mtime = st.st_mtim;
+  s.ctime = st.st_ctim;
   return s;
 }
 
 absl::StatusOr<std::string> TokenFile::Read(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--admin-token-file ", path, ": ", std::strerror(errno)));
-  }
+  if (fd < 0) return absl::FailedPreconditionError(std::strerror(errno));
   std::string data;
   char buf[4096];
   while (data.size() <= kMaxTokenFileBytes) {
@@ -168,51 +200,64 @@ absl::StatusOr<std::string> TokenFile::Read(const std::string& path) {
     if (n < 0) {
       int e = errno;
       close(fd);
-      return absl::FailedPreconditionError(
-          absl::StrCat("--admin-token-file ", path, ": ", std::strerror(e)));
+      return absl::FailedPreconditionError(std::strerror(e));
     }
     if (n == 0) break;
     data.append(buf, static_cast<size_t>(n));
   }
   close(fd);
   if (data.size() > kMaxTokenFileBytes) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--admin-token-file ", path, ": larger than 64 KiB; not a token"));
+    return absl::FailedPreconditionError("larger than 64 KiB; not a token");
   }
   std::string token(absl::StripAsciiWhitespace(data));
-  if (token.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--admin-token-file ", path, ": the file is empty"));
-  }
+  if (token.empty()) return absl::FailedPreconditionError("the file is empty");
   return token;
 }
 
 absl::StatusOr<std::unique_ptr<TokenFile>> TokenFile::Open(std::string path) {
-  std::optional<Stamp> stamp = StampOf(path);
+  absl::StatusOr<Stamp> stamp = StampOf(path);
+  timespec read_at = Now();
   absl::StatusOr<std::string> token = Read(path);
-  if (!token.ok()) return token.status();
+  if (!token.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--admin-token-file ", path, ": ", token.status().message()));
+  }
   return std::unique_ptr<TokenFile>(new TokenFile(
-      std::move(path), std::move(*token), stamp.value_or(Stamp{})));
+      std::move(path), std::move(*token), stamp.value_or(Stamp{}), read_at));
 }
 
-std::string TokenFile::Current() {
-  std::optional<Stamp> stamp = StampOf(path_);
+absl::StatusOr<std::string> TokenFile::Current() {
+  absl::StatusOr<Stamp> stamp = StampOf(path_);
   std::lock_guard<std::mutex> lock(mu_);
-  if (!stamp || *stamp == stamp_) {
-    if (!stamp) {
-      LOG_WARNING("--admin-token-file %s is gone; keeping the last token",
-                  path_);
-    }
+  if (stamp.ok() && broken_.ok() && *stamp == stamp_ &&
+      !Racy(stamp_, read_at_)) {
     return token_;
   }
-  absl::StatusOr<std::string> token = Read(path_);
+  timespec read_at = Now();
+  absl::StatusOr<std::string> token =
+      stamp.ok() ? Read(path_) : absl::StatusOr<std::string>(stamp.status());
   if (!token.ok()) {
-    LOG_WARNING("%s; keeping the last token", token.status().message());
-    return token_;
+    if (broken_.ok()) {
+      LOG_WARNING(
+          "--admin-token-file %s: %s; refusing every change over the admin "
+          "API until it holds a token again",
+          path_, token.status().message());
+    }
+    broken_ = token.status();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "forkd's --admin-token-file cannot be used (", token.status().message(),
+        "), so changes are refused until it holds a token again; reads stay "
+        "open"));
   }
-  if (*token != token_) LOG_INFO("Admin token re-read from %s", path_);
+  if (!broken_.ok()) {
+    LOG_INFO("--admin-token-file %s holds a token again", path_);
+  } else if (*token != token_) {
+    LOG_INFO("Admin token re-read from %s", path_);
+  }
+  broken_ = absl::OkStatus();
   token_ = std::move(*token);
   stamp_ = *stamp;
+  read_at_ = read_at;
   return token_;
 }
 

@@ -136,9 +136,18 @@ grpc::Status AdminService::Mutating(
     const std::function<grpc::Status(std::string* summary)>& body) {
   std::string peer = context->peer();
   std::optional<std::string> token;
-  if (options_.token != nullptr) token = options_.token->Current();
-  absl::StatusOr<Admission> admitted =
-      CheckMutatingCall(peer, AuthorizationValues(context), token);
+  absl::StatusOr<Admission> admitted = Admission::kLoopback;
+  if (options_.token != nullptr) {
+    absl::StatusOr<std::string> current = options_.token->Current();
+    if (current.ok()) {
+      token = std::move(*current);
+    } else {
+      admitted = current.status();  // fail closed, loopback peers included
+    }
+  }
+  if (admitted.ok()) {
+    admitted = CheckMutatingCall(peer, AuthorizationValues(context), token);
+  }
   if (!admitted.ok()) {
     options_.stats->Record(
         rpc,

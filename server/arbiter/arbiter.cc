@@ -47,6 +47,13 @@ sigset_t HandledSignalSet() {
 
 int64_t SecondsToMs(double s) { return static_cast<int64_t>(s * 1000.0); }
 
+// Signals that end a process only when someone sends them; a crash of the
+// worker's own (SEGV, ABRT, BUS, FPE, ILL...) is not among them.
+bool KilledFromOutside(int signo) {
+  return signo == SIGKILL || signo == SIGTERM || signo == SIGINT ||
+         signo == SIGQUIT || signo == SIGHUP;
+}
+
 template <typename T>
 T Load(const std::atomic<T>& a) {
   return a.load(std::memory_order_relaxed);
@@ -63,8 +70,7 @@ WorkerState StateOf(const scoreboard::Slot& slot) {
 
 // What a worker writes into its slot and the snapshot shows as it is: the
 // loop's PublishSnapshot and the admin plane's LiveSnapshot both read it.
-void ReadSlotGauges(const scoreboard::Slot& slot, int64_t now,
-                    WorkerRow* row) {
+void ReadSlotGauges(const scoreboard::Slot& slot, int64_t now, WorkerRow* row) {
   row->state = StateOf(slot);
   row->requests_served = Load(slot.requests_served);
   row->in_flight = Load(slot.in_flight);
@@ -1208,6 +1214,10 @@ void Arbiter::OnChildExit(pid_t pid, int status) {
 
   bool expected = w.retire_cause || w.kill_sent || w.abort_sent_ms != 0 ||
                   stop_ != Stop::kNone;
+  // Killed by a signal the master did not send and the worker did not
+  // raise itself: the OOM killer, an operator's kill -9, a stray TERM.
+  bool killed_from_outside =
+      WIFSIGNALED(status) && !expected && KilledFromOutside(WTERMSIG(status));
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !w.kill_sent) {
     LOG_ERROR("Worker (pid:%d) was sent SIGKILL! Perhaps out of memory?", pid);
   } else if (!expected && cause != ExitCause::kMaxRequests) {
@@ -1236,7 +1246,11 @@ void Arbiter::OnChildExit(pid_t pid, int status) {
       (exit_code_3 || exit_reason == scoreboard::ExitReason::kBootFailed)) {
     BootFailed(detail, /*fatal=*/true);
   } else if (boot_failure) {
-    BootFailed(detail, /*fatal=*/false);
+    // A booting worker killed from outside proves nothing about whether
+    // workers can boot: it backs off like a failed boot, but never counts
+    // towards stopping a server whose other workers serve (five OOM kills
+    // of new workers in a row would otherwise take the whole server down).
+    if (!killed_from_outside) BootFailed(detail, /*fatal=*/false);
     if (replace && stop_ == Stop::kNone) ScheduleRespawn(w.slot, now, true);
   } else if (replace) {
     ScheduleRespawn(w.slot, now, false);

@@ -217,14 +217,3 @@ def task_count(pid):
     except OSError:
         return None
 
-
-def non_loopback_ipv4():
-    """An IPv4 address of this host that is not loopback, or None."""
-    import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 9))  # no packet is sent
-            addr = s.getsockname()[0]
-        except OSError:
-            return None
-    return None if addr.startswith("127.") or addr == "0.0.0.0" else addr

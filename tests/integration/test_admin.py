@@ -7,15 +7,17 @@ worker processes in /proc, threads in /proc/PID/task.
 
 import json
 import os
+import shutil
 import signal
 import time
 
 import grpc
 import pytest
 
-from admin_client import (NOT_SERVING, SERVING, AdminClient, forkctl, non_loopback_ipv4,
-                          start_admin_forkd, task_count)
-from forkd_harness import free_port, http_get, wait_until
+from admin_client import (NOT_SERVING, SERVING, AdminClient, forkctl, start_admin_forkd,
+                          task_count)
+from forkd_harness import FORKCTL_BIN, PYTHON, free_port, http_get, wait_until
+from netns_host import NetnsHost
 
 GTHREAD = ["--worker-class", "gthread", "--threads", "2"]
 LIMITS = ["--max-workers", "6", "--max-threads", "8", "--max-worker-connections", "500",
@@ -354,33 +356,183 @@ def test_token_file_guards_changes(forkd_factory, example_app, tmp_short):
     authed.close()
 
 
-def test_without_a_token_only_loopback_peers_may_change_things(forkd_factory, example_app):
-    addr = non_loopback_ipv4()
-    if addr is None:
-        pytest.skip("this host has no non-loopback IPv4 address to call from")
+REMOTE_ADMIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "remote_admin.py")
+
+
+def remote_calls(host, addr, calls):
+    """Runs remote_admin.py inside host's namespace: {call: result} in order
+    (a call may appear once)."""
+    p = host.run([PYTHON, REMOTE_ADMIN, addr, json.dumps(calls)], timeout=90)
+    assert p.returncode == 0, p.stdout + p.stderr
+    results = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["call"] for r in results] == [c for c, _ in calls], p.stdout
+    return results
+
+
+@pytest.fixture
+def netns_host():
+    with NetnsHost() as host:
+        yield host
+
+
+def test_without_a_token_only_loopback_peers_may_change_things(forkd_factory, example_app,
+                                                               netns_host):
+    # 0.0.0.0 (the default): the same server is reached from loopback and,
+    # over the veth pair, from the test host in the namespace.
     fk = start_admin_forkd(forkd_factory, example_app, ["--workers", "2"], host="0.0.0.0")
     pids = fk.wait_workers(2)
-    # Connecting to this host's own non-loopback address makes the peer
-    # that address, as a remote client would be.
-    remote = AdminClient("%s:%d" % (addr, fk.admin_port))
-    assert remote.status().desired_workers == 2  # reads are open
-    for call in (lambda: remote.scale(count=3), remote.drain, remote.reload,
-                 lambda: remote.shutdown(quick=True)):
-        with pytest.raises(grpc.RpcError) as e:
-            call()
-        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "--admin-token-file" in e.value.details()
-        assert addr in e.value.details()
-    out = forkctl("%s:%d" % (addr, fk.admin_port), "drain")
-    assert out.returncode == 1 and "--admin-token-file" in out.stderr, out
-    s = remote.status()
+    remote_addr = "%s:%d" % (netns_host.host_addr, fk.admin_port)
+    results = remote_calls(netns_host, remote_addr, [
+        ["status", None], ["health", None], ["scale3", None], ["drain", "any-token"],
+        ["reload", None], ["shutdown", None]])
+    assert results[0] == {"call": "status", "code": "OK", "details": "", "value": 2}
+    assert results[1]["code"] == "OK" and results[1]["value"] == SERVING
+    for r in results[2:]:
+        assert r["code"] == "PERMISSION_DENIED", r
+        assert "--admin-token-file" in r["details"], r
+        assert netns_host.peer_addr in r["details"], r  # the peer forkd saw
+    p = netns_host.run([FORKCTL_BIN, "--addr", remote_addr, "drain"])
+    assert p.returncode == 1 and "permission denied" in p.stderr, p
+
+    local = AdminClient(fk.admin_addr)
+    s = local.status()
     assert (s.desired_workers, s.draining, s.generation) == (2, False, 1)
     assert fk.alive() and fk.worker_pids() == pids
-
-    local = AdminClient(fk.admin_addr)  # 127.0.0.1: what port-forward delivers
-    assert local.scale(count=3, wait=True).reached
-    remote.close()
+    log = fk.log()
+    assert "admin: refused ScaleWorkers count=3 wait from ipv4:%s:" % netns_host.peer_addr in log, log
+    assert local.scale(count=3, wait=True).reached  # 127.0.0.1: what port-forward delivers
     local.close()
+
+
+def test_dual_stack_admin_port_tells_mapped_and_v6_peers_from_loopback(
+        forkd_factory, example_app, netns_host):
+    # On [::] IPv4 clients arrive as v4-mapped addresses (gRPC reports them
+    # as ipv4:), IPv6 ones as ipv6:[...]: both remote, while 127.0.0.1 stays
+    # loopback.
+    fk = start_admin_forkd(forkd_factory, example_app, ["--workers", "1"], host="[::]")
+    fk.wait_workers(1)
+    for addr, peer in (("%s:%d" % (netns_host.host_addr, fk.admin_port),
+                        "ipv4:%s:" % netns_host.peer_addr),
+                       ("[%s]:%d" % (netns_host.host_addr6, fk.admin_port),
+                        netns_host.peer_addr6)):
+        results = remote_calls(netns_host, addr, [["status", None], ["drain", None]])
+        assert results[0]["code"] == "OK", results
+        assert results[1]["code"] == "PERMISSION_DENIED", results
+        assert peer in results[1]["details"], (peer, results[1]["details"])
+    local = AdminClient(fk.admin_addr)
+    assert not local.status().draining
+    local.drain()
+    assert local.status().draining
+    local.close()
+
+
+def test_with_a_token_file_remote_peers_need_the_token(forkd_factory, example_app, tmp_short,
+                                                       netns_host):
+    token_file = os.path.join(tmp_short, "token")
+    with open(token_file, "w") as f:
+        f.write("r3mote-token\n")
+    fk = start_admin_forkd(forkd_factory, example_app,
+                           ["--workers", "2", "--admin-token-file", token_file],
+                           host=netns_host.host_addr)
+    fk.wait_workers(2)
+    remote_addr = "%s:%d" % (netns_host.host_addr, fk.admin_port)
+    results = remote_calls(netns_host, remote_addr, [
+        ["status", None], ["health", None], ["scale3", None], ["drain", "wrong"],
+        ["reload", "r3mote-tokenX"], ["shutdown", "Bearer r3mote-token"]])
+    by = {r["call"]: r for r in results}
+    assert by["status"]["code"] == "OK" and by["health"]["code"] == "OK"
+    assert by["scale3"]["code"] == "UNAUTHENTICATED" and "Bearer" in by["scale3"]["details"]
+    assert by["drain"]["code"] == "PERMISSION_DENIED", by["drain"]
+    assert by["reload"]["code"] == "PERMISSION_DENIED", by["reload"]
+    assert by["shutdown"]["code"] == "PERMISSION_DENIED", by["shutdown"]
+    assert fk.alive()
+
+    ok = remote_calls(netns_host, remote_addr, [["scale3", "r3mote-token"]])[0]
+    assert ok["code"] == "OK" and ok["value"] is True, ok
+    p = netns_host.run([FORKCTL_BIN, "--addr", remote_addr, "--token-file", token_file,
+                        "scale", "-1", "--wait"])
+    assert p.returncode == 0, p
+    p = netns_host.run([FORKCTL_BIN, "--addr", remote_addr, "drain"])
+    assert p.returncode == 1 and "unauthenticated" in p.stderr, p
+    fk.wait_workers(2)
+    log = fk.log()
+    assert "admin: ScaleWorkers count=3 wait by ipv4:%s:" % netns_host.peer_addr in log, log
+    assert "(token)" in log
+
+
+def _secret_version(directory, version, token):
+    """Writes a token the way the kubelet updates a mounted Secret: a new
+    timestamped directory, an atomic rename of the `..data` symlink, the old
+    directory removed; `token` -> `..data/token` stays."""
+    versioned = os.path.join(directory, ".." + version)
+    os.mkdir(versioned)
+    with open(os.path.join(versioned, "token"), "w") as f:
+        f.write(token)
+    previous = os.path.realpath(os.path.join(directory, "..data")) \
+        if os.path.islink(os.path.join(directory, "..data")) else None
+    tmp_link = os.path.join(directory, "..data_tmp")
+    os.symlink(".." + version, tmp_link)
+    os.rename(tmp_link, os.path.join(directory, "..data"))
+    if not os.path.islink(os.path.join(directory, "token")):
+        os.symlink("..data/token", os.path.join(directory, "token"))
+    if previous:
+        shutil.rmtree(previous)
+
+
+def test_a_rotated_token_works_without_a_restart(forkd_factory, example_app, tmp_short):
+    secret = os.path.join(tmp_short, "secret")
+    os.mkdir(secret)
+    _secret_version(secret, "2026_12_05_08_00_00.1", "first-token\n")
+    token_file = os.path.join(secret, "token")
+    fk = start_admin_forkd(forkd_factory, example_app,
+                           ["--workers", "1", "--admin-token-file", token_file])
+    fk.wait_workers(1)
+    client = AdminClient(fk.admin_addr)
+
+    def code(token):
+        try:
+            client.resume(token=token)
+            return "OK"
+        except grpc.RpcError as e:
+            return e.code().name
+
+    assert code("first-token") == "OK"
+    # Secret rotation: the kubelet swaps the ..data symlink.
+    _secret_version(secret, "2026_12_05_09_00_00.2", "second-token\n")
+    assert code("first-token") == "PERMISSION_DENIED"
+    assert code("second-token") == "OK"
+    new_file = os.path.join(tmp_short, "new")
+    with open(new_file, "w") as f:
+        f.write("second-token\n")
+    out = forkctl(fk.admin_addr, "resume", token_file=new_file)
+    assert out.returncode == 0, out.stderr
+
+    # An in-place rewrite (an operator's editor, a hostPath file).
+    target = os.path.realpath(token_file)
+    with open(target, "w") as f:
+        f.write("third-token\n")
+    assert code("second-token") == "PERMISSION_DENIED"
+    assert code("third-token") == "OK"
+
+    # Emptied: fail closed; neither the last good token nor any other works.
+    with open(target, "w"):
+        pass
+    for token in ("third-token", "second-token"):
+        try:
+            client.resume(token=token)
+            raise AssertionError("a change was accepted while the token file is empty")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e
+            assert "--admin-token-file" in e.details() and "empty" in e.details(), e.details()
+    assert client.status().master_pid == fk.pid  # reads stay open
+    wait_until(lambda: "refusing every change over the admin API" in fk.log(), 5,
+               what="the warning about the broken token file")
+
+    _secret_version(secret, "2026_12_05_10_00_00.3", "fourth-token\n")
+    assert code("fourth-token") == "OK"
+    assert "holds a token again" in fk.log()
+    assert fk.alive() and client.status().master_pid == fk.pid  # never restarted
+    client.close()
 
 
 def test_forkctl_without_a_server_suggests_port_forward():

@@ -219,6 +219,21 @@ TEST_F(AdminServerTest, TokenFileGuardsEveryChangeButNotReads) {
   EXPECT_EQ(stats_.Count("Drain", "unauthenticated"), 1u);
   EXPECT_EQ(stats_.Count("Drain", "permission_denied"), 1u);
   EXPECT_EQ(stats_.Count("Drain", "ok"), 1u);
+
+  // A token file emptied (or gone) fails closed: the old token is refused,
+  // loopback or not, with a message saying why; reads stay open.
+  std::ofstream(path, std::ios::trunc) << "";
+  s = stub_->Drain(Ctx("s3cret").get(), {}, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "--admin-token-file"))
+      << s.error_message();
+  EXPECT_EQ(pool_.posted().size(), 1u);
+  EXPECT_TRUE(stub_->GetStatus(Ctx().get(), {}, &status).ok());
+  EXPECT_EQ(stats_.Count("Drain", "failed_precondition"), 1u);
+  std::ofstream(path, std::ios::trunc) << "n3w\n";
+  s = stub_->Drain(Ctx("n3w").get(), {}, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(pool_.posted().size(), 2u);
   unlink(path);
 }
 

@@ -418,6 +418,42 @@ TEST_F(ArbiterTest, RepeatedBootFailuresStopTheServerWithExitCode3) {
   EXPECT_EQ(sys_.spawned.size(), spawned);
 }
 
+// Found by the chaos test: kill -9 of each new worker while it booted, five
+// times in a row, stopped the whole server although its other worker
+// served. A kill from outside (the OOM killer, an operator) backs off like a
+// failed boot but never counts towards stopping the server.
+TEST_F(ArbiterTest, BootingWorkersKilledFromOutsideNeverStopTheServer) {
+  Start(BaseConfig());  // 2 workers
+  pid_t booting = sys_.spawned[0].pid;
+  pid_t healthy = sys_.spawned[1].pid;
+  MarkReady(healthy);
+  Advance(0);
+  int64_t delay = 100;
+  for (int i = 0; i < 3 * Arbiter::kMaxConsecutiveBootFailures; ++i) {
+    int signo = i % 3 == 0 ? SIGKILL : (i % 3 == 1 ? SIGTERM : SIGQUIT);
+    size_t before = sys_.spawned.size();
+    Exit(booting, Signaled(signo));  // never became ready
+    ASSERT_FALSE(arbiter_->done()) << "after kill " << i;
+    Advance(delay - 1);
+    ASSERT_EQ(sys_.spawned.size(), before) << "respawned without back-off";
+    Advance(1);
+    ASSERT_EQ(sys_.spawned.size(), before + 1) << "kill " << i;
+    booting = LastSpawned();
+    delay = std::min<int64_t>(delay * 2, 5000);
+    MarkReady(healthy);  // fresh heartbeat
+  }
+  EXPECT_EQ(arbiter_->Snapshot().exits[Cause(ExitCause::kBootFailure)],
+            3u * Arbiter::kMaxConsecutiveBootFailures);
+  // A worker crashing on its own while booting still counts.
+  for (int i = 0; i < Arbiter::kMaxConsecutiveBootFailures; ++i) {
+    Exit(LastSpawned(), Signaled(SIGSEGV));
+    Advance(5000);
+    MarkReady(healthy);
+  }
+  EXPECT_EQ(arbiter_->exit_code(), 3);
+  EXPECT_TRUE(Sent(healthy, SIGTERM));
+}
+
 TEST_F(ArbiterTest, AReadyWorkerResetsTheBootFailureStreak) {
   config::Config c = BaseConfig();
   c.workers = 1;
