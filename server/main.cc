@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/admin/admin_server.h"
 #include "server/admin/admin_stats.h"
 #include "server/arbiter/arbiter.h"
@@ -13,6 +15,7 @@
 #include "server/arbiter/sys_calls.h"
 #include "server/arbiter/upgrade.h"
 #include "server/common/log.h"
+#include "server/common/process_title.h"
 #include "server/config/config.h"
 #include "server/metrics/metrics_plane.h"
 #include "server/probes/health_state.h"
@@ -36,7 +39,7 @@ void Fatal(const forkd::config::Config& config, absl::string_view message) {
 int main(int argc, char** argv) {
   using namespace forkd;
   if (argc >= 2 && std::strcmp(argv[1], worker::kWorkerSubcommand) == 0) {
-    return worker::WorkerMain(argc - 2, argv + 2);
+    return worker::WorkerMain(argc, argv);
   }
   // Before any thread exists: the master reads these from a signalfd.
   arbiter::Arbiter::BlockSignals();
@@ -104,6 +107,14 @@ int main(int argc, char** argv) {
   options.exe_path = *exe;
   options.worker_exe_path = "/proc/self/exe";
   options.argv.assign(argv, argv + argc);
+  // ps shows "forkd: master" and its flags, as nginx's "nginx: master
+  // process ..."; options.argv keeps the original command for USR2.
+  if (!common::SetProcessTitle(
+          argc, argv,
+          absl::StrCat("forkd: master ",
+                       absl::StrJoin(argv + 1, argv + argc, " ")))) {
+    common::SetProcessTitle(argc, argv, "forkd: master");
+  }
   options.env = arbiter::CurrentEnvironment();
   options.old_master_pid = handoff.old_master_pid;
   options.ignore_winch = isatty(STDIN_FILENO) == 1;

@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/address.h"
 #include "server/common/log.h"
 
 namespace forkd::admin {
@@ -66,16 +67,18 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Start(
       grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
   builder.SetSyncServerOption(
       grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
-  std::string address = options.bind;
-  if (!absl::StartsWith(address, "unix:") && absl::StartsWith(address, ":")) {
-    address = absl::StrCat("0.0.0.0", address);
+  absl::StatusOr<common::Address> parsed =
+      common::ParseAddress(options.bind, common::AddressUse::kPlane);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--admin-bind: \"", options.bind, "\": ", parsed.status().message()));
   }
+  const std::string address = parsed->HostPort();
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &self->port_);
   builder.RegisterService(self->service_.get());
   self->server_ = builder.BuildAndStart();
-  if (!self->server_ ||
-      (self->port_ == 0 && !absl::StartsWith(address, "unix:"))) {
+  if (!self->server_ || self->port_ == 0) {
     if (self->server_) self->server_->Shutdown();
     return absl::UnavailableError(
         absl::StrCat("--admin-bind ", options.bind,

@@ -23,7 +23,7 @@ class Server;
 namespace forkd::admin {
 
 struct AdminServerOptions {
-  std::string bind;        // --admin-bind: "HOST:PORT", "[v6]:PORT", "unix:P"
+  std::string bind;        // --admin-bind: "HOST:PORT", "[v6]:PORT", ":PORT"
   std::string token_file;  // --admin-token-file; empty: loopback rule
   std::string version;
   PoolControl* pool = nullptr;  // required; outlives the server
@@ -42,7 +42,7 @@ class AdminServer {
       AdminServerOptions options);
   ~AdminServer();  // Shutdown()
 
-  // The port bound (useful with port 0); 0 for unix sockets.
+  // The port bound (useful with port 0).
   int port() const { return port_; }
 
   // Reports NOT_SERVING on health, ends watch streams and waits in

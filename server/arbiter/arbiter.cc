@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -21,6 +22,7 @@
 #include "server/arbiter/upgrade.h"
 #include "server/common/log.h"
 #include "server/config/cpu_limit.h"
+#include "server/worker/worker_launch.h"
 #include "server/worker/worker_main.h"
 
 namespace forkd::arbiter {
@@ -180,6 +182,7 @@ Arbiter::Arbiter(ArbiterOptions options, SysCalls* sys,
       start_ms_(sys->NowMs()),
       start_max_workers_(std::max(1, config_.max_workers)) {
   slots_.resize(scoreboard_->capacity());
+  bench_no_metrics_ = absl::c_linear_search(env_, "FORKD_BENCH_NO_METRICS=1");
   config_workers_ = ResolveConfigWorkers();
   PublishSnapshot(start_ms_);
 }
@@ -990,18 +993,18 @@ void Arbiter::SpawnInto(uint32_t slot_index, int64_t now) {
   worker_config.workers = std::max(1, DesiredWorkers());
   worker_config.threads = Threads();
   worker_config.worker_connections = WorkerConnections();
+  worker::WorkerLaunch launch;
+  launch.slot = slot_index;
+  launch.generation = generation_;
+  launch.scoreboard_fd = scoreboard_->fd();
+  for (const Listener& l : listeners_) launch.listen_fds.push_back(l.fd);
+  launch.config_args = config::ToArgs(worker_config);
+  launch.record_metrics = !bench_no_metrics_;
   SpawnSpec spec;
   spec.path = worker_exe_path_;
-  spec.argv = {"forkd",
-               worker::kWorkerSubcommand,
-               absl::StrCat(slot_index),
-               absl::StrCat(generation_),
-               absl::StrCat(scoreboard_->fd()),
-               ListenerFdList(listeners_),
-               "--"};
-  for (std::string& arg : config::ToArgs(worker_config)) {
-    spec.argv.push_back(std::move(arg));
-  }
+  spec.argv = {worker::WorkerTitle(slot_index, generation_),
+               worker::kWorkerSubcommand};
+  spec.launch_message = worker::EncodeWorkerLaunch(launch);
   spec.env = env_;
   for (const Listener& l : listeners_) spec.inherit_fds.push_back(l.fd);
   spec.inherit_fds.push_back(scoreboard_->fd());

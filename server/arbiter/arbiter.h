@@ -228,6 +228,9 @@ class Arbiter {
   std::string worker_exe_path_;
   std::vector<std::string> argv_;
   std::vector<std::string> env_;
+  // FORKD_BENCH_NO_METRICS=1 (bench/metrics_cost.sh only): workers skip
+  // their counter writes. Read here so that workers read no environment.
+  bool bench_no_metrics_ = false;
   pid_t old_master_pid_;
   bool ignore_winch_;
   pid_t master_pid_;

@@ -23,8 +23,6 @@
 namespace forkd::arbiter {
 namespace {
 
-constexpr int kDefaultPort = 8000;
-
 // A socket's local address, comparable between a --bind value and an
 // inherited fd.
 struct SockName {
@@ -91,10 +89,7 @@ std::string UrlOf(const SockName& n) {
 std::string Describe(const BindAddress& b) {
   switch (b.kind) {
     case BindAddress::Kind::kTcp:
-      if (b.host.find(':') != std::string::npos) {
-        return absl::StrCat("[", b.host, "]:", b.port);
-      }
-      return absl::StrCat(b.host, ":", b.port);
+      return b.HostPort();
     case BindAddress::Kind::kUnix:
       return absl::StrCat("unix:", b.path);
     case BindAddress::Kind::kFd:
@@ -326,59 +321,11 @@ absl::StatusOr<std::vector<Listener>> AdoptInherited(
 }  // namespace
 
 absl::StatusOr<BindAddress> ParseBind(absl::string_view value) {
-  BindAddress b;
-  auto bad = [value](absl::string_view why) {
+  absl::StatusOr<BindAddress> b =
+      common::ParseAddress(value, common::AddressUse::kListen);
+  if (!b.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--bind: \"", value, "\": ", why));
-  };
-  if (absl::ConsumePrefix(&value, "unix:")) {
-    if (value.empty()) return bad("empty unix socket path");
-    if (value.size() >= sizeof(sockaddr_un::sun_path)) {
-      return bad(absl::StrCat("unix socket path longer than ",
-                              sizeof(sockaddr_un::sun_path) - 1, " bytes"));
-    }
-    b.kind = BindAddress::Kind::kUnix;
-    b.path = std::string(value);
-    return b;
-  }
-  if (absl::ConsumePrefix(&value, "fd://")) {
-    if (!absl::SimpleAtoi(value, &b.fd) || b.fd < 0) {
-      return bad("expected fd://N with N a file descriptor number");
-    }
-    b.kind = BindAddress::Kind::kFd;
-    return b;
-  }
-  absl::string_view host = value, port;
-  bool has_port = false;
-  if (!value.empty() && value[0] == '[') {
-    size_t close = value.find(']');
-    if (close == absl::string_view::npos) return bad("missing ']'");
-    host = value.substr(1, close - 1);
-    absl::string_view rest = value.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest[0] != ':') return bad("expected ':' after ']'");
-      port = rest.substr(1);
-      has_port = true;
-    }
-    if (host.empty()) return bad("empty IPv6 address");
-  } else {
-    size_t colon = value.rfind(':');
-    if (colon != absl::string_view::npos) {
-      host = value.substr(0, colon);
-      port = value.substr(colon + 1);
-      has_port = true;
-      if (host.find(':') != absl::string_view::npos) {
-        return bad("IPv6 addresses go in brackets: [ADDR]:PORT");
-      }
-    }
-    if (host.empty()) host = "0.0.0.0";
-  }
-  b.kind = BindAddress::Kind::kTcp;
-  b.host = std::string(host);
-  b.port = kDefaultPort;
-  if (has_port &&
-      (!absl::SimpleAtoi(port, &b.port) || b.port < 0 || b.port > 65535)) {
-    return bad("port must be a number 0..65535");
+        absl::StrCat("--bind: \"", value, "\": ", b.status().message()));
   }
   return b;
 }

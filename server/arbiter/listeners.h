@@ -9,19 +9,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/common/address.h"
 #include "server/config/config.h"
 
 namespace forkd::arbiter {
 
-// One parsed --bind value.
-struct BindAddress {
-  enum class Kind { kTcp, kUnix, kFd };
-  Kind kind = Kind::kTcp;
-  std::string host;  // kTcp: name or address without brackets
-  int port = 0;      // kTcp
-  std::string path;  // kUnix
-  int fd = -1;       // kFd
-};
+// One parsed --bind value (common/address.h holds the grammar).
+using BindAddress = common::Address;
 
 // Parses `HOST:PORT`, `[V6]:PORT`, `HOST` (port 8000, as Gunicorn),
 // `:PORT` (all IPv4 interfaces), `unix:PATH` and `fd://N`. InvalidArgument

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <climits>
 #include <cstring>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/config/cpu_limit.h"
@@ -57,12 +59,56 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
   _exit(127);
 }
 
+// A read-only copy of `data` in a memfd: sealed, so the child reads exactly
+// what the parent wrote. Close-on-exec; Spawn clears it in the child only.
+absl::StatusOr<int> SealedMemfd(const std::string& data) {
+  int fd = memfd_create("forkd-worker-launch", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("memfd_create: ", std::strerror(errno)));
+  }
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      close(fd);
+      return absl::InternalError(
+          absl::StrCat("write to memfd: ", std::strerror(err)));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (fcntl(fd, F_ADD_SEALS,
+            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::InternalError(
+        absl::StrCat("sealing the memfd: ", std::strerror(err)));
+  }
+  return fd;
+}
+
 }  // namespace
 
 absl::StatusOr<pid_t> SysCallsImpl::Spawn(const SpawnSpec& spec) {
   // Everything the child needs is built before fork: the child may not
   // allocate (another thread could hold the malloc lock).
-  std::vector<char*> argv = CStrings(spec.argv);
+  std::vector<std::string> args = spec.argv;
+  std::vector<int> inherit = spec.inherit_fds;
+  int launch_fd = -1;
+  if (!spec.launch_message.empty()) {
+    absl::StatusOr<int> fd = SealedMemfd(spec.launch_message);
+    if (!fd.ok()) return fd.status();
+    launch_fd = *fd;
+    args.push_back(absl::StrCat(launch_fd));
+    inherit.push_back(launch_fd);
+  }
+  // The parent's copy goes once the child has it (or fork failed).
+  absl::Cleanup close_launch = [launch_fd] {
+    if (launch_fd >= 0) close(launch_fd);
+  };
+  std::vector<char*> argv = CStrings(args);
   std::vector<char*> envp = CStrings(spec.env);
   // The child reports a failed exec through this pipe; a successful exec
   // closes it (O_CLOEXEC), so the parent reads EOF.
@@ -78,9 +124,8 @@ absl::StatusOr<pid_t> SysCallsImpl::Spawn(const SpawnSpec& spec) {
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
-    ExecChild(spec.path.c_str(), argv.data(), envp.data(),
-              spec.inherit_fds.data(), spec.inherit_fds.size(),
-              spec.parent_death_signal, parent, pipe_fds[1]);
+    ExecChild(spec.path.c_str(), argv.data(), envp.data(), inherit.data(),
+              inherit.size(), spec.parent_death_signal, parent, pipe_fds[1]);
   }
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &saved, nullptr);

@@ -24,6 +24,10 @@ struct SpawnSpec {
   // (prctl PR_SET_PDEATHSIG, kept across exec), and exits at once if its
   // parent died before that was set.
   int parent_death_signal = 0;
+  // When not empty: written to a sealed memfd ("forkd-worker-launch") that
+  // the child inherits, and that fd's number is appended to argv. Workers
+  // get their settings this way (worker/worker_launch.h).
+  std::string launch_message;
 };
 
 class SysCalls {

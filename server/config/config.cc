@@ -26,7 +26,6 @@
 // - Errors read "PATH:LINE: ...".
 #include "server/config/config.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -51,6 +50,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "server/common/address.h"
 #include "server/common/ip_networks.h"
 
 #ifndef FORKD_VERSION
@@ -103,8 +103,9 @@ struct Flag {
 const Flag kFlags[] = {
     {.name = "bind", .short_name = 'b', .kind = Kind::kBindList,
      .metavar = "ADDRESS",
-     .help = "Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or "
-             "fd://N. Repeat for several; env takes a comma-separated list."},
+     .help = "Address to listen on: HOST:PORT, [IPv6]:PORT, :PORT (all "
+             "interfaces), HOST (port 8000), unix:PATH or fd://N. Repeat for "
+             "several; env takes a comma-separated list."},
     {.name = "backlog", .short_name = 0, .kind = Kind::kInt, .metavar = "INT",
      .help = "Maximum number of pending connections.",
      .int_field = &Config::backlog, .min = 1, .max = 65535},
@@ -326,11 +327,13 @@ const Flag kFlags[] = {
      .string_field = &Config::config_file},
     {.name = "admin-bind", .short_name = 0, .kind = Kind::kString,
      .metavar = "HOST:PORT",
-     .help = "gRPC admin API address; empty disables it.",
+     .help = "gRPC admin API address (HOST:PORT, [IPv6]:PORT or :PORT); "
+             "empty disables it.",
      .string_field = &Config::admin_bind},
     {.name = "metrics-bind", .short_name = 0, .kind = Kind::kString,
      .metavar = "HOST:PORT",
-     .help = "HTTP /metrics and probe address; empty disables it.",
+     .help = "HTTP /metrics and probe address (HOST:PORT, [IPv6]:PORT or "
+             ":PORT); empty disables it.",
      .string_field = &Config::metrics_bind},
     {.name = "admin-token-file", .short_name = 0, .kind = Kind::kString,
      .metavar = "FILE",
@@ -640,119 +643,11 @@ absl::Status ApplyValue(const Flag& f, absl::string_view value,
 
 // --- address syntax ---------------------------------------------------------
 
-constexpr size_t kMaxUnixPath = 107;  // sun_path is 108 bytes with the NUL
-
-bool ParsePort(absl::string_view s, int min, int* port) {
-  if (s.empty() || s.size() > 5) return false;
-  for (char ch : s) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(ch))) return false;
-  }
-  int p = 0;
-  if (!absl::SimpleAtoi(s, &p) || p < min || p > 65535) return false;
-  *port = p;
-  return true;
-}
-
-bool IsIpv4(absl::string_view host) {
-  in_addr a;
-  return inet_pton(AF_INET, std::string(host).c_str(), &a) == 1;
-}
-
-bool IsIpv6(absl::string_view host) {
-  in6_addr a;
-  return inet_pton(AF_INET6, std::string(host).c_str(), &a) == 1;
-}
-
-bool IsHostName(absl::string_view host) {
-  if (host.empty() || host.size() > 253) return false;
-  for (char ch : host) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(ch)) && ch != '-' &&
-        ch != '.') {
-      return false;
-    }
-  }
-  return true;
-}
-
-// Checks "HOST:PORT" / "[IPv6]:PORT". Returns "" or what is wrong.
-// `ip_or_localhost` restricts the host to IP literals and "localhost".
-std::string CheckHostPort(absl::string_view v, int min_port,
-                          bool ip_or_localhost) {
-  absl::string_view host, port;
-  if (absl::StartsWith(v, "[")) {
-    size_t close = v.find(']');
-    if (close == absl::string_view::npos) return "missing ']'";
-    host = v.substr(1, close - 1);
-    if (!IsIpv6(host)) return "not an IPv6 address inside [...]";
-    absl::string_view rest = v.substr(close + 1);
-    if (!absl::ConsumePrefix(&rest, ":")) return "missing :PORT";
-    port = rest;
-  } else {
-    size_t colon = v.rfind(':');
-    if (colon == absl::string_view::npos) return "missing :PORT";
-    host = v.substr(0, colon);
-    port = v.substr(colon + 1);
-    if (host.find(':') != absl::string_view::npos) {
-      return "IPv6 addresses need brackets, e.g. [::1]:8000";
-    }
-    if (host.empty()) return "missing host (0.0.0.0 means all interfaces)";
-    if (ip_or_localhost) {
-      if (!IsIpv4(host) && host != "localhost") {
-        return "the host must be an IP address or localhost";
-      }
-    } else if (!IsHostName(host)) {
-      return "bad host name";
-    }
-  }
-  int p;
-  if (!ParsePort(port, min_port, &p)) {
-    return absl::StrCat("bad port (expected ", min_port, "..65535)");
-  }
-  return "";
-}
-
-std::string CheckBind(absl::string_view v) {
-  if (absl::StartsWith(v, "unix:")) {
-    absl::string_view path = v.substr(5);
-    if (path.empty()) return "empty unix socket path";
-    if (path.size() > kMaxUnixPath) {
-      return absl::StrCat("the unix socket path is ", path.size(),
-                          " bytes long (at most ", kMaxUnixPath, ")");
-    }
-    return "";
-  }
-  if (absl::StartsWith(v, "fd://")) {
-    int fd;
-    absl::string_view n = v.substr(5);
-    if (n.empty() ||
-        !std::all_of(n.begin(), n.end(),
-                     [](char ch) {
-                       return absl::ascii_isdigit(
-                           static_cast<unsigned char>(ch));
-                     }) ||
-        !absl::SimpleAtoi(n, &fd)) {
-      return "fd://N needs a descriptor number";
-    }
-    return "";
-  }
-  return CheckHostPort(v, 0, /*ip_or_localhost=*/false);
-}
-
-std::string CheckUpstream(absl::string_view v) {
-  if (absl::StartsWith(v, "unix:")) {
-    absl::string_view path = v.substr(5);
-    if (!absl::StartsWith(path, "/")) return "the path must be absolute";
-    if (path.size() > kMaxUnixPath) {
-      return absl::StrCat("the unix socket path is ", path.size(),
-                          " bytes long (at most ", kMaxUnixPath, ")");
-    }
-    return "";
-  }
-  if (absl::StartsWith(v, "https://")) return "TLS to the app is not supported";
-  absl::string_view rest = v;
-  if (!absl::ConsumePrefix(&rest, "http://")) return "unknown scheme";
-  if (rest.find('/') != absl::string_view::npos) return "no path allowed";
-  return CheckHostPort(rest, 1, /*ip_or_localhost=*/true);
+// "" or what is wrong with `v` as an address for `use` (common/address.h
+// holds the one grammar the listeners, planes and upstream pool share).
+std::string CheckAddressSyntax(absl::string_view v, common::AddressUse use) {
+  absl::StatusOr<common::Address> a = common::ParseAddress(v, use);
+  return a.ok() ? "" : std::string(a.status().message());
 }
 
 // "" or an origin-form target: '/' then visible ASCII, no spaces.
@@ -958,19 +853,22 @@ absl::Status Validate(const State& st) {
         if (c.bind.empty()) {
           s = absl::InvalidArgumentError(absl::StrCat(
               OriginOf(st, f.name).prefix,
-              "--bind: no address given (expected HOST:PORT, [IPv6]:PORT, "
-              "unix:PATH or fd://N)"));
+              "--bind: no address given (expected ",
+              common::ExpectedAddressForms(common::AddressUse::kListen), ")"));
         }
         for (const std::string& b : c.bind) {
           if (!s.ok()) break;
-          s = CheckAddress(st, f, b, CheckBind(b),
-                           "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N");
+          s = CheckAddress(
+              st, f, b, CheckAddressSyntax(b, common::AddressUse::kListen),
+              common::ExpectedAddressForms(common::AddressUse::kListen));
         }
         break;
       case Kind::kString:
         if (f.string_field == &Config::upstream) {
-          s = CheckAddress(st, f, c.upstream, CheckUpstream(c.upstream),
-                           "unix:/abs/path or http://127.0.0.1:PORT");
+          s = CheckAddress(
+              st, f, c.upstream,
+              CheckAddressSyntax(c.upstream, common::AddressUse::kUpstream),
+              common::ExpectedAddressForms(common::AddressUse::kUpstream));
         } else if (f.string_field == &Config::upstream_protocol) {
           const std::string& v = c.upstream_protocol;
           const std::string& raw = OriginOf(st, f.name).raw;
@@ -1029,8 +927,9 @@ absl::Status Validate(const State& st) {
                    f.string_field == &Config::metrics_bind) {
           const std::string& v = c.*f.string_field;
           if (!v.empty()) {
-            s = CheckAddress(st, f, v, CheckHostPort(v, 0, false),
-                             "HOST:PORT, [IPv6]:PORT, or empty for off");
+            s = CheckAddress(
+                st, f, v, CheckAddressSyntax(v, common::AddressUse::kPlane),
+                common::ExpectedAddressForms(common::AddressUse::kPlane));
           }
         }
         break;

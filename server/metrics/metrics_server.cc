@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/common/address.h"
 #include "server/common/log.h"
 #include "server/http1/http1_parser.h"
 #include "server/scoreboard/scoreboard.h"
@@ -64,26 +65,6 @@ http1::Limits RequestLimits() {
   return l;
 }
 
-// Splits "HOST:PORT" / "[V6]:PORT" for getaddrinfo.
-bool SplitHostPort(const std::string& bind, std::string* host,
-                   std::string* port) {
-  if (!bind.empty() && bind[0] == '[') {
-    size_t close = bind.find(']');
-    if (close == std::string::npos || close + 1 >= bind.size() ||
-        bind[close + 1] != ':') {
-      return false;
-    }
-    *host = bind.substr(1, close - 1);
-    *port = bind.substr(close + 2);
-    return true;
-  }
-  size_t colon = bind.rfind(':');
-  if (colon == std::string::npos) return false;
-  *host = bind.substr(0, colon);
-  *port = bind.substr(colon + 1);
-  return true;
-}
-
 }  // namespace
 
 struct MetricsServer::Conn {
@@ -127,11 +108,14 @@ MetricsServer::~MetricsServer() {
 
 // Unavailable: the address is in use. InvalidArgument / Internal otherwise.
 absl::Status MetricsServer::Bind() {
-  std::string host, port;
-  if (!SplitHostPort(bind_, &host, &port)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--metrics-bind: \"", bind_, "\" is not HOST:PORT"));
+  absl::StatusOr<common::Address> address =
+      common::ParseAddress(bind_, common::AddressUse::kPlane);
+  if (!address.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics-bind: \"", bind_, "\": ", address.status().message()));
   }
+  const std::string& host = address->host;
+  const std::string port = absl::StrCat(address->port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/address.h"
 
 namespace forkd::upstream {
 
@@ -23,68 +24,39 @@ Connection::~Connection() {
 }
 
 absl::StatusOr<Address> Address::Parse(const std::string& spec) {
+  absl::StatusOr<common::Address> parsed =
+      common::ParseAddress(spec, common::AddressUse::kUpstream);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--upstream: \"", spec, "\": ", parsed.status().message()));
+  }
   Address a;
   a.display = spec;
-  if (absl::StartsWith(spec, "unix:")) {
-    std::string path = spec.substr(5);
+  if (parsed->kind == common::Address::Kind::kUnix) {
     auto* sun = reinterpret_cast<sockaddr_un*>(&a.addr);
-    if (path.empty() || path.size() >= sizeof(sun->sun_path)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--upstream: \"", spec,
-                       "\" needs a socket path of 1..107 bytes"));
-    }
     sun->sun_family = AF_UNIX;
-    memcpy(sun->sun_path, path.data(), path.size());
-    a.len = offsetof(sockaddr_un, sun_path) + path.size() + 1;
+    memcpy(sun->sun_path, parsed->path.data(), parsed->path.size());
+    a.len = offsetof(sockaddr_un, sun_path) + parsed->path.size() + 1;
     a.is_unix = true;
     return a;
   }
-  if (!absl::StartsWith(spec, "http://")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--upstream: \"", spec,
-        "\" is not unix:/path or http://127.0.0.1:PORT"));
-  }
-  std::string hostport = spec.substr(7);
-  if (!hostport.empty() && hostport.back() == '/') hostport.pop_back();
-  std::string host;
-  std::string port_text;
-  if (!hostport.empty() && hostport[0] == '[') {
-    size_t close = hostport.find(']');
-    if (close == std::string::npos || close + 1 >= hostport.size() ||
-        hostport[close + 1] != ':') {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--upstream: bad address \"", spec, "\""));
-    }
-    host = hostport.substr(1, close - 1);
-    port_text = hostport.substr(close + 2);
-  } else {
-    size_t colon = hostport.rfind(':');
-    if (colon == std::string::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--upstream: \"", spec, "\" has no port"));
-    }
-    host = hostport.substr(0, colon);
-    port_text = hostport.substr(colon + 1);
-  }
-  int port = 0;
-  if (!absl::SimpleAtoi(port_text, &port) || port <= 0 || port > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--upstream: bad port in \"", spec, "\""));
-  }
-  if (host == "localhost") host = "127.0.0.1";
+  // The grammar admits only IP literals and localhost here, so no resolver
+  // runs on the request path.
+  std::string host = parsed->host == "localhost" ? "127.0.0.1" : parsed->host;
+  const auto port = htons(static_cast<uint16_t>(parsed->port));
   auto* sin = reinterpret_cast<sockaddr_in*>(&a.addr);
   auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.addr);
   if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) == 1) {
     sin->sin_family = AF_INET;
-    sin->sin_port = htons(static_cast<uint16_t>(port));
+    sin->sin_port = port;
     a.len = sizeof(sockaddr_in);
   } else if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) == 1) {
     sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(static_cast<uint16_t>(port));
+    sin6->sin6_port = port;
     a.len = sizeof(sockaddr_in6);
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--upstream: host in \"", spec, "\" must be an IP or localhost"));
+        "--upstream: \"", spec, "\": the host must be an IP address"));
   }
   return a;
 }

@@ -1,15 +1,21 @@
 #include "server/worker/worker_main.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
+#include "absl/strings/str_cat.h"
 #include "server/common/log.h"
+#include "server/common/process_title.h"
 #include "server/config/config.h"
+#include "server/worker/worker_launch.h"
 #include "server/worker/worker_runtime.h"
 
 namespace forkd::worker {
@@ -19,34 +25,61 @@ log::Level ToLogLevel(config::LogLevel l) {
   return static_cast<log::Level>(static_cast<int>(l));
 }
 
+// Reads the whole sealed memfd. The descriptor stays open (close-on-exec):
+// `cat /proc/PID/fd/N` shows what a worker was started with.
+absl::StatusOr<std::string> ReadLaunchMessage(int fd) {
+  std::string out;
+  char buf[4096];
+  off_t off = 0;
+  while (true) {
+    ssize_t n = pread(fd, buf, sizeof(buf), off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cannot read the launch message (fd ", fd, "): ", strerror(errno)));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    off += n;
+  }
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  return out;
+}
+
 }  // namespace
 
 int WorkerMain(int argc, char** argv) {
-  // SLOT GENERATION SCOREBOARD_FD LISTEN_FDS -- CONFIG_ARGS...
-  if (argc < 5 || std::string(argv[4]) != "--") {
-    fprintf(stderr,
-            "forkd: %s is started by the forkd master, not by hand\n",
+  // argv: TITLE __worker LAUNCH_FD (worker_launch.h).
+  int launch_fd = -1;
+  if (argc != 3 || !absl::SimpleAtoi(argv[2], &launch_fd) || launch_fd < 0) {
+    fprintf(stderr, "forkd: %s is started by the forkd master, not by hand\n",
             kWorkerSubcommand);
     return kExitBootError;
   }
-  WorkerRuntime::Args args;
-  if (!absl::SimpleAtoi(argv[0], &args.slot) ||
-      !absl::SimpleAtoi(argv[1], &args.generation) ||
-      !absl::SimpleAtoi(argv[2], &args.scoreboard_fd)) {
-    fprintf(stderr, "forkd worker: bad arguments\n");
+  absl::StatusOr<std::string> message = ReadLaunchMessage(launch_fd);
+  if (!message.ok()) {
+    fprintf(stderr, "forkd worker: %s\n",
+            std::string(message.status().message()).c_str());
     return kExitBootError;
   }
-  for (absl::string_view part :
-       absl::StrSplit(argv[3], ',', absl::SkipEmpty())) {
-    int fd;
-    if (!absl::SimpleAtoi(part, &fd)) {
-      fprintf(stderr, "forkd worker: bad listen fd list\n");
-      return kExitBootError;
-    }
-    args.listen_fds.push_back(fd);
+  absl::StatusOr<WorkerLaunch> launch = DecodeWorkerLaunch(*message);
+  if (!launch.ok()) {
+    fprintf(stderr, "forkd worker: %s\n",
+            std::string(launch.status().message()).c_str());
+    return kExitBootError;
   }
+  // From here `ps` shows only the title the master chose.
+  common::SetProcessTitle(argc, argv,
+                          WorkerTitle(launch->slot, launch->generation));
+
+  WorkerRuntime::Args args;
+  args.slot = launch->slot;
+  args.generation = launch->generation;
+  args.scoreboard_fd = launch->scoreboard_fd;
+  args.listen_fds = launch->listen_fds;
+  args.record_metrics = launch->record_metrics;
   config::Sources sources;
-  for (int i = 5; i < argc; ++i) sources.args.emplace_back(argv[i]);
+  sources.args = std::move(launch->config_args);
   auto parsed = config::Parse(sources);  // no env: the master resolved it
   if (!parsed.ok()) {
     fprintf(stderr, "forkd worker: %s\n",

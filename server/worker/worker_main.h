@@ -1,13 +1,13 @@
 // The worker process's entry point. The master starts workers by fork+exec
 // of the forkd binary itself (gRPC does not survive a bare fork), as
 //
-//   forkd __worker SLOT GENERATION SCOREBOARD_FD LISTEN_FDS -- CONFIG_ARGS...
+//   argv = {"forkd: worker SLOT (gen G)", "__worker", "LAUNCH_FD"}
 //
-// SLOT: index of its scoreboard slot; GENERATION: the master's reload
-// generation; SCOREBOARD_FD: inherited memfd of the scoreboard;
-// LISTEN_FDS: comma-separated inherited listening socket fds (non-blocking);
-// CONFIG_ARGS: config::ToArgs() of the master's resolved Config (the worker
-// does not read the environment or a config file).
+// LAUNCH_FD: an inherited sealed memfd holding the WorkerLaunch message
+// (worker_launch.h: slot, generation, the scoreboard fd, the listening
+// socket fds and the master's resolved Config). The worker does not read
+// the environment or a config file. After decoding it, it clears the last
+// two arguments, so ps shows "forkd: worker 3 (gen 2)".
 //
 // Contract with the master:
 // - Writes its slot: pid, kBooting, then kReady once it accepts; heartbeat
@@ -29,8 +29,8 @@ namespace forkd::worker {
 inline constexpr char kWorkerSubcommand[] = "__worker";
 inline constexpr int kExitBootError = 3;
 
-// Runs a worker; argv[0] is the SLOT argument (everything after
-// "__worker"). Returns the process exit code.
+// Runs a worker from main()'s whole argc/argv (argv[1] is "__worker").
+// Returns the process exit code.
 int WorkerMain(int argc, char** argv);
 
 }  // namespace forkd::worker

@@ -41,8 +41,8 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   rt->pool_ = std::make_unique<upstream::Pool>(*address, c.upstream_keepalive);
 
   if (!c.access_logfile.empty()) {
-    auto log = accesslog::AccessLog::Create(c.access_logfile,
-                                            c.access_logformat);
+    auto log =
+        accesslog::AccessLog::Create(c.access_logfile, c.access_logformat);
     if (!log.ok()) return log.status();
     rt->access_log_ = std::move(*log);
   }
@@ -135,10 +135,7 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   ctx.server_draining = &rt->scoreboard_->settings().draining;
   WorkerRuntime* self = rt.get();
   ctx.on_request_done = [self] { self->OnRequestDone(); };
-  // Benchmark-only switch (bench/metrics_cost.sh), not a setting.
-  const char* no_metrics = getenv("FORKD_BENCH_NO_METRICS");
-  ctx.record_metrics =
-      no_metrics == nullptr || std::strcmp(no_metrics, "1") != 0;
+  ctx.record_metrics = rt->args_.record_metrics;
   // The HTTP/2 sessions count straight into the slot (forkd_http2_*).
   if (ctx.record_metrics) {
     rt->http2_context_.counters = &rt->slot_->counters.http2;
@@ -209,8 +206,7 @@ void WorkerRuntime::BeginStop(scoreboard::ExitReason reason) {
   uint32_t none = 0;
   exit_reason_.compare_exchange_strong(none, static_cast<uint32_t>(reason));
   if (stopping_.exchange(true)) return;
-  slot_->state.store(
-      static_cast<uint32_t>(scoreboard::WorkerState::kDraining));
+  slot_->state.store(static_cast<uint32_t>(scoreboard::WorkerState::kDraining));
   uint64_t one = 1;
   (void)!write(wake_fd_, &one, sizeof(one));
 }
@@ -226,8 +222,7 @@ bool WorkerRuntime::SettingsChanged() {
 void WorkerRuntime::OnRequestDone() {
   uint64_t done = requests_done_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (max_requests_ > 0 && done == max_requests_) {
-    LOG_INFO("Autorestarting worker after current request (%u requests)",
-             done);
+    LOG_INFO("Autorestarting worker after current request (%u requests)", done);
     BeginStop(scoreboard::ExitReason::kMaxRequests);
   }
 }
@@ -307,9 +302,8 @@ std::string WorkerRuntime::PeerAddress(const sockaddr_storage& ss) {
     inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr,
               text, sizeof(text));
   } else if (ss.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6,
-              &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, text,
-              sizeof(text));
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr,
+              text, sizeof(text));
   } else {
     return "";
   }

@@ -33,6 +33,7 @@ class WorkerRuntime {
     int scoreboard_fd = -1;
     std::vector<int> listen_fds;
     config::Config config;
+    bool record_metrics = true;  // WorkerLaunch::record_metrics
   };
 
   // Attaches the scoreboard, opens the access log, blocks the handled

@@ -310,6 +310,51 @@ def process_age(pid):
     return uptime - st[2] / _clk_tck()
 
 
+WORKER_TITLE = "forkd: worker "
+
+
+def is_worker_process(pid):
+    """True if pid runs as a forkd worker ("forkd: worker SLOT (gen G)" in ps)."""
+    argv = process_cmdline(pid)
+    return bool(argv) and argv[0].startswith(WORKER_TITLE)
+
+
+def worker_launch(pid):
+    """The launch message a worker was started with (server/worker/worker_launch.h),
+    read from its sealed memfd, as a dict: slot, generation, scoreboard_fd,
+    listen_fds, record_metrics, config_args. None if pid is gone or not a worker."""
+    fd_dir = "/proc/%d/fd" % pid
+    try:
+        for name in os.listdir(fd_dir):
+            try:
+                target = os.readlink(os.path.join(fd_dir, name))
+            except OSError:
+                continue
+            if target.startswith("/memfd:forkd-worker-launch"):
+                with open(os.path.join(fd_dir, name), "rb") as f:
+                    return _decode_worker_launch(f.read())
+    except OSError:
+        return None
+    return None
+
+
+def _decode_worker_launch(data):
+    fields = []
+    while data:
+        length, _, rest = data.partition(b":")
+        n = int(length)
+        fields.append(rest[:n].decode("utf-8", "replace"))
+        assert rest[n:n + 1] == b",", "malformed launch message"
+        data = rest[n + 1:]
+    assert fields[0] == "forkd-worker-launch/1", fields[0]
+    count = int(fields[6])
+    return {"slot": int(fields[1]), "generation": int(fields[2]),
+            "scoreboard_fd": int(fields[3]),
+            "listen_fds": [int(x) for x in fields[4].split(",") if x],
+            "record_metrics": fields[5] == "1",
+            "config_args": fields[7:7 + count]}
+
+
 def process_cmdline(pid):
     """argv of pid as a list of str ([] if gone or a zombie)."""
     try:
@@ -586,18 +631,18 @@ class Forkd:
 
     def _children(self):
         return [p for p in child_pids(self.pid)
-                if self._is_forkd(p) or "__worker" in process_cmdline(p)]
+                if self._is_forkd(p) or is_worker_process(p)]
 
     def worker_pids(self):
         """Live worker pids: forkd children of the master, sorted.
 
-        When some children run "forkd __worker ..." only those count, which
-        leaves out any other helper the master forks.
+        When some children are workers ("forkd: worker SLOT (gen G)") only those
+        count, which leaves out any other helper the master forks.
         """
         if not self.alive():
             return []
         children = self._children()
-        workers = [p for p in children if "__worker" in process_cmdline(p)]
+        workers = [p for p in children if is_worker_process(p)]
         result = workers if workers else children
         self._seen_workers.update(result)
         return result

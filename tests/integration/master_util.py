@@ -1,7 +1,8 @@
 """Helpers shared by the process-model tests (test_master_*.py).
 
 They look at the real processes in /proc: a worker is a child of the master
-running the forkd binary as "forkd __worker SLOT GENERATION ...".
+that ps shows as "forkd: worker SLOT (gen G)"; what it was started with is in
+its launch message (forkd_harness.worker_launch).
 """
 
 import math
@@ -13,7 +14,8 @@ import time
 
 import pytest
 
-from forkd_harness import child_pids, http_get, pid_alive, process_cmdline, wait_until
+from forkd_harness import (child_pids, http_get, is_worker_process, pid_alive, wait_until,
+                           worker_launch)
 
 
 def quick_term_args(args):
@@ -37,8 +39,8 @@ def forkd_factory(forkd_factory):
 
 
 def workers_of(master_pid):
-    """Live "__worker" children of master_pid, sorted (never other children)."""
-    return [p for p in child_pids(master_pid) if "__worker" in process_cmdline(p)]
+    """Live worker children of master_pid, sorted (never other children)."""
+    return [p for p in child_pids(master_pid) if is_worker_process(p)]
 
 
 def wait_worker_set(master_pid, predicate, timeout, what):
@@ -50,20 +52,16 @@ def wait_worker_set(master_pid, predicate, timeout, what):
 
 
 def worker_generation(pid):
-    """The GENERATION argument of a worker's command line (None if gone)."""
-    argv = process_cmdline(pid)
-    if "__worker" not in argv:
-        return None
-    return int(argv[argv.index("__worker") + 2])
+    """The generation the master gave a worker (None if gone)."""
+    launch = worker_launch(pid)
+    return None if launch is None else launch["generation"]
 
 
 def worker_config_args(pid):
     """The --flag=value arguments the master handed a worker, as a dict."""
-    argv = process_cmdline(pid)
-    if "--" not in argv:
-        return {}
+    launch = worker_launch(pid)
     out = {}
-    for arg in argv[argv.index("--") + 1:]:
+    for arg in launch["config_args"] if launch else []:
         name, _, value = arg.partition("=")
         out[name] = value
     return out

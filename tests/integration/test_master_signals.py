@@ -269,9 +269,25 @@ def test_shutdown_delay_keeps_serving_before_draining(forkd_factory, example_app
     assert time.monotonic() - sent >= 1.4
 
 
+def _blocks(pid, signo):
+    """True once pid's signal mask holds signo (/proc/PID/status SigBlk)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("SigBlk:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signo - 1)))
+    except OSError:
+        pass
+    return False
+
+
 def test_term_right_after_start_is_not_lost(forkd_factory, example_app):
     fk = forkd_factory(example_app, ["--workers", "3"], wait_ready=False)
-    time.sleep(0.05)  # before or while the master spawns
+    # As soon as main() blocks TERM (the master reads it from its signalfd):
+    # before or while the master spawns. A fixed sleep raced the dynamic
+    # loader on a busy machine, and a TERM before main() kills any program.
+    wait_until(lambda: _blocks(fk.pid, signal.SIGTERM), 10, interval=0.001,
+               what="the master to block TERM")
     fk.signal(signal.SIGTERM)
     assert wait_exit(fk.proc, 10) == 0, fk.diagnostics()
     assert connection_refused(fk.port)

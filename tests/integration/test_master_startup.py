@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from forkd_harness import Forkd, http_get, process_cmdline, process_exe
+from forkd_harness import (Forkd, http_get, process_cmdline, process_exe, wait_until,
+                           worker_launch)
 from master_util import expected_cpus, wait_exit, wait_gone, workers_of
 from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
 
@@ -27,11 +28,20 @@ def test_all_workers_exist_when_the_port_first_answers(forkd_factory, example_ap
     slots = set()
     for pid in workers:
         assert process_exe(pid) == binary
-        argv = process_cmdline(pid)
-        assert argv[1] == "__worker", argv
-        slots.add(int(argv[2]))
-        assert int(argv[3]) == 1, argv  # generation 1
+        # ps names the worker as nginx does; nothing else on its command line.
+        launch = worker_launch(pid)
+        assert launch is not None, pid
+        # The title is argv[0] from exec on; the worker clears the rest as it
+        # boots, which may be a moment after the port first answers.
+        title = "forkd: worker %d (gen 1)" % launch["slot"]
+        wait_until(lambda: process_cmdline(pid) == [title], 10,
+                   what="worker %d's command line to be only %r" % (pid, title))
+        slots.add(launch["slot"])
+        assert launch["generation"] == 1, launch
+        assert "--workers=4" in launch["config_args"], launch
     assert slots == {0, 1, 2, 3}
+    master_argv = process_cmdline(fk.pid)
+    assert master_argv[0].startswith("forkd: master"), master_argv
     status, _, body = http_get(fk.port, "/hello")
     assert (status, body) == (200, b"hello\n")
 

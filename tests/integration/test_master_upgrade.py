@@ -6,7 +6,7 @@ import signal
 import time
 
 from forkd_harness import (Forkd, LoadGenerator, child_pids, free_port, http_get, pid_alive,
-                           process_cmdline, process_exe, unix_http_request, wait_until)
+                           is_worker_process, process_exe, unix_http_request, wait_until)
 from master_util import kill_quietly, wait_exit, wait_gone, wait_worker_set, workers_of
 from master_util import quick_term_args
 from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
@@ -48,7 +48,7 @@ def test_usr2_upgrade_under_load_without_refused_requests(forkd_factory, example
         new_master = wait_until(lambda: _read_pid(pidfile2), 10, what=pidfile2)
         assert new_master in child_pids(fk.pid), "the new master is a child of the old"
         assert process_exe(new_master) == os.path.realpath(fk.binary)
-        assert "__worker" not in process_cmdline(new_master)
+        assert not is_worker_process(new_master)
         new_workers = wait_worker_set(new_master, lambda p: len(p) == 2, 10,
                                       "the new master's workers")
         assert not set(new_workers) & set(old_workers)
@@ -95,13 +95,13 @@ def test_second_usr2_while_upgrading_is_refused(forkd_factory, example_app):
         fk.signal(signal.SIGUSR2)
         wait_until(lambda: "an upgrade is already running" in fk.log(), 5,
                    what="the refusal in the log")
-        masters = [p for p in child_pids(fk.pid) if "__worker" not in process_cmdline(p)]
+        masters = [p for p in child_pids(fk.pid) if not is_worker_process(p)]
         assert masters == [new_master]
         # The new master refuses to upgrade while the old one runs.
         os.kill(new_master, signal.SIGUSR2)
         wait_until(lambda: "this master is itself an upgrade" in fk.log(), 5,
                    what="the new master's refusal")
-        assert [p for p in child_pids(new_master) if "__worker" not in process_cmdline(p)] == []
+        assert [p for p in child_pids(new_master) if not is_worker_process(p)] == []
     finally:
         _stop_orphan_master(new_master)
     # The old master goes on alone when the new one exits.

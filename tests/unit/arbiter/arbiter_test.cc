@@ -13,13 +13,22 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/arbiter/pidfile.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/worker/worker_launch.h"
 #include "tests/unit/arbiter/fake_sys_calls.h"
 
 namespace forkd::arbiter {
 namespace {
+
+// The generation a spawned worker was given, "" for a non-worker.
+std::string GenerationOf(const SpawnSpec& spec) {
+  absl::StatusOr<worker::WorkerLaunch> launch =
+      worker::DecodeWorkerLaunch(spec.launch_message);
+  return launch.ok() ? absl::StrCat(launch->generation) : "";
+}
 
 using scoreboard::WorkerState;
 
@@ -59,6 +68,7 @@ class ArbiterTest : public ::testing::Test {
     o.worker_exe_path = worker_exe_path_;
     o.argv = {"forkd", "--bind", "127.0.0.1:8000"};
     o.env = {"PATH=/bin", "FORKD_MASTER_PID=1"};
+    o.env.insert(o.env.end(), extra_env_.begin(), extra_env_.end());
     o.old_master_pid = old_master_pid;
     absl::StatusOr<std::unique_ptr<Arbiter>> a =
         Arbiter::Create(std::move(o), &sys_);
@@ -79,9 +89,10 @@ class ArbiterTest : public ::testing::Test {
   uint32_t SlotIndex(pid_t pid) {
     for (const auto& s : sys_.spawned) {
       if (s.pid == pid) {
-        uint32_t slot = 0;
-        EXPECT_TRUE(absl::SimpleAtoi(s.spec.argv.at(2), &slot));
-        return slot;
+        absl::StatusOr<worker::WorkerLaunch> launch =
+            worker::DecodeWorkerLaunch(s.spec.launch_message);
+        EXPECT_TRUE(launch.ok()) << launch.status();
+        return launch.ok() ? launch->slot : 0;
       }
     }
     ADD_FAILURE() << "no spawned pid " << pid;
@@ -90,7 +101,7 @@ class ArbiterTest : public ::testing::Test {
 
   std::string GenerationArg(pid_t pid) {
     for (const auto& s : sys_.spawned) {
-      if (s.pid == pid) return s.spec.argv.at(3);
+      if (s.pid == pid) return GenerationOf(s.spec);
     }
     return "";
   }
@@ -132,7 +143,8 @@ class ArbiterTest : public ::testing::Test {
   }
 
   FakeSysCalls sys_;
-  std::string worker_exe_path_;  // ArbiterOptions::worker_exe_path
+  std::string worker_exe_path_;         // ArbiterOptions::worker_exe_path
+  std::vector<std::string> extra_env_;  // the master's environment, added
   std::unique_ptr<Arbiter> arbiter_;
   absl::StatusOr<config::Config> reload_result_ = BaseConfig();
   int listen_fd_ = -1;
@@ -147,15 +159,25 @@ TEST_F(ArbiterTest, SpawnsConfiguredWorkersWithWorkerCommandLine) {
   ASSERT_EQ(sys_.spawned.size(), 3u);
   const SpawnSpec& spec = sys_.spawned[0].spec;
   EXPECT_EQ(spec.path, "/opt/forkd/bin/forkd");
-  ASSERT_GE(spec.argv.size(), 8u);
-  EXPECT_EQ(spec.argv[0], "forkd");
-  EXPECT_EQ(spec.argv[1], "__worker");
-  EXPECT_EQ(spec.argv[2], "0");
-  EXPECT_EQ(spec.argv[3], "1");
-  EXPECT_EQ(spec.argv[4], std::to_string(arbiter_->scoreboard().fd()));
-  EXPECT_EQ(spec.argv[5], std::to_string(listen_fd_));
-  EXPECT_EQ(spec.argv[6], "--");
-  EXPECT_EQ(sys_.spawned[2].spec.argv[2], "2");
+  // ps names the worker; everything else travels in the launch message.
+  EXPECT_EQ(spec.argv,
+            (std::vector<std::string>{"forkd: worker 0 (gen 1)", "__worker"}));
+  absl::StatusOr<worker::WorkerLaunch> launch =
+      worker::DecodeWorkerLaunch(spec.launch_message);
+  ASSERT_TRUE(launch.ok()) << launch.status();
+  EXPECT_EQ(launch->slot, 0u);
+  EXPECT_EQ(launch->generation, 1u);
+  EXPECT_EQ(launch->scoreboard_fd, arbiter_->scoreboard().fd());
+  EXPECT_EQ(launch->listen_fds, std::vector<int>{listen_fd_});
+  EXPECT_TRUE(launch->record_metrics);
+  // The worker parses the master's resolved settings, not the environment.
+  config::Sources sources;
+  sources.args = launch->config_args;
+  absl::StatusOr<config::ParseResult> parsed = config::Parse(sources);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->config.workers, 3);
+  EXPECT_EQ(parsed->config.bind, c.bind);
+  EXPECT_EQ(sys_.spawned[2].spec.argv[0], "forkd: worker 2 (gen 1)");
   std::vector<int> fds = spec.inherit_fds;
   EXPECT_NE(std::find(fds.begin(), fds.end(), listen_fd_), fds.end());
   EXPECT_NE(std::find(fds.begin(), fds.end(), arbiter_->scoreboard().fd()),
@@ -618,8 +640,19 @@ TEST_F(ArbiterTest, RuntimeSizesSurviveReloadConfigSizesFollowIt) {
   EXPECT_EQ(s.worker_connections.load(), 300u);
   // Three new-generation workers.
   int gen2 = 0;
-  for (const auto& sp : sys_.spawned) gen2 += sp.spec.argv[3] == "2";
+  for (const auto& sp : sys_.spawned) gen2 += GenerationOf(sp.spec) == "2";
   EXPECT_EQ(gen2, 3);
+}
+
+TEST_F(ArbiterTest, BenchNoMetricsReachesWorkersInTheLaunchMessage) {
+  // Workers read no environment: the master passes the benchmark switch.
+  extra_env_ = {"FORKD_BENCH_NO_METRICS=1"};
+  Start(BaseConfig());
+  ASSERT_FALSE(sys_.spawned.empty());
+  absl::StatusOr<worker::WorkerLaunch> launch =
+      worker::DecodeWorkerLaunch(sys_.spawned[0].spec.launch_message);
+  ASSERT_TRUE(launch.ok()) << launch.status();
+  EXPECT_FALSE(launch->record_metrics);
 }
 
 TEST_F(ArbiterTest, ConfigWorkerCountFollowsReloadWhenNotSetAtRuntime) {

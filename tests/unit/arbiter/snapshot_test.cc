@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
 #include "server/arbiter/arbiter.h"
+#include "server/worker/worker_launch.h"
 #include "tests/unit/arbiter/fake_sys_calls.h"
 
 namespace forkd::arbiter {
@@ -52,9 +53,10 @@ class SnapshotTest : public ::testing::Test {
   scoreboard::Slot& SlotOf(pid_t pid) {
     for (const auto& s : sys_.spawned) {
       if (s.pid == pid) {
-        uint32_t slot = 0;
-        EXPECT_TRUE(absl::SimpleAtoi(s.spec.argv.at(2), &slot));
-        return arbiter_->scoreboard().slot(slot);
+        absl::StatusOr<worker::WorkerLaunch> launch =
+            worker::DecodeWorkerLaunch(s.spec.launch_message);
+        EXPECT_TRUE(launch.ok()) << launch.status();
+        return arbiter_->scoreboard().slot(launch.ok() ? launch->slot : 0);
       }
     }
     ADD_FAILURE() << "no spawned pid " << pid;
@@ -203,13 +205,11 @@ TEST_F(SnapshotTest, TotalsNeverGoBackwardsWhicheverWayAWorkerLeaves) {
 TEST_F(SnapshotTest, ListenersAreVisitedUntilTheyAreClosed) {
   Start(1);
   std::vector<std::string> urls;
-  arbiter_->VisitListeners(
-      [&](const Listener& l) { urls.push_back(l.url); });
+  arbiter_->VisitListeners([&](const Listener& l) { urls.push_back(l.url); });
   EXPECT_EQ(urls, std::vector<std::string>{"http://127.0.0.1:8000"});
   arbiter_->Finish();
   urls.clear();
-  arbiter_->VisitListeners(
-      [&](const Listener& l) { urls.push_back(l.url); });
+  arbiter_->VisitListeners([&](const Listener& l) { urls.push_back(l.url); });
   EXPECT_TRUE(urls.empty());
 }
 

@@ -399,14 +399,18 @@ TEST(ConfigValuesTest, AccessLogFormatJsonIsAcceptedAsIs) {
 TEST(ConfigValuesTest, GoodUpstreams) {
   for (const char* u :
        {"unix:/tmp/app.sock", "http://127.0.0.1:8000", "http://[::1]:8000",
-        "http://localhost:1", "http://10.1.2.3:65535"}) {
+        "http://localhost:1", "http://10.1.2.3:65535",
+        "http://127.0.0.1:8000/"}) {
     EXPECT_EQ(ParseOk({"--upstream", u}).upstream, u);
   }
 }
 
 TEST(ConfigValuesTest, GoodBinds) {
+  // The listeners' grammar (common/address.h): Gunicorn's HOST and :PORT
+  // forms included, so config and listeners never disagree.
   for (const char* b : {"0.0.0.0:0", "localhost:8080", "[::]:80",
-                        "unix:relative.sock", "fd://0", "my-host.local:443"}) {
+                        "unix:relative.sock", "fd://0", "my-host.local:443",
+                        "localhost", ":8080"}) {
     EXPECT_EQ(ParseOk({"--bind", b}).bind, std::vector<std::string>{b});
   }
 }
@@ -592,32 +596,33 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{{"--bind", "::1:8000"},
                  "--bind: \"::1:8000\" is invalid: IPv6 addresses need "
                  "brackets, e.g. [::1]:8000 (expected HOST:PORT, "
-                 "[IPv6]:PORT, unix:PATH or fd://N)"},
+                 "[IPv6]:PORT, :PORT, HOST, unix:PATH or fd://N)"},
         BadValue{{"--bind", "0.0.0.0:65536"},
                  "--bind: \"0.0.0.0:65536\" is invalid: bad port (expected "
-                 "0..65535) (expected HOST:PORT, [IPv6]:PORT, unix:PATH or "
-                 "fd://N)"},
-        BadValue{{"--bind", "localhost"},
-                 "--bind: \"localhost\" is invalid: missing :PORT (expected "
-                 "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N)"},
+                 "0..65535) (expected HOST:PORT, [IPv6]:PORT, :PORT, HOST, "
+                 "unix:PATH or fd://N)"},
+        BadValue{{"--bind", "bad_host:80"},
+                 "--bind: \"bad_host:80\" is invalid: bad host name (expected "
+                 "HOST:PORT, [IPv6]:PORT, :PORT, HOST, unix:PATH or fd://N)"},
         BadValue{{"--bind", "unix:"},
                  "--bind: \"unix:\" is invalid: empty unix socket path "
-                 "(expected HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N)"},
+                 "(expected HOST:PORT, [IPv6]:PORT, :PORT, HOST, unix:PATH or "
+                 "fd://N)"},
         BadValue{{"--bind", "fd://x"},
                  "--bind: \"fd://x\" is invalid: fd://N needs a descriptor "
-                 "number (expected HOST:PORT, [IPv6]:PORT, unix:PATH or "
-                 "fd://N)"},
+                 "number (expected HOST:PORT, [IPv6]:PORT, :PORT, HOST, "
+                 "unix:PATH or fd://N)"},
         BadValue{{"--bind", "[fe80::zz]:80"},
                  "--bind: \"[fe80::zz]:80\" is invalid: not an IPv6 address "
-                 "inside [...] (expected HOST:PORT, [IPv6]:PORT, unix:PATH or "
-                 "fd://N)"},
+                 "inside [...] (expected HOST:PORT, [IPv6]:PORT, :PORT, HOST, "
+                 "unix:PATH or fd://N)"},
         BadValue{{"--admin-bind", "9090"},
                  "--admin-bind: \"9090\" is invalid: missing :PORT (expected "
-                 "HOST:PORT, [IPv6]:PORT, or empty for off)"},
+                 "HOST:PORT, [IPv6]:PORT, :PORT, or empty for off)"},
         BadValue{{"--metrics-bind", "0.0.0.0:x"},
                  "--metrics-bind: \"0.0.0.0:x\" is invalid: bad port "
-                 "(expected 0..65535) (expected HOST:PORT, [IPv6]:PORT, or "
-                 "empty for off)"}),
+                 "(expected 0..65535) (expected HOST:PORT, [IPv6]:PORT, :PORT, "
+                 "or empty for off)"}),
     // Readable test names: the case's index and its first argument.
     [](const ::testing::TestParamInfo<BadValue>& info) {
       std::string name = std::to_string(info.index) + "_";
