@@ -8,8 +8,13 @@
 #define FORKD_SERVER_COMMON_LOOP_CLOCK_H_
 
 #include <cstdint>
+#include <limits>
 
 namespace forkd::loop_clock {
+
+// A deadline that never comes: std::min with it changes nothing. Loops and
+// sessions use it for "no deadline of this kind now".
+inline constexpr int64_t kNoDeadlineMs = std::numeric_limits<int64_t>::max();
 
 // Reads CLOCK_MONOTONIC into this thread's loop time and makes NowNs() and
 // NowMs() return it until the next Refresh(). Called by an event loop after

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <limits>
 #include <utility>
 
 #include "server/common/log.h"
@@ -660,8 +659,7 @@ bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
 }
 
 int64_t Http2Connection::ClientDeadline() const {
-  constexpr int64_t kNever = std::numeric_limits<int64_t>::max() / 4;
-  int64_t d = kNever;
+  int64_t d = loop_clock::kNoDeadlineMs;
   const int64_t head_ms = ctx_->client_header_timeout_ms;
   const int64_t body_ms = ctx_->client_body_timeout_ms;
   if (head_ms > 0 && !session_->settings_received()) {

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "server/common/loop_clock.h"
+
 namespace forkd::proxy {
 
 class ClientTransport {
@@ -50,8 +52,10 @@ class ClientTransport {
   // A preamble of the transport's own (a PROXY protocol header) is still
   // being read: the session closes the connection by this time (monotonic
   // ms) and reports a timeout before then as the preamble's with
-  // OnSetupTimeout(). INT64_MAX once there is none.
-  virtual int64_t setup_deadline_ms() const { return INT64_MAX; }
+  // OnSetupTimeout(). loop_clock::kNoDeadlineMs once there is none.
+  virtual int64_t setup_deadline_ms() const {
+    return loop_clock::kNoDeadlineMs;
+  }
   virtual void OnSetupTimeout() {}
   // The client's address as the preamble stated it, replacing the socket
   // peer once Read returned bytes; nullptr when there is none.

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/log.h"
+#include "server/common/loop_clock.h"
 #include "server/proxyproto/proxy_header.h"
 
 namespace forkd::proxy {
@@ -195,7 +196,8 @@ bool ProxyProtocolTransport::WriteNeedsReadable() const {
 }
 
 int64_t ProxyProtocolTransport::setup_deadline_ms() const {
-  return client_.has_value() || failed_ ? INT64_MAX : deadline_ms_;
+  return client_.has_value() || failed_ ? loop_clock::kNoDeadlineMs
+                                        : deadline_ms_;
 }
 
 void ProxyProtocolTransport::OnSetupTimeout() {

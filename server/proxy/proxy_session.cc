@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -26,8 +25,7 @@ constexpr size_t kReadChunk = 16 * 1024;
 // Unparsed request bytes kept before the parser must have decided; the
 // parser's own limits are smaller, this only stops a runaway buffer.
 constexpr size_t kMaxPendingInput = 256 * 1024;
-// No deadline of that kind now.
-constexpr int64_t kNever = std::numeric_limits<int64_t>::max() / 4;
+constexpr int64_t kNever = loop_clock::kNoDeadlineMs;
 // A request waiting in the admission line is woken when a slot is handed
 // to it; this recheck is only a safety net.
 constexpr int64_t kAdmissionRecheckMs = 100;
@@ -1166,7 +1164,7 @@ void ProxySession::Abort() {
 
 void ProxySession::OnTimeout(int64_t now_ms) {
   if (closed_ || now_ms < deadline_ms_) return;
-  if (client_ && client_->setup_deadline_ms() != INT64_MAX) {
+  if (client_ && client_->setup_deadline_ms() != kNever) {
     client_->OnSetupTimeout();  // no HTTP yet: nothing to answer
     Abort();
     return;
@@ -1281,6 +1279,13 @@ void ProxySession::UpdateDeadline() {
     deadline_ms_ = linger_.deadline_ms();
     return;
   }
+  // A preamble of the transport's (a PROXY header) still being read:
+  // nothing else happens before it, and it has its own bound, which the
+  // keep-alive timeout of a connection that sent nothing must not cut.
+  if (client_ && client_->setup_deadline_ms() != kNever) {
+    deadline_ms_ = client_->setup_deadline_ms();
+    return;
+  }
   int64_t d;
   if (WaitingForApp()) {
     if (up_ == nullptr && retry_connect_at_ms_ != 0) {
@@ -1304,9 +1309,6 @@ void ProxySession::UpdateDeadline() {
     d = last_client_ms_ + ctx_->client_timeout_ms;  // a write stalled
   }
   deadline_ms_ = std::min({d, HeaderDeadline(), BodyDeadline()});
-  if (client_) {
-    deadline_ms_ = std::min(deadline_ms_, client_->setup_deadline_ms());
-  }
 }
 
 bool ProxySession::ParkedOnClient() const {

@@ -60,7 +60,7 @@ import metrics_util
 from admin_client import AdminClient
 from forkd_harness import (ExampleApp, Forkd, _proc_stat, free_port, pid_alive, rss_kib,
                            short_tmpdir, wait_until)
-from master_util import wait_gone, wait_worker_set, workers_of
+from master_util import read_pid, wait_gone, wait_worker_set, workers_of
 
 Plan = collections.namedtuple("Plan", [
     "worker_class",     # gthread (the resize storm sets threads) or async
@@ -810,7 +810,7 @@ def run_chaos(plan=DEFAULT_PLAN, forkd_bin=None, log=print):
             time.sleep(0.5)
             t0 = time.monotonic()
             fk.signal(signal.SIGUSR2)
-            new_master = wait_until(lambda: _read_pid(fk.pidfile + ".2"), 15, what="pidfile.2")
+            new_master = wait_until(lambda: read_pid(fk.pidfile + ".2"), 15, what="pidfile.2")
             watcher.masters.append(new_master)
             wait_worker_set(new_master, lambda p: len(p) == plan.workers, 20,
                             "the new master's workers")
@@ -821,7 +821,7 @@ def run_chaos(plan=DEFAULT_PLAN, forkd_bin=None, log=print):
             fk.signal(signal.SIGTERM)
             code = fk.proc.wait(20)
             report.notes.append("old master exit code %s" % code)
-            wait_until(lambda: _read_pid(fk.pidfile) == new_master, 10, what="pidfile takeover")
+            wait_until(lambda: read_pid(fk.pidfile) == new_master, 10, what="pidfile takeover")
             fault("USR2 upgrade", t0, pid=new_master)
             time.sleep(1.5)  # the new master serves alone
             end()
@@ -882,14 +882,6 @@ def _read(path):
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 # --- attribution ---------------------------------------------------------------

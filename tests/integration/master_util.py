@@ -51,6 +51,15 @@ def wait_worker_set(master_pid, predicate, timeout, what):
     return wait_until(check, timeout, what=what)[0]
 
 
+def read_pid(path):
+    """The pid a pidfile holds, or None (missing, empty or being written)."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def worker_generation(pid):
     """The generation the master gave a worker (None if gone)."""
     launch = worker_launch(pid)

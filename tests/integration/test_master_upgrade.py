@@ -7,17 +7,10 @@ import time
 
 from forkd_harness import (Forkd, LoadGenerator, child_pids, free_port, http_get, pid_alive,
                            is_worker_process, process_exe, unix_http_request, wait_until)
-from master_util import kill_quietly, wait_exit, wait_gone, wait_worker_set, workers_of
+from master_util import (kill_quietly, read_pid, wait_exit, wait_gone, wait_worker_set,
+                         workers_of)
 from master_util import quick_term_args
 from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
-
-
-def _read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _stop_orphan_master(pid):
@@ -45,14 +38,14 @@ def test_usr2_upgrade_under_load_without_refused_requests(forkd_factory, example
     try:
         time.sleep(0.5)
         fk.signal(signal.SIGUSR2)
-        new_master = wait_until(lambda: _read_pid(pidfile2), 10, what=pidfile2)
+        new_master = wait_until(lambda: read_pid(pidfile2), 10, what=pidfile2)
         assert new_master in child_pids(fk.pid), "the new master is a child of the old"
         assert process_exe(new_master) == os.path.realpath(fk.binary)
         assert not is_worker_process(new_master)
         new_workers = wait_worker_set(new_master, lambda p: len(p) == 2, 10,
                                       "the new master's workers")
         assert not set(new_workers) & set(old_workers)
-        assert _read_pid(fk.pidfile) == fk.pid  # the old one still owns it
+        assert read_pid(fk.pidfile) == fk.pid  # the old one still owns it
         time.sleep(0.5)  # both generations serve side by side
 
         fk.signal(signal.SIGWINCH)
@@ -64,7 +57,7 @@ def test_usr2_upgrade_under_load_without_refused_requests(forkd_factory, example
 
         fk.signal(signal.SIGTERM)
         assert wait_exit(fk.proc, 10) == 0, fk.diagnostics()
-        wait_until(lambda: _read_pid(fk.pidfile) == new_master, 5,
+        wait_until(lambda: read_pid(fk.pidfile) == new_master, 5,
                    what="the new master to take over the pidfile")
         assert not os.path.exists(pidfile2)
         time.sleep(0.5)
@@ -90,7 +83,7 @@ def test_second_usr2_while_upgrading_is_refused(forkd_factory, example_app):
     new_master = None
     try:
         fk.signal(signal.SIGUSR2)
-        new_master = wait_until(lambda: _read_pid(fk.pidfile + ".2"), 10, what="pidfile.2")
+        new_master = wait_until(lambda: read_pid(fk.pidfile + ".2"), 10, what="pidfile.2")
         wait_worker_set(new_master, lambda p: len(p) == 1, 10, "the new master's worker")
         fk.signal(signal.SIGUSR2)
         wait_until(lambda: "an upgrade is already running" in fk.log(), 5,
@@ -109,7 +102,7 @@ def test_second_usr2_while_upgrading_is_refused(forkd_factory, example_app):
                what="the old master noticing the new one left")
     assert fk.alive()
     assert http_get(fk.port, "/hello")[0] == 200
-    assert _read_pid(fk.pidfile) == fk.pid
+    assert read_pid(fk.pidfile) == fk.pid
 
 
 def test_usr2_upgrade_keeps_a_unix_socket_bind(forkd_factory, example_app, tmp_short):
@@ -122,7 +115,7 @@ def test_usr2_upgrade_keeps_a_unix_socket_bind(forkd_factory, example_app, tmp_s
     new_master = None
     try:
         fk.signal(signal.SIGUSR2)
-        new_master = wait_until(lambda: _read_pid(fk.pidfile + ".2"), 10, what="pidfile.2")
+        new_master = wait_until(lambda: read_pid(fk.pidfile + ".2"), 10, what="pidfile.2")
         wait_worker_set(new_master, lambda p: len(p) == 1, 10, "the new master's worker")
         fk.signal(signal.SIGWINCH)
         wait_worker_set(fk.pid, lambda p: p == [], 10, "the old workers to stop")
@@ -132,7 +125,7 @@ def test_usr2_upgrade_keeps_a_unix_socket_bind(forkd_factory, example_app, tmp_s
         assert os.path.exists(sock)
         for _ in range(3):
             assert unix_http_request(sock, "GET", "/hello")[0] == 200
-        wait_until(lambda: _read_pid(fk.pidfile) == new_master, 5, what="pidfile takeover")
+        wait_until(lambda: read_pid(fk.pidfile) == new_master, 5, what="pidfile takeover")
         os.kill(new_master, signal.SIGTERM)
         assert wait_gone(new_master, 15)
         # Now the sole owner, it removes the socket file at exit.
@@ -167,14 +160,14 @@ def test_usr2_with_a_broken_new_binary_keeps_the_old_master(forkd_bin, example_a
         assert "exited with code 1" in fk.log()
         assert fk.alive()
         assert not os.path.exists(fk.pidfile + ".2")
-        assert _read_pid(fk.pidfile) == fk.pid
+        assert read_pid(fk.pidfile) == fk.pid
         assert workers_of(fk.pid) == workers
         assert http_get(fk.port, "/hello")[0] == 200
 
         # Fixed build: a second USR2 runs it (the path, not the old image).
         _replace_file(binary, lambda p: shutil.copy2(forkd_bin, p))
         fk.signal(signal.SIGUSR2)
-        new_master = wait_until(lambda: _read_pid(fk.pidfile + ".2"), 10, what="pidfile.2")
+        new_master = wait_until(lambda: read_pid(fk.pidfile + ".2"), 10, what="pidfile.2")
         try:
             assert process_exe(new_master) == os.path.realpath(binary)  # not "(deleted)"
             [w] = wait_worker_set(new_master, lambda p: len(p) == 2, 10, "new workers")[:1]
