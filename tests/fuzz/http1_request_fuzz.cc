@@ -15,6 +15,7 @@
 
 #include "server/http1/http1_parser.h"
 #include "tests/fuzz/fuzz_input.h"
+#include "tests/fuzz/http1_transcript.h"
 
 namespace forkd::fuzz {
 namespace {
@@ -45,12 +46,6 @@ http1::Limits LimitsFor(uint8_t choice) {
       break;
   }
   return l;
-}
-
-void AppendFields(const std::vector<http1::Header>& fields, std::string* out) {
-  for (const http1::Header& h : fields) {
-    out->append(h.name).append(":").append(h.value).push_back('\n');
-  }
 }
 
 // Feeds a connection's bytes as `ends` delivers them and writes down what
@@ -96,13 +91,7 @@ std::string Transcript(std::string_view bytes, const http1::Limits& limits,
             http1::TrailerLimits{limits.max_fields, limits.max_field_size});
         payload.clear();
       }
-      size_t used = body->Decode(buf, &payload);
-      if (used > buf.size()) __builtin_trap();
-      buf.erase(0, used);
-      if (body->failed()) {
-        log += "body error " +
-               std::to_string(static_cast<int>(body->error().kind)) + " " +
-               body->error().detail + " after " + payload + "\n";
+      if (!DecodeBodyStep(*body, &buf, &payload, &log)) {
         dead = true;
         break;
       }

@@ -14,17 +14,12 @@
 
 #include "server/http1/http1_parser.h"
 #include "tests/fuzz/fuzz_input.h"
+#include "tests/fuzz/http1_transcript.h"
 
 namespace forkd::fuzz {
 namespace {
 
 constexpr int kMaxMessages = 8;
-
-void AppendFields(const std::vector<http1::Header>& fields, std::string* out) {
-  for (const http1::Header& h : fields) {
-    out->append(h.name).append(":").append(h.value).push_back('\n');
-  }
-}
 
 std::string Transcript(std::string_view bytes, std::string_view method,
                        uint64_t max_body, const std::vector<size_t>& ends) {
@@ -70,13 +65,7 @@ std::string Transcript(std::string_view bytes, std::string_view method,
         body.emplace(h.framing, h.content_length, max_body);
         payload.clear();
       }
-      size_t used = body->Decode(buf, &payload);
-      if (used > buf.size()) __builtin_trap();
-      buf.erase(0, used);
-      if (body->failed()) {
-        log += "body error " +
-               std::to_string(static_cast<int>(body->error().kind)) + " " +
-               body->error().detail + " after " + payload + "\n";
+      if (!DecodeBodyStep(*body, &buf, &payload, &log)) {
         dead = true;
         break;
       }
