@@ -160,9 +160,7 @@ void UpstreamBridge::Stream::Start(std::string_view method,
 
   if (const http1::Header* f =
           proxy::RefusedField(ctx->forwarding.header_map, headers)) {
-    Fail(Failure::kBadRequest,
-         absl::StrCat("header field name \"", f->name,
-                      "\" contains '_' (--header-map refuse)"),
+    Fail(Failure::kBadRequest, proxy::RefusalDetail(*f, /*trailer=*/false),
          kRefusedStream);
     return;
   }
@@ -271,8 +269,7 @@ void UpstreamBridge::Stream::OnClientEnd(std::vector<http1::Header> trailers) {
   if (const http1::Header* f =
           proxy::RefusedField(policy.header_map, trailers)) {
     // The app has the head: it must not take this request.
-    std::string detail = absl::StrCat("trailer field name \"", f->name,
-                                      "\" contains '_' (--header-map refuse)");
+    std::string detail = proxy::RefusalDetail(*f, /*trailer=*/true);
     b_->ctx_->h2_upstream->Cancel(ref_, kCancel);
     ref_ = {};
     Fail(Failure::kBadRequest, detail, kProtocolError);

@@ -67,6 +67,11 @@ const http1::Header* RefusedField(HeaderMap map,
   return nullptr;
 }
 
+std::string RefusalDetail(const http1::Header& field, bool trailer) {
+  return absl::StrCat(trailer ? "trailer" : "header", " field name \"",
+                      field.name, "\" contains '_' (--header-map refuse)");
+}
+
 bool IsForwardingField(std::string_view name) {
   return Classify(name) != Kind::kOther;
 }

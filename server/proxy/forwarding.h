@@ -53,6 +53,11 @@ struct ForwardingCounts {
 const http1::Header* RefusedField(HeaderMap map,
                                   const std::vector<http1::Header>& fields);
 
+// What is logged and answered for a field RefusedField found, e.g.
+// "header field name \"X_Id\" contains '_' (--header-map refuse)"
+// ("trailer field name ..." for a trailer section).
+std::string RefusalDetail(const http1::Header& field, bool trailer);
+
 // True when `name` is one of the fields forkd writes or guards (the proxy
 // facts and X-Request-Id), compared without case and with '_' taken as
 // '-': such fields never come from a trailer section.

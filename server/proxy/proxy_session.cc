@@ -428,9 +428,7 @@ void ProxySession::BeginRequest() {
   request_id_ = RequestIdFor(rid);
   if (const http1::Header* f =
           RefusedField(ctx_->forwarding.header_map, h.headers)) {
-    Fail(Failure::kBadRequest,
-         absl::StrCat("header field name \"", f->name,
-                      "\" contains '_' (--header-map refuse)"),
+    Fail(Failure::kBadRequest, RefusalDetail(*f, /*trailer=*/false),
          http1::ErrorKind::kBadRequest);
     return;
   }
@@ -949,9 +947,7 @@ bool ProxySession::TrailersToForward(std::string* lines) {
           RefusedField(ctx_->forwarding.header_map, trailers)) {
     // The head may be at the app already: it must not take this request.
     ReleaseUpstream(false);
-    Fail(Failure::kBadRequest,
-         absl::StrCat("trailer field name \"", f->name,
-                      "\" contains '_' (--header-map refuse)"),
+    Fail(Failure::kBadRequest, RefusalDetail(*f, /*trailer=*/true),
          http1::ErrorKind::kBadRequest);
     return false;
   }

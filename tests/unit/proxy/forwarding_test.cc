@@ -180,6 +180,10 @@ TEST(ForwardingTest, RefusedFieldOnlyUnderRefuse) {
   EXPECT_EQ(RefusedField(HeaderMap::kDrop, fields), nullptr);
   EXPECT_EQ(RefusedField(HeaderMap::kDangerous, fields), nullptr);
   EXPECT_EQ(RefusedField(HeaderMap::kRefuse, {{"Accept", "a"}}), nullptr);
+  EXPECT_EQ(RefusalDetail(*f, /*trailer=*/false),
+            "header field name \"A_B\" contains '_' (--header-map refuse)");
+  EXPECT_EQ(RefusalDetail(*f, /*trailer=*/true),
+            "trailer field name \"A_B\" contains '_' (--header-map refuse)");
 }
 
 TEST(ForwardingTest, Trailers) {
