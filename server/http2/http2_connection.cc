@@ -221,10 +221,9 @@ void Http2Connection::Drive() {
     progress = ReadClient();
     if (closed_) break;
     progress |= FlushOutput();
-    if (finishing_ && !lingering_ && out_.empty() && !closed_) {
+    if (finishing_ && !linger_.active() && out_.empty() && !closed_) {
       // The last frames are written: FIN, then drop what still comes.
       linger_.Start(client_.get(), NowMs());
-      lingering_ = true;
       client_readable_ = true;
       progress = true;
     }
@@ -243,7 +242,7 @@ void Http2Connection::Drive() {
 }
 
 bool Http2Connection::ReadClient() {
-  if (lingering_) {
+  if (linger_.active()) {
     if (!client_readable_) return false;
     client_readable_ = false;  // Drain() reads until the socket would block
     if (linger_.Drain(client_.get(), NowMs()) ==
@@ -712,7 +711,7 @@ void Http2Connection::UpdateDeadline() {
   } else if (header_block_since_ms_ == 0) {
     header_block_since_ms_ = NowMs();
   }
-  if (lingering_) {
+  if (linger_.active()) {
     deadline_ms_ = linger_.deadline_ms();
     return;
   }

@@ -148,8 +148,7 @@ class Http2Connection final : public proxy::ClientConnection,
   bool stopping_seen_ = false;
   bool closing_ = false;  // in the destructor
   bool finishing_ = false;  // Finish(): writing the last frames
-  bool lingering_ = false;  // then half-closed, dropping input
-  proxy::LingeringClose linger_;
+  proxy::LingeringClose linger_;  // then half-closed, dropping input
   int64_t created_ms_ = 0;
   int64_t header_block_since_ms_ = 0;  // a header block open since (0: none)
   bool flush_scheduled_ = false;  // OnBatchEnd() is due

@@ -202,14 +202,14 @@ void ProxySession::Drive() {
     progress |= MaybeFinishRequest();
     if (!progress) break;
   }
-  if (!closed_ && client_eof_ && !lingering_) HandleClientEof();
+  if (!closed_ && client_eof_ && !linger_.active()) HandleClientEof();
   if (!closed_) UpdateDeadline();
   UpdateConnectionGauge(false);
 }
 
 bool ProxySession::WantClientRead() const {
   if (closed_ || client_eof_ || wants_http2_) return false;
-  if (lingering_) return true;
+  if (linger_.active()) return true;
   switch (req_state_) {
     case ReqState::kWaitHead:
     case ReqState::kHead:
@@ -223,7 +223,7 @@ bool ProxySession::WantClientRead() const {
 }
 
 bool ProxySession::ReadClient() {
-  if (lingering_) return DrainLinger();
+  if (linger_.active()) return DrainLinger();
   if (!client_readable_ || !WantClientRead()) return false;
   ssize_t n = ReadChunk(
       &in_, [this](char* buf, size_t len) { return client_->Read(buf, len); });
@@ -309,7 +309,7 @@ void ProxySession::StartHead() {
 }
 
 bool ProxySession::ProcessClientInput() {
-  if (lingering_) {
+  if (linger_.active()) {
     in_.Clear();
     return false;
   }
@@ -1012,7 +1012,7 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
 }
 
 bool ProxySession::WriteClient() {
-  if (out_.empty() || !client_writable_ || lingering_) return false;
+  if (out_.empty() || !client_writable_ || linger_.active()) return false;
   std::string_view data = out_.View();
   ssize_t n = client_->Write(data.data(), data.size());
   if (n > 0) {
@@ -1032,7 +1032,7 @@ bool ProxySession::WriteClient() {
 }
 
 bool ProxySession::MaybeFinishRequest() {
-  if (resp_state_ != RespState::kDone || !out_.empty() || lingering_) {
+  if (resp_state_ != RespState::kDone || !out_.empty() || linger_.active()) {
     return false;
   }
   if (req_state_ != ReqState::kDone) {
@@ -1140,7 +1140,6 @@ void ProxySession::CloseClient(bool linger) {
     // sends, so unread bytes cannot turn our close into a reset that
     // destroys the answer before the client reads it.
     linger_.Start(client_.get(), NowMs());
-    lingering_ = true;
     client_readable_ = true;  // drain what is already there
     in_.Clear();
     out_.Clear();
@@ -1154,7 +1153,6 @@ void ProxySession::CloseClient(bool linger) {
 
 void ProxySession::Abort() {
   if (closed_) return;
-  lingering_ = false;
   CloseClient(false);
 }
 
@@ -1165,7 +1163,7 @@ void ProxySession::OnTimeout(int64_t now_ms) {
     Abort();
     return;
   }
-  if (lingering_) {
+  if (linger_.active()) {
     Abort();
     return;
   }
@@ -1271,7 +1269,7 @@ bool ProxySession::WaitingForApp() const {
 }
 
 void ProxySession::UpdateDeadline() {
-  if (lingering_) {
+  if (linger_.active()) {
     deadline_ms_ = linger_.deadline_ms();
     return;
   }
@@ -1311,7 +1309,7 @@ bool ProxySession::ParkedOnClient() const {
   if (closed_ || wants_http2_ || client_readable_ || !out_.empty()) {
     return false;
   }
-  if (lingering_) return true;
+  if (linger_.active()) return true;
   if (up_ || upstream_wanted_ || in_line_ || admitted_ || client_eof_ ||
       client_->ReadNeedsWritable()) {
     return false;
@@ -1323,7 +1321,7 @@ ProxySession::Wait ProxySession::wait() const {
   Wait w;
   if (closed_) return w;
   bool read = WantClientRead() && !client_readable_;
-  bool write = !out_.empty() && !lingering_ && !client_writable_;
+  bool write = !out_.empty() && !linger_.active() && !client_writable_;
   // TLS may need the other direction of the socket first.
   bool read_crossed = read && client_->ReadNeedsWritable();
   bool write_crossed = write && client_->WriteNeedsReadable();
@@ -1346,7 +1344,7 @@ ProxySession::Phase ProxySession::phase() const {
   // A TLS handshake blocked on writing its flight is no idle connection:
   // a poller waiting for its next request would never resume it.
   if (req_state_ == ReqState::kWaitHead && in_.empty() && out_.empty() &&
-      !lingering_ && !client_->ReadNeedsWritable()) {
+      !linger_.active() && !client_->ReadNeedsWritable()) {
     return Phase::kIdle;
   }
   return Phase::kActive;

@@ -164,8 +164,6 @@ class ProxySession : public ClientConnection,
   // back to its poller instead of holding a thread while a slow client
   // trickles. The driver's thread, after Drive().
   bool ParkedOnClient() const;
-  // Half-closed after its answer, dropping what the client still sends.
-  bool lingering() const { return lingering_; }
 
  private:
   enum class ReqState { kWaitHead, kHead, kBody, kDone };
@@ -245,9 +243,8 @@ class ProxySession : public ClientConnection,
   bool client_hup_ = false;  // the peer hung up: read on to the EOF
   bool close_after_response_ = false;
   bool unread_input_ = false;  // closing with request bytes unread
-  bool lingering_ = false;     // half-closed, discarding input
   bool closed_ = false;
-  LingeringClose linger_;
+  LingeringClose linger_;  // active(): half-closed, discarding input
   int64_t last_client_ms_ = 0;  // last read or write on the client side
   int64_t last_read_ms_ = 0;    // last request bytes read
   int64_t accepted_ms_ = 0;
