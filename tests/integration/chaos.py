@@ -905,6 +905,10 @@ def _attribute(report):
     kills = windows["worker kill -9"] + windows["boot kill -9"]
     # forkd's line for each 502: "502 for GET /p from ... (request RID): cause"
     logged_502 = set(re.findall(r"\] 502 for .*? \(request ([^)\s]+)\)", report.error_log))
+    # "GET /p (request RID): cause; response cut short": the app died after
+    # its answer had started, so forkd could only cut it (a reset stream).
+    logged_cut = set(re.findall(r" \(request ([^)\s]+)\): .*?; response cut short",
+                                report.error_log))
     for rec in sorted(report.records, key=lambda r: r["t0"]):
         conn = rec["conn"]
         # The start of the connection's last answered request: the worker
@@ -919,7 +923,7 @@ def _attribute(report):
         ok = rec["status"] is not None and 200 <= rec["status"] < 300
         if ok:
             continue
-        cause = _explain(rec, windows, kills, logged_502)
+        cause = _explain(rec, windows, kills, logged_502, logged_cut)
         rec["cause"] = cause
         if cause == "drain":
             report.drain_503 += 1
@@ -933,7 +937,7 @@ def _overlaps(rec, f, before=0.0, after=0.0):
     return rec["t0"] <= f["t1"] + after and rec["t1"] >= f["t0"] - before
 
 
-def _explain(rec, windows, kills, logged_502):
+def _explain(rec, windows, kills, logged_502, logged_cut):
     status = rec["status"]
     if status == 503 and b"draining" in rec["body"]:
         if any(_overlaps(rec, f) for f in windows["drain"]):
@@ -946,6 +950,8 @@ def _explain(rec, windows, kills, logged_502):
         return None
     if status is not None:
         return None
+    if rec["rid"] in logged_cut and any(_overlaps(rec, f) for f in windows["app kill -9"]):
+        return "app kill -9"
     # No answer: the worker holding the connection died.
     for k in kills:
         if rec["worker"] is not None:
@@ -1055,7 +1061,12 @@ def check(report):
         problems.append("unexplained failure: " + _describe(rec, report.faults))
     if len(report.unexplained) > 10:
         problems.append("... %d unexplained failures in all" % len(report.unexplained))
-    planned = [rec for rec, _ in report.explained if rec["phase"] != "kills"]
+    # A failure explained by a fault is a planned phase's only if the request
+    # never overlapped the kills phase: one begun just before that phase
+    # can meet its first kill.
+    kills_windows = [(t0, t1) for name, t0, t1 in report.phases if name == "kills"]
+    planned = [rec for rec, _ in report.explained
+               if not any(rec["t0"] <= t1 and rec["t1"] >= t0 for t0, t1 in kills_windows)]
     for rec in planned[:5]:
         problems.append("failure in a planned phase: " + _describe(rec, report.faults))
     for (tool, phase), s in sorted(report.load.items()):
