@@ -168,11 +168,20 @@ def test_counters_never_go_backwards(forkd_factory, example_app):
         return m
 
     # kill -9 of a worker: the master folds its counts before reusing the slot.
+    # Only a worker the master has seen ready dies of a "crash" (before that
+    # it is a boot failure), which a loaded machine can delay past
+    # wait_workers' minimum age.
+    wait_until(lambda: value(metrics(mport), "forkd_workers", state="ready") == 3,
+               15, what="3 workers ready")
     victim = fk.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: victim not in fk.worker_pids() and len(fk.worker_pids()) == 3,
                15, what="a replacement worker")
     m = check("after kill -9")
+    # The snapshot /metrics reads may trail the process table by a tick.
+    m = wait_until(lambda: (lambda m: value(m, "forkd_worker_restarts_total",
+                                            reason="crash") >= 1 and m)(metrics(mport)),
+                   5, what="the crash counted")
     assert value(m, "forkd_worker_restarts_total", reason="crash") == 1
     traffic(10)
 
