@@ -17,9 +17,11 @@ namespace {
 
 constexpr uint64_t kMagic = 0x666f726b64534231ULL;  // "forkdSB1"
 
-size_t RegionSize(uint32_t capacity) {
-  size_t header = (sizeof(Header) + 63) / 64 * 64;
-  return header + sizeof(Slot) * capacity;
+size_t HeaderSize() { return (sizeof(Header) + 63) / 64 * 64; }
+
+size_t RegionSize(uint32_t capacity, uint32_t app_capacity) {
+  return HeaderSize() + sizeof(Slot) * capacity +
+         sizeof(AppSlot) * app_capacity;
 }
 
 template <typename T>
@@ -29,13 +31,34 @@ void Relaxed(std::atomic<T>& a, T v) {
 
 }  // namespace
 
+const char* AppStateName(AppState s) {
+  switch (s) {
+    case AppState::kEmpty:
+      return "empty";
+    case AppState::kStarting:
+      return "starting";
+    case AppState::kReady:
+      return "ready";
+    case AppState::kRetiring:
+      return "retiring";
+    case AppState::kStopping:
+      return "stopping";
+  }
+  return "unknown";
+}
+
 const char* WorkerStateName(WorkerState s) {
   switch (s) {
-    case WorkerState::kEmpty: return "empty";
-    case WorkerState::kBooting: return "booting";
-    case WorkerState::kReady: return "ready";
-    case WorkerState::kDraining: return "draining";
-    case WorkerState::kExiting: return "exiting";
+    case WorkerState::kEmpty:
+      return "empty";
+    case WorkerState::kBooting:
+      return "booting";
+    case WorkerState::kReady:
+      return "ready";
+    case WorkerState::kDraining:
+      return "draining";
+    case WorkerState::kExiting:
+      return "exiting";
   }
   return "unknown";
 }
@@ -53,9 +76,8 @@ Method MethodIndex(const char* method, size_t len) {
 }
 
 const char* MethodName(Method m) {
-  static constexpr const char* kNames[] = {"GET",    "HEAD",  "POST",
-                                           "PUT",    "DELETE", "PATCH",
-                                           "OPTIONS", "other"};
+  static constexpr const char* kNames[] = {
+      "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"};
   return kNames[static_cast<size_t>(m)];
 }
 
@@ -100,7 +122,8 @@ void CounterTotals::Add(const Counters& c) {
   for (size_t m = 0; m < requests.size(); ++m) {
     for (size_t k = 0; k < 5; ++k) requests[m][k] += load(c.requests[m][k]);
   }
-  for (size_t i = 0; i < rejected.size(); ++i) rejected[i] += load(c.rejected[i]);
+  for (size_t i = 0; i < rejected.size(); ++i)
+    rejected[i] += load(c.rejected[i]);
   for (size_t i = 0; i < upstream_errors.size(); ++i) {
     upstream_errors[i] += load(c.upstream_errors[i]);
   }
@@ -115,7 +138,8 @@ void CounterTotals::Add(const Counters& c) {
     client_timeouts[i] += load(c.client_timeouts[i]);
   }
   auto add_hist = [&](Hist& h, const Histogram& src) {
-    for (size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] += load(src.buckets[i]);
+    for (size_t i = 0; i < h.buckets.size(); ++i)
+      h.buckets[i] += load(src.buckets[i]);
     h.sum_us += load(src.sum_us);
   };
   add_hist(request_duration, c.request_duration);
@@ -167,7 +191,8 @@ void CounterTotals::Add(const CounterTotals& o) {
     client_timeouts[i] += o.client_timeouts[i];
   }
   auto add_hist = [](Hist& h, const Hist& src) {
-    for (size_t i = 0; i < h.buckets.size(); ++i) h.buckets[i] += src.buckets[i];
+    for (size_t i = 0; i < h.buckets.size(); ++i)
+      h.buckets[i] += src.buckets[i];
     h.sum_us += src.sum_us;
   };
   add_hist(request_duration, o.request_duration);
@@ -207,14 +232,14 @@ int64_t MonotonicMs() {
 }
 
 absl::StatusOr<std::unique_ptr<Scoreboard>> Scoreboard::Create(
-    uint32_t capacity) {
+    uint32_t capacity, uint32_t app_capacity) {
   // Not close-on-exec: workers inherit it across exec on purpose.
   int fd = memfd_create("forkd-scoreboard", 0);
   if (fd < 0) {
     return absl::InternalError(
         absl::StrCat("memfd_create: ", std::strerror(errno)));
   }
-  size_t size = RegionSize(capacity);
+  size_t size = RegionSize(capacity, app_capacity);
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int err = errno;
     close(fd);
@@ -231,9 +256,12 @@ absl::StatusOr<std::unique_ptr<Scoreboard>> Scoreboard::Create(
   auto* header = new (base) Header{};
   header->magic = kMagic;
   header->capacity = capacity;
-  auto* slots = reinterpret_cast<Slot*>(static_cast<char*>(base) +
-                                        RegionSize(0));
+  header->app_capacity = app_capacity;
+  auto* slots =
+      reinterpret_cast<Slot*>(static_cast<char*>(base) + HeaderSize());
   for (uint32_t i = 0; i < capacity; ++i) new (&slots[i]) Slot();
+  auto* app_slots = reinterpret_cast<AppSlot*>(slots + capacity);
+  for (uint32_t i = 0; i < app_capacity; ++i) new (&app_slots[i]) AppSlot();
   return std::unique_ptr<Scoreboard>(new Scoreboard(fd, base, size));
 }
 
@@ -242,13 +270,14 @@ absl::StatusOr<std::unique_ptr<Scoreboard>> Scoreboard::Attach(int fd) {
   struct {
     uint64_t magic;
     uint32_t capacity;
+    uint32_t app_capacity;
   } probe;
   if (pread(fd, &probe, sizeof(probe), 0) != sizeof(probe) ||
       probe.magic != kMagic) {
     return absl::InvalidArgumentError(
         absl::StrCat("fd ", fd, " is not a forkd scoreboard"));
   }
-  size_t size = RegionSize(probe.capacity);
+  size_t size = RegionSize(probe.capacity, probe.app_capacity);
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
     return absl::InternalError(absl::StrCat("mmap: ", std::strerror(errno)));
@@ -261,8 +290,8 @@ Scoreboard::Scoreboard(int fd, void* base, size_t size)
       base_(base),
       size_(size),
       header_(static_cast<Header*>(base)),
-      slots_(reinterpret_cast<Slot*>(static_cast<char*>(base) +
-                                     RegionSize(0))) {}
+      slots_(reinterpret_cast<Slot*>(static_cast<char*>(base) + HeaderSize())),
+      app_slots_(reinterpret_cast<AppSlot*>(slots_ + header_->capacity)) {}
 
 Scoreboard::~Scoreboard() {
   munmap(base_, size_);

@@ -20,38 +20,46 @@
 namespace forkd::scoreboard {
 
 enum class WorkerState : uint32_t {
-  kEmpty = 0,   // slot unused
-  kBooting,     // spawned, not yet accepting
-  kReady,       // accepting and serving
-  kDraining,    // told to stop: finishing in-flight work, not accepting
-  kExiting,     // done, about to exit
+  kEmpty = 0,  // slot unused
+  kBooting,    // spawned, not yet accepting
+  kReady,      // accepting and serving
+  kDraining,   // told to stop: finishing in-flight work, not accepting
+  kExiting,    // done, about to exit
 };
 const char* WorkerStateName(WorkerState s);
 
 // Why a worker left on its own, written by the worker before it exits so the
 // master can tell a recycle from a crash.
 enum class ExitReason : uint32_t {
-  kNone = 0,      // still running, or died without saying (a crash)
-  kMaxRequests,   // served --max-requests (+ jitter): recycled
-  kStopped,       // told to stop (TERM/QUIT from the master) and did
-  kBootFailed,    // could not start (also exit code 3)
+  kNone = 0,     // still running, or died without saying (a crash)
+  kMaxRequests,  // served --max-requests (+ jitter): recycled
+  kStopped,      // told to stop (TERM/QUIT from the master) and did
+  kBootFailed,   // could not start (also exit code 3)
 };
 
 // Index of a request's method in the per-method counters.
 enum class Method : uint32_t {
-  kGet, kHead, kPost, kPut, kDelete, kPatch, kOptions, kOther, kCount
+  kGet,
+  kHead,
+  kPost,
+  kPut,
+  kDelete,
+  kPatch,
+  kOptions,
+  kOther,
+  kCount
 };
 Method MethodIndex(const char* method, size_t len);
 const char* MethodName(Method m);
 
 // Why a request was answered by forkd itself instead of the app.
 enum class Rejection : uint32_t {
-  kBadRequest,     // 400 (and 501/505 parse errors)
-  kBodyTooLarge,   // 413
-  kUriTooLong,     // 414
+  kBadRequest,       // 400 (and 501/505 parse errors)
+  kBodyTooLarge,     // 413
+  kUriTooLong,       // 414
   kHeadersTooLarge,  // 431
-  kOverCapacity,   // 503: over the in-flight cap
-  kDraining,       // 503: worker or server draining
+  kOverCapacity,     // 503: over the in-flight cap
+  kDraining,         // 503: worker or server draining
   kCount
 };
 
@@ -139,7 +147,7 @@ enum class ProxyProtocolReject : uint32_t {
 // Histogram bucket upper bounds in seconds (Prometheus "le"), +Inf implied.
 inline constexpr std::array<double, 14> kDurationBuckets = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1,    0.25,  0.5,    1.0,   2.5,   5.0,  10.0};
+    0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
 
 // A histogram of durations: counts per bucket (+Inf last), sum in
 // microseconds. Cumulation happens at read time.
@@ -223,27 +231,69 @@ struct CounterTotals {
       proxy_protocol_rejected{};
 
   uint64_t TotalRequests() const;
-  void Add(const Counters& c);        // reads atomics relaxed
+  void Add(const Counters& c);  // reads atomics relaxed
   void Add(const CounterTotals& other);
 };
 
 struct alignas(64) Slot {
   std::atomic<int32_t> pid{0};
-  std::atomic<uint32_t> state{0};          // WorkerState
-  std::atomic<uint64_t> generation{0};     // reload generation it serves
-  std::atomic<int64_t> boot_ms{0};         // monotonic ms when spawned
-  std::atomic<int64_t> heartbeat_ms{0};    // monotonic ms of last sign of life
+  std::atomic<uint32_t> state{0};        // WorkerState
+  std::atomic<uint64_t> generation{0};   // reload generation it serves
+  std::atomic<int64_t> boot_ms{0};       // monotonic ms when spawned
+  std::atomic<int64_t> heartbeat_ms{0};  // monotonic ms of last sign of life
   // Gauges.
-  std::atomic<uint32_t> in_flight{0};      // requests at the app right now
+  std::atomic<uint32_t> in_flight{0};  // requests at the app right now
   std::atomic<uint32_t> busy_threads{0};
-  std::atomic<uint32_t> threads{0};        // request threads running now
-  std::atomic<uint32_t> connection_cap{0}; // worker_connections applied
+  std::atomic<uint32_t> threads{0};             // request threads running now
+  std::atomic<uint32_t> connection_cap{0};      // worker_connections applied
   std::atomic<uint32_t> connections_active{0};  // client conns with a request
   std::atomic<uint32_t> connections_idle{0};    // keep-alive, waiting
   std::atomic<uint64_t> requests_served{0};     // this process, all outcomes
   std::atomic<uint64_t> settings_generation_seen{0};
-  std::atomic<uint32_t> exit_reason{0};    // ExitReason
+  std::atomic<uint32_t> exit_reason{0};  // ExitReason
   Counters counters;
+};
+
+// App mode (design "Two modes"): one AppSlot per app process the master
+// runs. The master writes the identity fields and `state`; every proxy
+// worker reads them to route (the ready slot with the fewest requests in
+// flight, never past `cap`) and moves `in_flight`, `requests` and
+// `last_progress_ms`. The master reads those to supervise: a slot with
+// requests in flight and no progress for --timeout is hung.
+enum class AppState : uint32_t {
+  kEmpty = 0,  // no process
+  kStarting,   // spawned, not yet accepting (or not yet healthy)
+  kReady,      // in the rotation
+  kRetiring,   // out of the rotation: finishing its in-flight, then stopped
+  kStopping,   // sent TERM (or KILL), waiting for its exit
+};
+const char* AppStateName(AppState s);
+
+inline constexpr size_t kAppSocketPathMax = 108;  // sizeof(sun_path)
+
+struct alignas(64) AppSlot {
+  std::atomic<int32_t> pid{0};
+  std::atomic<uint32_t> state{0};  // AppState; stored with release
+  // Bumped each time the slot gets a new process (before `state` leaves
+  // kEmpty): a worker holding pooled connections to an older incarnation
+  // drops them instead of reusing them.
+  std::atomic<uint64_t> incarnation{0};
+  // Most requests this process takes at once (sync: 1, gthread: --threads,
+  // async: --worker-connections); the master may change it live.
+  std::atomic<uint32_t> cap{1};
+  // Workers: fetch_add(1) before a request is sent, fetch_sub(1) when its
+  // response is done (or failed). Never above `cap` (compare-exchange).
+  std::atomic<uint32_t> in_flight{0};
+  std::atomic<uint64_t> requests{0};  // finished requests, this incarnation
+  // MonotonicMs() when a request to it last finished, or when in_flight
+  // went 0 -> 1: the hang check is in_flight > 0 && now - this > --timeout.
+  std::atomic<int64_t> last_progress_ms{0};
+  std::atomic<int64_t> started_ms{0};  // MonotonicMs() at spawn
+  std::atomic<uint32_t> restarts{0};   // replacements in this slot so far
+  // The app process's unix socket. Written by the master while the slot is
+  // kEmpty and left alone until it is kEmpty again, so a worker that saw
+  // any other state (acquire) reads it safely.
+  char socket_path[kAppSocketPathMax] = {};
 };
 
 // Settings the master publishes to running workers.
@@ -251,12 +301,13 @@ struct Settings {
   std::atomic<uint64_t> generation{0};  // bumped after fields change
   std::atomic<uint32_t> threads{1};
   std::atomic<uint32_t> worker_connections{1000};
-  std::atomic<uint32_t> draining{0};    // whole server draining (503s)
+  std::atomic<uint32_t> draining{0};  // whole server draining (503s)
 };
 
 struct Header {
   uint64_t magic;
   uint32_t capacity;
+  uint32_t app_capacity;  // AppSlots after the worker slots (0: sidecar)
   Settings settings;
 };
 
@@ -265,9 +316,11 @@ int64_t MonotonicMs();
 
 class Scoreboard {
  public:
-  // Master: creates a memfd-backed region for `capacity` slots. The fd is
+  // Master: creates a memfd-backed region for `capacity` worker slots and
+  // `app_capacity` app slots (app mode; 0 in sidecar mode). The fd is
   // inherited by workers across exec. Fails only on OS errors.
-  static absl::StatusOr<std::unique_ptr<Scoreboard>> Create(uint32_t capacity);
+  static absl::StatusOr<std::unique_ptr<Scoreboard>> Create(
+      uint32_t capacity, uint32_t app_capacity = 0);
   // Worker: maps the region behind an inherited fd.
   static absl::StatusOr<std::unique_ptr<Scoreboard>> Attach(int fd);
   ~Scoreboard();
@@ -277,6 +330,9 @@ class Scoreboard {
   Settings& settings() { return header_->settings; }
   Slot& slot(uint32_t index) { return slots_[index]; }
   const Slot& slot(uint32_t index) const { return slots_[index]; }
+  uint32_t app_capacity() const { return header_->app_capacity; }
+  AppSlot& app_slot(uint32_t index) { return app_slots_[index]; }
+  const AppSlot& app_slot(uint32_t index) const { return app_slots_[index]; }
 
   // Master: clears a slot's every field before a new worker uses it.
   void ResetSlot(uint32_t index);
@@ -288,6 +344,7 @@ class Scoreboard {
   size_t size_;
   Header* header_;
   Slot* slots_;
+  AppSlot* app_slots_;
 };
 
 }  // namespace forkd::scoreboard

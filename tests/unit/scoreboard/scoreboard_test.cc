@@ -158,6 +158,36 @@ TEST(ScoreboardTest, WorkersAttachToTheSameMemory) {
   EXPECT_EQ((*sb)->slot(1).heartbeat_ms.load(), 777);
 }
 
+TEST(ScoreboardTest, AppSlotsFollowTheWorkerSlotsAndAreShared) {
+  auto sb = Scoreboard::Create(3, 5);
+  ASSERT_TRUE(sb.ok());
+  EXPECT_EQ((*sb)->app_capacity(), 5u);
+  (*sb)->slot(2).heartbeat_ms = 99;  // the last worker slot
+  AppSlot& app = (*sb)->app_slot(4);
+  std::strcpy(app.socket_path, "/tmp/forkd-app/app-4.sock");
+  app.cap = 8;
+  app.state.store(static_cast<uint32_t>(AppState::kReady),
+                  std::memory_order_release);
+  auto view = Scoreboard::Attach(dup((*sb)->fd()));
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ((*view)->app_capacity(), 5u);
+  const AppSlot& seen = (*view)->app_slot(4);
+  EXPECT_EQ(seen.state.load(std::memory_order_acquire),
+            static_cast<uint32_t>(AppState::kReady));
+  EXPECT_STREQ(seen.socket_path, "/tmp/forkd-app/app-4.sock");
+  EXPECT_EQ(seen.cap.load(), 8u);
+  EXPECT_EQ((*view)->slot(2).heartbeat_ms.load(), 99);  // no overlap
+  (*view)->app_slot(0).in_flight = 3;
+  EXPECT_EQ((*sb)->app_slot(0).in_flight.load(), 3u);
+  EXPECT_STREQ(AppStateName(AppState::kRetiring), "retiring");
+}
+
+TEST(ScoreboardTest, SidecarModeHasNoAppSlots) {
+  auto sb = Scoreboard::Create(2);
+  ASSERT_TRUE(sb.ok());
+  EXPECT_EQ((*sb)->app_capacity(), 0u);
+}
+
 TEST(ScoreboardTest, AttachRejectsOtherFiles) {
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
@@ -169,7 +199,8 @@ TEST(ScoreboardTest, AttachRejectsOtherFiles) {
 // Every field of `a` is at least the same field of `b`.
 void ExpectNoFieldLower(const CounterTotals& a, const CounterTotals& b) {
   for (size_t m = 0; m < a.requests.size(); ++m) {
-    for (size_t k = 0; k < 5; ++k) EXPECT_GE(a.requests[m][k], b.requests[m][k]);
+    for (size_t k = 0; k < 5; ++k)
+      EXPECT_GE(a.requests[m][k], b.requests[m][k]);
   }
   for (size_t i = 0; i < a.rejected.size(); ++i) {
     EXPECT_GE(a.rejected[i], b.rejected[i]);
