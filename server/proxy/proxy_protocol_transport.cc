@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -62,16 +63,24 @@ void ReportProxyProtocolReject(scoreboard::Counters* counters,
               detail, also);
 }
 
+int64_t ProxyHeaderTimeoutMs(int64_t client_header_timeout_ms) {
+  return client_header_timeout_ms > 0
+             ? std::min(kProxyHeaderTimeoutMs, client_header_timeout_ms)
+             : kProxyHeaderTimeoutMs;
+}
+
 ProxyProtocolTransport::ProxyProtocolTransport(int fd, std::string peer,
                                                const char* scheme, Next next,
                                                scoreboard::Counters* counters,
-                                               int64_t deadline_ms)
+                                               int64_t now_ms,
+                                               int64_t timeout_ms)
     : fd_(fd),
       peer_(std::move(peer)),
       scheme_(scheme),
       next_(std::move(next)),
       counters_(counters),
-      deadline_ms_(deadline_ms) {}
+      timeout_ms_(timeout_ms),
+      deadline_ms_(now_ms + timeout_ms) {}
 
 ProxyProtocolTransport::~ProxyProtocolTransport() {
   // A driver may end an idle connection without OnTimeout (the gthread
@@ -203,10 +212,9 @@ int64_t ProxyProtocolTransport::setup_deadline_ms() const {
 void ProxyProtocolTransport::OnSetupTimeout() {
   if (client_.has_value() || failed_) return;
   Reject(ProxyProtocolReject::kTimeout,
-         pending_.empty() ? absl::StrCat("nothing within ",
-                                         kProxyHeaderTimeoutMs / 1000, " s")
+         pending_.empty() ? absl::StrCat("nothing within ", timeout_ms_, " ms")
                           : absl::StrCat(pending_.size(), " bytes within ",
-                                         kProxyHeaderTimeoutMs / 1000, " s"));
+                                         timeout_ms_, " ms"));
 }
 
 const std::string* ProxyProtocolTransport::proxied_peer() const {

@@ -18,11 +18,16 @@
 
 namespace forkd::proxy {
 
-// How long a PROXY header may take from accept. Load balancers send it
-// with (or right after) the handshake; a fixed short bound keeps a peer
-// that trickles it from holding a connection slot, whatever
-// --keepalive and --timeout say.
+// How long a PROXY header may take from accept at most. Load balancers
+// send it with (or right after) the handshake; a short bound keeps a peer
+// that trickles it from holding a connection slot, whatever --keepalive
+// and --timeout say.
 inline constexpr int64_t kProxyHeaderTimeoutMs = 5000;
+
+// The bound a PROXY header gets: kProxyHeaderTimeoutMs, or
+// --client-header-timeout (`client_header_timeout_ms`) when that is
+// shorter, since the header is the first part of the request head.
+int64_t ProxyHeaderTimeoutMs(int64_t client_header_timeout_ms);
 
 // Counts a connection closed for `reason` and logs it (at most one line a
 // second per worker process, with the number left out since). `peer` is
@@ -45,7 +50,7 @@ class ProxyProtocolTransport final : public ClientTransport {
   // `counters` may be nullptr.
   ProxyProtocolTransport(int fd, std::string peer, const char* scheme,
                          Next next, scoreboard::Counters* counters,
-                         int64_t deadline_ms);
+                         int64_t now_ms, int64_t timeout_ms);
   ~ProxyProtocolTransport() override;
   ProxyProtocolTransport(const ProxyProtocolTransport&) = delete;
   ProxyProtocolTransport& operator=(const ProxyProtocolTransport&) = delete;
@@ -78,6 +83,7 @@ class ProxyProtocolTransport final : public ClientTransport {
   const char* scheme_;
   Next next_;
   scoreboard::Counters* counters_;
+  int64_t timeout_ms_;
   int64_t deadline_ms_;
   std::string pending_;  // header bytes taken off the socket so far
   bool failed_ = false;

@@ -281,8 +281,8 @@ std::unique_ptr<proxy::ProxySession> WorkerRuntime::NewSession(
       return tls_->NewTransport(sock, client, counters);
     };
     auto transport = std::make_unique<proxy::ProxyProtocolTransport>(
-        fd, peer, tls_ ? "https" : "http", std::move(next), counters,
-        now + proxy::kProxyHeaderTimeoutMs);
+        fd, peer, tls_ ? "https" : "http", std::move(next), counters, now,
+        proxy::ProxyHeaderTimeoutMs(ctx_.client_header_timeout_ms));
     return std::make_unique<proxy::ProxySession>(&ctx_, std::move(transport),
                                                  std::move(peer), now);
   }

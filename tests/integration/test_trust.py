@@ -451,6 +451,26 @@ def test_slow_proxy_header_times_out(forkd_factory, example_app, cls):
                5, what="the timeout counted")
 
 
+def test_proxy_header_bound_follows_a_shorter_client_header_timeout(
+        forkd_factory, example_app):
+    # The header is the first part of the request head: a
+    # --client-header-timeout shorter than the 5 s bound is the bound.
+    mport, margs = metrics_util.metrics_args()
+    fk = forkd_factory(example_app, ["--workers", "1", "--proxy-protocol",
+                                     "--client-header-timeout", "1"] + margs,
+                       wait_ready=False)
+    wait_proxy_ready(fk)
+    mark = LogMark(fk)
+    with socket.create_connection(("127.0.0.1", fk.port), timeout=15) as sock:
+        sock.sendall(b"PROXY TCP4 203.0.113.1")
+        assert read_response(sock, timeout=15) is None
+    mark.wait_for("22 bytes within 1000 ms")
+    wait_until(lambda: metrics_util.value(metrics_util.metrics(mport),
+                                          "forkd_proxy_protocol_rejected_total",
+                                          reason="timeout") == 1,
+               5, what="the timeout counted")
+
+
 # --- TLS after a PROXY header -------------------------------------------------------
 
 
