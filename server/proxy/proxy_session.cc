@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
+#include "server/common/readiness.h"
 #include "server/proxy/admission.h"
 #include "server/proxy/request_record.h"
 
@@ -29,10 +30,6 @@ constexpr int64_t kNever = loop_clock::kNoDeadlineMs;
 // A request waiting in the admission line is woken when a slot is handed
 // to it; this recheck is only a safety net.
 constexpr int64_t kAdmissionRecheckMs = 100;
-
-// The async loop's time of the current batch of events (loop_clock.h).
-int64_t NowNs() { return loop_clock::NowNs(); }
-int64_t NowMs() { return loop_clock::NowMs(); }
 
 // Reads up to kReadChunk bytes with `read_fn` (read(2) semantics) and
 // appends them to *buf. Unless *buf already has room for a whole chunk (a
@@ -133,6 +130,9 @@ ProxySession::ProxySession(SessionContext* ctx,
                            std::unique_ptr<ClientTransport> transport,
                            std::string peer, int64_t now_ms)
     : ctx_(ctx),
+      pool_app_(ctx->pool),
+      app_(ctx->app != nullptr ? ctx->app : &pool_app_),
+      clock_(ctx->clock != nullptr ? ctx->clock : LoopClock::Get()),
       client_(std::move(transport)),
       client_fd_(client_->fd()),
       peer_(std::move(peer)),
@@ -164,11 +164,11 @@ void ProxySession::UpdateConnectionGauge(bool gone) {
 }
 
 void ProxySession::OnClientEvents(uint32_t events) {
-  // EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP/EPOLLRDHUP use poll's bit values.
-  if (events & (0x001 | 0x008 | 0x010 | 0x2000)) client_readable_ = true;
-  if (events & (0x004 | 0x008 | 0x010)) client_writable_ = true;
-  if (events & (0x010 | 0x2000)) client_hup_ = true;
-  RetryCrossedDirections((events & 0x001) != 0, (events & 0x004) != 0);
+  const Readiness ready = Readiness::From(events);
+  if (ready.readable) client_readable_ = true;
+  if (ready.writable) client_writable_ = true;
+  if (ready.hup) client_hup_ = true;
+  RetryCrossedDirections(ready.in, ready.out);
   Drive();
 }
 
@@ -182,9 +182,10 @@ void ProxySession::RetryCrossedDirections(bool readable, bool writable) {
 
 void ProxySession::OnUpstreamEvents(uint32_t events) {
   if (!up_) return;
-  if (events & (0x001 | 0x008 | 0x010 | 0x2000)) up_->readable = true;
-  if (events & (0x004 | 0x008 | 0x010)) up_->writable = true;
-  if (events & (0x010 | 0x2000)) up_->hup = true;
+  const Readiness ready = Readiness::From(events);
+  if (ready.readable) up_->readable = true;
+  if (ready.writable) up_->writable = true;
+  if (ready.hup) up_->hup = true;
   Drive();
 }
 
@@ -630,7 +631,7 @@ bool ProxySession::StartUpstream() {
   if (retry_connect_at_ms_ > now) return false;
   retry_connect_at_ms_ = 0;
 
-  std::unique_ptr<upstream::Connection> conn = ctx_->pool->TakeIdle();
+  std::unique_ptr<upstream::Connection> conn = app_->TakeIdle();
   if (conn) {
     if (can_replay_) {
       replay_.Clear();
@@ -638,7 +639,7 @@ bool ProxySession::StartUpstream() {
     }
   } else {
     int err = 0;
-    switch (ctx_->pool->Connect(&conn, &err)) {
+    switch (app_->Connect(&conn, &err)) {
       case upstream::ConnectResult::kConnected:
       case upstream::ConnectResult::kInProgress:
         break;
@@ -647,10 +648,9 @@ bool ProxySession::StartUpstream() {
         retry_connect_at_ms_ = now + 5;
         return false;
       case upstream::ConnectResult::kFailed:
-        UpstreamFailed(
-            Failure::kUpstreamRefused,
-            absl::StrCat("connect to ", ctx_->pool->address().display, ": ",
-                         std::strerror(err)));
+        UpstreamFailed(Failure::kUpstreamRefused,
+                       absl::StrCat("connect to ", app_->display(), ": ",
+                                    std::strerror(err)));
         return true;
     }
   }
@@ -673,20 +673,18 @@ bool ProxySession::WriteUpstream() {
     return false;
   }
   if (up_->connecting) {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    getsockopt(up_->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    int err = app_->ConnectError(*up_);
     up_->connecting = false;
     if (err != 0) {
       UpstreamFailed(Failure::kUpstreamRefused,
-                     absl::StrCat("connect to ", ctx_->pool->address().display,
-                                  ": ", std::strerror(err)));
+                     absl::StrCat("connect to ", app_->display(), ": ",
+                                  std::strerror(err)));
       return true;
     }
     if (up_out_.empty()) return true;
   }
   std::string_view data = up_out_.View();
-  ssize_t n = send(up_->fd, data.data(), data.size(), MSG_NOSIGNAL);
+  ssize_t n = app_->Write(*up_, data.data(), data.size());
   if (n > 0) {
     if (static_cast<size_t>(n) < data.size()) up_->writable = false;
     up_out_.Consume(static_cast<size_t>(n));
@@ -729,9 +727,9 @@ bool ProxySession::ReadUpstream() {
   // closes with request bytes unread, a unix socket's next read fails with
   // ECONNRESET, which must not cost the response the app sent before.
   if (resp_state_ == RespState::kBody && !up_in_.empty()) return false;
-  int fd = up_->fd;
-  ssize_t n = ReadChunk(&up_in_, [fd](char* buf, size_t len) {
-    return recv(fd, buf, len, 0);  // not read(): see SocketTransport
+  upstream::Connection& conn = *up_;
+  ssize_t n = ReadChunk(&up_in_, [this, &conn](char* buf, size_t len) {
+    return app_->Read(conn, buf, len);
   });
   if (n > 0) {
     if (static_cast<size_t>(n) < kReadChunk && !up_->hup) {
@@ -1114,9 +1112,9 @@ void ProxySession::ReleaseUpstream(bool reusable) {
   if (!up_) return;
   up_->owner = nullptr;
   if (reusable) {
-    ctx_->pool->Release(std::move(up_));
+    app_->Release(std::move(up_));
   } else {
-    ctx_->pool->Discard(std::move(up_));
+    app_->Discard(std::move(up_));
   }
 }
 
