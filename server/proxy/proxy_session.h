@@ -152,7 +152,7 @@ class ProxySession : public ClientConnection,
 
   // The connection opened with the HTTP/2 preface, or its request asked
   // for "Upgrade: h2c" (then TakeH2cUpgrade() has it): the driver hands it
-  // to an http2::Http2Connection with ReleaseForHttp2().
+  // to an Http2Connection with ReleaseForHttp2().
   bool wants_http2() const override { return wants_http2_; }
   std::optional<H2cUpgrade> TakeH2cUpgrade() {
     return std::exchange(h2c_upgrade_, std::nullopt);

@@ -1,4 +1,4 @@
-#include "server/http2/http2_connection.h"
+#include "server/proxy/http2_connection.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -12,7 +12,17 @@
 #include "server/common/readiness.h"
 #include "server/scoreboard/scoreboard.h"
 
-namespace forkd::http2 {
+namespace forkd::proxy {
+
+// The HTTP/2 protocol this client and app side speak.
+using http2::Http2Session;
+using http2::kCancel;
+using http2::kEnhanceYourCalm;
+using http2::kHttp11Required;
+using http2::kInternalError;
+using http2::kNoError;
+using http2::kProtocolError;
+using http2::kRefusedStream;
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
@@ -754,4 +764,4 @@ proxy::ClientConnection::Phase Http2Connection::phase() const {
   return idle ? Phase::kIdle : Phase::kActive;
 }
 
-}  // namespace forkd::http2
+}  // namespace forkd::proxy
