@@ -4,6 +4,11 @@
 // non-blocking I/O on its two sockets but never waits: drivers (the async
 // worker's epoll loop, or a gthread/sync thread's poll loop) tell it about
 // readiness and call Drive(); it reports what it waits for.
+//
+// The code: proxy_session.cc (the client side: reading, request parsing,
+// admission checks, deadlines), proxy_session_app.cc (the app connection:
+// the head sent to the app, acquiring a connection, I/O, the retry rule),
+// proxy_session_response.cc (the response to the client, error answers).
 #ifndef FORKD_SERVER_PROXY_PROXY_SESSION_H_
 #define FORKD_SERVER_PROXY_PROXY_SESSION_H_
 
