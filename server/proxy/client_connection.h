@@ -1,5 +1,5 @@
 // What a worker's event loop holds per accepted client connection: an
-// HTTP/1 connection (ProxySession) or an HTTP/2 one (http2::Http2Connection).
+// HTTP/1 connection (ProxySession) or an HTTP/2 one (Http2Connection).
 // Drivers route readiness to it, run its timers and delete it once closed.
 #ifndef FORKD_SERVER_PROXY_CLIENT_CONNECTION_H_
 #define FORKD_SERVER_PROXY_CLIENT_CONNECTION_H_

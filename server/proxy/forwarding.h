@@ -5,7 +5,7 @@
 // follow --header-map, since WSGI/CGI apps map "X_Forwarded_For" and
 // "X-Forwarded-For" onto one variable. Pure functions over header lists,
 // used by the HTTP/1 path (ProxySession, which also serves HTTP/2 streams
-// to an HTTP/1 app) and the h2c bridge (http2/upstream_bridge.cc).
+// to an HTTP/1 app) and the h2c bridge (proxy/upstream_bridge.cc).
 #ifndef FORKD_SERVER_PROXY_FORWARDING_H_
 #define FORKD_SERVER_PROXY_FORWARDING_H_
 

@@ -15,90 +15,24 @@
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
+#include "server/common/readiness.h"
 #include "server/proxy/admission.h"
+#include "server/proxy/proxy_session_internal.h"
 #include "server/proxy/request_record.h"
 
 namespace forkd::proxy {
 namespace {
 
-constexpr size_t kReadChunk = 16 * 1024;
+using session_internal::AppendChunk;
+using session_internal::AppendHeader;
+using session_internal::AppendLastChunk;
+using session_internal::kReadChunk;
+using session_internal::ReadChunk;
+
 // Unparsed request bytes kept before the parser must have decided; the
 // parser's own limits are smaller, this only stops a runaway buffer.
 constexpr size_t kMaxPendingInput = 256 * 1024;
 constexpr int64_t kNever = loop_clock::kNoDeadlineMs;
-// A request waiting in the admission line is woken when a slot is handed
-// to it; this recheck is only a safety net.
-constexpr int64_t kAdmissionRecheckMs = 100;
-
-// The async loop's time of the current batch of events (loop_clock.h).
-int64_t NowNs() { return loop_clock::NowNs(); }
-int64_t NowMs() { return loop_clock::NowMs(); }
-
-// Reads up to kReadChunk bytes with `read_fn` (read(2) semantics) and
-// appends them to *buf. Unless *buf already has room for a whole chunk (a
-// big transfer, read in place), the bytes land in a per-thread scratch area
-// first: a 40-byte request then costs its connection a few hundred bytes of
-// buffer instead of a 16 KiB chunk with a dirty page, and the kernel copies
-// into one cache-hot area instead of a cold one per connection.
-template <typename ReadFn>
-ssize_t ReadChunk(Buffer* buf, ReadFn&& read_fn) {
-  if (buf->room() >= kReadChunk) {
-    ssize_t n = read_fn(buf->Reserve(kReadChunk), kReadChunk);
-    if (n > 0) buf->Commit(static_cast<size_t>(n));
-    return n;
-  }
-  thread_local char scratch[kReadChunk];
-  ssize_t n = read_fn(scratch, kReadChunk);
-  if (n > 0) buf->Append({scratch, static_cast<size_t>(n)});
-  return n;
-}
-
-void AppendChunk(Buffer* out, std::string_view data) {
-  if (data.empty()) return;
-  char size[24];
-  int n = snprintf(size, sizeof(size), "%zx\r\n", data.size());
-  out->Append(std::string_view(size, n));
-  out->Append(data);
-  out->Append("\r\n");
-}
-
-void AppendHeader(std::string* out, std::string_view name,
-                  std::string_view value) {
-  out->append(name);
-  out->append(": ");
-  out->append(value);
-  out->append("\r\n");
-}
-
-// The trailer fields of `trailers` that may be forwarded, as field lines
-// ("" when none may).
-std::string ForwardableTrailers(const std::vector<http1::Header>& trailers) {
-  std::string lines;
-  for (const http1::Header& f : trailers) {
-    if (!http1::IsAllowedInTrailer(f.name)) continue;
-    AppendHeader(&lines, f.name, f.value);
-  }
-  return lines;
-}
-
-// The last chunk of a chunked message and its trailer section (RFC 9112
-// 7.1): `trailer_lines` from ForwardableTrailers().
-void AppendLastChunk(Buffer* out, std::string_view trailer_lines) {
-  if (trailer_lines.empty()) {
-    out->Append("0\r\n\r\n");
-    return;
-  }
-  out->Append("0\r\n");
-  out->Append(trailer_lines);
-  out->Append("\r\n");
-}
-
-// RFC 9110 9.2.2: methods a proxy may repeat when it cannot tell whether
-// the app acted on the first attempt.
-bool IsIdempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" ||
-         method == "TRACE" || method == "PUT" || method == "DELETE";
-}
 
 }  // namespace
 
@@ -133,6 +67,9 @@ ProxySession::ProxySession(SessionContext* ctx,
                            std::unique_ptr<ClientTransport> transport,
                            std::string peer, int64_t now_ms)
     : ctx_(ctx),
+      pool_app_(ctx->pool),
+      app_(ctx->app != nullptr ? ctx->app : &pool_app_),
+      clock_(ctx->clock != nullptr ? ctx->clock : LoopClock::Get()),
       client_(std::move(transport)),
       client_fd_(client_->fd()),
       peer_(std::move(peer)),
@@ -164,11 +101,11 @@ void ProxySession::UpdateConnectionGauge(bool gone) {
 }
 
 void ProxySession::OnClientEvents(uint32_t events) {
-  // EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP/EPOLLRDHUP use poll's bit values.
-  if (events & (0x001 | 0x008 | 0x010 | 0x2000)) client_readable_ = true;
-  if (events & (0x004 | 0x008 | 0x010)) client_writable_ = true;
-  if (events & (0x010 | 0x2000)) client_hup_ = true;
-  RetryCrossedDirections((events & 0x001) != 0, (events & 0x004) != 0);
+  const Readiness ready = Readiness::From(events);
+  if (ready.readable) client_readable_ = true;
+  if (ready.writable) client_writable_ = true;
+  if (ready.hup) client_hup_ = true;
+  RetryCrossedDirections(ready.in, ready.out);
   Drive();
 }
 
@@ -182,9 +119,10 @@ void ProxySession::RetryCrossedDirections(bool readable, bool writable) {
 
 void ProxySession::OnUpstreamEvents(uint32_t events) {
   if (!up_) return;
-  if (events & (0x001 | 0x008 | 0x010 | 0x2000)) up_->readable = true;
-  if (events & (0x004 | 0x008 | 0x010)) up_->writable = true;
-  if (events & (0x010 | 0x2000)) up_->hup = true;
+  const Readiness ready = Readiness::From(events);
+  if (ready.readable) up_->readable = true;
+  if (ready.writable) up_->writable = true;
+  if (ready.hup) up_->hup = true;
   Drive();
 }
 
@@ -543,404 +481,6 @@ bool ProxySession::MaybeUpgradeToH2c(const http1::RequestHead& h) {
   return true;
 }
 
-void ProxySession::BuildUpstreamHead(UpstreamFraming framing, uint64_t length) {
-  const http1::RequestHead& h = req_parser_.head();
-  // Members reused across requests: no allocation once warm.
-  std::vector<std::string>& tokens = tokens_;
-  http1::ConnectionTokens(h.headers, &tokens);
-  std::string& head = head_scratch_;
-  head.clear();
-  head.append(h.method).append(" ").append(h.target).append(" HTTP/1.1\r\n");
-  // TE is hop-by-hop, but its "trailers" says the client takes trailer
-  // fields, and forkd passes them on to an HTTP/1.1 client (the response
-  // to it is chunked when the app's is) and to an HTTP/2 one: so forkd says
-  // it too, on its own hop (RFC 9110 10.1.4).
-  bool te_trailers = false;
-  ClientFacts facts{.peer = peer_,
-                    .scheme = client_->scheme(),
-                    .host = h.Find("Host"),
-                    .request_id = request_id_};
-  // Which client fields pass and what forkd adds (X-Forwarded-*,
-  // X-Request-Id) is forwarding.h's decision; the rest is this hop's.
-  ForwardingCounts dropped = ForwardedFields(
-      ctx_->forwarding, facts, h.headers,
-      [&](size_t i) {
-        const http1::Header& f = h.headers[i];
-        std::string_view n = f.name;
-        if (http1::EqualsIgnoreCase(n, "TE")) {
-          te_trailers |=
-              version_minor_ == 1 && http1::TeAcceptsTrailers(f.value);
-          return;
-        }
-        // Announces the trailers only where they go on: a chunked request.
-        if (http1::EqualsIgnoreCase(n, "Trailer") &&
-            framing != UpstreamFraming::kChunked) {
-          return;
-        }
-        // Host stays whatever the Connection header lists: the app needs
-        // it (RFC 9112 3.2), and X-Forwarded-Host is taken from it.
-        if (!http1::EqualsIgnoreCase(n, "Host") &&
-            (http1::IsHopByHop(n, tokens) ||
-             http1::EqualsIgnoreCase(n, "Content-Length") ||
-             http1::EqualsIgnoreCase(n, "Expect"))) {
-          return;
-        }
-        AppendHeader(&head, f.name, f.value);
-      },
-      [&](std::string_view name, std::string_view value) {
-        AppendHeader(&head, name, value);
-      });
-  CountDroppedFields(ctx_, dropped, peer_);
-  if (te_trailers) {
-    AppendHeader(&head, "TE", "trailers");
-    AppendHeader(&head, "Connection", "TE");
-  }
-  switch (framing) {
-    case UpstreamFraming::kNone:
-      break;
-    case UpstreamFraming::kLength:
-      AppendHeader(&head, "Content-Length", absl::StrCat(length));
-      break;
-    case UpstreamFraming::kChunked:
-      AppendHeader(&head, "Transfer-Encoding", "chunked");
-      break;
-  }
-  head.append("\r\n");
-  up_out_.Append(head);
-}
-
-bool ProxySession::StartUpstream() {
-  if (!upstream_wanted_ || up_ || resp_state_ != RespState::kNotStarted) {
-    return false;
-  }
-  int64_t now = NowMs();
-  if (connect_started_ms_ == 0) connect_started_ms_ = now;
-  if (ctx_->admission != nullptr && !admitted_) {
-    if (!ctx_->admission->TryEnter(this)) {
-      // Over the cap: wait in line, not refused. The connect-retry deadline
-      // rechecks, and bounds the wait by --upstream-timeout (then 504).
-      in_line_ = true;
-      retry_connect_at_ms_ = now + kAdmissionRecheckMs;
-      return false;
-    }
-    in_line_ = false;
-    admitted_ = true;
-    retry_connect_at_ms_ = 0;
-  }
-  if (retry_connect_at_ms_ > now) return false;
-  retry_connect_at_ms_ = 0;
-
-  std::unique_ptr<upstream::Connection> conn = ctx_->pool->TakeIdle();
-  if (conn) {
-    if (can_replay_) {
-      replay_.Clear();
-      replay_.Append(up_out_.View());
-    }
-  } else {
-    int err = 0;
-    switch (ctx_->pool->Connect(&conn, &err)) {
-      case upstream::ConnectResult::kConnected:
-      case upstream::ConnectResult::kInProgress:
-        break;
-      case upstream::ConnectResult::kRetryLater:
-        // The app's accept queue is full; it is busy, not gone.
-        retry_connect_at_ms_ = now + 5;
-        return false;
-      case upstream::ConnectResult::kFailed:
-        UpstreamFailed(
-            Failure::kUpstreamRefused,
-            absl::StrCat("connect to ", ctx_->pool->address().display, ": ",
-                         std::strerror(err)));
-        return true;
-    }
-  }
-  up_ = std::move(conn);
-  up_wrote_ = false;
-  up_write_closed_ = false;
-  up_->owner = this;
-  if (ctx_->register_upstream && !up_->registered) {
-    ctx_->register_upstream(up_.get());
-  }
-  up_start_ns_ = NowNs();
-  last_upstream_ms_ = now;
-  resp_state_ = RespState::kHead;
-  return true;
-}
-
-bool ProxySession::WriteUpstream() {
-  if (!up_ || !up_->writable || up_write_closed_ ||
-      (up_out_.empty() && !up_->connecting)) {
-    return false;
-  }
-  if (up_->connecting) {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    getsockopt(up_->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    up_->connecting = false;
-    if (err != 0) {
-      UpstreamFailed(Failure::kUpstreamRefused,
-                     absl::StrCat("connect to ", ctx_->pool->address().display,
-                                  ": ", std::strerror(err)));
-      return true;
-    }
-    if (up_out_.empty()) return true;
-  }
-  std::string_view data = up_out_.View();
-  ssize_t n = send(up_->fd, data.data(), data.size(), MSG_NOSIGNAL);
-  if (n > 0) {
-    if (static_cast<size_t>(n) < data.size()) up_->writable = false;
-    up_out_.Consume(static_cast<size_t>(n));
-    up_wrote_ = true;
-    last_upstream_ms_ = NowMs();
-    return true;
-  }
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    up_->writable = false;
-    return false;
-  }
-  if (n < 0 && errno == EINTR) return true;
-  if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
-    // The app stopped reading: it may have answered from the head alone
-    // (413, 401...) and closed. Read its answer instead of answering 502;
-    // if there is none, the read fails the request (or retries it) as any
-    // close without a response does. The rest of the body is dropped.
-    LOG_DEBUG("write to app: %s; reading its answer", std::strerror(errno));
-    up_write_closed_ = true;
-    up_out_.Clear();
-    up_->readable = true;
-    return true;
-  }
-  UpstreamFailed(Failure::kUpstreamReset,
-                 absl::StrCat("write to app: ", std::strerror(errno)));
-  return true;
-}
-
-bool ProxySession::ReadUpstream() {
-  if (!up_ || !up_->readable || up_->connecting) return false;
-  if (resp_state_ != RespState::kHead && resp_state_ != RespState::kBody) {
-    return false;
-  }
-  // A response with an empty body (Content-Length: 0, 204, HEAD) is whole
-  // once its head is parsed: an app that closes right after it must not
-  // read as one that closed mid-response.
-  if (resp_state_ == RespState::kBody && resp_body_->done()) return false;
-  if (out_.size() >= ctx_->response_buffer) return false;  // client is slow
-  // Decode the body bytes already here before reading on: once the app
-  // closes with request bytes unread, a unix socket's next read fails with
-  // ECONNRESET, which must not cost the response the app sent before.
-  if (resp_state_ == RespState::kBody && !up_in_.empty()) return false;
-  int fd = up_->fd;
-  ssize_t n = ReadChunk(&up_in_, [fd](char* buf, size_t len) {
-    return recv(fd, buf, len, 0);  // not read(): see SocketTransport
-  });
-  if (n > 0) {
-    if (static_cast<size_t>(n) < kReadChunk && !up_->hup) {
-      up_->readable = false;  // drained; see ReadClient()
-    }
-    last_upstream_ms_ = NowMs();
-    return true;
-  }
-  if (n == 0) {
-    if (resp_state_ == RespState::kBody && resp_body_ && !resp_body_->done() &&
-        up_in_.empty()) {
-      resp_body_->OnEof();  // completes an until-close body
-      if (resp_body_->done()) {
-        up_eof_ = true;
-        return true;
-      }
-    }
-    if (resp_state_ == RespState::kBody && !up_in_.empty()) {
-      up_eof_ = true;  // let the decoder take what is buffered first
-      return true;
-    }
-    UpstreamFailed(Failure::kUpstreamReset,
-                   resp_state_ == RespState::kHead
-                       ? "app closed the connection without a response"
-                       : "app closed the connection mid-response");
-    return true;
-  }
-  if (errno == EAGAIN || errno == EWOULDBLOCK) {
-    up_->readable = false;
-    return false;
-  }
-  if (errno == EINTR) return true;
-  UpstreamFailed(Failure::kUpstreamReset,
-                 absl::StrCat("read from app: ", std::strerror(errno)));
-  return true;
-}
-
-bool ProxySession::ProcessUpstreamInput() {
-  if (resp_state_ == RespState::kHead) {
-    if (up_in_.empty()) return false;
-    size_t consumed = 0;
-    switch (resp_parser_.Parse(up_in_.View(), method_, &consumed)) {
-      case http1::ParseStatus::kNeedMore:
-        return false;
-      case http1::ParseStatus::kError:
-        UpstreamFailed(Failure::kUpstreamBadResponse,
-                       absl::StrCat("invalid response from app: ",
-                                    resp_parser_.error().detail));
-        return true;
-      case http1::ParseStatus::kDone:
-        break;
-    }
-    const http1::ResponseHead& rh = resp_parser_.head();
-    if (rh.status < 200) {
-      if (rh.status == 101) {
-        UpstreamFailed(Failure::kUpstreamBadResponse,
-                       "app switched protocols, which forkd does not proxy");
-        return true;
-      }
-      // Interim responses (100, 103...) go to HTTP/1.1 clients as they are.
-      if (version_minor_ == 1) out_.Append(up_in_.View().substr(0, consumed));
-      up_in_.Consume(consumed);
-      resp_parser_.Reset();
-      return true;
-    }
-    up_in_.Consume(consumed);
-    OnResponseHead();
-    // The body bytes that came with the head join it in out_, so both leave
-    // in one write: one packet and one wake-up of the client, not two.
-    ProcessUpstreamBody();
-    return true;
-  }
-  return ProcessUpstreamBody();
-}
-
-bool ProxySession::ProcessUpstreamBody() {
-  if (resp_state_ != RespState::kBody || closed_) return false;
-  if (!resp_body_->done() && !up_in_.empty()) {
-    if (out_.size() >= ctx_->response_buffer) return false;
-    scratch_.clear();
-    size_t used = resp_body_->Decode(up_in_.View(), &scratch_);
-    up_in_.Consume(used);
-    if (resp_body_->failed()) {
-      UpstreamFailed(Failure::kUpstreamBadResponse,
-                     absl::StrCat("invalid response body from app: ",
-                                  resp_body_->error().detail));
-      return true;
-    }
-    body_bytes_out_ += scratch_.size();
-    if (resp_chunked_to_client_) {
-      AppendChunk(&out_, scratch_);
-    } else {
-      out_.Append(scratch_);
-    }
-    if (!resp_body_->done() && up_eof_ && up_in_.empty()) {
-      resp_body_->OnEof();
-      if (!resp_body_->done()) {
-        UpstreamFailed(Failure::kUpstreamReset,
-                       "app closed the connection mid-response");
-        return true;
-      }
-    }
-    if (!resp_body_->done()) return used > 0;
-  }
-  if (!resp_body_->done()) return false;
-  // Trailers go on in a chunked response; otherwise (an HTTP/1.0 client)
-  // they are dropped, as RFC 9112 7.1.2 allows.
-  if (resp_chunked_to_client_) {
-    AppendLastChunk(&out_, ForwardableTrailers(resp_body_->trailers()));
-  }
-  CompleteUpstream();
-  return true;
-}
-
-void ProxySession::OnResponseHead() {
-  const http1::ResponseHead& rh = resp_parser_.head();
-  status_ = rh.status;
-  resp_keep_alive_ = rh.keep_alive;
-  if (ctx_->stopping != nullptr && ctx_->stopping->load()) keep_alive_ = false;
-  bool streamed = rh.framing == http1::Framing::kChunked ||
-                  rh.framing == http1::Framing::kUntilClose;
-  // HTTP/1.0 clients cannot take chunks: the body ends with the connection.
-  if (streamed && version_minor_ == 0) keep_alive_ = false;
-  resp_chunked_to_client_ = streamed && version_minor_ == 1;
-
-  std::vector<std::string>& tokens = tokens_;
-  http1::ConnectionTokens(rh.headers, &tokens);
-  std::string& head = head_scratch_;
-  head.clear();
-  absl::StrAppend(&head, "HTTP/1.1 ", rh.status, " ",
-                  rh.reason.empty()
-                      ? std::string(http1::ReasonPhrase(rh.status))
-                      : rh.reason,
-                  "\r\n");
-  for (const http1::Header& f : rh.headers) {
-    if (http1::IsHopByHop(f.name, tokens)) continue;
-    if (streamed && http1::EqualsIgnoreCase(f.name, "Content-Length")) {
-      continue;
-    }
-    // Announces trailers only to a client that can get them.
-    if (!resp_chunked_to_client_ &&
-        http1::EqualsIgnoreCase(f.name, "Trailer")) {
-      continue;
-    }
-    AppendHeader(&head, f.name, f.value);
-  }
-  if (resp_chunked_to_client_) {
-    AppendHeader(&head, "Transfer-Encoding", "chunked");
-  }
-  if (!keep_alive_) {
-    AppendHeader(&head, "Connection", "close");
-  } else if (version_minor_ == 0) {
-    AppendHeader(&head, "Connection", "keep-alive");
-  }
-  head.append("\r\n");
-  out_.Append(head);
-  sent_to_client_ = true;
-  if (ctx_->access_log != nullptr) resp_headers_ = rh.headers;
-  resp_body_.emplace(rh.framing, rh.content_length, /*max_body=*/0);
-  resp_state_ = RespState::kBody;
-}
-
-void ProxySession::CompleteUpstream() {
-  resp_state_ = RespState::kDone;
-  upstream_s_ = static_cast<double>(NowNs() - up_start_ns_) / 1e9;
-  if (ctx_->record_metrics) {
-    ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
-  }
-  // Reusable only after a complete exchange with nothing left over.
-  bool reusable = resp_keep_alive_ && !up_eof_ && up_in_.empty() &&
-                  req_state_ == ReqState::kDone && up_out_.empty();
-  ReleaseUpstream(reusable);
-  LeaveInFlight();
-}
-
-void ProxySession::UpstreamFailed(Failure failure, const std::string& detail) {
-  // A pooled connection the app closed while idle fails at once: retry the
-  // request once on a fresh connection when nothing of it was answered.
-  // Once request bytes reached the app, it may have acted on them before
-  // closing, so only idempotent methods are repeated (RFC 9110 9.2.2): a
-  // POST must not be delivered twice.
-  if (up_ && up_->reused && can_replay_ && failure == Failure::kUpstreamReset &&
-      resp_state_ == RespState::kHead && up_in_.empty() &&
-      (!up_wrote_ || IsIdempotent(method_))) {
-    ReleaseUpstream(false);
-    up_out_.Clear();
-    up_out_.Append(replay_.View());
-    replay_.Clear();
-    can_replay_ = false;
-    resp_state_ = RespState::kNotStarted;
-    LOG_DEBUG("retrying on a fresh connection after: %s", detail);
-    return;
-  }
-  auto kind = UpstreamErrorFor(failure);
-  if (kind != scoreboard::UpstreamError::kCount && ctx_->record_metrics) {
-    ctx_->slot->counters.upstream_errors[static_cast<size_t>(kind)].fetch_add(
-        1, std::memory_order_relaxed);
-  }
-  ReleaseUpstream(false);
-  LeaveInFlight();
-  if (!sent_to_client_) {
-    Fail(failure, detail);
-    return;
-  }
-  LOG_ERROR("%s %s (request %s): %s; response cut short", method_, target_,
-            request_id_, detail);
-  CloseClient(false);
-}
-
 bool ProxySession::TrailersToForward(std::string* lines) {
   const std::vector<http1::Header>& trailers = req_body_->trailers();
   if (const http1::Header* f =
@@ -960,74 +500,6 @@ bool ProxySession::TrailersToForward(std::string* lines) {
         }
       });
   CountDroppedFields(ctx_, counts, peer_);
-  return true;
-}
-
-void ProxySession::Fail(Failure failure, const std::string& detail,
-                        http1::ErrorKind parse_error) {
-  if (parse_error == http1::ErrorKind::kNone &&
-      failure == Failure::kBadRequest) {
-    parse_error = req_parser_.error().kind;
-  }
-  int status = StatusFor(failure, parse_error);
-  auto rejection = RejectionFor(status, failure);
-  if (rejection != scoreboard::Rejection::kCount && ctx_->record_metrics) {
-    ctx_->slot->counters.rejected[static_cast<size_t>(rejection)].fetch_add(
-        1, std::memory_order_relaxed);
-  }
-  // After an app failure a fully-read request leaves the connection usable;
-  // anything else may have unread bytes, so the connection ends.
-  bool is_upstream = failure == Failure::kUpstreamRefused ||
-                     failure == Failure::kUpstreamReset ||
-                     failure == Failure::kUpstreamTimeout ||
-                     failure == Failure::kUpstreamBadResponse;
-  bool close = !(is_upstream && req_state_ == ReqState::kDone && keep_alive_);
-  LOG_ERROR("%d for %s %s from %s (request %s): %s", status,
-            method_.empty() ? "-" : method_, target_.empty() ? "-" : target_,
-            PeerForLog(), request_id_.empty() ? "-" : request_id_, detail);
-  std::string response = BuildErrorResponse(status, detail, close);
-  size_t head_end = response.find("\r\n\r\n") + 4;
-  // A HEAD answer has the headers a GET would get but no body (RFC 9110
-  // 9.3.2): on a kept-alive connection the client would read the body as
-  // the start of the next response.
-  if (method_ == "HEAD") response.resize(head_end);
-  out_.Append(response);
-  body_bytes_out_ = response.size() - head_end;
-  status_ = status;
-  sent_to_client_ = true;
-  LeaveInFlight();
-  if (close) {
-    keep_alive_ = false;
-    close_after_response_ = true;
-    // Unread request bytes stay unread, and more may be on their way (a
-    // pipelined request, the rest of a body): every answer of our own that
-    // ends the connection lingers (CloseClient), so no reset caused by
-    // them overtakes it.
-    unread_input_ = true;
-    req_state_ = ReqState::kDone;
-  }
-  upstream_wanted_ = false;
-  resp_state_ = RespState::kDone;
-  if (req_start_ns_ == 0) StartHead();
-}
-
-bool ProxySession::WriteClient() {
-  if (out_.empty() || !client_writable_ || linger_.active()) return false;
-  std::string_view data = out_.View();
-  ssize_t n = client_->Write(data.data(), data.size());
-  if (n > 0) {
-    if (static_cast<size_t>(n) < data.size()) client_writable_ = false;
-    out_.Consume(static_cast<size_t>(n));
-    last_client_ms_ = NowMs();
-    return true;
-  }
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    client_writable_ = false;
-    return false;
-  }
-  if (n < 0 && errno == EINTR) return true;
-  LOG_DEBUG("client %s went away: %s", PeerForLog(), std::strerror(errno));
-  CloseClient(false);
   return true;
 }
 
@@ -1108,16 +580,6 @@ void ProxySession::ReleaseForHttp2(std::unique_ptr<ClientTransport>* transport,
   in_.Clear();
   *transport = std::move(client_);
   closed_ = true;
-}
-
-void ProxySession::ReleaseUpstream(bool reusable) {
-  if (!up_) return;
-  up_->owner = nullptr;
-  if (reusable) {
-    ctx_->pool->Release(std::move(up_));
-  } else {
-    ctx_->pool->Discard(std::move(up_));
-  }
 }
 
 void ProxySession::LeaveInFlight() {

@@ -4,6 +4,11 @@
 // non-blocking I/O on its two sockets but never waits: drivers (the async
 // worker's epoll loop, or a gthread/sync thread's poll loop) tell it about
 // readiness and call Drive(); it reports what it waits for.
+//
+// The code: proxy_session.cc (the client side: reading, request parsing,
+// admission checks, deadlines), proxy_session_app.cc (the app connection:
+// the head sent to the app, acquiring a connection, I/O, the retry rule),
+// proxy_session_response.cc (the response to the client, error answers).
 #ifndef FORKD_SERVER_PROXY_PROXY_SESSION_H_
 #define FORKD_SERVER_PROXY_PROXY_SESSION_H_
 
@@ -17,10 +22,12 @@
 #include "absl/time/time.h"
 #include "server/accesslog/access_log.h"
 #include "server/common/buffer.h"
+#include "server/common/clock.h"
+#include "server/http1/http1_parser.h"
+#include "server/http2/http2_session.h"
+#include "server/proxy/app_transport.h"
 #include "server/proxy/client_connection.h"
 #include "server/proxy/client_transport.h"
-#include "server/http2/http2_session.h"
-#include "server/http1/http1_parser.h"
 #include "server/proxy/error_response.h"
 #include "server/proxy/forwarding.h"
 #include "server/proxy/lingering_close.h"
@@ -47,8 +54,13 @@ struct SessionContext {
   // --client-body-timeout: the longest pause between two reads of a
   // request body. 0: no limit.
   int64_t client_body_timeout_ms = 60000;
-  bool force_close = false;           // sync class: one request per conn
+  bool force_close = false;  // sync class: one request per conn
   upstream::Pool* pool = nullptr;
+  // The app side of HTTP/1.1 requests; nullptr: `pool` over real sockets
+  // (PoolAppTransport). Tests plug in an in-memory app.
+  AppTransport* app = nullptr;
+  // What sessions read the time from; nullptr: LoopClock.
+  const Clock* clock = nullptr;
   // --upstream-protocol h2c (async class): HTTP/2 streams are forwarded
   // stream-to-stream on these connections; HTTP/1.1 requests get 505.
   upstream::H2Upstream* h2_upstream = nullptr;
@@ -103,7 +115,6 @@ struct H2cUpgrade {
 class ProxySession : public ClientConnection,
                      public upstream::Connection::Owner {
  public:
-
   // Takes ownership of `client_fd` (non-blocking). `peer` is the client's IP
   // for X-Forwarded-For and the access log ("" for unix-socket clients).
   ProxySession(SessionContext* ctx, int client_fd, std::string peer,
@@ -146,7 +157,7 @@ class ProxySession : public ClientConnection,
 
   // The connection opened with the HTTP/2 preface, or its request asked
   // for "Upgrade: h2c" (then TakeH2cUpgrade() has it): the driver hands it
-  // to an http2::Http2Connection with ReleaseForHttp2().
+  // to an Http2Connection with ReleaseForHttp2().
   bool wants_http2() const override { return wants_http2_; }
   std::optional<H2cUpgrade> TakeH2cUpgrade() {
     return std::exchange(h2c_upgrade_, std::nullopt);
@@ -223,15 +234,20 @@ class ProxySession : public ClientConnection,
   // phase changes; `gone` takes it out of both (destructor).
   void UpdateConnectionGauge(bool gone);
   std::string_view PeerForLog() const;
+  int64_t NowNs() const { return clock_->NowNs(); }
+  int64_t NowMs() const { return clock_->NowMs(); }
 
   SessionContext* ctx_;
+  PoolAppTransport pool_app_;  // the app when ctx_->app is nullptr
+  AppTransport* app_;          // ctx_->app or &pool_app_
+  const Clock* clock_;
   std::unique_ptr<ClientTransport> client_;  // reset when closed
   int client_fd_;                            // client_->fd(), for drivers
   std::string peer_;
 
   // Client side.
-  Buffer in_;   // bytes from the client not yet consumed
-  Buffer out_;  // bytes for the client
+  Buffer in_;                    // bytes from the client not yet consumed
+  Buffer out_;                   // bytes for the client
   bool client_readable_ = true;  // optimistic until EAGAIN
   bool client_writable_ = true;
   bool client_eof_ = false;
@@ -239,12 +255,12 @@ class ProxySession : public ClientConnection,
   bool wants_http2_ = false;
   std::optional<H2cUpgrade> h2c_upgrade_;
   bool counts_as_connection_ = true;  // false for HTTP/2 streams
-  bool http2_stream_ = false;  // logged as HTTP/2.0, counted as http2
-  bool client_hup_ = false;  // the peer hung up: read on to the EOF
+  bool http2_stream_ = false;         // logged as HTTP/2.0, counted as http2
+  bool client_hup_ = false;           // the peer hung up: read on to the EOF
   bool close_after_response_ = false;
   bool unread_input_ = false;  // closing with request bytes unread
   bool closed_ = false;
-  LingeringClose linger_;  // active(): half-closed, discarding input
+  LingeringClose linger_;       // active(): half-closed, discarding input
   int64_t last_client_ms_ = 0;  // last read or write on the client side
   int64_t last_read_ms_ = 0;    // last request bytes read
   int64_t accepted_ms_ = 0;
@@ -281,8 +297,8 @@ class ProxySession : public ClientConnection,
   bool up_write_closed_ = false;  // the app stopped reading the request
   bool upstream_wanted_ = false;  // request admitted, needs the app
   bool in_flight_ = false;
-  bool admitted_ = false;  // holds a slot of ctx_->admission
-  bool in_line_ = false;   // waits in ctx_->admission's line
+  bool admitted_ = false;        // holds a slot of ctx_->admission
+  bool in_line_ = false;         // waits in ctx_->admission's line
   bool sent_to_client_ = false;  // a response head is on its way
   bool up_eof_ = false;
   int64_t connect_started_ms_ = 0;

@@ -1,6 +1,6 @@
 // What every request leaves behind, whichever path served it (an HTTP/1
 // exchange or an HTTP/2 stream in ProxySession, a stream forwarded to an
-// h2c app by http2::UpstreamBridge): its id, the slot's counters and
+// h2c app by UpstreamBridge): its id, the slot's counters and
 // histograms, the access log line and the max-requests count.
 #ifndef FORKD_SERVER_PROXY_REQUEST_RECORD_H_
 #define FORKD_SERVER_PROXY_REQUEST_RECORD_H_

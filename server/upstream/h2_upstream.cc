@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/log.h"
+#include "server/common/readiness.h"
 
 namespace forkd::upstream {
 namespace {
@@ -48,9 +49,10 @@ class H2UpstreamConnection final : public Connection::Owner,
   // Connection::Owner
   void OnUpstreamEvents(uint32_t events) override {
     if (dead_) return;
-    if (events & (0x001 | 0x008 | 0x010 | 0x2000)) sock_->readable = true;
-    if (events & (0x004 | 0x008 | 0x010)) sock_->writable = true;
-    if (events & (0x010 | 0x2000)) sock_->hup = true;
+    const Readiness ready = Readiness::From(events);
+    if (ready.readable) sock_->readable = true;
+    if (ready.writable) sock_->writable = true;
+    if (ready.hup) sock_->hup = true;
     Drive();
   }
 

@@ -19,7 +19,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
-#include "server/http2/http2_connection.h"
+#include "server/proxy/http2_connection.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/worker/worker_epoll.h"
 #include "server/worker/worker_runtime.h"
@@ -130,10 +130,10 @@ void AsyncWorker::OnEvent(const epoll_event& ev) {
 void AsyncWorker::MaybeSwitchToHttp2(proxy::ClientConnection* c) {
   if (!c->wants_http2()) return;
   // h1 is closed once the handoff is taken.
-  auto handoff = http2::Http2Connection::TakeFrom(
-      static_cast<proxy::ProxySession*>(c));
+  auto handoff =
+      proxy::Http2Connection::TakeFrom(static_cast<proxy::ProxySession*>(c));
   int fd = handoff.transport->fd();
-  auto h2 = http2::Http2Connection::Start(
+  auto h2 = proxy::Http2Connection::Start(
       rt_->session_context(), std::move(handoff), loop_clock::NowMs());
   if (!h2.ok()) return;  // logged; the transport closed with it
   proxy::ClientConnection* next = h2->release();

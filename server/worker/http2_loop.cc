@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "server/common/log.h"
-#include "server/http2/http2_connection.h"
 #include "server/proxy/admission.h"
+#include "server/proxy/http2_connection.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::worker {
@@ -32,7 +32,7 @@ constexpr int64_t kSyncIdleGraceMs = 250;
 }  // namespace
 
 struct Http2Loop::Conn {
-  std::unique_ptr<http2::Http2Connection> h2;
+  std::unique_ptr<proxy::Http2Connection> h2;
   int64_t started_ms = 0;
   bool was_active = false;         // a stream was open once
   int64_t idle_since_ms = 0;       // sync: no stream open since (0: one is)
@@ -84,8 +84,8 @@ Http2Loop::Http2Loop(WorkerRuntime* rt, proxy::Admission* admission, bool sync)
 Http2Loop::~Http2Loop() { close(wake_fd_); }
 
 void Http2Loop::Adopt(proxy::ProxySession* h1) {
-  http2::Http2Connection::Handoff p =
-      http2::Http2Connection::TakeFrom(h1);  // h1 is closed now
+  proxy::Http2Connection::Handoff p =
+      proxy::Http2Connection::TakeFrom(h1);  // h1 is closed now
   open_.fetch_add(1);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -104,17 +104,17 @@ void Http2Loop::StartThread() {
 }
 
 void Http2Loop::StartPending() {
-  std::vector<http2::Http2Connection::Handoff> inbox;
+  std::vector<proxy::Http2Connection::Handoff> inbox;
   {
     std::lock_guard<std::mutex> lock(mu_);
     inbox.swap(inbox_);
   }
-  for (http2::Http2Connection::Handoff& p : inbox) {
+  for (proxy::Http2Connection::Handoff& p : inbox) {
     if (sync_ && conns_.empty() && !rt_->stopping()) goaway_.store(false);
     int fd = p.transport->fd();
     int64_t now = scoreboard::MonotonicMs();
     uint64_t requests_before = requests_done_;
-    auto h2 = http2::Http2Connection::Start(&ctx_, std::move(p), now);
+    auto h2 = proxy::Http2Connection::Start(&ctx_, std::move(p), now);
     if (!h2.ok()) {  // logged
       open_.fetch_sub(1);
       closed_.fetch_add(1);

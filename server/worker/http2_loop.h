@@ -24,8 +24,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "server/http2/http2_connection.h"
 #include "server/proxy/client_transport.h"
+#include "server/proxy/http2_connection.h"
 #include "server/proxy/proxy_session.h"
 #include "server/upstream/upstream_pool.h"
 #include "server/worker/worker_epoll.h"
@@ -85,7 +85,7 @@ class Http2Loop {
   uint64_t requests_done_ = 0;  // streams answered by this loop
 
   std::mutex mu_;
-  std::vector<http2::Http2Connection::Handoff> inbox_;
+  std::vector<proxy::Http2Connection::Handoff> inbox_;
   std::atomic<size_t> open_{0};
   std::atomic<size_t> closed_{0};
 

@@ -8,8 +8,11 @@
 // (limits, admission against the in-flight cap, buffering, X-Forwarded-*,
 // retries, 502/503/504 answers, counters, access log) so applies to each
 // stream, and streams of one connection reach the app concurrently.
-#ifndef FORKD_SERVER_HTTP2_HTTP2_CONNECTION_H_
-#define FORKD_SERVER_HTTP2_HTTP2_CONNECTION_H_
+//
+// It lives in proxy/, with the h2c-app bridge: http2/ holds the protocol
+// alone (Http2Session) and depends on nothing of the proxy.
+#ifndef FORKD_SERVER_PROXY_HTTP2_CONNECTION_H_
+#define FORKD_SERVER_PROXY_HTTP2_CONNECTION_H_
 
 #include <cstdint>
 #include <deque>
@@ -23,16 +26,16 @@
 #include "server/common/buffer.h"
 #include "server/http1/http1_parser.h"
 #include "server/http2/http2_session.h"
-#include "server/http2/upstream_bridge.h"
 #include "server/proxy/client_connection.h"
 #include "server/proxy/client_transport.h"
 #include "server/proxy/lingering_close.h"
 #include "server/proxy/proxy_session.h"
+#include "server/proxy/upstream_bridge.h"
 
-namespace forkd::http2 {
+namespace forkd::proxy {
 
 class Http2Connection final : public proxy::ClientConnection,
-                              public Http2Session::Handler {
+                              public http2::Http2Session::Handler {
  public:
   // Takes over a client connection whose first bytes (`received`, read by
   // the HTTP/1 path) start with the HTTP/2 preface.
@@ -74,7 +77,7 @@ class Http2Connection final : public proxy::ClientConnection,
   Phase phase() const override;
   int64_t deadline_ms() const override { return deadline_ms_; }
 
-  // Http2Session::Handler
+  // http2::Http2Session::Handler
   void OnRequestHeaders(int32_t stream_id, std::string_view method,
                         std::string_view scheme, std::string_view authority,
                         std::string_view path,
@@ -139,19 +142,19 @@ class Http2Connection final : public proxy::ClientConnection,
   proxy::SessionContext* ctx_;
   std::unique_ptr<proxy::ClientTransport> client_;
   std::string peer_;
-  std::unique_ptr<Http2Session> session_;
+  std::unique_ptr<http2::Http2Session> session_;
   Buffer out_;
   bool client_readable_ = true;
   bool client_writable_ = true;
   bool client_hup_ = false;
   bool closed_ = false;
   bool stopping_seen_ = false;
-  bool closing_ = false;  // in the destructor
-  bool finishing_ = false;  // Finish(): writing the last frames
+  bool closing_ = false;          // in the destructor
+  bool finishing_ = false;        // Finish(): writing the last frames
   proxy::LingeringClose linger_;  // then half-closed, dropping input
   int64_t created_ms_ = 0;
   int64_t header_block_since_ms_ = 0;  // a header block open since (0: none)
-  bool flush_scheduled_ = false;  // OnBatchEnd() is due
+  bool flush_scheduled_ = false;       // OnBatchEnd() is due
   int depth_ = 0;  // nesting of Drive(): streams are freed only at depth 0
   int64_t last_activity_ms_ = 0;
   int64_t deadline_ms_ = 0;
@@ -163,6 +166,6 @@ class Http2Connection final : public proxy::ClientConnection,
   std::unique_ptr<UpstreamBridge> bridge_;
 };
 
-}  // namespace forkd::http2
+}  // namespace forkd::proxy
 
-#endif  // FORKD_SERVER_HTTP2_HTTP2_CONNECTION_H_
+#endif  // FORKD_SERVER_PROXY_HTTP2_CONNECTION_H_

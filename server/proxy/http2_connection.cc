@@ -1,4 +1,4 @@
-#include "server/http2/http2_connection.h"
+#include "server/proxy/http2_connection.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -9,9 +9,20 @@
 
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
+#include "server/common/readiness.h"
 #include "server/scoreboard/scoreboard.h"
 
-namespace forkd::http2 {
+namespace forkd::proxy {
+
+// The HTTP/2 protocol this client and app side speak.
+using http2::Http2Session;
+using http2::kCancel;
+using http2::kEnhanceYourCalm;
+using http2::kHttp11Required;
+using http2::kInternalError;
+using http2::kNoError;
+using http2::kProtocolError;
+using http2::kRefusedStream;
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
@@ -96,8 +107,8 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
     std::string peer, std::string received, int64_t now_ms) {
   std::unique_ptr<Http2Connection> c(
       new Http2Connection(ctx, std::move(t), std::move(peer), now_ms));
-  auto session = Http2Session::Create(ctx->http2_settings, c.get(),
-                                      ctx->http2_context);
+  auto session =
+      Http2Session::Create(ctx->http2_settings, c.get(), ctx->http2_context);
   if (!session.ok()) return session.status();
   c->session_ = std::move(*session);  // it counts the connection itself
   if (ctx->h2_upstream != nullptr) {
@@ -165,13 +176,13 @@ Http2Connection::Handoff Http2Connection::TakeFrom(proxy::ProxySession* h1) {
 
 absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Start(
     proxy::SessionContext* ctx, Handoff handoff, int64_t now_ms) {
-  auto h2 = handoff.upgrade.has_value()
-                ? CreateFromUpgrade(ctx, std::move(handoff.transport),
-                                    std::move(handoff.peer), *handoff.upgrade,
-                                    std::move(handoff.received), now_ms)
-                : Create(ctx, std::move(handoff.transport),
-                         std::move(handoff.peer), std::move(handoff.received),
-                         now_ms);
+  auto h2 =
+      handoff.upgrade.has_value()
+          ? CreateFromUpgrade(ctx, std::move(handoff.transport),
+                              std::move(handoff.peer), *handoff.upgrade,
+                              std::move(handoff.received), now_ms)
+          : Create(ctx, std::move(handoff.transport), std::move(handoff.peer),
+                   std::move(handoff.received), now_ms);
   if (!h2.ok()) {
     LOG_ERROR("cannot start an HTTP/2 connection: %s",
               std::string(h2.status().message()));
@@ -194,14 +205,15 @@ void Http2Connection::UpdateConnectionGauge(bool gone) {
 }
 
 void Http2Connection::OnClientEvents(uint32_t events) {
-  if (events & (0x001 | 0x008 | 0x010 | 0x2000)) client_readable_ = true;
-  if (events & (0x004 | 0x008 | 0x010)) client_writable_ = true;
-  if (events & (0x010 | 0x2000)) client_hup_ = true;
+  const Readiness ready = Readiness::From(events);
+  if (ready.readable) client_readable_ = true;
+  if (ready.writable) client_writable_ = true;
+  if (ready.hup) client_hup_ = true;
   // TLS: a read that had to write first, or a write that had to read.
-  if (client_ && (events & 0x004) && client_->ReadNeedsWritable()) {
+  if (client_ && ready.out && client_->ReadNeedsWritable()) {
     client_readable_ = true;
   }
-  if (client_ && (events & 0x001) && client_->WriteNeedsReadable()) {
+  if (client_ && ready.in && client_->WriteNeedsReadable()) {
     client_writable_ = true;
   }
   Drive();
@@ -327,13 +339,10 @@ bool Http2Connection::FlushOutput() {
   return progress;
 }
 
-void Http2Connection::OnRequestHeaders(int32_t stream_id,
-                                       std::string_view method,
-                                       std::string_view scheme,
-                                       std::string_view authority,
-                                       std::string_view path,
-                                       std::vector<http1::Header> headers,
-                                       bool end_stream) {
+void Http2Connection::OnRequestHeaders(
+    int32_t stream_id, std::string_view method, std::string_view scheme,
+    std::string_view authority, std::string_view path,
+    std::vector<http1::Header> headers, bool end_stream) {
   if (bridge_) {
     bridge_->OnRequestHeaders(stream_id, method, scheme, authority, path,
                               std::move(headers), end_stream);
@@ -344,7 +353,8 @@ void Http2Connection::OnRequestHeaders(int32_t stream_id,
   head.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
   bool has_length = false;
   bool chunked = false;
-  if (!authority.empty()) head.append("Host: ").append(authority).append("\r\n");
+  if (!authority.empty())
+    head.append("Host: ").append(authority).append("\r\n");
   for (const http1::Header& h : headers) {
     if (!authority.empty() && http1::EqualsIgnoreCase(h.name, "host")) continue;
     // Connection-specific fields never get here: nghttp2 refuses a request
@@ -376,9 +386,8 @@ void Http2Connection::StartStream(int32_t stream_id, std::string_view method,
   s->appended = request_head.size();
   s->last_input_ms = NowMs();
   s->session = std::make_unique<proxy::ProxySession>(
-      ctx_,
-      std::make_unique<StreamTransport>(this, s, client_->scheme()), peer_,
-      NowMs());
+      ctx_, std::make_unique<StreamTransport>(this, s, client_->scheme()),
+      peer_, NowMs());
   streams_[stream_id] = std::move(stream);
   DriveStream(s);
 }
@@ -515,7 +524,7 @@ ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
         break;
       }
       s->body = std::make_unique<http1::BodyDecoder>(rh.framing,
-                                                      rh.content_length, 0);
+                                                     rh.content_length, 0);
       s->head_done = true;
     }
     s->scratch.clear();
@@ -755,4 +764,4 @@ proxy::ClientConnection::Phase Http2Connection::phase() const {
   return idle ? Phase::kIdle : Phase::kActive;
 }
 
-}  // namespace forkd::http2
+}  // namespace forkd::proxy

@@ -1,4 +1,4 @@
-#include "server/http2/upstream_bridge.h"
+#include "server/proxy/upstream_bridge.h"
 
 #include <unistd.h>
 
@@ -15,7 +15,17 @@
 #include "server/proxy/request_record.h"
 #include "server/scoreboard/scoreboard.h"
 
-namespace forkd::http2 {
+namespace forkd::proxy {
+
+// The HTTP/2 protocol this client and app side speak.
+using http2::Http2Session;
+using http2::kCancel;
+using http2::kEnhanceYourCalm;
+using http2::kHttp11Required;
+using http2::kInternalError;
+using http2::kNoError;
+using http2::kProtocolError;
+using http2::kRefusedStream;
 namespace {
 
 using proxy::Failure;
@@ -555,4 +565,4 @@ int64_t UpstreamBridge::deadline_ms() const {
   return d;
 }
 
-}  // namespace forkd::http2
+}  // namespace forkd::proxy

@@ -20,8 +20,8 @@
 //
 // Owned by an Http2Connection and driven from its event handling, on the
 // worker's loop thread.
-#ifndef FORKD_SERVER_HTTP2_UPSTREAM_BRIDGE_H_
-#define FORKD_SERVER_HTTP2_UPSTREAM_BRIDGE_H_
+#ifndef FORKD_SERVER_PROXY_UPSTREAM_BRIDGE_H_
+#define FORKD_SERVER_PROXY_UPSTREAM_BRIDGE_H_
 
 #include <cstdint>
 #include <functional>
@@ -36,17 +36,15 @@
 #include "server/upstream/h2_upstream.h"
 
 namespace forkd::proxy {
-struct SessionContext;
-}
 
-namespace forkd::http2 {
+struct SessionContext;
 
 class UpstreamBridge {
  public:
   // `session` is the client connection's; `flush_soon` asks the connection
   // to write the session's output after the event batch. `scheme` is the
   // client connection's ("http" or "https"); `peer` its IP ("" for unix).
-  UpstreamBridge(proxy::SessionContext* ctx, Http2Session* session,
+  UpstreamBridge(proxy::SessionContext* ctx, http2::Http2Session* session,
                  std::string peer, const char* scheme,
                  std::function<void()> flush_soon);
   // Cancels (RST_STREAM CANCEL) every stream still open at the app.
@@ -79,7 +77,7 @@ class UpstreamBridge {
   void Finish(Stream* s);
 
   proxy::SessionContext* ctx_;
-  Http2Session* session_;
+  http2::Http2Session* session_;
   std::string peer_;
   const char* scheme_;
   std::function<void()> flush_soon_;
@@ -87,6 +85,6 @@ class UpstreamBridge {
   std::vector<std::unique_ptr<Stream>> finished_;
 };
 
-}  // namespace forkd::http2
+}  // namespace forkd::proxy
 
-#endif  // FORKD_SERVER_HTTP2_UPSTREAM_BRIDGE_H_
+#endif  // FORKD_SERVER_PROXY_UPSTREAM_BRIDGE_H_

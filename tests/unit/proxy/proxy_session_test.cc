@@ -1,0 +1,446 @@
+// ProxySession against an in-memory client and an in-memory app: the
+// HTTP/1.1 request path's rules without sockets, threads or sleeps.
+#include "server/proxy/proxy_session.h"
+
+#include <errno.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/common/clock.h"
+#include "server/common/readiness.h"
+#include "server/proxy/app_transport.h"
+#include "server/proxy/client_transport.h"
+#include "server/scoreboard/scoreboard.h"
+
+namespace forkd::proxy {
+namespace {
+
+class FakeClock final : public Clock {
+ public:
+  int64_t NowNs() const override { return now_ns; }
+  void AdvanceMs(int64_t ms) { now_ns += ms * 1000000; }
+  int64_t now_ns = 1000LL * 1000000;
+};
+
+// The client's side of the connection, owned by the test; the transport
+// the session holds reads and writes it.
+struct ClientEnd {
+  std::string to_proxy;  // bytes the client sent, not yet read
+  bool eof = false;      // the client shut down its side
+  std::string received;  // everything the session wrote
+  bool closed = false;   // the session let go of the transport
+};
+
+class FakeClientTransport final : public ClientTransport {
+ public:
+  explicit FakeClientTransport(ClientEnd* end) : end_(end) {}
+  ~FakeClientTransport() override { end_->closed = true; }
+  ssize_t Read(char* buf, size_t len) override {
+    if (end_->to_proxy.empty()) {
+      if (end_->eof) return 0;
+      errno = EAGAIN;
+      return -1;
+    }
+    size_t n = std::min(len, end_->to_proxy.size());
+    std::memcpy(buf, end_->to_proxy.data(), n);
+    end_->to_proxy.erase(0, n);
+    return static_cast<ssize_t>(n);
+  }
+  ssize_t Write(const char* data, size_t len) override {
+    end_->received.append(data, len);
+    return static_cast<ssize_t>(len);
+  }
+  void ShutdownWrite() override {}
+  // No socket: the session closes at once instead of lingering.
+  int fd() const override { return -1; }
+
+ private:
+  ClientEnd* end_;
+};
+
+// One connection as the app sees it.
+struct AppEnd {
+  std::string received;  // request bytes the app got
+  std::string to_proxy;  // response bytes the app sends next
+  bool eof = false;      // the app closes after to_proxy
+  // Writes fail with ECONNRESET: the app closed before any byte arrived.
+  bool reset_writes = false;
+  bool released = false;  // handed back for reuse
+  bool discarded = false;
+};
+
+class FakeApp final : public AppTransport {
+ public:
+  std::unique_ptr<upstream::Connection> TakeIdle() override {
+    if (idle_.empty()) return nullptr;
+    std::unique_ptr<upstream::Connection> c = std::move(idle_.back());
+    idle_.pop_back();
+    c->reused = true;
+    c->writable = true;
+    c->readable = false;
+    ends_[c.get()]->released = false;
+    return c;
+  }
+  upstream::ConnectResult Connect(std::unique_ptr<upstream::Connection>* out,
+                                  int* err) override {
+    ++connects;
+    if (refuse) {
+      *err = ECONNREFUSED;
+      return upstream::ConnectResult::kFailed;
+    }
+    auto c = std::make_unique<upstream::Connection>();
+    c->writable = true;
+    auto end = std::make_unique<AppEnd>();
+    ends_[c.get()] = end.get();
+    all.push_back(std::move(end));
+    *out = std::move(c);
+    return upstream::ConnectResult::kConnected;
+  }
+  int ConnectError(upstream::Connection&) override { return 0; }
+  ssize_t Read(upstream::Connection& c, char* buf, size_t len) override {
+    AppEnd* end = ends_[&c];
+    if (end->to_proxy.empty()) {
+      if (end->eof) return 0;
+      errno = EAGAIN;
+      return -1;
+    }
+    size_t n = std::min(len, end->to_proxy.size());
+    std::memcpy(buf, end->to_proxy.data(), n);
+    end->to_proxy.erase(0, n);
+    return static_cast<ssize_t>(n);
+  }
+  ssize_t Write(upstream::Connection& c, const char* data,
+                size_t len) override {
+    AppEnd* end = ends_[&c];
+    if (end->reset_writes) {
+      errno = ECONNRESET;
+      return -1;
+    }
+    end->received.append(data, len);
+    return static_cast<ssize_t>(len);
+  }
+  void Release(std::unique_ptr<upstream::Connection> c) override {
+    ends_[c.get()]->released = true;
+    idle_.push_back(std::move(c));
+  }
+  void Discard(std::unique_ptr<upstream::Connection> c) override {
+    ends_[c.get()]->discarded = true;
+    ends_.erase(c.get());
+  }
+  const std::string& display() const override { return display_; }
+
+  // Makes the first idle connection one the app has closed meanwhile
+  // (the request's bytes may or may not reach it first).
+  AppEnd* idle_end(size_t i) { return ends_[idle_[i].get()]; }
+  size_t idle_count() const { return idle_.size(); }
+
+  int connects = 0;
+  bool refuse = false;
+  std::vector<std::unique_ptr<AppEnd>> all;  // in connect order
+
+ private:
+  std::string display_ = "unix:/fake/app.sock";
+  std::vector<std::unique_ptr<upstream::Connection>> idle_;
+  std::map<upstream::Connection*, AppEnd*> ends_;
+};
+
+class ProxySessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto board = scoreboard::Scoreboard::Create(1);
+    ASSERT_TRUE(board.ok()) << board.status();
+    board_ = std::move(*board);
+    ctx_.slot = &board_->slot(0);
+    ctx_.app = &app_;
+    ctx_.clock = &clock_;
+    ctx_.request_buffer = 64;
+    ctx_.upstream_timeout_ms = 5000;
+  }
+
+  void Open() {
+    session_ = std::make_unique<ProxySession>(
+        &ctx_, std::make_unique<FakeClientTransport>(&client_), "10.0.0.1",
+        clock_.NowMs());
+  }
+  void ClientSends(std::string_view bytes) {
+    client_.to_proxy.append(bytes);
+    session_->OnClientEvents(kReadyIn);
+  }
+  // The app's connection number `i` (in connect order) sends `bytes`.
+  void AppSends(size_t i, std::string_view bytes, bool eof = false) {
+    ASSERT_LT(i, app_.all.size());
+    app_.all[i]->to_proxy.append(bytes);
+    app_.all[i]->eof = eof;
+    // As epoll reports an app that sent its last bytes and closed.
+    session_->OnUpstreamEvents(eof ? kReadyIn | kReadyRdHup : kReadyIn);
+  }
+  int64_t in_flight() const {
+    return ctx_.slot->in_flight.load(std::memory_order_relaxed);
+  }
+
+  FakeClock clock_;
+  FakeApp app_;
+  ClientEnd client_;
+  std::unique_ptr<scoreboard::Scoreboard> board_;
+  SessionContext ctx_;
+  std::unique_ptr<ProxySession> session_;
+};
+
+constexpr std::string_view kOk =
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+TEST_F(ProxySessionTest, ForwardsARequestAndItsAnswer) {
+  Open();
+  ClientSends("GET /a?b=1 HTTP/1.1\r\nHost: example\r\nX-Test: yes\r\n\r\n");
+  ASSERT_EQ(app_.all.size(), 1u);
+  const std::string& sent = app_.all[0]->received;
+  EXPECT_TRUE(sent.starts_with("GET /a?b=1 HTTP/1.1\r\n")) << sent;
+  EXPECT_NE(sent.find("X-Test: yes\r\n"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("X-Forwarded-For: 10.0.0.1\r\n"), std::string::npos)
+      << sent;
+  EXPECT_EQ(in_flight(), 1);
+  AppSends(0, kOk);
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 200 OK\r\n"))
+      << client_.received;
+  EXPECT_TRUE(client_.received.ends_with("\r\n\r\nok")) << client_.received;
+  EXPECT_EQ(in_flight(), 0);
+  EXPECT_FALSE(client_.closed);
+}
+
+TEST_F(ProxySessionTest, KeepAliveReusesTheAppConnection) {
+  Open();
+  ClientSends("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, kOk);
+  ASSERT_TRUE(app_.all[0]->released);
+  EXPECT_EQ(app_.idle_count(), 1u);
+  ClientSends("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(app_.connects, 1);  // the pooled connection took it
+  EXPECT_NE(app_.all[0]->received.find("GET /2 HTTP/1.1\r\n"),
+            std::string::npos);
+  AppSends(0, kOk);
+  size_t first = client_.received.find("HTTP/1.1 200 OK");
+  ASSERT_NE(first, std::string::npos);
+  EXPECT_NE(client_.received.find("HTTP/1.1 200 OK", first + 1),
+            std::string::npos)
+      << client_.received;
+  EXPECT_FALSE(client_.closed);
+}
+
+TEST_F(ProxySessionTest, AnAppThatClosesTheConnectionIsNotReused) {
+  Open();
+  ClientSends("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0,
+           "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2"
+           "\r\n\r\nok");
+  EXPECT_TRUE(app_.all[0]->discarded);
+  ClientSends("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(app_.connects, 2);
+}
+
+// A pooled connection the app closed while idle: an idempotent request is
+// sent again once on a fresh connection.
+TEST_F(ProxySessionTest, RetriesAnIdempotentRequestOnAFreshConnection) {
+  Open();
+  ClientSends("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, kOk);
+  app_.idle_end(0)->eof = true;  // closed while idle; the write still lands
+  ClientSends("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  session_->OnUpstreamEvents(kReadyIn);
+  ASSERT_EQ(app_.connects, 2);
+  EXPECT_TRUE(app_.all[1]->received.starts_with("GET /2 HTTP/1.1\r\n"));
+  AppSends(1, kOk);
+  EXPECT_EQ(client_.received.find("502"), std::string::npos)
+      << client_.received;
+  EXPECT_TRUE(client_.received.ends_with("ok")) << client_.received;
+}
+
+// The same for a POST whose bytes reached the app: it may have acted on
+// them, so it is not delivered twice; the client gets 502.
+TEST_F(ProxySessionTest, DoesNotRetryANonIdempotentRequestTheAppReceived) {
+  Open();
+  ClientSends("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, kOk);
+  app_.idle_end(0)->eof = true;
+  ClientSends("POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc");
+  session_->OnUpstreamEvents(kReadyIn);
+  EXPECT_EQ(app_.connects, 1);
+  EXPECT_NE(app_.all[0]->received.find("POST /2"), std::string::npos);
+  EXPECT_NE(client_.received.find("HTTP/1.1 502 "), std::string::npos)
+      << client_.received;
+}
+
+// A POST that never reached the app (the write failed) is safe to send
+// again.
+TEST_F(ProxySessionTest, RetriesANonIdempotentRequestThatWasNeverSent) {
+  Open();
+  ClientSends("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, kOk);
+  app_.idle_end(0)->eof = true;
+  app_.idle_end(0)->reset_writes = true;
+  ClientSends("POST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc");
+  session_->OnUpstreamEvents(kReadyIn);
+  ASSERT_EQ(app_.connects, 2);
+  EXPECT_TRUE(app_.all[1]->received.starts_with("POST /2 HTTP/1.1\r\n"));
+  EXPECT_TRUE(app_.all[1]->received.ends_with("\r\n\r\nabc"));
+  AppSends(1, kOk);
+  EXPECT_EQ(client_.received.find("502"), std::string::npos)
+      << client_.received;
+}
+
+// One replay only: a fresh connection that fails too answers 502.
+TEST_F(ProxySessionTest, RetriesOnlyOnce) {
+  Open();
+  ClientSends("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, kOk);
+  app_.idle_end(0)->eof = true;
+  ClientSends("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  session_->OnUpstreamEvents(kReadyIn);
+  ASSERT_EQ(app_.connects, 2);
+  AppSends(1, "", /*eof=*/true);
+  EXPECT_EQ(app_.connects, 2);
+  EXPECT_NE(client_.received.find("HTTP/1.1 502 "), std::string::npos)
+      << client_.received;
+}
+
+TEST_F(ProxySessionTest, ExpectContinueIsAnsweredBeforeTheBody) {
+  Open();
+  ClientSends(
+      "POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n"
+      "Expect: 100-continue\r\n\r\n");
+  EXPECT_EQ(client_.received, "HTTP/1.1 100 Continue\r\n\r\n");
+  EXPECT_TRUE(app_.all.empty());  // a small body is buffered first
+  ClientSends("body");
+  ASSERT_EQ(app_.all.size(), 1u);
+  EXPECT_EQ(app_.all[0]->received.find("100-continue"), std::string::npos)
+      << "forkd answered the expectation; the app must not again";
+  EXPECT_TRUE(app_.all[0]->received.ends_with("\r\n\r\nbody"));
+  AppSends(0, kOk);
+  EXPECT_TRUE(
+      client_.received.starts_with("HTTP/1.1 100 Continue\r\n\r\n"
+                                   "HTTP/1.1 200 OK\r\n"))
+      << client_.received;
+}
+
+TEST_F(ProxySessionTest, HTTP10ClientGetsNo100Continue) {
+  Open();
+  ClientSends(
+      "POST /up HTTP/1.0\r\nContent-Length: 4\r\n"
+      "Expect: 100-continue\r\n\r\n");
+  EXPECT_EQ(client_.received, "");
+}
+
+// A body within --request-buffer (64 here) goes to the app whole, with a
+// Content-Length even if the client chunked it.
+TEST_F(ProxySessionTest, BuffersABodyWithinTheRequestBuffer) {
+  Open();
+  ClientSends(
+      "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n");
+  EXPECT_TRUE(app_.all.empty());
+  ClientSends("6\r\n world\r\n0\r\n\r\n");
+  ASSERT_EQ(app_.all.size(), 1u);
+  const std::string& sent = app_.all[0]->received;
+  EXPECT_NE(sent.find("Content-Length: 11\r\n"), std::string::npos) << sent;
+  EXPECT_EQ(sent.find("chunked"), std::string::npos) << sent;
+  EXPECT_TRUE(sent.ends_with("\r\n\r\nhello world")) << sent;
+}
+
+// A body past --request-buffer streams: the app gets the head and the
+// first bytes before the client sent the rest.
+TEST_F(ProxySessionTest, StreamsABodyPastTheRequestBuffer) {
+  Open();
+  std::string first(80, 'a');
+  ClientSends("POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n" +
+              first);
+  ASSERT_EQ(app_.all.size(), 1u);
+  const std::string& sent = app_.all[0]->received;
+  EXPECT_NE(sent.find("Content-Length: 100\r\n"), std::string::npos) << sent;
+  EXPECT_TRUE(sent.ends_with(first)) << sent;
+  ClientSends(std::string(20, 'b'));
+  EXPECT_TRUE(app_.all[0]->received.ends_with(first + std::string(20, 'b')));
+  AppSends(0, kOk);
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 200 OK\r\n"));
+}
+
+TEST_F(ProxySessionTest, ChunkedBodyPastTheRequestBufferStreamsChunked) {
+  Open();
+  std::string big(70, 'x');
+  ClientSends(
+      "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "46\r\n" +
+      big + "\r\n");
+  ASSERT_EQ(app_.all.size(), 1u);
+  EXPECT_NE(app_.all[0]->received.find("Transfer-Encoding: chunked\r\n"),
+            std::string::npos);
+  ClientSends("0\r\n\r\n");
+  EXPECT_TRUE(app_.all[0]->received.ends_with("0\r\n\r\n"));
+}
+
+TEST_F(ProxySessionTest, AnAppThatRefusesGets502) {
+  app_.refuse = true;
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 502 "))
+      << client_.received;
+  EXPECT_EQ(in_flight(), 0);
+}
+
+TEST_F(ProxySessionTest, AnAppClosingBeforeItsResponseGets502) {
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, "", /*eof=*/true);  // a fresh connection: no retry
+  EXPECT_EQ(app_.connects, 1);
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 502 "))
+      << client_.received;
+  EXPECT_EQ(in_flight(), 0);
+}
+
+// Once the response head went out, a failure cannot become a 502: the
+// client's connection is closed so it sees the response was cut short.
+TEST_F(ProxySessionTest, AResponseCutShortClosesTheClient) {
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+           /*eof=*/true);
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 200 OK\r\n"))
+      << client_.received;
+  EXPECT_TRUE(client_.received.ends_with("abc")) << client_.received;
+  EXPECT_EQ(client_.received.find("502"), std::string::npos);
+  EXPECT_TRUE(client_.closed);
+  EXPECT_EQ(session_->phase(), ClientConnection::Phase::kClosed);
+  EXPECT_TRUE(app_.all[0]->discarded);
+}
+
+TEST_F(ProxySessionTest, AnInvalidResponseGets502) {
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, "NOT HTTP\r\n\r\n");
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 502 "))
+      << client_.received;
+}
+
+// The injected clock drives --upstream-timeout: no sleeping.
+TEST_F(ProxySessionTest, AnAppTooSlowToAnswerGets504) {
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  clock_.AdvanceMs(4999);
+  session_->OnTimeout(clock_.NowMs());
+  EXPECT_EQ(client_.received, "");
+  clock_.AdvanceMs(2);
+  session_->OnTimeout(clock_.NowMs());
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 504 "))
+      << client_.received;
+  EXPECT_EQ(in_flight(), 0);
+}
+
+}  // namespace
+}  // namespace forkd::proxy
