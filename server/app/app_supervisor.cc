@@ -52,7 +52,7 @@ void LineSplitter::Feed(std::string_view bytes,
     size_t nl = bytes.find('\n');
     std::string_view piece = bytes.substr(0, nl);
     // Bounded lines: a line longer than max_line_ comes out in pieces.
-    while (partial_.size() + piece.size() >= max_line_) {
+    while (partial_.size() + piece.size() > max_line_) {
       size_t take = max_line_ - partial_.size();
       partial_.append(piece.substr(0, take));
       emit(partial_);
