@@ -120,7 +120,9 @@ absl::Status AppSupervisor::Start() {
 
 bool AppSupervisor::UsesPlaceholder(std::string_view ph) const {
   for (const std::string& w : options_.command) {
-    if (absl::StrContains(w, ph)) return true;
+    if (absl::StrContains(w, absl::string_view(ph.data(), ph.size()))) {
+      return true;
+    }
   }
   return false;
 }
@@ -277,7 +279,10 @@ void AppSupervisor::DrainOutput(Proc& p, bool final) {
   char buf[16384];
   std::string prefix = absl::StrCat("[app ", p.slot, "] ");
   auto emit = [&](std::string_view line) {
-    if (options_.output) options_.output(absl::StrCat(prefix, line, "\n"));
+    if (options_.output) {
+      options_.output(absl::StrCat(
+          prefix, absl::string_view(line.data(), line.size()), "\n"));
+    }
   };
   // Bounded per call so a chatty app cannot hold the master's loop.
   for (int i = 0; i < 64; ++i) {
