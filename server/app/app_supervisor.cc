@@ -492,6 +492,8 @@ void AppSupervisor::Maintain(int64_t now) {
 
 void AppSupervisor::Tick(int64_t now) {
   Observe(now);
+  // Decide first (spawn, retire), then stop what retired and is idle.
+  if (!stopping_) Maintain(now);
   for (auto& [pid, p] : procs_) {
     AppSlot& s = board_->app_slot(p.slot);
     if (p.abort_ms != 0 && !p.kill_sent && now - p.abort_ms >= kAbortToKillMs) {
@@ -513,11 +515,7 @@ void AppSupervisor::Tick(int64_t now) {
       Signal(p, SIGKILL);
     }
   }
-  if (stopping_) {
-    AdvanceStop(now);
-  } else {
-    Maintain(now);
-  }
+  if (stopping_) AdvanceStop(now);
 }
 
 void AppSupervisor::BeginStop(int64_t now) {
