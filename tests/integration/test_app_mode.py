@@ -102,7 +102,9 @@ def test_ttin_ttou_change_the_app_process_count():
         fk.ready_apps(2)
         fk.proc.send_signal(signal.SIGTTIN)
         fk.ready_apps(3)
+        # One at a time: two pending TTOUs would merge into one signal.
         fk.proc.send_signal(signal.SIGTTOU)
+        fk.ready_apps(2)
         fk.proc.send_signal(signal.SIGTTOU)
         fk.ready_apps(1)
 
