@@ -15,6 +15,11 @@ Usage:
                     the chosen port is then printed on stdout).
     --verbose       log every request on stderr (quiet by default).
 
+    Socket activation (forkd's app mode, systemd): when LISTEN_FDS=1 and
+    LISTEN_PID is this process, the app serves on the inherited fd 3 and
+    ignores --socket/--port.  /pid answers the serving process's pid, so a
+    client can see which app process served it.
+
 One thread per connection (daemon threads), HTTP/1.1 keep-alive.  A handler
 that raises answers 500 (or drops the connection if the response had
 started); the server itself keeps running.
@@ -436,6 +441,26 @@ class UnixServer(_ServerMixin, socketserver.UnixStreamServer):
     pass
 
 
+class InheritedServer(_ServerMixin, socketserver.UnixStreamServer):
+    """Serves on an already listening socket (LISTEN_FDS: fd 3)."""
+
+    def __init__(self, fd, handler):
+        socketserver.BaseServer.__init__(self, "", handler)
+        self.socket = socket.socket(fileno=fd)
+        self.server_address = self.socket.getsockname()
+
+
+def _inherited_fd():
+    """fd 3 when systemd-style socket activation hands us one, else None."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    if os.environ.get("LISTEN_FDS") != "1":
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return 3
+
+
 class TCPServer(_ServerMixin, socketserver.TCPServer):
     allow_reuse_address = True
 
@@ -462,7 +487,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     Handler.timeout = args.idle_timeout if args.idle_timeout > 0 else None
-    if args.port is not None:
+    inherited = _inherited_fd()
+    if inherited is not None:
+        server = InheritedServer(inherited, Handler)
+        where = "fd 3 (%s)" % (server.server_address or "unix")
+        socket_path = None
+    elif args.port is not None:
         server = TCPServer(("127.0.0.1", args.port), Handler)
         where = "127.0.0.1:%d" % server.server_address[1]
         socket_path = None

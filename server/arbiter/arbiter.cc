@@ -147,7 +147,9 @@ absl::StatusOr<std::unique_ptr<Arbiter>> Arbiter::Create(ArbiterOptions options,
                                                          SysCalls* sys) {
   int max_workers = std::max(1, options.config.max_workers);
   absl::StatusOr<std::unique_ptr<scoreboard::Scoreboard>> sb =
-      scoreboard::Scoreboard::Create(2 * max_workers + 2);
+      scoreboard::Scoreboard::Create(
+          2 * max_workers + 2,
+          config::AppMode(options.config) ? 2 * max_workers + 2 : 0);
   if (!sb.ok()) return sb.status();
   // Workers get the scoreboard through Spawn's inherit list only; nothing
   // else we exec (a USR2 master) should hold it.
@@ -184,7 +186,57 @@ Arbiter::Arbiter(ArbiterOptions options, SysCalls* sys,
   slots_.resize(scoreboard_->capacity());
   bench_no_metrics_ = absl::c_linear_search(env_, "FORKD_BENCH_NO_METRICS=1");
   config_workers_ = ResolveConfigWorkers();
+  if (config::AppMode(config_)) {
+    proxy_workers_ =
+        config_.proxy_workers > 0
+            ? config_.proxy_workers
+            : config::DefaultWorkers(std::max(1, sys_->EffectiveCpus()));
+    app_ = std::make_unique<app::AppSupervisor>(MakeAppOptions(), sys_,
+                                                scoreboard_.get());
+    app_->SetDesired(DesiredWorkers());
+  }
   PublishSnapshot(start_ms_);
+}
+
+int Arbiter::DesiredProxyWorkers() const {
+  if (!AppModeOn()) return DesiredWorkers();
+  return workers_stopped_ ? 0 : proxy_workers_;
+}
+
+app::AppOptions Arbiter::MakeAppOptions() const {
+  app::AppOptions o;
+  absl::StatusOr<std::vector<std::string>> words =
+      config::SplitShellWords(config_.app_cmd);
+  if (words.ok()) o.command = *words;  // Parse() validated it
+  o.env = env_;
+  o.worker_class = config_.worker_class;
+  o.threads = Threads();
+  o.worker_connections = WorkerConnections();
+  o.timeout_ms = SecondsToMs(config_.timeout);
+  o.graceful_timeout_ms = SecondsToMs(config_.graceful_timeout);
+  o.max_requests = config_.max_requests;
+  o.max_requests_jitter = config_.max_requests_jitter;
+  o.max_memory_bytes = config_.max_worker_memory;
+  o.health_path = config_.app_health_path;
+  o.socket_parent = config_.app_socket_dir;
+  if (o.socket_parent.empty()) {
+    for (const std::string& e : env_) {
+      if (e.rfind("TMPDIR=", 0) == 0 && e.size() > 7)
+        o.socket_parent = e.substr(7);
+    }
+  }
+  if (o.socket_parent.empty()) o.socket_parent = "/tmp";
+  o.output = [](std::string_view line) {
+    // One write per line: lines from different app processes never mix.
+    (void)!write(STDERR_FILENO, line.data(), line.size());
+  };
+  o.jitter = [](int n) { return static_cast<int>(random() % (n + 1)); };
+  return o;
+}
+
+std::vector<app::AppProcessStatus> Arbiter::AppStatus() const {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return app_status_;
 }
 
 Arbiter::~Arbiter() {
@@ -273,6 +325,11 @@ absl::Status Arbiter::Start() {
     LOG_INFO("Listening at: %s (%d)", url, master_pid_);
   }
   LOG_INFO("Using worker: %s", config::WorkerClassName(config_.worker_class));
+  if (app_) {
+    if (absl::Status st = app_->Start(); !st.ok()) return st;
+    LOG_INFO("App mode: %d app processes of: %s; %d proxy workers",
+             DesiredWorkers(), config_.app_cmd, DesiredProxyWorkers());
+  }
   Maintain(now);
   // Only now: workers wait for the first settings before they accept
   // (WorkerRuntime::Create), so the port answers once the whole initial
@@ -283,6 +340,7 @@ absl::Status Arbiter::Start() {
 }
 
 void Arbiter::Finish() {
+  if (app_) app_->Finish();
   std::deque<std::pair<Command, std::function<void(CommandResult)>>> left;
   {
     std::lock_guard<std::mutex> lock(post_mu_);
@@ -615,6 +673,7 @@ CommandResult Arbiter::SetLiveSize(int64_t n, int max, const char* what,
   }
   *runtime_value = static_cast<int>(n);
   PublishSettings();
+  if (app_) app_->SetThreads(Threads(), WorkerConnections(), sys_->NowMs());
   LOG_INFO("%s: %d -> %d", log_label, before, static_cast<int>(n));
   return Result(absl::OkStatus(),
                 absl::StrFormat("%s: %d -> %d", what, before, n));
@@ -688,6 +747,11 @@ CommandResult Arbiter::Reload() {
   workers_stopped_ = false;
   ++generation_;
   PublishSettings();
+  if (app_) {
+    // Rolling replacement of the app processes: new ready before old go.
+    app_->Reload(MakeAppOptions(), sys_->NowMs());
+    app_->SetDesired(DesiredWorkers());
+  }
   LOG_INFO("Reloading: generation %d with %d workers (%s), %d threads",
            generation_, DesiredWorkers(),
            runtime_workers_ ? "set at runtime" : "from the configuration",
@@ -753,7 +817,17 @@ void Arbiter::AdvanceStop(int64_t now) {
     SignalAllForStop(now);
   }
   if (!workers_signalled_) return;
-  if (workers_.empty()) {
+  if (workers_.empty() && app_) {
+    // The proxy workers are gone (today's shutdown contract); then the app
+    // processes: TERM, --graceful-timeout, KILL.
+    if (!app_->stopping()) {
+      LOG_INFO("Stopping %d app processes", app_->ProcessCount());
+      app_->BeginStop(now);
+    } else {
+      app_->Tick(now);
+    }
+    if (app_->Empty()) done_ = true;
+  } else if (workers_.empty()) {
     done_ = true;
   } else if (now >= give_up_ms_) {
     LOG_ERROR("%d workers did not exit after SIGKILL; exiting anyway",
@@ -932,7 +1006,11 @@ void Arbiter::Retire(Worker& w, ExitCause cause, int64_t now) {
 
 void Arbiter::Maintain(int64_t now) {
   if (stop_ != Stop::kNone || done_ || !started_) return;
-  int desired = DesiredWorkers();
+  if (app_) {
+    app_->SetDesired(DesiredWorkers());
+    app_->Tick(now);
+  }
+  int desired = DesiredProxyWorkers();
   int counted = CountedWorkers() + static_cast<int>(pending_.size());
   // Surplus: drop the latest pending respawns first, then retire workers.
   while (counted > desired && !pending_.empty()) {
@@ -990,7 +1068,14 @@ void Arbiter::SpawnInto(uint32_t slot_index, int64_t now) {
   Store(slot.state, static_cast<uint32_t>(WorkerState::kBooting));
 
   config::Config worker_config = config_;
-  worker_config.workers = std::max(1, DesiredWorkers());
+  worker_config.workers = std::max(1, DesiredProxyWorkers());
+  if (app_) {
+    // Proxy workers in app mode are forkd's event loops; the Gunicorn
+    // words (--workers, --threads, --worker-class) mean the app processes.
+    worker_config.worker_class = config::WorkerClass::kAsync;
+    worker_config.max_workers =
+        std::max(worker_config.max_workers, worker_config.workers);
+  }
   worker_config.threads = Threads();
   worker_config.worker_connections = WorkerConnections();
   worker::WorkerLaunch launch;
@@ -1084,7 +1169,7 @@ void Arbiter::HandOver(int64_t now) {
     }
   }
   // Keep old workers until as many new ones are ready: never zero ready.
-  int keep = std::max(0, DesiredWorkers() - ready_new);
+  int keep = std::max(0, DesiredProxyWorkers() - ready_new);
   int surplus = static_cast<int>(old_serving.size()) - keep;
   if (surplus <= 0) return;
   std::vector<Worker*> order = ByRetirePreference(std::move(old_serving));
@@ -1175,6 +1260,11 @@ void Arbiter::OnChildExit(pid_t pid, int status) {
   if (pid == upgrade_child_pid_) {
     LOG_WARNING("The new master (pid %d) %s", pid, how);
     upgrade_child_pid_ = 0;
+    PublishSnapshot(now);
+    return;
+  }
+  if (app_ && app_->OnChildExit(pid, status, now)) {
+    if (stop_ != Stop::kNone) AdvanceStop(now);
     PublishSnapshot(now);
     return;
   }
@@ -1337,7 +1427,15 @@ void Arbiter::PublishSnapshot(int64_t now) {
   std::sort(
       s.workers.begin(), s.workers.end(),
       [](const WorkerRow& a, const WorkerRow& b) { return a.slot < b.slot; });
+  if (app_) {
+    s.app_mode = true;
+    s.apps = app_->Status();
+    s.proxy_workers_ready = s.ready_workers;
+    s.actual_workers = app_->ProcessCount();
+    s.ready_workers = s.proxy_workers_ready > 0 ? app_->ReadyCount() : 0;
+  }
   std::lock_guard<std::mutex> lock(snapshot_mu_);
+  app_status_ = s.apps;
   snapshot_ = std::move(s);
 }
 
@@ -1358,6 +1456,23 @@ PoolSnapshot Arbiter::LiveSnapshot() const {
       ReadSlotGauges(slot, now, &row);
     }
     s.ready_workers += row.state == WorkerState::kReady ? 1 : 0;
+  }
+  if (s.app_mode) {
+    // The app slots' states are atomics too.
+    s.proxy_workers_ready = s.ready_workers;
+    int ready = 0;
+    for (app::AppProcessStatus& a : s.apps) {
+      const scoreboard::AppSlot& slot = scoreboard_->app_slot(a.slot);
+      if (slot.pid.load(std::memory_order_relaxed) ==
+          static_cast<int32_t>(a.pid)) {
+        a.state = static_cast<scoreboard::AppState>(
+            slot.state.load(std::memory_order_acquire));
+        a.in_flight = slot.in_flight.load(std::memory_order_relaxed);
+        a.requests = slot.requests.load(std::memory_order_relaxed);
+      }
+      ready += a.state == scoreboard::AppState::kReady ? 1 : 0;
+    }
+    s.ready_workers = s.proxy_workers_ready > 0 ? ready : 0;
   }
   return s;
 }

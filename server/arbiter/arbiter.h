@@ -23,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/app/app_supervisor.h"
 #include "server/arbiter/command.h"
 #include "server/arbiter/listeners.h"
 #include "server/arbiter/pool_snapshot.h"
@@ -126,6 +127,11 @@ class Arbiter {
   bool done() const { return done_; }
   int exit_code() const { return exit_code_; }
   scoreboard::Scoreboard& scoreboard() { return *scoreboard_; }
+  // App mode: the app-process supervisor (null in sidecar mode). Loop
+  // thread only.
+  app::AppSupervisor* app() { return app_.get(); }
+  // Any thread: the app processes as last published (empty in sidecar mode).
+  std::vector<app::AppProcessStatus> AppStatus() const;
 
   // Any thread: calls `fn` for each listening socket while it is sure to be
   // open; after Finish() closed them, not at all. `fn` may only inspect the
@@ -167,6 +173,11 @@ class Arbiter {
           std::unique_ptr<scoreboard::Scoreboard> scoreboard, int event_fd);
 
   // Sizes.
+  bool AppModeOn() const { return app_ != nullptr; }
+  // Proxy workers to run: in app mode --proxy-workers (the worker count
+  // the commands change is the app processes'), else DesiredWorkers().
+  int DesiredProxyWorkers() const;
+  app::AppOptions MakeAppOptions() const;
   int MaxWorkers() const;
   int DesiredWorkers() const;
   int Threads() const;
@@ -272,6 +283,11 @@ class Arbiter {
 
   mutable std::mutex snapshot_mu_;
   PoolSnapshot snapshot_;  // guarded by snapshot_mu_
+
+  // App mode.
+  std::unique_ptr<app::AppSupervisor> app_;
+  int proxy_workers_ = 0;
+  std::vector<app::AppProcessStatus> app_status_;  // guarded by snapshot_mu_
 
   mutable std::mutex listeners_mu_;  // VisitListeners() vs closing them
   bool listeners_closed_ = false;    // guarded by listeners_mu_

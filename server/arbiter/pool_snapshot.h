@@ -10,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include "server/app/app_supervisor.h"
 #include "server/config/config.h"
 #include "server/scoreboard/scoreboard.h"
 
@@ -44,8 +45,8 @@ struct WorkerRow {
   int64_t heartbeat_age_ms = 0;
   int restarts = 0;  // workers that used this slot before this one
   std::optional<ExitCause> last_exit;  // why the previous one left
-  uint32_t connections_active = 0;  // client connections with a request
-  uint32_t connections_idle = 0;    // keep-alive connections waiting
+  uint32_t connections_active = 0;     // client connections with a request
+  uint32_t connections_idle = 0;       // keep-alive connections waiting
 };
 
 struct PoolSnapshot {
@@ -56,7 +57,13 @@ struct PoolSnapshot {
   uint64_t settings_generation = 0;  // scoreboard Settings generation
   int desired_workers = 0;
   int actual_workers = 0;  // current generation, not retiring
-  int ready_workers = 0;   // any generation, state ready
+  int ready_workers = 0;   // any generation, state ready (app mode: app
+                           // processes ready, 0 while no proxy worker is)
+  // App mode: the app processes (workers/ready_workers above count them);
+  // `workers` stays the proxy workers.
+  bool app_mode = false;
+  int proxy_workers_ready = 0;
+  std::vector<app::AppProcessStatus> apps;
   int max_workers = 0;
   int threads = 0;
   int max_threads = 0;

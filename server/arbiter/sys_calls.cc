@@ -4,6 +4,9 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +17,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/proc_stats.h"
 #include "server/config/cpu_limit.h"
 #include "server/scoreboard/scoreboard.h"
 
@@ -29,10 +33,45 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
 }
 
 // Runs in the forked child: async-signal-safe calls only.
+struct ChildIo {
+  int stdio_fd = -1;
+  int listen_fd = -1;
+  char* listen_pid_entry = nullptr;  // "LISTEN_PID=" + room for digits
+  bool new_process_group = false;
+};
+
+// Async-signal-safe: writes `v` in decimal at `out` (NUL-terminated).
+void WriteDecimal(long v, char* out) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 && n < 23);
+  for (int i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  out[n] = '\0';
+}
+
 [[noreturn]] void ExecChild(const char* path, char* const* argv,
                             char* const* envp, const int* fds, size_t nfds,
                             int parent_death_signal, pid_t parent,
-                            int error_pipe) {
+                            int error_pipe, const ChildIo& io) {
+  if (io.new_process_group) setpgid(0, 0);
+  if (io.stdio_fd >= 0) {
+    dup2(io.stdio_fd, STDOUT_FILENO);
+    dup2(io.stdio_fd, STDERR_FILENO);
+  }
+  if (io.listen_fd >= 0) {
+    if (io.listen_fd == 3) {
+      fcntl(3, F_SETFD, 0);
+    } else {
+      dup2(io.listen_fd, 3);  // the new fd 3 is not close-on-exec
+    }
+  }
+  if (io.listen_pid_entry != nullptr) {
+    WriteDecimal(static_cast<long>(getpid()),
+                 io.listen_pid_entry + sizeof("LISTEN_PID=") - 1);
+  }
   if (parent_death_signal != 0) {
     // The parent may have died between fork and prctl: then no signal comes.
     if (prctl(PR_SET_PDEATHSIG, parent_death_signal) != 0 ||
@@ -109,7 +148,20 @@ absl::StatusOr<pid_t> SysCallsImpl::Spawn(const SpawnSpec& spec) {
     if (launch_fd >= 0) close(launch_fd);
   };
   std::vector<char*> argv = CStrings(args);
-  std::vector<char*> envp = CStrings(spec.env);
+  std::vector<std::string> env = spec.env;
+  ChildIo io;
+  io.stdio_fd = spec.stdio_fd;
+  io.listen_fd = spec.listen_fd;
+  io.new_process_group = spec.new_process_group;
+  if (spec.set_listen_pid) {
+    for (std::string& e : env) {
+      if (e.rfind("LISTEN_PID=", 0) == 0) {
+        e.resize(sizeof("LISTEN_PID=") - 1 + 23, '\0');
+        io.listen_pid_entry = e.data();
+      }
+    }
+  }
+  std::vector<char*> envp = CStrings(env);
   // The child reports a failed exec through this pipe; a successful exec
   // closes it (O_CLOEXEC), so the parent reads EOF.
   int pipe_fds[2];
@@ -125,7 +177,8 @@ absl::StatusOr<pid_t> SysCallsImpl::Spawn(const SpawnSpec& spec) {
   pid_t pid = fork();
   if (pid == 0) {
     ExecChild(spec.path.c_str(), argv.data(), envp.data(), inherit.data(),
-              inherit.size(), spec.parent_death_signal, parent, pipe_fds[1]);
+              inherit.size(), spec.parent_death_signal, parent, pipe_fds[1],
+              io);
   }
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &saved, nullptr);
@@ -170,6 +223,110 @@ pid_t SysCallsImpl::GetPid() { return getpid(); }
 pid_t SysCallsImpl::GetParentPid() { return getppid(); }
 
 int SysCallsImpl::EffectiveCpus() { return config::HostEffectiveCpus(); }
+
+absl::StatusOr<std::string> SysCallsImpl::MakePrivateDir(
+    const std::string& parent) {
+  std::string tmpl = absl::StrCat(parent, "/forkd-app-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot make a directory in ", parent, ": ", std::strerror(errno)));
+  }
+  return tmpl;
+}
+
+absl::StatusOr<int> SysCallsImpl::ListenUnix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket path too long (", path.size(), " bytes): ", path));
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  unlink(path.c_str());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(fd, 1024) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::InternalError(
+        absl::StrCat("bind/listen ", path, ": ", std::strerror(err)));
+  }
+  return fd;
+}
+
+void SysCallsImpl::RemovePath(const std::string& path) {
+  if (unlink(path.c_str()) != 0 && errno == EISDIR) rmdir(path.c_str());
+  if (errno == EPERM) rmdir(path.c_str());
+}
+
+bool SysCallsImpl::ProbeUnix(const std::string& path,
+                             const std::string& health_path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) return false;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  absl::Cleanup closer = [fd] { close(fd); };
+  // A unix connect does not wait for accept(): it succeeds or fails at once.
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return false;
+  }
+  if (health_path.empty()) return true;
+  timeval tv{.tv_sec = 1, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  std::string req = absl::StrCat("GET ", health_path,
+                                 " HTTP/1.1\r\nHost: localhost\r\n"
+                                 "Connection: close\r\n\r\n");
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(req.size())) {
+    return false;
+  }
+  char buf[32];
+  size_t got = 0;
+  while (got < 12) {
+    ssize_t n = recv(fd, buf + got, sizeof(buf) - got, 0);
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  // "HTTP/1.x 2xx"
+  return std::memcmp(buf, "HTTP/1.", 7) == 0 && buf[9] == '2';
+}
+
+absl::StatusOr<std::pair<int, int>> SysCallsImpl::MakePipe() {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+  return std::make_pair(fds[0], fds[1]);
+}
+
+ssize_t SysCallsImpl::Read(int fd, char* buf, size_t size) {
+  while (true) {
+    ssize_t n = read(fd, buf, size);
+    if (n < 0 && errno == EINTR) continue;
+    return n;
+  }
+}
+
+void SysCallsImpl::Close(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+uint64_t SysCallsImpl::ResidentBytes(pid_t pid) {
+  absl::StatusOr<ProcStats> st = ReadProcStats(pid);
+  return st.ok() ? st->resident_bytes : 0;
+}
+
+double SysCallsImpl::CpuSeconds(pid_t pid) {
+  absl::StatusOr<ProcStats> st = ReadProcStats(pid);
+  return st.ok() ? st->cpu_seconds : 0;
+}
 
 absl::StatusOr<std::string> SelfExePath() {
   char buf[PATH_MAX];

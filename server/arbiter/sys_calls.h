@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -28,6 +29,17 @@ struct SpawnSpec {
   // the child inherits, and that fd's number is appended to argv. Workers
   // get their settings this way (worker/worker_launch.h).
   std::string launch_message;
+  // App mode (server/app/): when >= 0, the child's stdout and stderr become
+  // this fd (a pipe the master reads).
+  int stdio_fd = -1;
+  // When >= 0, this listening socket becomes the child's fd 3 (systemd's
+  // socket activation); with set_listen_pid, the env entry "LISTEN_PID=..."
+  // is rewritten to the child's own pid after fork.
+  int listen_fd = -1;
+  bool set_listen_pid = false;
+  // The child leads a new process group (setpgid), so the master can signal
+  // the app and whatever it forked at once.
+  bool new_process_group = false;
 };
 
 class SysCalls {
@@ -57,6 +69,29 @@ class SysCalls {
 
   // CPUs this container may use (config::HostEffectiveCpus()).
   virtual int EffectiveCpus() = 0;
+
+  // --- App mode (server/app/) ---
+  // mkdtemp of "<parent>/forkd-app-XXXXXX" (mode 0700); returns its path.
+  virtual absl::StatusOr<std::string> MakePrivateDir(
+      const std::string& parent) = 0;
+  // Removes a stale file at `path`, binds a unix stream socket there and
+  // listens; close-on-exec. Returns the fd.
+  virtual absl::StatusOr<int> ListenUnix(const std::string& path) = 0;
+  // unlink(2) / rmdir(2), errors ignored.
+  virtual void RemovePath(const std::string& path) = 0;
+  // True when `path` accepts a connection and, if `health_path` is not
+  // empty, answers GET health_path with 2xx within a short time (<= 1 s).
+  virtual bool ProbeUnix(const std::string& path,
+                         const std::string& health_path) = 0;
+  // A pipe: {read end (non-blocking), write end}, both close-on-exec.
+  virtual absl::StatusOr<std::pair<int, int>> MakePipe() = 0;
+  // read(2): bytes read, 0 at EOF, -1 when nothing is there yet (EAGAIN) or
+  // on error.
+  virtual ssize_t Read(int fd, char* buf, size_t size) = 0;
+  virtual void Close(int fd) = 0;
+  // Resident memory and CPU seconds of `pid` (/proc); zeros when gone.
+  virtual uint64_t ResidentBytes(pid_t pid) = 0;
+  virtual double CpuSeconds(pid_t pid) = 0;
 };
 
 class SysCallsImpl : public SysCalls {
@@ -68,6 +103,17 @@ class SysCallsImpl : public SysCalls {
   pid_t GetPid() override;
   pid_t GetParentPid() override;
   int EffectiveCpus() override;
+  absl::StatusOr<std::string> MakePrivateDir(
+      const std::string& parent) override;
+  absl::StatusOr<int> ListenUnix(const std::string& path) override;
+  void RemovePath(const std::string& path) override;
+  bool ProbeUnix(const std::string& path,
+                 const std::string& health_path) override;
+  absl::StatusOr<std::pair<int, int>> MakePipe() override;
+  ssize_t Read(int fd, char* buf, size_t size) override;
+  void Close(int fd) override;
+  uint64_t ResidentBytes(pid_t pid) override;
+  double CpuSeconds(pid_t pid) override;
 };
 
 // The path of the running binary (readlink of /proc/self/exe), resolved once

@@ -339,6 +339,30 @@ const Flag kFlags[] = {
      .metavar = "FILE",
      .help = "File holding the bearer token the admin API requires.",
      .string_field = &Config::admin_token_file},
+    {.name = "app-cmd", .short_name = 0, .kind = Kind::kString,
+     .metavar = "COMMAND",
+     .help = "App mode: the app command as shell words (also everything "
+             "after -- on the command line). forkd then runs --workers "
+             "processes of it, each on its own unix socket: inherited as fd 3 "
+             "(LISTEN_FDS=1), or the path {socket} when the command has it; "
+             "{threads} and {worker} are replaced too. Empty: sidecar mode.",
+     .string_field = &Config::app_cmd},
+    {.name = "proxy-workers", .short_name = 0, .kind = Kind::kInt,
+     .metavar = "INT|auto",
+     .help = "App mode: forkd's own event-loop (async) processes in front of "
+             "the app processes; auto: from the CPU limit, as --workers auto "
+             "in sidecar mode.",
+     .int_field = &Config::proxy_workers, .min = 0, .max = 1024},
+    {.name = "max-worker-memory", .short_name = 0, .kind = Kind::kSize,
+     .metavar = "SIZE",
+     .help = "App mode: replace an app process whose RSS passes this (bytes, "
+             "k/m/g or Ki/Mi/Gi suffix); 0 disables.",
+     .int64_field = &Config::max_worker_memory},
+    {.name = "app-socket-dir", .short_name = 0, .kind = Kind::kString,
+     .metavar = "DIR",
+     .help = "App mode: where forkd makes its private (0700) directory of "
+             "app sockets; empty: $TMPDIR or /tmp.",
+     .string_field = &Config::app_socket_dir},
     {.name = "app-health-path", .short_name = 0, .kind = Kind::kString,
      .metavar = "PATH",
      .help = "Readiness checks GET this path on the app and expect 2xx; "
@@ -404,7 +428,10 @@ std::string FormatSeconds(double d) {
 std::string FormatValue(const Flag& f, const Config& c) {
   switch (f.kind) {
     case Kind::kInt:
-      if (f.int_field == &Config::workers && c.workers == 0) return "auto";
+      if ((f.int_field == &Config::workers && c.workers == 0) ||
+          (f.int_field == &Config::proxy_workers && c.proxy_workers == 0)) {
+        return "auto";
+      }
       return absl::StrCat(c.*f.int_field);
     case Kind::kSize:
       return absl::StrCat(c.*f.int64_field);
@@ -428,6 +455,13 @@ std::string FormatValue(const Flag& f, const Config& c) {
 bool ParseSize(absl::string_view text, int64_t* out) {
   absl::string_view v = absl::StripAsciiWhitespace(text);
   int shift = 0;
+  // Kubernetes quantities: "512Mi" is "512m" here (both powers of 1024).
+  if (v.size() >= 2 && (v.back() == 'i' || v.back() == 'I')) {
+    char unit = v[v.size() - 2];
+    if (absl::ascii_isalpha(static_cast<unsigned char>(unit))) {
+      v.remove_suffix(1);
+    }
+  }
   if (!v.empty()) {
     switch (v.back()) {
       case 'k':
@@ -530,9 +564,10 @@ absl::Status ApplyValue(const Flag& f, absl::string_view value,
   }
   switch (f.kind) {
     case Kind::kInt: {
-      if (f.int_field == &Config::workers &&
+      if ((f.int_field == &Config::workers ||
+           f.int_field == &Config::proxy_workers) &&
           absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(value), "auto")) {
-        c.workers = 0;
+        c.*f.int_field = 0;
         is_explicit = false;
         break;
       }
@@ -675,6 +710,16 @@ absl::Status Tokenize(const std::vector<std::string>& args,
                       std::vector<FlagValue>* out, bool* help, bool* version) {
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
+    if (arg == "--") {
+      // Everything after `--` is the app command, as --app-cmd.
+      std::vector<std::string> words(args.begin() + i + 1, args.end());
+      if (words.empty()) {
+        return absl::InvalidArgumentError(
+            "--: no app command after it (expected -- COMMAND [ARGS...])");
+      }
+      out->push_back({FindFlag("app-cmd"), JoinShellWords(words)});
+      return absl::OkStatus();
+    }
     const Flag* flag = nullptr;
     std::optional<std::string> value;
     std::string shown;  // the flag as the user typed it, for messages
@@ -833,6 +878,9 @@ absl::Status Validate(const State& st) {
             !st.explicit_flags.contains("workers")) {
           break;
         }
+        if (f.int_field == &Config::proxy_workers && c.proxy_workers == 0) {
+          break;  // auto
+        }
         s = CheckRange(st, f, c.*f.int_field);
         break;
       case Kind::kSize:
@@ -887,6 +935,23 @@ absl::Status Validate(const State& st) {
                            "needs --http2 on (only HTTP/2 clients can be "
                            "forwarded to an h2c app)",
                            "--http2 true, or http1");
+          }
+        } else if (f.string_field == &Config::app_cmd) {
+          if (!c.app_cmd.empty()) {
+            absl::StatusOr<std::vector<std::string>> words =
+                SplitShellWords(c.app_cmd);
+            if (!words.ok() || words->empty()) {
+              s = ValueError(OriginOf(st, f.name).prefix, f, c.app_cmd,
+                             words.ok() ? "has no words"
+                                        : std::string(words.status().message()),
+                             "a command such as \"python3 app.py\"");
+            } else if (st.explicit_flags.contains("upstream")) {
+              const Origin& o = OriginOf(st, "upstream");
+              s = ValueError(o.prefix, *FindFlag("upstream"), c.upstream,
+                             "cannot be used in app mode (forkd gives each app "
+                             "process its own socket)",
+                             "no --upstream with an app command");
+            }
           }
         } else if (f.string_field == &Config::app_health_path) {
           s = CheckAddress(st, f, c.app_health_path,
@@ -1063,6 +1128,8 @@ std::vector<std::string> ToArgs(const Config& config) {
   std::vector<std::string> args;
   for (const Flag& f : kFlags) {
     if (f.string_field == &Config::config_file) continue;
+    // App mode refuses --upstream; the app processes' sockets replace it.
+    if (f.string_field == &Config::upstream && AppMode(config)) continue;
     if (f.kind == Kind::kBindList) {
       for (const std::string& b : config.bind) {
         args.push_back(absl::StrCat("--bind=", b));
@@ -1077,7 +1144,7 @@ std::vector<std::string> ToArgs(const Config& config) {
 std::string HelpText() {
   const Config defaults;
   std::string text = absl::StrCat(
-      "usage: forkd [OPTIONS]\n\n"
+      "usage: forkd [OPTIONS] [-- APP COMMAND...]\n\n"
       "forkd ",
       FORKD_VERSION,
       ": a pre-fork HTTP server in front of an app on a local socket.\n"
@@ -1103,6 +1170,83 @@ std::string HelpText() {
                     "] [env: ", EnvName(f), "]\n");
   }
   return text;
+}
+
+absl::StatusOr<std::vector<std::string>> SplitShellWords(std::string_view s) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char ch = s[i];
+    if (ch == ' ' || ch == '\t' || ch == '\n') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      continue;
+    }
+    in_word = true;
+    if (ch == '\'') {
+      size_t end = s.find('\'', i + 1);
+      if (end == std::string_view::npos) {
+        return absl::InvalidArgumentError("has an unterminated ' quote");
+      }
+      word.append(s.substr(i + 1, end - i - 1));
+      i = end;
+    } else if (ch == '"') {
+      size_t j = i + 1;
+      for (; j < s.size() && s[j] != '"'; ++j) {
+        // In double quotes a backslash escapes only these, as in sh.
+        if (s[j] == '\\' && j + 1 < s.size() &&
+            (s[j + 1] == '"' || s[j + 1] == '\\' || s[j + 1] == '$' ||
+             s[j + 1] == '`')) {
+          ++j;
+        }
+        word.push_back(s[j]);
+      }
+      if (j >= s.size()) {
+        return absl::InvalidArgumentError("has an unterminated \" quote");
+      }
+      i = j;
+    } else if (ch == '\\') {
+      if (i + 1 >= s.size()) {
+        return absl::InvalidArgumentError("ends with a lone backslash");
+      }
+      word.push_back(s[++i]);
+    } else {
+      word.push_back(ch);
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  return words;
+}
+
+std::string JoinShellWords(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words) {
+    if (!out.empty()) out.push_back(' ');
+    bool plain = !w.empty();
+    for (char ch : w) {
+      if (!(absl::ascii_isalnum(static_cast<unsigned char>(ch)) ||
+            absl::string_view("-_./:=,+@%{}").find(ch) !=
+                absl::string_view::npos)) {
+        plain = false;
+      }
+    }
+    if (plain) {
+      out.append(w);
+      continue;
+    }
+    out.push_back('\'');
+    for (char ch : w) {
+      if (ch == '\'') {
+        out.append("'\\''");
+      } else {
+        out.push_back(ch);
+      }
+    }
+    out.push_back('\'');
+  }
+  return out;
 }
 
 std::map<std::string, std::string> ProcessEnvironment() {

@@ -5,9 +5,13 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
+#include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -55,6 +59,38 @@ class FakeSysCalls : public SysCalls {
   pid_t GetParentPid() override { return parent_pid; }
   int EffectiveCpus() override { return cpus; }
 
+  absl::StatusOr<std::string> MakePrivateDir(
+      const std::string& parent) override {
+    return parent + "/forkd-app-test";
+  }
+  absl::StatusOr<int> ListenUnix(const std::string& path) override {
+    listened.push_back(path);
+    return next_fd++;
+  }
+  void RemovePath(const std::string& path) override { removed.push_back(path); }
+  bool ProbeUnix(const std::string& path, const std::string&) override {
+    return accepting.count(path) != 0;
+  }
+  absl::StatusOr<std::pair<int, int>> MakePipe() override {
+    int r = next_fd++;
+    int w = next_fd++;
+    return std::make_pair(r, w);
+  }
+  ssize_t Read(int fd, char* buf, size_t size) override {
+    auto it = pipe_data.find(fd);
+    if (it == pipe_data.end() || it->second.empty()) return -1;
+    size_t n = std::min(size, it->second.size());
+    std::memcpy(buf, it->second.data(), n);
+    it->second.erase(0, n);
+    return static_cast<ssize_t>(n);
+  }
+  void Close(int fd) override { closed.push_back(fd); }
+  uint64_t ResidentBytes(pid_t pid) override {
+    auto it = rss.find(pid);
+    return it == rss.end() ? 0 : it->second;
+  }
+  double CpuSeconds(pid_t) override { return 0; }
+
   // Signals sent to `pid`, in order.
   std::vector<int> SignalsTo(pid_t pid) const {
     std::vector<int> out;
@@ -75,6 +111,14 @@ class FakeSysCalls : public SysCalls {
   pid_t master_pid = 42;
   pid_t parent_pid = 1;
   int cpus = 2;
+  // App mode.
+  int next_fd = 1000;
+  std::vector<std::string> listened;
+  std::vector<std::string> removed;
+  std::set<std::string> accepting;       // socket paths that accept connections
+  std::map<int, std::string> pipe_data;  // unread output per read end
+  std::vector<int> closed;
+  std::map<pid_t, uint64_t> rss;
 };
 
 }  // namespace forkd::arbiter

@@ -397,10 +397,9 @@ TEST(ConfigValuesTest, AccessLogFormatJsonIsAcceptedAsIs) {
 }
 
 TEST(ConfigValuesTest, GoodUpstreams) {
-  for (const char* u :
-       {"unix:/tmp/app.sock", "http://127.0.0.1:8000", "http://[::1]:8000",
-        "http://localhost:1", "http://10.1.2.3:65535",
-        "http://127.0.0.1:8000/"}) {
+  for (const char* u : {"unix:/tmp/app.sock", "http://127.0.0.1:8000",
+                        "http://[::1]:8000", "http://localhost:1",
+                        "http://10.1.2.3:65535", "http://127.0.0.1:8000/"}) {
     EXPECT_EQ(ParseOk({"--upstream", u}).upstream, u);
   }
 }
@@ -408,9 +407,9 @@ TEST(ConfigValuesTest, GoodUpstreams) {
 TEST(ConfigValuesTest, GoodBinds) {
   // The listeners' grammar (common/address.h): Gunicorn's HOST and :PORT
   // forms included, so config and listeners never disagree.
-  for (const char* b : {"0.0.0.0:0", "localhost:8080", "[::]:80",
-                        "unix:relative.sock", "fd://0", "my-host.local:443",
-                        "localhost", ":8080"}) {
+  for (const char* b :
+       {"0.0.0.0:0", "localhost:8080", "[::]:80", "unix:relative.sock",
+        "fd://0", "my-host.local:443", "localhost", ":8080"}) {
     EXPECT_EQ(ParseOk({"--bind", b}).bind, std::vector<std::string>{b});
   }
 }
@@ -755,7 +754,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 52u);  // 53 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 56u);  // 57 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;
@@ -1060,6 +1059,112 @@ TEST(ConfigTrustTest, ToArgsRoundTripsAndHelpListsThem) {
        {"--forwarded-allow-ips", "--header-map", "--proxy-protocol",
         "--proxy-allow-ips", "FORKD_FORWARDED_ALLOW_IPS", "FORKD_HEADER_MAP",
         "FORKD_PROXY_PROTOCOL", "FORKD_PROXY_ALLOW_IPS"}) {
+    EXPECT_THAT(help, HasSubstr(name));
+  }
+}
+
+}  // namespace
+}  // namespace forkd::config
+
+namespace forkd::config {
+namespace {
+
+// --- app mode ---------------------------------------------------------------
+
+TEST(ConfigAppModeTest, EverythingAfterDoubleDashIsTheAppCommand) {
+  Config c = ParseOk({"-w", "3", "--", "python3", "app.py", "--port", "x y"});
+  EXPECT_TRUE(AppMode(c));
+  EXPECT_EQ(c.workers, 3);
+  absl::StatusOr<std::vector<std::string>> words = SplitShellWords(c.app_cmd);
+  ASSERT_TRUE(words.ok()) << words.status();
+  EXPECT_EQ(*words,
+            (std::vector<std::string>{"python3", "app.py", "--port", "x y"}));
+}
+
+TEST(ConfigAppModeTest, NoAppCommandIsSidecarMode) {
+  EXPECT_FALSE(AppMode(ParseOk({"-w", "2"})));
+}
+
+TEST(ConfigAppModeTest, AppCmdFlagEnvAndFile) {
+  EXPECT_EQ(ParseOk({"--app-cmd", "node server.js"}).app_cmd, "node server.js");
+  EXPECT_EQ(ParseOk({}, {{"FORKD_APP_CMD", "ruby app.rb"}}).app_cmd,
+            "ruby app.rb");
+  absl::StatusOr<ParseResult> r =
+      ParseWithConfigText(Sources{{"--config", "/x.conf"}, {}},
+                          "app_cmd = gunicorn --bind unix:{socket} app:app\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.app_cmd, "gunicorn --bind unix:{socket} app:app");
+}
+
+TEST(ConfigAppModeTest, DoubleDashWithoutCommandIsRefused) {
+  EXPECT_THAT(ParseError({"-w", "2", "--"}), HasSubstr("no app command"));
+}
+
+TEST(ConfigAppModeTest, UpstreamIsRefusedInAppMode) {
+  EXPECT_THAT(ParseError({"--upstream", "unix:/tmp/a.sock", "--", "app"}),
+              AllOf(HasSubstr("--upstream"), HasSubstr("app mode")));
+  EXPECT_THAT(
+      ParseError({"--app-cmd", "app"},
+                 {{"FORKD_UPSTREAM", "unix:/tmp/a.sock"}}),
+      AllOf(HasSubstr("FORKD_UPSTREAM: --upstream"), HasSubstr("app mode")));
+}
+
+TEST(ConfigAppModeTest, BadShellWordsNameTheFlag) {
+  EXPECT_THAT(ParseError({"--app-cmd", "python3 'app.py"}),
+              AllOf(HasSubstr("--app-cmd"), HasSubstr("unterminated")));
+  EXPECT_THAT(ParseError({"--app-cmd", "   "}),
+              AllOf(HasSubstr("--app-cmd"), HasSubstr("no words")));
+}
+
+TEST(ConfigAppModeTest, ProxyWorkersAutoAndBounds) {
+  EXPECT_EQ(ParseOk({"--proxy-workers", "auto"}).proxy_workers, 0);
+  EXPECT_EQ(ParseOk({"--proxy-workers", "3"}).proxy_workers, 3);
+  EXPECT_THAT(ParseError({"--proxy-workers", "-1"}),
+              HasSubstr("--proxy-workers"));
+  EXPECT_THAT(ParseError({"--proxy-workers", "many"}),
+              HasSubstr("--proxy-workers"));
+}
+
+TEST(ConfigAppModeTest, MaxWorkerMemoryTakesKubernetesQuantities) {
+  EXPECT_EQ(ParseOk({"--max-worker-memory", "512Mi"}).max_worker_memory,
+            int64_t{512} << 20);
+  EXPECT_EQ(ParseOk({"--max-worker-memory", "1g"}).max_worker_memory,
+            int64_t{1} << 30);
+  EXPECT_EQ(ParseOk({"--max-worker-memory", "0"}).max_worker_memory, 0);
+  EXPECT_THAT(ParseError({"--max-worker-memory", "lots"}),
+              HasSubstr("--max-worker-memory"));
+}
+
+TEST(ConfigAppModeTest, ShellWordsRoundTrip) {
+  std::vector<std::string> words = {"a",     "b c",      "it's", "",
+                                    "$HOME", "{socket}", "x\"y"};
+  absl::StatusOr<std::vector<std::string>> back =
+      SplitShellWords(JoinShellWords(words));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, words);
+  absl::StatusOr<std::vector<std::string>> dq =
+      SplitShellWords(R"(echo "a \"b\" c" d\ e)");
+  ASSERT_TRUE(dq.ok());
+  EXPECT_EQ(*dq, (std::vector<std::string>{"echo", "a \"b\" c", "d e"}));
+}
+
+TEST(ConfigAppModeTest, ToArgsRoundTripsAppModeWithoutUpstream) {
+  Config c;
+  c.app_cmd = "python3 app.py --name 'a b'";
+  c.proxy_workers = 2;
+  c.max_worker_memory = 1 << 20;
+  c.app_socket_dir = "/run/forkd";
+  EXPECT_EQ(ParseOk(ToArgs(c)), c);
+  for (const std::string& a : ToArgs(c)) {
+    EXPECT_NE(a.rfind("--upstream=", 0), 0u) << a;
+  }
+}
+
+TEST(ConfigAppModeTest, HelpListsTheAppModeFlags) {
+  std::string help = HelpText();
+  for (const char* name :
+       {"--app-cmd", "--proxy-workers", "--max-worker-memory",
+        "--app-socket-dir", "FORKD_APP_CMD", "-- APP COMMAND"}) {
     EXPECT_THAT(help, HasSubstr(name));
   }
 }
