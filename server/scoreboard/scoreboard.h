@@ -283,6 +283,8 @@ struct alignas(64) AppSlot {
   std::atomic<uint32_t> cap{1};
   // Workers: fetch_add(1) before a request is sent, fetch_sub(1) when its
   // response is done (or failed). Never above `cap` (compare-exchange).
+  // The master zeroes it with each new incarnation; a worker gives back
+  // only reservations of the incarnation it reserved (upstream::AppRouter).
   std::atomic<uint32_t> in_flight{0};
   std::atomic<uint64_t> requests{0};  // finished requests, this incarnation
   // MonotonicMs() when a request to it last finished, or when in_flight
