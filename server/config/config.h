@@ -27,13 +27,13 @@ struct Config {
   bool reuse_port = false;                             // --reuse-port
 
   // --- pool ----------------------------------------------------------------
-  int workers = 0;       // --workers; 0 before resolution means "auto"
-  int max_workers = 64;  // --max-workers: upper bound for TTIN and the API
+  int workers = 0;          // --workers; 0 before resolution means "auto"
+  int max_workers = 64;     // --max-workers: upper bound for TTIN and the API
   WorkerClass worker_class = WorkerClass::kSync;  // --worker-class
-  int threads = 1;                                // --threads (gthread)
-  int max_threads = 256;                          // --max-threads
-  int worker_connections = 1000;                  // --worker-connections
-  int max_worker_connections = 100000;            // --max-worker-connections
+  int threads = 1;          // --threads (gthread)
+  int max_threads = 256;    // --max-threads
+  int worker_connections = 1000;        // --worker-connections
+  int max_worker_connections = 100000;  // --max-worker-connections
 
   // --- supervision (seconds) -----------------------------------------------
   double timeout = 30;           // --timeout; 0 disables the heartbeat check
@@ -41,22 +41,22 @@ struct Config {
   double keepalive = 2;          // --keepalive: idle keep-alive close
   double client_header_timeout = 60;  // --client-header-timeout (0: off)
   double client_body_timeout = 60;    // --client-body-timeout (0: off)
-  int max_requests = 0;               // --max-requests; 0 disables recycling
-  int max_requests_jitter = 0;        // --max-requests-jitter
-  double shutdown_delay = 5;  // --shutdown-delay: readiness off, still serving
+  int max_requests = 0;          // --max-requests; 0 disables recycling
+  int max_requests_jitter = 0;   // --max-requests-jitter
+  double shutdown_delay = 5;     // --shutdown-delay: readiness off, still serving
 
   // --- request limits ------------------------------------------------------
-  int limit_request_line = 4094;        // --limit-request-line (0: unlimited)
-  int limit_request_fields = 100;       // --limit-request-fields
-  int limit_request_field_size = 8190;  // --limit-request-field-size
-  int64_t limit_request_body = 0;       // --limit-request-body (0: unlimited)
-  int64_t request_buffer = 1 << 20;     // --request-buffer
-  int64_t response_buffer = 1 << 20;    // --response-buffer
+  int limit_request_line = 4094;         // --limit-request-line (0: unlimited)
+  int limit_request_fields = 100;        // --limit-request-fields
+  int limit_request_field_size = 8190;   // --limit-request-field-size
+  int64_t limit_request_body = 0;        // --limit-request-body (0: unlimited)
+  int64_t request_buffer = 1 << 20;      // --request-buffer
+  int64_t response_buffer = 1 << 20;     // --response-buffer
 
   // --- upstream (the app) --------------------------------------------------
   std::string upstream = "unix:/tmp/app.sock";  // --upstream
-  double upstream_timeout = 60;  // --upstream-timeout (s): connect + idle read
-  int upstream_keepalive = 64;   // --upstream-keepalive: idle conns per worker
+  double upstream_timeout = 60;     // --upstream-timeout (s): connect + idle read
+  int upstream_keepalive = 64;      // --upstream-keepalive: idle conns per worker
   // --max-queue-time (s), app mode: the longest a request waits for a free
   // app process before 503 with Retry-After. 0: no limit.
   double max_queue_time = 30;
@@ -65,16 +65,16 @@ struct Config {
   std::string upstream_protocol = "http1";
 
   // --- HTTP/2 (h2c with prior knowledge on the HTTP ports) ------------------
-  bool http2 = true;                       // --http2
-  int http2_max_concurrent_streams = 100;  // --http2-max-concurrent-streams
-  int http2_initial_window_size = 65535;   // --http2-initial-window-size
-  int http2_max_frame_size = 16384;        // --http2-max-frame-size
-  int http2_max_header_list_size = 65536;  // --http2-max-header-list-size
+  bool http2 = true;                         // --http2
+  int http2_max_concurrent_streams = 100;    // --http2-max-concurrent-streams
+  int http2_initial_window_size = 65535;     // --http2-initial-window-size
+  int http2_max_frame_size = 16384;          // --http2-max-frame-size
+  int http2_max_header_list_size = 65536;    // --http2-max-header-list-size
 
   // --- TLS (every --bind listener serves TLS when certfile is set) ---------
-  std::string certfile;                     // --certfile: PEM chain
-  std::string keyfile;                      // --keyfile ("" = in certfile)
-  std::string ca_certs;                     // --ca-certs: require client certs
+  std::string certfile;                    // --certfile: PEM chain
+  std::string keyfile;                     // --keyfile ("" = in certfile)
+  std::string ca_certs;                    // --ca-certs: require client certs
   std::string ssl_min_version = "TLSv1.2";  // --ssl-min-version
   std::string ciphers;                      // --ciphers ("" = forkd's list)
 
@@ -89,13 +89,13 @@ struct Config {
   std::string proxy_allow_ips = "127.0.0.1,::1";
 
   // --- logs and files ------------------------------------------------------
-  std::string pidfile;            // --pidfile
-  std::string access_logfile;     // --access-logfile ("-" = stdout, "" = off)
-  std::string access_logformat =  // --access-logformat (or "json")
+  std::string pidfile;                 // --pidfile
+  std::string access_logfile;          // --access-logfile ("-" = stdout, "" = off)
+  std::string access_logformat =       // --access-logformat (or "json")
       R"(%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s")";
-  std::string error_logfile = "-";       // --error-logfile ("-" = stderr)
+  std::string error_logfile = "-";     // --error-logfile ("-" = stderr)
   LogLevel log_level = LogLevel::kInfo;  // --log-level
-  std::string config_file;               // --config
+  std::string config_file;             // --config
 
   // --- planes --------------------------------------------------------------
   std::string admin_bind = "0.0.0.0:9090";    // --admin-bind ("" = off)
@@ -103,8 +103,8 @@ struct Config {
   std::string admin_token_file;               // --admin-token-file
 
   // --- probes --------------------------------------------------------------
-  std::string app_health_path;     // --app-health-path ("" = connect only)
-  double app_health_interval = 5;  // --app-health-interval (0 = no checks)
+  std::string app_health_path;       // --app-health-path ("" = connect only)
+  double app_health_interval = 5;    // --app-health-interval (0 = no checks)
 
   // Field-by-field equality (a HUP reload compares old and new settings).
   friend bool operator==(const Config&, const Config&) = default;
@@ -113,7 +113,7 @@ struct Config {
 // Where the settings come from. `env` is the process environment as a map
 // (only FORKD_* keys matter); tests pass their own.
 struct Sources {
-  std::vector<std::string> args;  // argv[1..]
+  std::vector<std::string> args;              // argv[1..]
   std::map<std::string, std::string> env;
 };
 

@@ -189,12 +189,20 @@ struct Counters {
   std::array<std::atomic<uint64_t>,
              static_cast<size_t>(ProxyProtocolReject::kCount)>
       proxy_protocol_rejected{};
+  // App mode: requests that waited for a free app process (proxy::AppQueue).
+  std::atomic<uint64_t> queue_timeouts{0};  // gave up: 503
+  std::atomic<uint64_t> queue_waits{0};     // waited, then got a process
+  std::atomic<uint64_t> queue_wait_us{0};   // their total wait
 };
 
 // A plain (non-atomic) copy of Counters for aggregation.
 struct CounterTotals {
   std::array<std::array<uint64_t, 5>, static_cast<size_t>(Method::kCount)>
-      requests{};
+      requests{
+  uint64_t queue_timeouts = 0;
+  uint64_t queue_waits = 0;
+  uint64_t queue_wait_us = 0;
+};
   std::array<uint64_t, static_cast<size_t>(Rejection::kCount)> rejected{};
   std::array<uint64_t, static_cast<size_t>(UpstreamError::kCount)>
       upstream_errors{};
@@ -248,6 +256,7 @@ struct alignas(64) Slot {
   std::atomic<uint32_t> connection_cap{0};      // worker_connections applied
   std::atomic<uint32_t> connections_active{0};  // client conns with a request
   std::atomic<uint32_t> connections_idle{0};    // keep-alive, waiting
+  std::atomic<uint32_t> queued{0};  // app mode: waiting for an app process
   std::atomic<uint64_t> requests_served{0};     // this process, all outcomes
   std::atomic<uint64_t> settings_generation_seen{0};
   std::atomic<uint32_t> exit_reason{0};  // ExitReason

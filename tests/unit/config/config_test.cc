@@ -411,9 +411,10 @@ TEST(ConfigValuesTest, AccessLogFormatJsonIsAcceptedAsIs) {
 }
 
 TEST(ConfigValuesTest, GoodUpstreams) {
-  for (const char* u : {"unix:/tmp/app.sock", "http://127.0.0.1:8000",
-                        "http://[::1]:8000", "http://localhost:1",
-                        "http://10.1.2.3:65535", "http://127.0.0.1:8000/"}) {
+  for (const char* u :
+       {"unix:/tmp/app.sock", "http://127.0.0.1:8000", "http://[::1]:8000",
+        "http://localhost:1", "http://10.1.2.3:65535",
+        "http://127.0.0.1:8000/"}) {
     EXPECT_EQ(ParseOk({"--upstream", u}).upstream, u);
   }
 }
@@ -421,9 +422,9 @@ TEST(ConfigValuesTest, GoodUpstreams) {
 TEST(ConfigValuesTest, GoodBinds) {
   // The listeners' grammar (common/address.h): Gunicorn's HOST and :PORT
   // forms included, so config and listeners never disagree.
-  for (const char* b :
-       {"0.0.0.0:0", "localhost:8080", "[::]:80", "unix:relative.sock",
-        "fd://0", "my-host.local:443", "localhost", ":8080"}) {
+  for (const char* b : {"0.0.0.0:0", "localhost:8080", "[::]:80",
+                        "unix:relative.sock", "fd://0", "my-host.local:443",
+                        "localhost", ":8080"}) {
     EXPECT_EQ(ParseOk({"--bind", b}).bind, std::vector<std::string>{b});
   }
 }
