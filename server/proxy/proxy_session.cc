@@ -16,6 +16,7 @@
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
 #include "server/proxy/admission.h"
+#include "server/proxy/app_queue.h"
 #include "server/proxy/request_record.h"
 
 namespace forkd::proxy {
@@ -627,10 +628,38 @@ bool ProxySession::StartUpstream() {
     admitted_ = true;
     retry_connect_at_ms_ = 0;
   }
+  // app-route: app mode picks the app process here, once the request is
+  // ready to send, so a slow client never holds one.
+  if (ctx_->app_queue != nullptr && !app_) {
+    if (app_waiting_ && retry_connect_at_ms_ > now) return false;
+    upstream::AppReservation r;
+    switch (ctx_->app_queue->TryEnter(this, now, &r)) {
+      case AppQueue::Result::kReserved:
+        app_ = r;
+        app_waiting_ = false;
+        retry_connect_at_ms_ = 0;
+        connect_started_ms_ = now;  // --upstream-timeout counts from here
+        break;
+      case AppQueue::Result::kWaiting:
+        app_waiting_ = true;
+        retry_connect_at_ms_ = now + AppQueue::kRecheckMs;
+        return false;
+      case AppQueue::Result::kTimedOut:
+        app_waiting_ = false;
+        retry_connect_at_ms_ = 0;
+        LeaveInFlight();
+        Fail(Failure::kQueueTimeout,
+             absl::StrFormat("no free app process within --max-queue-time "
+                             "(%.3gs)",
+                             ctx_->app_queue->max_wait_ms() / 1000.0));
+        return true;
+    }
+  }
   if (retry_connect_at_ms_ > now) return false;
   retry_connect_at_ms_ = 0;
 
-  std::unique_ptr<upstream::Connection> conn = ctx_->pool->TakeIdle();
+  std::unique_ptr<upstream::Connection> conn =
+      app_ ? ctx_->app_pools->TakeIdle(*app_) : ctx_->pool->TakeIdle();
   if (conn) {
     if (can_replay_) {
       replay_.Clear();
@@ -638,7 +667,8 @@ bool ProxySession::StartUpstream() {
     }
   } else {
     int err = 0;
-    switch (ctx_->pool->Connect(&conn, &err)) {
+    switch (app_ ? ctx_->app_pools->Connect(*app_, &conn, &err)
+                 : ctx_->pool->Connect(&conn, &err)) {
       case upstream::ConnectResult::kConnected:
       case upstream::ConnectResult::kInProgress:
         break;
@@ -649,7 +679,7 @@ bool ProxySession::StartUpstream() {
       case upstream::ConnectResult::kFailed:
         UpstreamFailed(
             Failure::kUpstreamRefused,
-            absl::StrCat("connect to ", ctx_->pool->address().display, ": ",
+            absl::StrCat("connect to ", UpstreamDisplay(), ": ",
                          std::strerror(err)));
         return true;
     }
@@ -679,7 +709,7 @@ bool ProxySession::WriteUpstream() {
     up_->connecting = false;
     if (err != 0) {
       UpstreamFailed(Failure::kUpstreamRefused,
-                     absl::StrCat("connect to ", ctx_->pool->address().display,
+                     absl::StrCat("connect to ", UpstreamDisplay(),
                                   ": ", std::strerror(err)));
       return true;
     }
@@ -904,6 +934,7 @@ void ProxySession::CompleteUpstream() {
   bool reusable = resp_keep_alive_ && !up_eof_ && up_in_.empty() &&
                   req_state_ == ReqState::kDone && up_out_.empty();
   ReleaseUpstream(reusable);
+  ReleaseAppProcess(/*finished=*/true);  // app-route: the response is read
   LeaveInFlight();
 }
 
@@ -980,12 +1011,17 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
   bool is_upstream = failure == Failure::kUpstreamRefused ||
                      failure == Failure::kUpstreamReset ||
                      failure == Failure::kUpstreamTimeout ||
-                     failure == Failure::kUpstreamBadResponse;
+                     failure == Failure::kUpstreamBadResponse ||
+                     failure == Failure::kQueueTimeout;
   bool close = !(is_upstream && req_state_ == ReqState::kDone && keep_alive_);
   LOG_ERROR("%d for %s %s from %s (request %s): %s", status,
             method_.empty() ? "-" : method_, target_.empty() ? "-" : target_,
             PeerForLog(), request_id_.empty() ? "-" : request_id_, detail);
-  std::string response = BuildErrorResponse(status, detail, close);
+  // app-route: a client told to come back soon, not that the app failed.
+  std::string response =
+      BuildErrorResponse(status, detail, close,
+                         failure == Failure::kQueueTimeout ? "Retry-After: 1\r\n"
+                                                           : "");
   size_t head_end = response.find("\r\n\r\n") + 4;
   // A HEAD answer has the headers a GET would get but no body (RFC 9110
   // 9.3.2): on a kept-alive connection the client would read the body as
@@ -1113,6 +1149,14 @@ void ProxySession::ReleaseForHttp2(std::unique_ptr<ClientTransport>* transport,
 void ProxySession::ReleaseUpstream(bool reusable) {
   if (!up_) return;
   up_->owner = nullptr;
+  if (app_) {  // app-route
+    if (reusable) {
+      ctx_->app_pools->Release(*app_, std::move(up_));
+    } else {
+      ctx_->app_pools->Discard(std::move(up_));
+    }
+    return;
+  }
   if (reusable) {
     ctx_->pool->Release(std::move(up_));
   } else {
@@ -1120,7 +1164,26 @@ void ProxySession::ReleaseUpstream(bool reusable) {
   }
 }
 
+// app-route
+void ProxySession::ReleaseAppProcess(bool finished) {
+  if (ctx_->app_queue == nullptr) return;
+  if (app_waiting_) {
+    ctx_->app_queue->Leave(this);
+    app_waiting_ = false;
+  }
+  if (app_) {
+    ReleaseUpstream(false);  // a connection is never kept without its process
+    ctx_->app_queue->Release(*app_, finished);
+    app_.reset();
+  }
+}
+
+std::string ProxySession::UpstreamDisplay() {
+  return app_ ? ctx_->app_pools->Display(*app_) : ctx_->pool->address().display;
+}
+
 void ProxySession::LeaveInFlight() {
+  ReleaseAppProcess(/*finished=*/false);  // app-route
   if ((admitted_ || in_line_) && ctx_->admission != nullptr) {
     ctx_->admission->Leave(this, admitted_);
     admitted_ = false;
@@ -1176,8 +1239,11 @@ void ProxySession::OnTimeout(int64_t now_ms) {
     return;
   }
   if (WaitingForApp()) {
+    // app-route: a request waiting for an app process is bounded by
+    // --max-queue-time (AppQueue), not by --upstream-timeout.
     if (up_ == nullptr && retry_connect_at_ms_ != 0 &&
-        now_ms < connect_started_ms_ + ctx_->upstream_timeout_ms) {
+        (app_waiting_ ||
+         now_ms < connect_started_ms_ + ctx_->upstream_timeout_ms)) {
       Drive();  // time to retry a connect the app's full queue refused
       return;
     }

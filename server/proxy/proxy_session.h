@@ -31,6 +31,7 @@
 namespace forkd::proxy {
 
 class Admission;
+class AppQueue;
 
 // Per-worker state every session of the worker shares. Owned by the worker;
 // the pointers outlive all sessions.
@@ -63,6 +64,11 @@ struct SessionContext {
   // joins before it talks to the app, so at most --threads (1 for sync) do
   // at once and the rest wait instead of being refused (nullptr: no line).
   Admission* admission = nullptr;
+  // app-route: app mode (scoreboard with AppSlots). Each request waits in
+  // `app_queue` for an app process once it is ready to send and talks to it
+  // over `app_pools`; `pool` is then unused. nullptr: sidecar mode.
+  AppQueue* app_queue = nullptr;
+  upstream::AppPools* app_pools = nullptr;
   // The whole server is draining (admin Drain): new requests get 503.
   const std::atomic<uint32_t>* server_draining = nullptr;
   // Async class: registers a new upstream connection with the epoll.
@@ -184,6 +190,9 @@ class ProxySession : public ClientConnection,
   bool WantClientRead() const;
   void RetryCrossedDirections(bool readable, bool writable);
   bool WaitingForApp() const;
+  // app-route: gives back the app process (app mode) and the queue place.
+  void ReleaseAppProcess(bool finished);
+  std::string UpstreamDisplay();
   void StartHead();
   void BeginRequest();
   // Takes a request asking for "Upgrade: h2c" that can be served as
@@ -283,6 +292,10 @@ class ProxySession : public ClientConnection,
   bool in_flight_ = false;
   bool admitted_ = false;  // holds a slot of ctx_->admission
   bool in_line_ = false;   // waits in ctx_->admission's line
+  // app-route: the app process this request holds (app mode), and whether
+  // it waits in ctx_->app_queue for one.
+  std::optional<upstream::AppReservation> app_;
+  bool app_waiting_ = false;
   bool sent_to_client_ = false;  // a response head is on its way
   bool up_eof_ = false;
   int64_t connect_started_ms_ = 0;

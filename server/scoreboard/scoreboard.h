@@ -198,11 +198,7 @@ struct Counters {
 // A plain (non-atomic) copy of Counters for aggregation.
 struct CounterTotals {
   std::array<std::array<uint64_t, 5>, static_cast<size_t>(Method::kCount)>
-      requests{
-  uint64_t queue_timeouts = 0;
-  uint64_t queue_waits = 0;
-  uint64_t queue_wait_us = 0;
-};
+      requests{};
   std::array<uint64_t, static_cast<size_t>(Rejection::kCount)> rejected{};
   std::array<uint64_t, static_cast<size_t>(UpstreamError::kCount)>
       upstream_errors{};
@@ -237,6 +233,9 @@ struct CounterTotals {
   uint64_t proxy_protocol_accepted = 0;
   std::array<uint64_t, static_cast<size_t>(ProxyProtocolReject::kCount)>
       proxy_protocol_rejected{};
+  uint64_t queue_timeouts = 0;
+  uint64_t queue_waits = 0;
+  uint64_t queue_wait_us = 0;
 
   uint64_t TotalRequests() const;
   void Add(const Counters& c);  // reads atomics relaxed
