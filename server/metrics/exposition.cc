@@ -211,11 +211,11 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
                "App mode: requests that waited --max-queue-time for a free "
                "app process and got 503.",
                D(t.queue_timeouts));
-  f.SetCounter("forkd_queue_wait_seconds_sum",
+  f.SetCounter("forkd_queue_wait_seconds_total",
                "App mode: total time requests waited in forkd for a free "
                "app process (those that got one).",
                static_cast<double>(t.queue_wait_us) / 1e6);
-  f.SetCounter("forkd_queue_wait_seconds_count",
+  f.SetCounter("forkd_queue_waits_total",
                "App mode: requests that waited for a free app process, then "
                "got one.",
                D(t.queue_waits));
