@@ -83,6 +83,7 @@ void ReadSlotGauges(const scoreboard::Slot& slot, int64_t now, WorkerRow* row) {
   row->heartbeat_age_ms = now - Load(slot.heartbeat_ms);
   row->connections_active = Load(slot.connections_active);
   row->connections_idle = Load(slot.connections_idle);
+  row->queued = Load(slot.queued);
 }
 
 }  // namespace

@@ -45,8 +45,9 @@ struct WorkerRow {
   int64_t heartbeat_age_ms = 0;
   int restarts = 0;  // workers that used this slot before this one
   std::optional<ExitCause> last_exit;  // why the previous one left
-  uint32_t connections_active = 0;     // client connections with a request
-  uint32_t connections_idle = 0;       // keep-alive connections waiting
+  uint32_t connections_active = 0;  // client connections with a request
+  uint32_t connections_idle = 0;    // keep-alive connections waiting
+  uint32_t queued = 0;  // app mode: requests waiting for an app process
 };
 
 struct PoolSnapshot {

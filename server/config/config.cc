@@ -222,6 +222,12 @@ const Flag kFlags[] = {
      .metavar = "SECONDS",
      .help = "Connect and idle-read timeout towards the app.",
      .double_field = &Config::upstream_timeout},
+    {.name = "max-queue-time", .short_name = 0, .kind = Kind::kSeconds,
+     .metavar = "SECONDS",
+     .help = "App mode: how long a request waits in forkd for a free app "
+             "process (every one at its cap) before it gets 503 with "
+             "Retry-After: 1; 0: no limit.",
+     .double_field = &Config::max_queue_time},
     {.name = "upstream-keepalive", .short_name = 0, .kind = Kind::kInt,
      .metavar = "INT",
      .help = "Idle app connections kept per worker.",

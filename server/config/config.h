@@ -55,8 +55,11 @@ struct Config {
 
   // --- upstream (the app) --------------------------------------------------
   std::string upstream = "unix:/tmp/app.sock";  // --upstream
-  double upstream_timeout = 60;  // --upstream-timeout (s): connect + idle read
-  int upstream_keepalive = 64;   // --upstream-keepalive: idle conns per worker
+  double upstream_timeout = 60;     // --upstream-timeout (s): connect + idle read
+  int upstream_keepalive = 64;      // --upstream-keepalive: idle conns per worker
+  // --max-queue-time (s), app mode: the longest a request waits for a free
+  // app process before 503 with Retry-After. 0: no limit.
+  double max_queue_time = 30;
   // --upstream-protocol: "http1" (keep-alive pool) or "h2c" (HTTP/2 to the
   // app, stream to stream; async class only).
   std::string upstream_protocol = "http1";

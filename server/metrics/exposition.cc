@@ -207,6 +207,18 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
     fields_dropped.Add({{"reason", kFieldDrops[i]}})
         .Increment(D(t.fields_dropped[i]));
   }
+  f.SetCounter("forkd_queue_timeouts_total",
+               "App mode: requests that waited --max-queue-time for a free "
+               "app process and got 503.",
+               D(t.queue_timeouts));
+  f.SetCounter("forkd_queue_wait_seconds_total",
+               "App mode: total time requests waited in forkd for a free "
+               "app process (those that got one).",
+               static_cast<double>(t.queue_wait_us) / 1e6);
+  f.SetCounter("forkd_queue_waits_total",
+               "App mode: requests that waited for a free app process, then "
+               "got one.",
+               D(t.queue_waits));
   f.SetCounter("forkd_proxy_protocol_headers_total",
                "PROXY protocol headers read (--proxy-protocol).",
                D(t.proxy_protocol_accepted));
@@ -281,7 +293,7 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
       .Increment(D(h2.header_lists_too_large));
 
   // --- Saturation ------------------------------------------------------------
-  uint64_t in_flight = 0, busy = 0, active = 0, idle = 0;
+  uint64_t in_flight = 0, busy = 0, active = 0, idle = 0, queued = 0;
   std::array<int, 4> by_state{};  // booting, ready, draining, exiting
   for (const arbiter::WorkerRow& w : s.workers) {
     in_flight += w.in_flight;
@@ -289,6 +301,7 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
                                                           : w.busy_threads;
     active += w.connections_active;
     idle += w.connections_idle;
+    queued += w.queued;
     switch (w.state) {
       case WorkerState::kEmpty:
       case WorkerState::kBooting:
@@ -305,6 +318,9 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
         break;
     }
   }
+  f.SetGauge("forkd_queue_requests",
+             "App mode: requests waiting in forkd for a free app process.",
+             D(queued));
   f.SetGauge("forkd_requests_in_flight",
              "Requests being served by the workers right now.", D(in_flight));
   f.SetGauge("forkd_requests_in_flight_limit",

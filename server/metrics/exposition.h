@@ -29,6 +29,8 @@
 //   worker_cpu_seconds_total{slot}, worker_resident_memory_bytes{slot}
 //   draining, probe_success{probe}, app_up  gauges; app_checks_total{result}
 //   admin_commands_total{command,result}    counter
+//   queue_requests (gauge), queue_timeouts_total, queue_wait_seconds_total,
+//   queue_waits_total (counters)            app mode: wait for a process
 //   process_cpu_seconds_total, process_resident_memory_bytes,
 //   process_start_time_seconds              (the master)
 #ifndef FORKD_SERVER_METRICS_EXPOSITION_H_

@@ -15,20 +15,20 @@ upstream::ConnectResult PoolAppTransport::Connect(
   return pool_->Connect(out, err);
 }
 
-int PoolAppTransport::ConnectError(upstream::Connection& conn) {
+int SocketAppTransport::ConnectError(upstream::Connection& conn) {
   int err = 0;
   socklen_t len = sizeof(err);
   getsockopt(conn.fd, SOL_SOCKET, SO_ERROR, &err, &len);
   return err;
 }
 
-ssize_t PoolAppTransport::Read(upstream::Connection& conn, char* buf,
-                               size_t len) {
+ssize_t SocketAppTransport::Read(upstream::Connection& conn, char* buf,
+                                 size_t len) {
   return recv(conn.fd, buf, len, 0);  // not read(): see SocketTransport
 }
 
-ssize_t PoolAppTransport::Write(upstream::Connection& conn, const char* data,
-                                size_t len) {
+ssize_t SocketAppTransport::Write(upstream::Connection& conn,
+                                  const char* data, size_t len) {
   return send(conn.fd, data, len, MSG_NOSIGNAL);
 }
 
@@ -42,6 +42,28 @@ void PoolAppTransport::Discard(std::unique_ptr<upstream::Connection> conn) {
 
 const std::string& PoolAppTransport::display() const {
   return pool_->address().display;
+}
+
+void AppProcessTransport::Reserve(const upstream::AppReservation& r) {
+  reservation_ = r;
+  display_ = pools_->Display(r);
+}
+
+std::unique_ptr<upstream::Connection> AppProcessTransport::TakeIdle() {
+  return pools_->TakeIdle(reservation_);
+}
+
+upstream::ConnectResult AppProcessTransport::Connect(
+    std::unique_ptr<upstream::Connection>* out, int* err) {
+  return pools_->Connect(reservation_, out, err);
+}
+
+void AppProcessTransport::Release(std::unique_ptr<upstream::Connection> conn) {
+  pools_->Release(reservation_, std::move(conn));
+}
+
+void AppProcessTransport::Discard(std::unique_ptr<upstream::Connection> conn) {
+  pools_->Discard(std::move(conn));
 }
 
 }  // namespace forkd::proxy

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "server/upstream/app_router.h"
 #include "server/upstream/upstream_pool.h"
 
 namespace forkd::proxy {
@@ -39,8 +40,18 @@ class AppTransport {
   virtual const std::string& display() const = 0;
 };
 
+// Byte moves on a real non-blocking app socket, shared by the socket
+// transports below.
+class SocketAppTransport : public AppTransport {
+ public:
+  int ConnectError(upstream::Connection& conn) override;
+  ssize_t Read(upstream::Connection& conn, char* buf, size_t len) override;
+  ssize_t Write(upstream::Connection& conn, const char* data,
+                size_t len) override;
+};
+
 // The app behind the worker's upstream::Pool, over real sockets.
-class PoolAppTransport final : public AppTransport {
+class PoolAppTransport final : public SocketAppTransport {
  public:
   // `pool` outlives the transport; nullptr only for sessions that never
   // reach an HTTP/1.1 app (h2c upstream).
@@ -49,16 +60,34 @@ class PoolAppTransport final : public AppTransport {
   std::unique_ptr<upstream::Connection> TakeIdle() override;
   upstream::ConnectResult Connect(std::unique_ptr<upstream::Connection>* out,
                                   int* err) override;
-  int ConnectError(upstream::Connection& conn) override;
-  ssize_t Read(upstream::Connection& conn, char* buf, size_t len) override;
-  ssize_t Write(upstream::Connection& conn, const char* data,
-                size_t len) override;
   void Release(std::unique_ptr<upstream::Connection> conn) override;
   void Discard(std::unique_ptr<upstream::Connection> conn) override;
   const std::string& display() const override;
 
  private:
   upstream::Pool* pool_;
+};
+
+// App mode: the one app process a request has reserved (AppQueue), over
+// the worker's AppPools. A session points its AppTransport here while it
+// holds a reservation, so the request path is the same in both modes.
+class AppProcessTransport final : public SocketAppTransport {
+ public:
+  // `pools` outlives the transport.
+  explicit AppProcessTransport(upstream::AppPools* pools) : pools_(pools) {}
+  void Reserve(const upstream::AppReservation& r);
+
+  std::unique_ptr<upstream::Connection> TakeIdle() override;
+  upstream::ConnectResult Connect(std::unique_ptr<upstream::Connection>* out,
+                                  int* err) override;
+  void Release(std::unique_ptr<upstream::Connection> conn) override;
+  void Discard(std::unique_ptr<upstream::Connection> conn) override;
+  const std::string& display() const override { return display_; }
+
+ private:
+  upstream::AppPools* pools_;
+  upstream::AppReservation reservation_;
+  std::string display_;  // cached: error lines outlive nothing
 };
 
 }  // namespace forkd::proxy

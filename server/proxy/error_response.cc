@@ -16,6 +16,7 @@ int StatusFor(Failure failure, http1::ErrorKind parse_error) {
       return 504;
     case Failure::kOverCapacity:
     case Failure::kDraining:
+    case Failure::kQueueTimeout:
       return 503;
     case Failure::kHttp2Required:
       return 505;
@@ -29,6 +30,7 @@ scoreboard::Rejection RejectionFor(int status, Failure failure) {
   using scoreboard::Rejection;
   switch (failure) {
     case Failure::kOverCapacity: return Rejection::kOverCapacity;
+    case Failure::kQueueTimeout: return Rejection::kOverCapacity;
     case Failure::kDraining: return Rejection::kDraining;
     case Failure::kHttp2Required:
       return Rejection::kBadRequest;  // with the 505 parse errors
@@ -56,7 +58,7 @@ scoreboard::UpstreamError UpstreamErrorFor(Failure failure) {
 }
 
 std::string BuildErrorResponse(int status, std::string_view detail,
-                               bool close) {
+                               bool close, std::string_view extra_headers) {
   // absl 20220623 here has its own string_view: pass std::string.
   std::string reason(http1::ReasonPhrase(status));
   std::string body = absl::StrCat(reason, ": ", std::string(detail), "\n");
@@ -64,7 +66,7 @@ std::string BuildErrorResponse(int status, std::string_view detail,
                       "\r\nContent-Type: text/plain; charset=utf-8"
                       "\r\nContent-Length: ",
                       body.size(), close ? "\r\nConnection: close" : "",
-                      "\r\n\r\n", body);
+                      "\r\n", std::string(extra_headers), "\r\n", body);
 }
 
 }  // namespace forkd::proxy

@@ -21,6 +21,7 @@ enum class Failure {
   kDraining,            // worker or server is shutting down
   kHttp2Required,       // HTTP/1.x request while the app speaks only h2c
   kClientTimeout,       // request head or body slower than its timeout: 408
+  kQueueTimeout,        // app mode: no free app process in --max-queue-time
 };
 
 // The HTTP status for a failure. For kBadRequest, `parse_error` decides
@@ -35,9 +36,10 @@ scoreboard::Rejection RejectionFor(int status, Failure failure);
 scoreboard::UpstreamError UpstreamErrorFor(Failure failure);
 
 // A complete response with "Connection: close" when `close` is set, a
-// text/plain body "<Reason>: <detail>\n".
+// text/plain body "<Reason>: <detail>\n". `extra_headers`: whole field
+// lines ("Name: value\r\n") added to the head.
 std::string BuildErrorResponse(int status, std::string_view detail,
-                               bool close);
+                               bool close, std::string_view extra_headers = {});
 
 }  // namespace forkd::proxy
 

@@ -17,6 +17,7 @@
 #include "server/common/loop_clock.h"
 #include "server/common/readiness.h"
 #include "server/proxy/admission.h"
+#include "server/proxy/app_queue.h"
 #include "server/proxy/proxy_session_internal.h"
 #include "server/proxy/request_record.h"
 
@@ -68,6 +69,7 @@ ProxySession::ProxySession(SessionContext* ctx,
                            std::string peer, int64_t now_ms)
     : ctx_(ctx),
       pool_app_(ctx->pool),
+      app_process_transport_(ctx->app_pools),
       app_(ctx->app != nullptr ? ctx->app : &pool_app_),
       clock_(ctx->clock != nullptr ? ctx->clock : LoopClock::Get()),
       client_(std::move(transport)),
@@ -583,6 +585,7 @@ void ProxySession::ReleaseForHttp2(std::unique_ptr<ClientTransport>* transport,
 }
 
 void ProxySession::LeaveInFlight() {
+  ReleaseAppProcess(/*finished=*/false);
   if ((admitted_ || in_line_) && ctx_->admission != nullptr) {
     ctx_->admission->Leave(this, admitted_);
     admitted_ = false;
@@ -638,8 +641,11 @@ void ProxySession::OnTimeout(int64_t now_ms) {
     return;
   }
   if (WaitingForApp()) {
+    // A request waiting for an app process (app mode) is bounded by
+    // --max-queue-time (AppQueue), not by --upstream-timeout.
     if (up_ == nullptr && retry_connect_at_ms_ != 0 &&
-        now_ms < connect_started_ms_ + ctx_->upstream_timeout_ms) {
+        (app_waiting_ ||
+         now_ms < connect_started_ms_ + ctx_->upstream_timeout_ms)) {
       Drive();  // time to retry a connect the app's full queue refused
       return;
     }

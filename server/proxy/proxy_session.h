@@ -38,6 +38,7 @@
 namespace forkd::proxy {
 
 class Admission;
+class AppQueue;
 
 // Per-worker state every session of the worker shares. Owned by the worker;
 // the pointers outlive all sessions.
@@ -75,6 +76,11 @@ struct SessionContext {
   // joins before it talks to the app, so at most --threads (1 for sync) do
   // at once and the rest wait instead of being refused (nullptr: no line).
   Admission* admission = nullptr;
+  // App mode (scoreboard with AppSlots). Each request waits in
+  // `app_queue` for an app process once it is ready to send and talks to it
+  // over `app_pools`; `pool` is then unused. nullptr: sidecar mode.
+  AppQueue* app_queue = nullptr;
+  upstream::AppPools* app_pools = nullptr;
   // The whole server is draining (admin Drain): new requests get 503.
   const std::atomic<uint32_t>* server_draining = nullptr;
   // Async class: registers a new upstream connection with the epoll.
@@ -195,6 +201,8 @@ class ProxySession : public ClientConnection,
   bool WantClientRead() const;
   void RetryCrossedDirections(bool readable, bool writable);
   bool WaitingForApp() const;
+  // App mode: gives back the app process (app mode) and the queue place.
+  void ReleaseAppProcess(bool finished);
   void StartHead();
   void BeginRequest();
   // Takes a request asking for "Upgrade: h2c" that can be served as
@@ -239,7 +247,9 @@ class ProxySession : public ClientConnection,
 
   SessionContext* ctx_;
   PoolAppTransport pool_app_;  // the app when ctx_->app is nullptr
-  AppTransport* app_;          // ctx_->app or &pool_app_
+  // App mode: the reserved app process; app_ points here while one is held.
+  AppProcessTransport app_process_transport_;
+  AppTransport* app_;  // ctx_->app, &pool_app_ or &app_process_transport_
   const Clock* clock_;
   std::unique_ptr<ClientTransport> client_;  // reset when closed
   int client_fd_;                            // client_->fd(), for drivers
@@ -297,8 +307,12 @@ class ProxySession : public ClientConnection,
   bool up_write_closed_ = false;  // the app stopped reading the request
   bool upstream_wanted_ = false;  // request admitted, needs the app
   bool in_flight_ = false;
-  bool admitted_ = false;        // holds a slot of ctx_->admission
-  bool in_line_ = false;         // waits in ctx_->admission's line
+  bool admitted_ = false;  // holds a slot of ctx_->admission
+  bool in_line_ = false;   // waits in ctx_->admission's line
+  // App mode: the app process this request holds (app mode), and whether
+  // it waits in ctx_->app_queue for one.
+  std::optional<upstream::AppReservation> app_process_;
+  bool app_waiting_ = false;
   bool sent_to_client_ = false;  // a response head is on its way
   bool up_eof_ = false;
   int64_t connect_started_ms_ = 0;

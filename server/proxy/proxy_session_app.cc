@@ -9,8 +9,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/common/log.h"
 #include "server/proxy/admission.h"
+#include "server/proxy/app_queue.h"
 #include "server/proxy/proxy_session.h"
 #include "server/proxy/proxy_session_internal.h"
 #include "server/proxy/request_record.h"
@@ -118,6 +120,35 @@ bool ProxySession::StartUpstream() {
     in_line_ = false;
     admitted_ = true;
     retry_connect_at_ms_ = 0;
+  }
+  // App mode picks the app process here, once the request is ready to
+  // send, so a slow client never holds one.
+  if (ctx_->app_queue != nullptr && !app_process_) {
+    if (app_waiting_ && retry_connect_at_ms_ > now) return false;
+    upstream::AppReservation r;
+    switch (ctx_->app_queue->TryEnter(this, now, &r)) {
+      case AppQueue::Result::kReserved:
+        app_process_ = r;
+        app_process_transport_.Reserve(r);
+        app_ = &app_process_transport_;
+        app_waiting_ = false;
+        retry_connect_at_ms_ = 0;
+        connect_started_ms_ = now;  // --upstream-timeout counts from here
+        break;
+      case AppQueue::Result::kWaiting:
+        app_waiting_ = true;
+        retry_connect_at_ms_ = now + AppQueue::kRecheckMs;
+        return false;
+      case AppQueue::Result::kTimedOut:
+        app_waiting_ = false;
+        retry_connect_at_ms_ = 0;
+        LeaveInFlight();
+        Fail(Failure::kQueueTimeout,
+             absl::StrFormat("no free app process within --max-queue-time "
+                             "(%.3gs)",
+                             ctx_->app_queue->max_wait_ms() / 1000.0));
+        return true;
+    }
   }
   if (retry_connect_at_ms_ > now) return false;
   retry_connect_at_ms_ = 0;
@@ -268,6 +299,7 @@ void ProxySession::CompleteUpstream() {
   bool reusable = resp_keep_alive_ && !up_eof_ && up_in_.empty() &&
                   req_state_ == ReqState::kDone && up_out_.empty();
   ReleaseUpstream(reusable);
+  ReleaseAppProcess(/*finished=*/true);  // the response is read
   LeaveInFlight();
 }
 
@@ -312,6 +344,20 @@ void ProxySession::ReleaseUpstream(bool reusable) {
     app_->Release(std::move(up_));
   } else {
     app_->Discard(std::move(up_));
+  }
+}
+
+void ProxySession::ReleaseAppProcess(bool finished) {
+  if (ctx_->app_queue == nullptr) return;
+  if (app_waiting_) {
+    ctx_->app_queue->Leave(this);
+    app_waiting_ = false;
+  }
+  if (app_process_) {
+    ReleaseUpstream(false);  // a connection is never kept without its process
+    ctx_->app_queue->Release(*app_process_, finished);
+    app_process_.reset();
+    app_ = ctx_->app != nullptr ? ctx_->app : &pool_app_;
   }
 }
 

@@ -166,12 +166,17 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
   bool is_upstream = failure == Failure::kUpstreamRefused ||
                      failure == Failure::kUpstreamReset ||
                      failure == Failure::kUpstreamTimeout ||
-                     failure == Failure::kUpstreamBadResponse;
+                     failure == Failure::kUpstreamBadResponse ||
+                     failure == Failure::kQueueTimeout;
   bool close = !(is_upstream && req_state_ == ReqState::kDone && keep_alive_);
   LOG_ERROR("%d for %s %s from %s (request %s): %s", status,
             method_.empty() ? "-" : method_, target_.empty() ? "-" : target_,
             PeerForLog(), request_id_.empty() ? "-" : request_id_, detail);
-  std::string response = BuildErrorResponse(status, detail, close);
+  // A queue timeout tells the client to come back soon, not that the app
+  // failed.
+  std::string response = BuildErrorResponse(
+      status, detail, close,
+      failure == Failure::kQueueTimeout ? "Retry-After: 1\r\n" : "");
   size_t head_end = response.find("\r\n\r\n") + 4;
   // A HEAD answer has the headers a GET would get but no body (RFC 9110
   // 9.3.2): on a kept-alive connection the client would read the body as

@@ -167,6 +167,9 @@ void CounterTotals::Add(const Counters& c) {
     fields_dropped[i] += load(c.fields_dropped[i]);
   }
   proxy_protocol_accepted += load(c.proxy_protocol_accepted);
+  queue_timeouts += load(c.queue_timeouts);
+  queue_waits += load(c.queue_waits);
+  queue_wait_us += load(c.queue_wait_us);
   for (size_t i = 0; i < proxy_protocol_rejected.size(); ++i) {
     proxy_protocol_rejected[i] += load(c.proxy_protocol_rejected[i]);
   }
@@ -220,6 +223,9 @@ void CounterTotals::Add(const CounterTotals& o) {
     fields_dropped[i] += o.fields_dropped[i];
   }
   proxy_protocol_accepted += o.proxy_protocol_accepted;
+  queue_timeouts += o.queue_timeouts;
+  queue_waits += o.queue_waits;
+  queue_wait_us += o.queue_wait_us;
   for (size_t i = 0; i < proxy_protocol_rejected.size(); ++i) {
     proxy_protocol_rejected[i] += o.proxy_protocol_rejected[i];
   }

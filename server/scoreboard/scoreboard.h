@@ -189,6 +189,10 @@ struct Counters {
   std::array<std::atomic<uint64_t>,
              static_cast<size_t>(ProxyProtocolReject::kCount)>
       proxy_protocol_rejected{};
+  // App mode: requests that waited for a free app process (proxy::AppQueue).
+  std::atomic<uint64_t> queue_timeouts{0};  // gave up: 503
+  std::atomic<uint64_t> queue_waits{0};     // waited, then got a process
+  std::atomic<uint64_t> queue_wait_us{0};   // their total wait
 };
 
 // A plain (non-atomic) copy of Counters for aggregation.
@@ -229,6 +233,9 @@ struct CounterTotals {
   uint64_t proxy_protocol_accepted = 0;
   std::array<uint64_t, static_cast<size_t>(ProxyProtocolReject::kCount)>
       proxy_protocol_rejected{};
+  uint64_t queue_timeouts = 0;
+  uint64_t queue_waits = 0;
+  uint64_t queue_wait_us = 0;
 
   uint64_t TotalRequests() const;
   void Add(const Counters& c);  // reads atomics relaxed
@@ -248,6 +255,7 @@ struct alignas(64) Slot {
   std::atomic<uint32_t> connection_cap{0};      // worker_connections applied
   std::atomic<uint32_t> connections_active{0};  // client conns with a request
   std::atomic<uint32_t> connections_idle{0};    // keep-alive, waiting
+  std::atomic<uint32_t> queued{0};  // app mode: waiting for an app process
   std::atomic<uint64_t> requests_served{0};     // this process, all outcomes
   std::atomic<uint64_t> settings_generation_seen{0};
   std::atomic<uint32_t> exit_reason{0};  // ExitReason
@@ -283,6 +291,8 @@ struct alignas(64) AppSlot {
   std::atomic<uint32_t> cap{1};
   // Workers: fetch_add(1) before a request is sent, fetch_sub(1) when its
   // response is done (or failed). Never above `cap` (compare-exchange).
+  // The master zeroes it with each new incarnation; a worker gives back
+  // only reservations of the incarnation it reserved (upstream::AppRouter).
   std::atomic<uint32_t> in_flight{0};
   std::atomic<uint64_t> requests{0};  // finished requests, this incarnation
   // MonotonicMs() when a request to it last finished, or when in_flight

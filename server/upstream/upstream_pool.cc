@@ -171,4 +171,118 @@ size_t Pool::idle_count() {
   return idle_.size();
 }
 
+namespace {
+
+using scoreboard::AppState;
+
+Address UnixAddress(const char* path) {
+  Address a;
+  auto* sun = reinterpret_cast<sockaddr_un*>(&a.addr);
+  sun->sun_family = AF_UNIX;
+  const size_t n = strnlen(path, sizeof(sun->sun_path) - 1);
+  memcpy(sun->sun_path, path, n);
+  a.len = offsetof(sockaddr_un, sun_path) + n + 1;
+  a.is_unix = true;
+  a.display = "unix:" + std::string(path, n);
+  return a;
+}
+
+}  // namespace
+
+AppPools::AppPools(const AppRouter* router, int max_idle)
+    : router_(router), max_idle_(max_idle), entries_(router->count()) {}
+
+void AppPools::DropLocked(Entry* e) {
+  if (!e->pool) return;
+  while (auto c = e->pool->TakeIdle()) Discard(std::move(c));
+  e->pool.reset();
+}
+
+Pool* AppPools::PoolLocked(const AppReservation& r) {
+  Entry& e = entries_[r.slot];
+  if (e.pool && e.incarnation == r.incarnation) return e.pool.get();
+  DropLocked(&e);
+  e.incarnation = r.incarnation;
+  // socket_path is stable while the slot is not kEmpty (scoreboard.h); the
+  // reservation was made on a kReady slot.
+  e.pool = std::make_unique<Pool>(
+      UnixAddress(router_->slot(r.slot).socket_path), max_idle_);
+  e.pool->SetDiscard(
+      [this](std::unique_ptr<Connection> c) { Discard(std::move(c)); });
+  return e.pool.get();
+}
+
+std::unique_ptr<Connection> AppPools::TakeIdle(const AppReservation& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return PoolLocked(r)->TakeIdle();
+}
+
+ConnectResult AppPools::Connect(const AppReservation& r,
+                                std::unique_ptr<Connection>* out, int* err) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return PoolLocked(r)->Connect(out, err);
+}
+
+void AppPools::Release(const AppReservation& r,
+                       std::unique_ptr<Connection> conn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto& slot = router_->slot(r.slot);
+    if (static_cast<AppState>(slot.state.load(std::memory_order_acquire)) ==
+            AppState::kReady &&
+        slot.incarnation.load(std::memory_order_acquire) == r.incarnation &&
+        entries_[r.slot].incarnation <= r.incarnation) {
+      PoolLocked(r)->Release(std::move(conn));
+      return;
+    }
+  }
+  Discard(std::move(conn));
+}
+
+void AppPools::Discard(std::unique_ptr<Connection> conn) {
+  conn->owner = nullptr;
+  if (discard_) discard_(std::move(conn));
+}
+
+bool AppPools::OnIdleEvent(Connection* conn, uint32_t events) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Entry& e : entries_) {
+    if (e.pool && e.pool->OnIdleEvent(conn, events)) return true;
+  }
+  return false;
+}
+
+void AppPools::Sweep() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (uint32_t i = 0; i < entries_.size(); ++i) {
+    Entry& e = entries_[i];
+    if (!e.pool) continue;
+    const auto& slot = router_->slot(i);
+    if (static_cast<AppState>(slot.state.load(std::memory_order_acquire)) !=
+            AppState::kReady ||
+        slot.incarnation.load(std::memory_order_acquire) != e.incarnation) {
+      DropLocked(&e);
+    }
+  }
+}
+
+std::string AppPools::Display(const AppReservation& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return PoolLocked(r)->address().display;
+}
+
+size_t AppPools::idle_count() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (Entry& e : entries_) {
+    if (e.pool) n += e.pool->idle_count();
+  }
+  return n;
+}
+
+void AppPools::SetDiscard(
+    std::function<void(std::unique_ptr<Connection>)> discard) {
+  discard_ = std::move(discard);
+}
+
 }  // namespace forkd::upstream

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/upstream/app_router.h"
 
 namespace forkd::upstream {
 
@@ -45,7 +46,7 @@ struct Connection {
   bool connecting = false;  // non-blocking TCP connect in progress
   bool readable = false;    // edge-triggered readiness, cleared on EAGAIN
   bool writable = false;
-  bool hup = false;         // the app hung up (EPOLLRDHUP): read to the EOF
+  bool hup = false;          // the app hung up (EPOLLRDHUP): read to the EOF
   bool multiplexed = false;  // an HTTP/2 connection (H2Upstream) owns it
   ~Connection();
 };
@@ -95,6 +96,50 @@ class Pool {
   size_t max_idle_;
   std::mutex mu_;
   std::vector<std::unique_ptr<Connection>> idle_;
+};
+
+// App mode: a Pool per app process, keyed by (slot, incarnation), so a new
+// process behind a slot never gets a connection made to the one before it.
+// Sessions name their connection's process by its AppReservation and never
+// keep a Pool pointer, so a pool can be replaced under them. Thread-safe.
+class AppPools {
+ public:
+  // `router` must outlive this; `max_idle` is per app process.
+  AppPools(const AppRouter* router, int max_idle);
+
+  // An idle connection to the reserved process, or nullptr.
+  std::unique_ptr<Connection> TakeIdle(const AppReservation& r);
+  // Dials the reserved process's socket (Pool::Connect's contract).
+  ConnectResult Connect(const AppReservation& r,
+                        std::unique_ptr<Connection>* out, int* err);
+  // After a complete exchange: pooled only while that process is still in
+  // the rotation (kReady, same incarnation); else closed.
+  void Release(const AppReservation& r, std::unique_ptr<Connection> conn);
+  void Discard(std::unique_ptr<Connection> conn);
+  // Pool::OnIdleEvent for whichever pool holds `conn`.
+  bool OnIdleEvent(Connection* conn, uint32_t events);
+  // Closes the idle connections of processes that left the rotation
+  // (retiring, stopped, replaced). Call now and then (the loop's timer).
+  void Sweep();
+  // "unix:/path" of the reserved process, for log lines.
+  std::string Display(const AppReservation& r);
+  size_t idle_count();
+  void SetDiscard(std::function<void(std::unique_ptr<Connection>)> discard);
+
+ private:
+  struct Entry {
+    uint64_t incarnation = 0;
+    std::unique_ptr<Pool> pool;
+  };
+  // The pool for r's incarnation, made on first use (mu_ held).
+  Pool* PoolLocked(const AppReservation& r);
+  void DropLocked(Entry* e);
+
+  const AppRouter* router_;
+  int max_idle_;
+  std::function<void(std::unique_ptr<Connection>)> discard_;
+  std::mutex mu_;
+  std::vector<Entry> entries_;  // by slot
 };
 
 }  // namespace forkd::upstream

@@ -117,7 +117,11 @@ void AsyncWorker::OnEvent(const epoll_event& ev) {
       s->OnUpstreamEvents(ev.events);
       touched_.push_back(s);
     } else {
-      rt_->pool().OnIdleEvent(conn, ev.events);  // idle in the pool
+      if (rt_->app_pools() != nullptr) {  // idle in the pool
+        rt_->app_pools()->OnIdleEvent(conn, ev.events);
+      } else {
+        rt_->pool().OnIdleEvent(conn, ev.events);
+      }
     }
     return;
   }
@@ -188,6 +192,12 @@ void AsyncWorker::Run() {
   rt_->pool().SetDiscard([this](std::unique_ptr<upstream::Connection> c) {
     discarded_.push_back(std::move(c));
   });
+  if (rt_->app_pools() != nullptr) {
+    rt_->app_pools()->SetDiscard(
+        [this](std::unique_ptr<upstream::Connection> c) {
+          discarded_.push_back(std::move(c));
+        });
+  }
   epoll_.Add(rt_->signal_fd(), EPOLLIN, kTagSignal);
   epoll_.Add(rt_->wake_fd(), EPOLLIN, kTagWake);
   epoll_.SetListening(true);
@@ -209,6 +219,9 @@ void AsyncWorker::Run() {
       last_tick = now;
       rt_->Heartbeat();
       Sweep(now);
+      // App mode: close idle connections of app processes that left the
+      // rotation (retiring, replaced).
+      if (rt_->app_pools() != nullptr) rt_->app_pools()->Sweep();
     }
     // Connections are freed only below, so every one queued is alive.
     // With an h2c app, client and app connections feed each other (window

@@ -39,6 +39,20 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   auto address = upstream::Address::Parse(c.upstream);
   if (!address.ok()) return address.status();
   rt->pool_ = std::make_unique<upstream::Pool>(*address, c.upstream_keepalive);
+  if (rt->scoreboard_->app_capacity() > 0) {
+    // App mode: requests go to the master's app processes, chosen per
+    // request; --upstream is not used.
+    rt->app_router_ =
+        std::make_unique<upstream::AppRouter>(rt->scoreboard_.get());
+    rt->app_pools_ = std::make_unique<upstream::AppPools>(
+        rt->app_router_.get(), c.upstream_keepalive);
+    scoreboard::Slot* slot = rt->slot_;
+    rt->app_queue_ = std::make_unique<proxy::AppQueue>(
+        rt->app_router_.get(), static_cast<int64_t>(c.max_queue_time * 1000),
+        proxy::AppQueueMetrics{&slot->queued, &slot->counters.queue_timeouts,
+                               &slot->counters.queue_waits,
+                               &slot->counters.queue_wait_us});
+  }
 
   if (!c.access_logfile.empty()) {
     auto log =
@@ -88,6 +102,8 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
       static_cast<int64_t>(c.client_body_timeout * 1000);
   ctx.force_close = c.worker_class == config::WorkerClass::kSync;
   ctx.pool = rt->pool_.get();
+  ctx.app_queue = rt->app_queue_.get();
+  ctx.app_pools = rt->app_pools_.get();
   ctx.slot = rt->slot_;
   ctx.access_log = rt->access_log_.get();
   ctx.stopping = &rt->stopping_;

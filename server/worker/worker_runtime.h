@@ -17,10 +17,12 @@
 #include "server/accesslog/access_log.h"
 #include "server/common/ip_networks.h"
 #include "server/config/config.h"
+#include "server/proxy/app_queue.h"
 #include "server/proxy/proxy_session.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/tls/tls_context.h"
 #include "server/upstream/h2_upstream.h"
+#include "server/upstream/app_router.h"
 #include "server/upstream/upstream_pool.h"
 
 namespace forkd::worker {
@@ -47,6 +49,9 @@ class WorkerRuntime {
   scoreboard::Settings& settings() { return scoreboard_->settings(); }
   proxy::SessionContext* session_context() { return &ctx_; }
   upstream::Pool& pool() { return *pool_; }
+  // App mode (the scoreboard has AppSlots): the per-process pools; nullptr
+  // in sidecar mode.
+  upstream::AppPools* app_pools() { return app_pools_.get(); }
   // The HTTP/2 connections to the app with --upstream-protocol h2c, else
   // nullptr. The async driver flushes it after each event batch.
   upstream::H2Upstream* h2_upstream() { return h2_upstream_.get(); }
@@ -108,6 +113,9 @@ class WorkerRuntime {
   scoreboard::Slot* slot_ = nullptr;
   std::unique_ptr<accesslog::AccessLog> access_log_;
   std::unique_ptr<upstream::Pool> pool_;
+  std::unique_ptr<upstream::AppRouter> app_router_;  // app mode
+  std::unique_ptr<upstream::AppPools> app_pools_;
+  std::unique_ptr<proxy::AppQueue> app_queue_;
   std::unique_ptr<upstream::H2Upstream> h2_upstream_;
   std::unique_ptr<tls::TlsContext> tls_;  // nullptr: plain HTTP
   bool proxy_protocol_ = false;           // --proxy-protocol

@@ -563,6 +563,7 @@ def test_prometheus_rule_carries_deploys_rules():
     ({"forkd": {"gracefulTimeout": "30s"}}, "forkd.gracefulTimeout"),
     ({"forkd": {"clientHeaderTimeout": -1}}, "forkd.clientHeaderTimeout"),
     ({"forkd": {"clientBodyTimeout": "1m"}}, "forkd.clientBodyTimeout"),
+    ({"forkd": {"maxQueueTime": -1}}, "forkd.maxQueueTime"),
     ({"forkd": {"wrokers": 4}}, "wrokers"),
     ({"forkd": {"image": {"repository": ""}}}, "forkd.image.repository"),
     ({"forkd": {"limits": {"requestBody": "10 MB"}}}, "forkd.limits.requestBody"),

@@ -104,6 +104,7 @@ after it, so the sum.
 - --shutdown-delay={{ $f.shutdownDelay }}
 - --keepalive={{ $f.keepalive }}
 - --upstream-timeout={{ $f.upstreamTimeout }}
+- --max-queue-time={{ $f.maxQueueTime }}
 - --client-header-timeout={{ $f.clientHeaderTimeout }}
 - --client-body-timeout={{ $f.clientBodyTimeout }}
 - --max-requests={{ $f.maxRequests | int64 }}

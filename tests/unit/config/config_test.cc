@@ -217,6 +217,17 @@ TEST(ConfigFileTest, ReadFromForkdConfigVariable) {
   EXPECT_EQ(c.config_file, path);
 }
 
+TEST(ConfigFileTest, MaxQueueTimeFromFileAndEnv) {
+  std::string path = WriteFile("queue.conf", "max-queue-time = 4.5\n");
+  EXPECT_DOUBLE_EQ(ParseOk({"-c", path}).max_queue_time, 4.5);
+  EXPECT_DOUBLE_EQ(ParseOk({}, {{"FORKD_MAX_QUEUE_TIME", "7"}}).max_queue_time,
+                   7);
+  EXPECT_DOUBLE_EQ(
+      ParseOk({"--max-queue-time", "1"}, {{"FORKD_MAX_QUEUE_TIME", "7"}})
+          .max_queue_time,
+      1);
+}
+
 TEST(ConfigFileTest, FlagOverridesForkdConfigVariable) {
   std::string a = WriteFile("a.conf", "workers = 2\n");
   std::string b = WriteFile("b.conf", "workers = 3\n");
@@ -352,6 +363,9 @@ TEST(ConfigValuesTest, DurationsAreDecimalSeconds) {
   EXPECT_DOUBLE_EQ(ParseOk({"--shutdown-delay", "1.25"}).shutdown_delay, 1.25);
   EXPECT_DOUBLE_EQ(ParseOk({"--upstream-timeout", "1e-3"}).upstream_timeout,
                    0.001);
+  EXPECT_DOUBLE_EQ(ParseOk({}).max_queue_time, 30);
+  EXPECT_DOUBLE_EQ(ParseOk({"--max-queue-time", "0"}).max_queue_time, 0);
+  EXPECT_DOUBLE_EQ(ParseOk({"--max-queue-time", "2.5"}).max_queue_time, 2.5);
   EXPECT_THAT(ParseError({"--timeout", "5s"}),
               HasSubstr("--timeout: \"5s\" is not a number of seconds"));
   EXPECT_THAT(ParseError({"--timeout", "nan"}),
@@ -522,6 +536,10 @@ INSTANTIATE_TEST_SUITE_P(
                  "0.5)"},
         BadValue{{"--shutdown-delay", "-1"},
                  "--shutdown-delay: \"-1\" is out of range (expected "
+                 "0..31536000 seconds (one year), decimals allowed, e.g. 30 or "
+                 "0.5)"},
+        BadValue{{"--max-queue-time", "-1"},
+                 "--max-queue-time: \"-1\" is out of range (expected "
                  "0..31536000 seconds (one year), decimals allowed, e.g. 30 or "
                  "0.5)"},
         BadValue{{"--upstream-timeout", "-1"},
@@ -706,6 +724,7 @@ Config EveryFieldChanged() {
   c.upstream = "http://[::1]:9000";
   c.upstream_timeout = 12.75;
   c.upstream_keepalive = 0;
+  c.max_queue_time = 2.5;
   c.http2 = false;
   c.http2_max_concurrent_streams = 7;
   c.http2_initial_window_size = 1 << 20;
@@ -852,6 +871,7 @@ TEST(HelpTest, HelpTextListsEveryFlagDefaultAndVariable) {
                            "upstream",
                            "upstream-timeout",
                            "upstream-keepalive",
+                           "max-queue-time",
                            "pidfile",
                            "access-logfile",
                            "access-logformat",

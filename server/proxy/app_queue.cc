@@ -1,0 +1,78 @@
+#include "server/proxy/app_queue.h"
+
+#include <algorithm>
+
+namespace forkd::proxy {
+
+AppQueue::AppQueue(upstream::AppRouter* router, int64_t max_wait_ms,
+                   AppQueueMetrics metrics)
+    : router_(router), max_wait_ms_(max_wait_ms), metrics_(metrics) {}
+
+void AppQueue::Gauge(int delta) {
+  if (metrics_.queued == nullptr) return;
+  if (delta > 0) {
+    metrics_.queued->fetch_add(delta, std::memory_order_relaxed);
+  } else {
+    metrics_.queued->fetch_sub(-delta, std::memory_order_relaxed);
+  }
+}
+
+AppQueue::Result AppQueue::TryEnter(const void* waiter, int64_t now_ms,
+                                    upstream::AppReservation* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(line_.begin(), line_.end(),
+                         [waiter](const Waiter& w) { return w.id == waiter; });
+  if (it == line_.end()) {
+    if (line_.empty()) {
+      if (auto r = router_->TryReserve()) {
+        *out = *r;
+        return Result::kReserved;
+      }
+    }
+    line_.push_back(Waiter{waiter, now_ms});
+    Gauge(1);
+    return Result::kWaiting;
+  }
+  if (it == line_.begin()) {
+    if (auto r = router_->TryReserve()) {
+      *out = *r;
+      Count(metrics_.waits, 1);
+      Count(metrics_.wait_us_sum,
+            static_cast<uint64_t>(std::max<int64_t>(0, now_ms - it->since_ms)) *
+                1000);
+      line_.pop_front();
+      Gauge(-1);
+      return Result::kReserved;
+    }
+  }
+  if (max_wait_ms_ > 0 && now_ms - it->since_ms >= max_wait_ms_) {
+    line_.erase(it);
+    Gauge(-1);
+    Count(metrics_.timeouts, 1);
+    return Result::kTimedOut;
+  }
+  return Result::kWaiting;
+}
+
+void AppQueue::Leave(const void* waiter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = std::find_if(line_.begin(), line_.end(),
+                         [waiter](const Waiter& w) { return w.id == waiter; });
+  if (it == line_.end()) return;
+  line_.erase(it);
+  Gauge(-1);
+}
+
+const void* AppQueue::Release(const upstream::AppReservation& r,
+                              bool finished) {
+  router_->Release(r, finished);
+  std::lock_guard<std::mutex> lock(mu_);
+  return line_.empty() ? nullptr : line_.front().id;
+}
+
+size_t AppQueue::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return line_.size();
+}
+
+}  // namespace forkd::proxy

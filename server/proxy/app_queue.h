@@ -1,0 +1,74 @@
+// App mode: the line a request waits in when every app process is at its
+// cap. FIFO per proxy worker, bounded in time by --max-queue-time (then the
+// caller answers 503 with Retry-After). Capacity is shared with the other
+// proxy workers through the scoreboard, which cannot wake this one, so
+// callers poll: the head retries on a short timer (see TryEnter). No I/O.
+#ifndef FORKD_SERVER_PROXY_APP_QUEUE_H_
+#define FORKD_SERVER_PROXY_APP_QUEUE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+
+#include "server/upstream/app_router.h"
+
+namespace forkd::proxy {
+
+// Where the queue counts (the worker's scoreboard slot); any may be null.
+struct AppQueueMetrics {
+  std::atomic<uint32_t>* queued = nullptr;       // gauge: waiting now
+  std::atomic<uint64_t>* timeouts = nullptr;     // gave up after the limit
+  std::atomic<uint64_t>* waits = nullptr;        // waited, then got a slot
+  std::atomic<uint64_t>* wait_us_sum = nullptr;  // their total wait
+};
+
+class AppQueue {
+ public:
+  // How long a waiting request's head should sleep before trying again:
+  // other proxy workers free capacity without telling this one.
+  static constexpr int64_t kRecheckMs = 5;
+
+  enum class Result { kReserved, kWaiting, kTimedOut };
+
+  // `router` must outlive the queue. max_wait_ms <= 0: wait without limit.
+  AppQueue(upstream::AppRouter* router, int64_t max_wait_ms,
+           AppQueueMetrics metrics);
+
+  // Asks for an app process for `waiter` (one request) at `now_ms`.
+  // kReserved: *out holds the reservation, give it back with Release.
+  // kWaiting: `waiter` is in the line (joined on its first call); call again
+  // after kRecheckMs. kTimedOut: it waited max_wait_ms and left the line.
+  // Only the head of the line (or a newcomer to an empty line) reserves,
+  // so requests get processes in arrival order. Any thread.
+  Result TryEnter(const void* waiter, int64_t now_ms,
+                  upstream::AppReservation* out);
+  // `waiter` gives up its place (its client went away). No-op when absent.
+  void Leave(const void* waiter);
+  // Gives a reservation back (AppRouter::Release). Returns the head of the
+  // line, which should try again now (nullptr: nobody waits).
+  const void* Release(const upstream::AppReservation& r, bool finished);
+
+  size_t size();
+  int64_t max_wait_ms() const { return max_wait_ms_; }
+
+ private:
+  struct Waiter {
+    const void* id;
+    int64_t since_ms;
+  };
+  void Count(std::atomic<uint64_t>* c, uint64_t n) {
+    if (c != nullptr) c->fetch_add(n, std::memory_order_relaxed);
+  }
+  void Gauge(int delta);
+
+  upstream::AppRouter* router_;
+  const int64_t max_wait_ms_;
+  AppQueueMetrics metrics_;
+  std::mutex mu_;
+  std::deque<Waiter> line_;
+};
+
+}  // namespace forkd::proxy
+
+#endif  // FORKD_SERVER_PROXY_APP_QUEUE_H_

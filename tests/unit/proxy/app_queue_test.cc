@@ -1,0 +1,123 @@
+#include "server/proxy/app_queue.h"
+
+#include <atomic>
+#include <memory>
+
+#include "gtest/gtest.h"
+#include "server/scoreboard/scoreboard.h"
+
+namespace forkd::proxy {
+namespace {
+
+using scoreboard::AppState;
+using upstream::AppReservation;
+using upstream::AppRouter;
+
+// One ready app process with `cap`, its router, and a queue counting into
+// plain atomics the test reads.
+struct QueueFixture {
+  explicit QueueFixture(uint32_t cap, int64_t max_wait_ms = 1000) {
+    sb = *scoreboard::Scoreboard::Create(1, 1);
+    sb->app_slot(0).cap.store(cap);
+    sb->app_slot(0).state.store(static_cast<uint32_t>(AppState::kReady));
+    router = std::make_unique<AppRouter>(sb.get());
+    queue = std::make_unique<AppQueue>(
+        router.get(), max_wait_ms,
+        AppQueueMetrics{&queued, &timeouts, &waits, &wait_us});
+  }
+  std::unique_ptr<scoreboard::Scoreboard> sb;
+  std::unique_ptr<AppRouter> router;
+  std::unique_ptr<AppQueue> queue;
+  std::atomic<uint32_t> queued{0};
+  std::atomic<uint64_t> timeouts{0}, waits{0}, wait_us{0};
+};
+
+TEST(AppQueue, EntersAtOnceWhileThereIsRoom) {
+  QueueFixture f(2);
+  int a, b;
+  AppReservation r;
+  EXPECT_EQ(f.queue->TryEnter(&a, 0, &r), AppQueue::Result::kReserved);
+  EXPECT_EQ(f.queue->TryEnter(&b, 0, &r), AppQueue::Result::kReserved);
+  EXPECT_EQ(f.sb->app_slot(0).in_flight.load(), 2u);
+  EXPECT_EQ(f.queue->size(), 0u);
+}
+
+TEST(AppQueue, WaitersGetProcessesInArrivalOrder) {
+  QueueFixture f(1);
+  int running, first, second, third;
+  AppReservation held, r;
+  ASSERT_EQ(f.queue->TryEnter(&running, 0, &held), AppQueue::Result::kReserved);
+  EXPECT_EQ(f.queue->TryEnter(&first, 1, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queue->TryEnter(&second, 2, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queued.load(), 2u);
+  // A freed process wakes the head of the line, not whoever asks first.
+  EXPECT_EQ(f.queue->Release(held, true), &first);
+  EXPECT_EQ(f.queue->TryEnter(&second, 10, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queue->TryEnter(&third, 10, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queue->TryEnter(&first, 11, &r), AppQueue::Result::kReserved);
+  EXPECT_EQ(f.waits.load(), 1u);
+  EXPECT_EQ(f.wait_us.load(), 10u * 1000);  // joined at 1, in at 11
+  EXPECT_EQ(f.queue->Release(r, true), &second);
+  EXPECT_EQ(f.queue->TryEnter(&second, 12, &r), AppQueue::Result::kReserved);
+  EXPECT_EQ(f.queue->Release(r, true), &third);
+  EXPECT_EQ(f.queue->TryEnter(&third, 13, &r), AppQueue::Result::kReserved);
+  EXPECT_EQ(f.queue->Release(r, true), nullptr);
+  EXPECT_EQ(f.queued.load(), 0u);
+  EXPECT_EQ(f.sb->app_slot(0).requests.load(), 4u);
+}
+
+TEST(AppQueue, ANewcomerDoesNotJumpTheLine) {
+  QueueFixture f(1);
+  int running, waiting, newcomer;
+  AppReservation held, r;
+  ASSERT_EQ(f.queue->TryEnter(&running, 0, &held), AppQueue::Result::kReserved);
+  ASSERT_EQ(f.queue->TryEnter(&waiting, 0, &r), AppQueue::Result::kWaiting);
+  f.queue->Release(held, true);
+  // Room now, but someone is waiting: the newcomer queues behind it.
+  EXPECT_EQ(f.queue->TryEnter(&newcomer, 1, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queue->TryEnter(&waiting, 1, &r), AppQueue::Result::kReserved);
+}
+
+TEST(AppQueue, TimesOutAfterTheLimitAndCountsIt) {
+  QueueFixture f(1, 30000);
+  int running, waiting;
+  AppReservation held, r;
+  ASSERT_EQ(f.queue->TryEnter(&running, 0, &held), AppQueue::Result::kReserved);
+  ASSERT_EQ(f.queue->TryEnter(&waiting, 100, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queue->TryEnter(&waiting, 30099, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queue->TryEnter(&waiting, 30100, &r),
+            AppQueue::Result::kTimedOut);
+  EXPECT_EQ(f.timeouts.load(), 1u);
+  EXPECT_EQ(f.queued.load(), 0u);
+  EXPECT_EQ(f.queue->size(), 0u);
+  EXPECT_EQ(f.sb->app_slot(0).in_flight.load(), 1u);  // only `running`
+}
+
+TEST(AppQueue, ANonHeadTimesOutWhileTheHeadStillWaits) {
+  QueueFixture f(1, 50);
+  int running, head, behind;
+  AppReservation held, r;
+  ASSERT_EQ(f.queue->TryEnter(&running, 0, &held), AppQueue::Result::kReserved);
+  ASSERT_EQ(f.queue->TryEnter(&head, 40, &r), AppQueue::Result::kWaiting);
+  ASSERT_EQ(f.queue->TryEnter(&behind, 0, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queue->TryEnter(&behind, 0 + 50, &r),
+            AppQueue::Result::kTimedOut);
+  EXPECT_EQ(f.queue->TryEnter(&head, 60, &r), AppQueue::Result::kWaiting);
+}
+
+TEST(AppQueue, LeavingGivesUpThePlace) {
+  QueueFixture f(1);
+  int running, gone, next;
+  AppReservation held, r;
+  ASSERT_EQ(f.queue->TryEnter(&running, 0, &held), AppQueue::Result::kReserved);
+  ASSERT_EQ(f.queue->TryEnter(&gone, 0, &r), AppQueue::Result::kWaiting);
+  ASSERT_EQ(f.queue->TryEnter(&next, 0, &r), AppQueue::Result::kWaiting);
+  f.queue->Leave(&gone);
+  f.queue->Leave(&gone);  // twice is harmless
+  EXPECT_EQ(f.queued.load(), 1u);
+  EXPECT_EQ(f.queue->Release(held, true), &next);
+  EXPECT_EQ(f.queue->TryEnter(&next, 1, &r), AppQueue::Result::kReserved);
+}
+
+}  // namespace
+}  // namespace forkd::proxy
