@@ -872,3 +872,17 @@ def test_app_mode_pod_runs_the_bundle_the_init_container_copies(forkd_bin, tmp_s
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=20) == 0
+
+
+def test_kustomize_app_mode_overlay_is_the_charts_app_mode_pod():
+    """deploy/kubernetes/overlays/app-mode renders the chart's `mode: app` pod
+    (valid objects, no forkd container, the bundle's init container)."""
+    require_kubectl()
+    objs = k8s.kustomize(os.path.join(k8s.KUSTOMIZE_DIR, "overlays", "app-mode"))
+    report = k8s.validate(objs)
+    bad = [o for o in report["objects"] if o["errors"]]
+    assert report["ok"] and not bad, json.dumps(bad, indent=1)
+    assert pod_spec(objs) == pod_spec(k8s.render({"mode": "app"}))
+    spec = pod_spec(objs)
+    assert [c["name"] for c in spec["containers"]] == ["app"]
+    assert [c["name"] for c in spec["initContainers"]] == ["forkd-bundle"]
