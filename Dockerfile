@@ -4,9 +4,11 @@
 #   docker build -t forkd:0.1.0 .
 #   docker build --target bundle -o type=local,dest=out .   # just the bundle
 #
-# Stage "build" runs the same two scripts as the README (the tests run them
-# too: tests/integration/test_k8s_image.py). The runtime stage holds only
+# Stage "build" runs the same scripts as the README: install-deps, build and
+# bundle (the tests run them too: tests/integration/test_k8s_image.py).
+# Stage "bundle" is the relocatable bundle alone. The runtime stage holds only
 # the shared libraries forkd and forkctl load, python3 for the example app,
+# the bundle at /opt/forkd/bundle (for the chart's app mode and COPY --from),
 # and a non-root user (uid 10001, the chart's runAsUser). No HEALTHCHECK:
 # Kubernetes probes /livez, /readyz and /startupz on port 9091 instead.
 
