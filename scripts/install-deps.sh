@@ -21,6 +21,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libnghttp2-dev libssl-dev
   libgtest-dev libgmock-dev
+  # the relocatable bundle (scripts/bundle.sh): DT_RPATH on copied libraries
+  patchelf
 )
 if ! $build_only; then
   PACKAGES+=(

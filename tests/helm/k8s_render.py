@@ -211,6 +211,9 @@ def expand_kubelet_vars(text, env):
 IMAGE_FORKD = "/usr/local/bin/forkd"
 IMAGE_FORKCTL = "/usr/local/bin/forkctl"
 IMAGE_APP_PY = "/opt/forkd/example-app/app.py"
+# The relocatable bundle (scripts/bundle.sh) in the forkd image, which the
+# chart's app mode copies into the pod.
+IMAGE_BUNDLE = "/opt/forkd/bundle"
 
 
 def image_paths(forkd_bin, app_py):

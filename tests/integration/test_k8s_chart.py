@@ -25,7 +25,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helm"))
 
 import k8s_render as k8s  # noqa: E402
-from forkd_harness import APP_PY, StopWaiting, free_port, http_get, wait_until  # noqa: E402
+from forkd_harness import (APP_PY, ExampleApp, StopWaiting, free_port, http_get,  # noqa: E402
+                           wait_until)
 from k8s_render import container, flag, forkd_flags, one, pod_spec, port_of  # noqa: E402
 
 CPU_REQUESTS = {
@@ -593,6 +594,14 @@ def test_prometheus_rule_carries_deploys_rules():
     ({"tls": {"enabled": True, "secretName": "t", "mountPath": "/run/forkd"}}, "tls.mountPath"),
     ({"tls": {"enabled": True, "secretName": "t", "mountPath": "/etc/forkd/admin"},
       "adminToken": {"enabled": True}}, "already mounted"),
+    ({"mode": "inside"}, "mode"),
+    ({"mode": "app", "forkd": {"nativeSidecar": True}},
+     "forkd.nativeSidecar applies to mode sidecar"),
+    ({"mode": "app", "app": {"command": []}}, "mode app needs app.command"),
+    ({"forkd": {"proxyWorkers": 2}}, "forkd.proxyWorkers applies to mode app"),
+    ({"mode": "app", "forkd": {"proxyWorkers": 0}}, "forkd.proxyWorkers"),
+    ({"mode": "app", "forkd": {"bundle": {"mountPath": "forkd"}}}, "forkd.bundle.mountPath"),
+    ({"mode": "app", "app": {"name": "forkd-bundle"}}, "app.name"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_wrong_values_fail_with_the_reason(values, expect):
     rc, err = k8s.render_error(values)
@@ -677,3 +686,242 @@ def test_kustomize_base_is_the_charts_default_deployment():
         c.pop("template", None)
         assert b == c, kind
     assert one(base, "ServiceAccount").get("automountServiceAccountToken") is False
+
+
+# --- app mode: forkd inside the app container, from the bundle ------------------------------
+
+# The user's image and command; forkd's flags for the app processes.
+APP_MODE = {"mode": "app",
+            "app": {"image": {"repository": "registry.example.com/shop", "tag": "1.4.2"},
+                    "command": ["gunicorn", "-w", "1", "--threads", "{threads}"],
+                    "args": ["--bind", "unix:$(APP_SOCKET)", "shop.wsgi:app"],
+                    "env": [{"name": "DJANGO_SETTINGS_MODULE", "value": "shop.settings"}],
+                    "resources": {"requests": {"cpu": "500m", "memory": "256Mi"},
+                                  "limits": {"cpu": "2", "memory": "1Gi"}}},
+            "forkd": {"workers": 4, "workerClass": "gthread", "threads": 2, "proxyWorkers": 2}}
+APP_MODE_SETS = {
+    "app-mode-default": [{"mode": "app"}],
+    "app-mode": [APP_MODE],
+    "app-mode-everything": [CPU_REQUESTS, MONITORING, TOKEN, GRPC_GTHREAD, TLS, APP_MODE,
+                            {"forkd": {"bundle": {"mountPath": "/opt/forkd-bundle",
+                                                  "resources": {"limits": {"cpu": "100m"}}}}}],
+}
+
+
+def app_mode_split(app):
+    """(forkd's flags, the app command after --) of the app container in app mode."""
+    args = app["args"]
+    assert args.count("--") >= 1, args
+    cut = args.index("--")
+    return forkd_flags(args[:cut]), args[cut + 1:]
+
+
+@pytest.mark.parametrize("name", sorted(APP_MODE_SETS))
+def test_app_mode_objects_match_the_kubernetes_schemas(name):
+    report = k8s.validate(k8s.render(APP_MODE_SETS[name]))
+    bad = [o for o in report["objects"] if o["errors"]]
+    assert report["ok"] and not bad, json.dumps(bad, indent=1)
+    assert all(o["schema"] for o in report["objects"])
+
+
+@pytest.mark.parametrize("name", sorted(APP_MODE_SETS))
+def test_app_mode_copies_the_bundle_and_runs_the_app_under_forkd(name):
+    values = APP_MODE_SETS[name]
+    objs = k8s.render(values)
+    spec = pod_spec(objs)
+    mount = "/forkd"
+    for v in values:
+        mount = v.get("forkd", {}).get("bundle", {}).get("mountPath", mount)
+    # No forkd sidecar: one app container, one init container that copies.
+    assert [c["name"] for c in spec["containers"]] == ["app"]
+    assert [c["name"] for c in spec["initContainers"]] == ["forkd-bundle"]
+    init, app = spec["initContainers"][0], spec["containers"][0]
+    assert "restartPolicy" not in init, "a plain init container: it runs once and exits"
+    assert init["image"] == "forkd:0.1.0"  # the forkd image holds the bundle
+    assert init["command"] == ["cp", "-R", k8s.IMAGE_BUNDLE + "/.", mount + "/"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert set(volumes["forkd-bundle"]) == {"name", "emptyDir"}
+    assert "app-socket" not in volumes and "forkd-tmp" not in volumes
+    assert [m for m in init["volumeMounts"]] == [{"name": "forkd-bundle", "mountPath": mount}]
+    bundle_mounts = [m for m in app["volumeMounts"] if m["name"] == "forkd-bundle"]
+    assert bundle_mounts == [{"name": "forkd-bundle", "mountPath": mount, "readOnly": True}]
+    # The app container runs forkd from the bundle, the app after --.
+    assert app["command"] == [mount + "/bin/forkd"]
+    flags, app_cmd = app_mode_split(app)
+    assert "upstream" not in flags  # forkd makes each app process's socket
+    user = {}
+    for v in values:
+        user.update(v.get("app", {}))
+    command = user.get("command", ["python3", k8s.IMAGE_APP_PY])
+    args = user.get("args", ["--socket", "$(APP_SOCKET)"])
+    assert app_cmd == command + args
+    env = {e["name"]: e.get("value") for e in app["env"]}
+    assert env["APP_SOCKET"] == "{socket}"  # forkd's placeholder, per app process
+    expanded = [k8s.expand_kubelet_vars(a, env) for a in app_cmd]
+    assert "{socket}" in " ".join(expanded)
+    if "image" in user:
+        assert app["image"] == "registry.example.com/shop:1.4.2"
+        assert env["DJANGO_SETTINGS_MODULE"] == "shop.settings"
+        assert app["resources"] == user["resources"]
+        assert flag(flags, "proxy-workers") == "2"
+        assert (flag(flags, "workers"), flag(flags, "worker-class")) == ("4", "gthread")
+    else:
+        assert app["image"] == "forkd:0.1.0"  # the example app ships in the forkd image
+        assert "proxy-workers" not in flags
+    # forkd handles TERM itself: no preStop holding it.
+    assert "lifecycle" not in app
+    assert not [c for c in spec["containers"] + spec["initContainers"] if c["name"] == "forkd"]
+
+
+@pytest.mark.parametrize("name", sorted(APP_MODE_SETS))
+def test_app_mode_ports_probes_and_lockdown_are_sidecar_modes(name):
+    """The app container carries what the forkd container carries in sidecar
+    mode: the three ports, the three probes, the admin token and TLS mounts."""
+    values = APP_MODE_SETS[name]
+    app_mode = pod_spec(k8s.render(values))
+    sidecar_values = values + [{"mode": "sidecar", "forkd": {"proxyWorkers": None}}]
+    sidecar = pod_spec(k8s.render(sidecar_values))
+    app, fk = app_mode["containers"][0], container(sidecar, "forkd")
+    for key in ("ports", "startupProbe", "livenessProbe", "readinessProbe"):
+        assert app[key] == fk[key], key
+    flags, _ = app_mode_split(app)
+    sidecar_flags = forkd_flags(fk["args"])
+    sidecar_flags.pop("upstream")
+    flags.pop("proxy-workers", None)
+    assert flags == sidecar_flags
+    fk_mounts = {m["mountPath"]: m for m in fk["volumeMounts"]
+                 if m["name"] in ("admin-token", "tls")}
+    app_mounts = {m["mountPath"]: m for m in app["volumeMounts"]
+                  if m["name"] in ("admin-token", "tls")}
+    assert app_mounts == fk_mounts
+    assert "/tmp" in [m["mountPath"] for m in app["volumeMounts"]]
+    for c in app_mode["containers"] + app_mode["initContainers"]:
+        sc = c["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True, c["name"]
+        assert sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+
+
+@pytest.mark.parametrize("delay,graceful", [(5, 30), (2.5, 7.2), (0, 0)])
+def test_app_mode_grace_period_covers_forkds_drain_and_the_apps_stop(delay, graceful):
+    """TERM goes to forkd, which keeps serving shutdownDelay, drains for up
+    to gracefulTimeout, then gives the app processes TERM and up to another
+    gracefulTimeout before KILL."""
+    objs = k8s.render([{"mode": "app"}, {"forkd": {"shutdownDelay": delay,
+                                                   "gracefulTimeout": graceful}}])
+    grace = pod_spec(objs)["terminationGracePeriodSeconds"]
+    assert grace == math.ceil(delay + 2 * graceful) + 10
+
+
+def test_app_mode_notes_name_the_app_container_and_the_bundles_forkctl():
+    notes = k8s.render_notes({"mode": "app"})
+    assert "-c app -- /forkd/bin/forkctl --addr localhost:9090 status" in notes
+    assert "-c forkd" not in notes
+    assert "app processes get TERM" in notes
+
+
+def init_container_copy(forkd_bin, tmp_short, values):
+    """The app-mode pod for values, and the init container's cp run here from
+    a bundle made like the image's (scripts/bundle.sh into a folder standing
+    for /opt/forkd/bundle): (app container, path of the bundle's forkd)."""
+    forkctl = os.environ.get("FORKCTL_BIN") or os.path.join(os.path.dirname(forkd_bin),
+                                                            "forkctl")
+    image_bundle = os.path.join(tmp_short, "image-bundle")
+    r = subprocess.run([os.path.join(k8s.REPO_DIR, "scripts", "bundle.sh"), image_bundle,
+                        forkd_bin, forkctl], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    spec = pod_spec(k8s.render(values))
+    init, app = spec["initContainers"][0], spec["containers"][0]
+    empty_dir = os.path.join(tmp_short, "emptydir")
+    os.mkdir(empty_dir)
+    paths = {k8s.IMAGE_BUNDLE + "/.": image_bundle + "/.", "/forkd/": empty_dir + "/"}
+    r = subprocess.run([paths.get(a, a) for a in init["command"]], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    binary = app["command"][0].replace("/forkd", empty_dir, 1)
+    assert os.access(binary, os.X_OK)
+    return app, binary
+
+
+def local_flags(flags):
+    """forkd's rendered flags with the three binds on free loopback ports."""
+    argv = []
+    for name, values in flags.items():
+        for v in values:
+            if name in ("bind", "admin-bind", "metrics-bind"):
+                v = "127.0.0.1:%d" % free_port()
+            argv.append("--%s=%s" % (name, v) if v else "--" + name)
+    return argv
+
+
+def serve_hello(argv, env, tmp_short):
+    """Runs argv, waits for GET /hello == 200 "hello", stops it with INT."""
+    port = port_of(flag(forkd_flags([a for a in argv if a.startswith("--bind=")]), "bind"))
+    log = os.path.join(tmp_short, "forkd.log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=k8s.pod_env(env),
+                                start_new_session=True)
+    try:
+        def hello():
+            if proc.poll() is not None:
+                raise StopWaiting("forkd exited with %s" % proc.returncode)
+            status, _, body = http_get(port, "/hello", timeout=2)
+            return body if status == 200 else None
+        try:
+            assert wait_until(hello, 30, what="forkd from the copied bundle") == b"hello\n"
+        except (StopWaiting, TimeoutError) as e:
+            with open(log) as f:
+                pytest.fail("%s\n%s" % (e, f.read()[-3000:]))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    return code
+
+
+def test_app_mode_pod_runs_the_bundle_the_init_container_copies(forkd_bin, tmp_short):
+    """forkd runs from the copied emptyDir with the app container's flags
+    (before --), in front of the example app."""
+    app, binary = init_container_copy(forkd_bin, tmp_short, {"mode": "app"})
+    flags, _ = app_mode_split(app)
+    app_dir = os.path.join(tmp_short, "app")
+    os.mkdir(app_dir)
+    with ExampleApp(tmpdir=app_dir) as example:
+        argv = [binary] + local_flags(flags) + ["--upstream=" + example.upstream,
+                                                "--workers=1"]
+        assert serve_hello(argv, {}, tmp_short) == 0
+
+
+def test_app_mode_pod_runs_the_rendered_app_command_under_the_bundles_forkd(forkd_bin,
+                                                                           tmp_short):
+    """The whole app container: the bundle's forkd, the rendered flags, --,
+    and the chart's default app command with $(APP_SOCKET) = {socket}."""
+    help_text = subprocess.run([forkd_bin, "--help"], capture_output=True, text=True,
+                               timeout=30)
+    if "--proxy-workers" not in help_text.stdout + help_text.stderr:
+        pytest.skip("this forkd has no app mode yet (issue 11: forkd ... -- CMD)")
+    app, binary = init_container_copy(forkd_bin, tmp_short,
+                                      [{"mode": "app"}, {"forkd": {"workers": 2}}])
+    flags, app_cmd = app_mode_split(app)
+    env = {e["name"]: e["value"] for e in app["env"]}
+    images = k8s.image_paths(forkd_bin, APP_PY)
+    cmd = [images.get(a, a) for a in (k8s.expand_kubelet_vars(a, env) for a in app_cmd)]
+    assert cmd == ["/usr/bin/python3", APP_PY, "--socket", "{socket}"]
+    env["TMPDIR"] = tmp_short  # the /tmp emptyDir
+    argv = [binary] + local_flags(flags) + ["--"] + cmd
+    serve_hello(argv, env, tmp_short)
+
+
+def test_kustomize_app_mode_overlay_is_the_charts_app_mode_pod():
+    """deploy/kubernetes/overlays/app-mode renders the chart's `mode: app` pod
+    (valid objects, no forkd container, the bundle's init container)."""
+    require_kubectl()
+    objs = k8s.kustomize(os.path.join(k8s.KUSTOMIZE_DIR, "overlays", "app-mode"))
+    report = k8s.validate(objs)
+    bad = [o for o in report["objects"] if o["errors"]]
+    assert report["ok"] and not bad, json.dumps(bad, indent=1)
+    assert pod_spec(objs) == pod_spec(k8s.render({"mode": "app"}))
+    spec = pod_spec(objs)
+    assert [c["name"] for c in spec["containers"]] == ["app"]
+    assert [c["name"] for c in spec["initContainers"]] == ["forkd-bundle"]

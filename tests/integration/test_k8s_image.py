@@ -1,8 +1,8 @@
 """The Dockerfile, without a container engine.
 
 No engine runs here, so the test reads the Dockerfile and runs what it runs:
-the build stage's RUN lines (scripts/install-deps.sh --build-only and
-scripts/build.sh) in this checkout, with /src mapped to the repo and
+the build stage's RUN lines (scripts/install-deps.sh --build-only,
+scripts/build.sh and scripts/bundle.sh) in this checkout, with /src mapped to the repo and
 /src/build to the build folder CTest tests; then it checks that every file
 the runtime stage copies exists where the build puts it, that every shared
 library forkd and forkctl load comes from a package the runtime stage
@@ -69,9 +69,25 @@ def final_stage():
 
 
 
-def test_two_stages_on_debian_12():
+def test_stages_build_bundle_runtime():
     froms = [a for _, w, a in instructions() if w == "FROM"]
-    assert froms == ["debian:12 AS build", "debian:12-slim"], froms
+    assert froms == ["debian:12 AS build", "scratch AS bundle", "debian:12-slim"], froms
+
+
+def test_bundle_stage_holds_only_the_bundle_where_the_chart_copies_it_from():
+    """`docker build --target bundle` and `COPY --from=forkd /opt/forkd/bundle`
+    (README, Dockerfile comment) find the bundle scripts/bundle.sh makes."""
+    stage = stage_of("bundle")
+    assert [w for w, _ in stage] == ["FROM", "COPY"]
+    copy = shlex.split(stage[1][1])
+    made = [shlex.split(a) for w, a in stage_of("build") if w == "RUN" and "bundle.sh" in a]
+    assert made == [["BUILD_DIR=/src/build", "scripts/bundle.sh", "/src/build/forkd-bundle"]]
+    assert copy == ["--from=build", "/src/build/forkd-bundle", k8s.IMAGE_BUNDLE]
+    runtime = [shlex.split(a) for w, a in final_stage() if w == "COPY"]
+    assert ["--from=bundle", k8s.IMAGE_BUNDLE, k8s.IMAGE_BUNDLE] in runtime
+    with open(DOCKERFILE) as f:
+        text = f.read()
+    assert "COPY --from=forkd:0.1.0 %s " % k8s.IMAGE_BUNDLE in text
 
 
 def test_runtime_contract():
@@ -99,6 +115,9 @@ def test_runtime_copies_what_the_chart_runs():
     from_build = [shlex.split(a) for a in copies if a.startswith("--from=build")]
     assert from_build == [["--from=build", "/src/build/forkd", "/src/build/forkctl",
                            "/usr/local/bin/"]]
+    app_mode = k8s.render({"mode": "app"})
+    init = k8s.container(k8s.pod_spec(app_mode), "forkd-bundle")
+    assert k8s.IMAGE_BUNDLE + "/." in init["command"]
     assert k8s.IMAGE_FORKD == "/usr/local/bin/forkd"
     assert k8s.IMAGE_FORKCTL == "/usr/local/bin/forkctl"
     assert "deploy/example-app/app.py " + k8s.IMAGE_APP_PY in copies
@@ -170,8 +189,8 @@ def test_build_stage_scripts_run_and_produce_what_runtime_copies(forkd_bin):
     if dry.returncode != 0 or steps:
         pytest.skip("%s is behind the sources: run scripts/build.sh, then the tests" % build)
     ran = run_build_stage_scripts(build)
-    assert ran == ["scripts/install-deps.sh", "scripts/build.sh"]
-    for name in ("forkd", "forkctl"):
+    assert ran == ["scripts/install-deps.sh", "scripts/build.sh", "scripts/bundle.sh"]
+    for name in ("forkd", "forkctl", "forkd-bundle/bin/forkd", "forkd-bundle/bin/forkctl"):
         path = os.path.join(build, name)
         assert os.access(path, os.X_OK), "%s: the runtime stage copies it" % path
     assert os.path.exists(os.path.join(k8s.REPO_DIR, "deploy", "example-app", "app.py"))

@@ -56,19 +56,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 Shutdown timings, in whole seconds (Kubernetes takes integers).
-forkd.stopSeconds: forkd's own sequence, shutdown delay + graceful timeout.
-forkd.appPreStopSeconds: how long the app's preStop holds it (0: no hook).
+forkd.stopSeconds: forkd's own sequence, shutdown delay + graceful timeout;
+in app mode then the app processes' TERM, up to another graceful timeout
+before KILL.
+forkd.appPreStopSeconds: how long the app's preStop holds it (0: no hook;
+always 0 in app mode, where forkd itself gets TERM and keeps serving).
 forkd.gracePeriod: terminationGracePeriodSeconds. In the two-container form
 both containers get TERM together, so the longer of the two plus the margin;
 in the native sidecar form the app stops first and forkd gets TERM only
 after it, so the sum.
 */}}
 {{- define "forkd.stopSeconds" -}}
+{{- if eq .Values.mode "app" }}
+{{- addf .Values.forkd.shutdownDelay .Values.forkd.gracefulTimeout .Values.forkd.gracefulTimeout | ceil | int64 }}
+{{- else }}
 {{- addf .Values.forkd.shutdownDelay .Values.forkd.gracefulTimeout | ceil | int64 }}
+{{- end }}
 {{- end }}
 
 {{- define "forkd.appPreStopSeconds" -}}
-{{- if eq .Values.app.preStop.type "none" }}0
+{{- if or (eq .Values.app.preStop.type "none") (eq .Values.mode "app") }}0
 {{- else if kindIs "float64" .Values.app.preStop.seconds }}
 {{- .Values.app.preStop.seconds | ceil | int64 }}
 {{- else }}
@@ -87,14 +94,20 @@ after it, so the sum.
 {{- end }}
 {{- end }}
 
-{{/* forkd's command line: every setting the chart controls, as --name=value. */}}
+{{/* forkd's command line: every setting the chart controls, as --name=value
+(in app mode the app command follows, after --: forkd.appModeArgs). */}}
 {{- define "forkd.args" -}}
 {{- $f := .Values.forkd -}}
 - --bind=0.0.0.0:{{ .Values.ports.http | int64 }}
+{{- if ne .Values.mode "app" }}
 - --upstream=unix:{{ .Values.socket.path }}
+{{- end }}
 - --admin-bind=0.0.0.0:{{ .Values.ports.admin | int64 }}
 - --metrics-bind=0.0.0.0:{{ .Values.ports.metrics | int64 }}
 - --workers={{ $f.workers }}
+{{- if and (eq .Values.mode "app") (not (kindIs "invalid" $f.proxyWorkers)) }}
+- --proxy-workers={{ $f.proxyWorkers | int64 }}
+{{- end }}
 - --max-workers={{ $f.maxWorkers | int64 }}
 - --worker-class={{ $f.workerClass }}
 - --threads={{ $f.threads | int64 }}
@@ -192,4 +205,18 @@ httpGet:
 {{- else }}
 {{- .Values.service.port | int64 }}
 {{- end }}
+{{- end }}
+
+{{/* App mode: forkd's flags, --, then the app's command and args. */}}
+{{- define "forkd.appModeArgs" -}}
+{{ include "forkd.args" . }}
+- "--"
+{{- range concat .Values.app.command (default list .Values.app.args) }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The bundle's forkd binary in the app container (app mode). */}}
+{{- define "forkd.bundleForkd" -}}
+{{- printf "%s/bin/forkd" (clean .Values.forkd.bundle.mountPath) }}
 {{- end }}
