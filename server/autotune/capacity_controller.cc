@@ -11,8 +11,8 @@
 namespace forkd::autotune {
 namespace {
 
-constexpr double kBusySlots = 0.85;   // in flight / slots: concurrency-bound
-constexpr double kIdleSlots = 0.6;    // below: slots idle
+constexpr double kBusySlots = 0.85;  // in flight / slots: concurrency-bound
+constexpr double kIdleSlots = 0.6;   // below: slots idle
 constexpr double kCpuSaturated = 0.85;
 
 double CpuCap(double limit) {
@@ -44,7 +44,8 @@ const char* AppClassName(AppClass c) {
 absl::StatusOr<std::unique_ptr<CapacityController>> CapacityController::Create(
     const CapacityOptions& o, int workers, int threads) {
   const Bounds& b = o.bounds;
-  if (b.min_workers < 1 || (b.max_workers != 0 && b.max_workers < b.min_workers) ||
+  if (b.min_workers < 1 ||
+      (b.max_workers != 0 && b.max_workers < b.min_workers) ||
       b.min_threads < 1 || b.max_threads < b.min_threads) {
     return absl::InvalidArgumentError(
         "autotune bounds: need 1 <= min <= max for workers and threads");
@@ -52,9 +53,9 @@ absl::StatusOr<std::unique_ptr<CapacityController>> CapacityController::Create(
   if (workers < b.min_workers ||
       (b.max_workers != 0 && workers > b.max_workers) ||
       threads < b.min_threads || threads > b.max_threads) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "autotune: start -w %d --threads %d outside the bounds", workers,
-        threads));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("autotune: start -w %d --threads %d outside the bounds",
+                        workers, threads));
   }
   if (o.settle_windows < 0 || o.measure_windows < 1 || o.min_gain < 0 ||
       o.max_worker_step < 1 || o.max_thread_step < 1 || o.drift_windows < 1 ||
@@ -66,8 +67,7 @@ absl::StatusOr<std::unique_ptr<CapacityController>> CapacityController::Create(
       new CapacityController(o, workers, threads));
 }
 
-CapacityController::CapacityController(const CapacityOptions& o, int w,
-                                       int t)
+CapacityController::CapacityController(const CapacityOptions& o, int w, int t)
     : opt_(o), workers_(w), threads_(t) {}
 
 int CapacityController::penalty(int workers, int threads) const {
@@ -101,9 +101,9 @@ CapacityController::Point CapacityController::Summarise() const {
     p.cores_used = cpu / duration;
   }
   p.cpu_per_request = completed ? cpu / static_cast<double>(completed) : 0;
-  p.throttled = periods ? static_cast<double>(throttled) /
-                              static_cast<double>(periods)
-                        : 0;
+  p.throttled =
+      periods ? static_cast<double>(throttled) / static_cast<double>(periods)
+              : 0;
   p.p50 = lat.Quantile(0.5);
   p.p99 = lat.Quantile(0.99);
   p.app_p50 = app.Quantile(0.5);
@@ -134,7 +134,8 @@ int CapacityController::MaxWorkers(const Point& p) const {
 
 bool CapacityController::Fits(const Point& p, Config c) const {
   if (c.first < opt_.bounds.min_workers || c.first > MaxWorkers(p) ||
-      c.second < opt_.bounds.min_threads || c.second > opt_.bounds.max_threads) {
+      c.second < opt_.bounds.min_threads ||
+      c.second > opt_.bounds.max_threads) {
     return false;
   }
   if (p.memory_max <= 0 || p.rss_per_process <= 0) return true;
@@ -207,7 +208,8 @@ double CapacityController::ExpectedUpGain(const Point& p, Config to) const {
   if (std::optional<UslFit> fit = Fit(); fit) {
     const double scale = static_cast<double>(to.first) * to.second / slots;
     const double now = fit->Predict(p.in_flight);
-    if (now > 0) gain = std::min(gain, fit->Predict(p.in_flight * scale) / now - 1);
+    if (now > 0)
+      gain = std::min(gain, fit->Predict(p.in_flight * scale) / now - 1);
   }
   return gain;
 }
@@ -217,7 +219,8 @@ std::optional<CapacityController::Probe> CapacityController::NextProbe(
   const Config here{p.workers, p.threads};
   const bool by_workers = class_ == AppClass::kCpuBound;
   auto threshold = [&](Config c) {
-    return std::max(opt_.min_gain, 2 * noise_) * (1 + penalty(c.first, c.second));
+    return std::max(opt_.min_gain, 2 * noise_) *
+           (1 + penalty(c.first, c.second));
   };
   auto allowed = [&](Config c) {
     return c != here && Fits(p, c) &&
@@ -226,7 +229,8 @@ std::optional<CapacityController::Probe> CapacityController::NextProbe(
   auto known_worse = [&](Config c) {
     auto it = points_.find(c);
     return it != points_.end() &&
-           it->second.throughput < p.throughput * (1 - std::max(0.02, 2 * noise_));
+           it->second.throughput <
+               p.throughput * (1 - std::max(0.02, 2 * noise_));
   };
 
   // Up along the class's dimension.
@@ -283,8 +287,8 @@ std::optional<CapacityController::Probe> CapacityController::NextProbe(
     const double slots = static_cast<double>(p.workers) * p.threads;
     if (p.in_flight < kIdleSlots * slots) {
       *expected = 0;
-      *why = absl::StrFormat("%.1f in flight for %.0f slots", p.in_flight,
-                             slots);
+      *why =
+          absl::StrFormat("%.1f in flight for %.0f slots", p.in_flight, slots);
       return Probe{down, here, Rule::kTrimIdle, false};
     }
     if (!fit && !explored_.contains(here)) {
@@ -398,21 +402,25 @@ std::vector<Decision> CapacityController::OnPoint(const Window& w,
   if (probe_) {
     const Probe probe = *probe_;
     probe_.reset();
-    const double gain = base_.throughput > 0
-                            ? p.throughput / base_.throughput - 1
-                            : 0;
+    const double gain =
+        base_.throughput > 0 ? p.throughput / base_.throughput - 1 : 0;
     const bool latency_ok = opt_.latency_target_seconds <= 0 ||
                             p.p99 <= opt_.latency_target_seconds ||
                             p.p99 <= base_.p99;
-    const double tolerance = std::max(0.02, 2 * noise_);
+    // Symmetric hysteresis: growth must gain more than the threshold, a
+    // trim may lose less than it. Trims are held against the best point of
+    // the regime, not only the last one, so that a chain of small losses
+    // cannot ratchet throughput down.
+    const double threshold = std::max(opt_.min_gain, 2 * noise_);
+    double best = base_.throughput;
+    for (const auto& [cfg, q] : points_) best = std::max(best, q.throughput);
     const bool keep =
         latency_ok &&
-        (probe.up ? gain > std::max(opt_.min_gain, 2 * noise_)
-                  : gain >= -tolerance);
+        (probe.up ? gain > threshold : p.throughput >= (1 - threshold) * best);
     if (keep) {
       Note(w, Rule::kAccept,
-           absl::StrFormat("measured %+.1f%% throughput: kept", gain * 100),
-           p, &out);
+           absl::StrFormat("measured %+.1f%% throughput: kept", gain * 100), p,
+           &out);
     } else {
       ++penalty_[probe.to];
       Apply(w, Rule::kRevert, probe.from,
@@ -431,7 +439,11 @@ std::vector<Decision> CapacityController::OnPoint(const Window& w,
   if (std::optional<Probe> next = NextProbe(p, &why, &expected); next) {
     if (next->rule == Rule::kExplore) explored_.insert(next->from);
     probe_ = next;
+    const size_t first = out.size();
     Apply(w, next->rule, next->to, why, p, &out);
+    for (size_t i = first; i < out.size(); ++i) {
+      out[i].inputs.emplace_back("expected_gain", expected);
+    }
     return out;
   }
   phase_ = Phase::kSteady;
@@ -451,8 +463,8 @@ void CapacityController::Steady(const Window& w, std::vector<Decision>* out) {
     return then > 0 && std::abs(now / then - 1) > limit;
   };
   const double p99 = w.latency.Quantile(0.99);
-  const bool over_target = opt_.latency_target_seconds > 0 &&
-                           p99 > opt_.latency_target_seconds;
+  const bool over_target =
+      opt_.latency_target_seconds > 0 && p99 > opt_.latency_target_seconds;
   // Latency is noisier than throughput: it counts as drift at twice the
   // threshold.
   const bool drift =
@@ -467,13 +479,13 @@ void CapacityController::Steady(const Window& w, std::vector<Decision>* out) {
   now.throughput = x;
   now.p99 = p99;
   now.cpu_per_request = w.CpuPerRequest();
-  Note(w, Rule::kResearch,
-       absl::StrFormat("%d windows beyond the noise (%.0f%%): throughput "
-                       "%.1f -> %.1f req/s, CPU/request %.2f -> %.2f ms",
-                       drift_count_, limit * 100, baseline_.throughput, x,
-                       baseline_.cpu_per_request * 1e3,
-                       w.CpuPerRequest() * 1e3),
-       now, out);
+  Note(
+      w, Rule::kResearch,
+      absl::StrFormat("%d windows beyond the noise (%.0f%%): throughput "
+                      "%.1f -> %.1f req/s, CPU/request %.2f -> %.2f ms",
+                      drift_count_, limit * 100, baseline_.throughput, x,
+                      baseline_.cpu_per_request * 1e3, w.CpuPerRequest() * 1e3),
+      now, out);
   // A new regime: old points describe another app. Penalties decay
   // rather than vanish so a flapping configuration stays expensive.
   points_.clear();
@@ -490,8 +502,8 @@ Report CapacityController::report() const {
   Report r;
   r.app_class = AppClassName(class_);
   for (const auto& [cfg, p] : points_) {
-    r.points.push_back({p.workers, p.threads, p.in_flight, p.throughput,
-                        p.p50, p.p99});
+    r.points.push_back(
+        {p.workers, p.threads, p.in_flight, p.throughput, p.p50, p.p99});
   }
   std::sort(r.points.begin(), r.points.end(),
             [](const ReportPoint& a, const ReportPoint& b) {

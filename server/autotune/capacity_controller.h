@@ -41,10 +41,10 @@ struct CapacityOptions {
   double min_gain = 0.05;   // hysteresis: act only on more expected gain
   int max_worker_step = 2;  // bounded steps
   int max_thread_step = 8;
-  int drift_windows = 3;     // windows beyond the noise before a re-search
-  double drift_min = 0.10;   // smallest relative move counted as drift
-  int flap_limit = 3;        // reverts after which a config is not retried
-  double memory_headroom = 0.9;     // share of memory.max the app may use
+  int drift_windows = 3;         // windows beyond the noise before a re-search
+  double drift_min = 0.10;       // smallest relative move counted as drift
+  int flap_limit = 3;            // reverts after which a config is not retried
+  double memory_headroom = 0.9;  // share of memory.max the app may use
   double thread_rss_bytes = 2 << 20;  // assumed RSS cost of one thread
 };
 
@@ -102,8 +102,8 @@ class CapacityController {
                                  double* expected) const;
   void Apply(const Window& w, Rule rule, Config to, const std::string& why,
              const Point& p, std::vector<Decision>* out);
-  void Note(const Window& w, Rule rule, const std::string& why,
-            const Point& p, std::vector<Decision>* out) const;
+  void Note(const Window& w, Rule rule, const std::string& why, const Point& p,
+            std::vector<Decision>* out) const;
   std::vector<Decision> OnPoint(const Window& w, const Point& p);
   void Steady(const Window& w, std::vector<Decision>* out);
 

@@ -99,12 +99,13 @@ std::string JsonQuote(const std::string& s) {
 }
 
 std::string Decision::ToJson() const {
-  std::string out = absl::StrCat(
-      "{\"at\":", JsonNumber(at_seconds),
-      ",\"controller\":", JsonQuote(controller),
-      ",\"rule\":", JsonQuote(RuleName(rule)), ",\"knob\":",
-      JsonQuote(KnobName(knob)), ",\"old\":", JsonNumber(old_value),
-      ",\"new\":", JsonNumber(new_value), ",\"inputs\":{");
+  std::string out =
+      absl::StrCat("{\"at\":", JsonNumber(at_seconds),
+                   ",\"controller\":", JsonQuote(controller),
+                   ",\"rule\":", JsonQuote(RuleName(rule)),
+                   ",\"knob\":", JsonQuote(KnobName(knob)),
+                   ",\"old\":", JsonNumber(old_value),
+                   ",\"new\":", JsonNumber(new_value), ",\"inputs\":{");
   for (size_t i = 0; i < inputs.size(); ++i) {
     absl::StrAppend(&out, i ? "," : "", JsonQuote(inputs[i].first), ":",
                     JsonNumber(inputs[i].second));
@@ -132,8 +133,8 @@ std::string Report::ToJson() const {
   absl::StrAppend(&out, "],\"usl\":{\"valid\":", usl_valid ? "true" : "false",
                   ",\"sigma\":", JsonNumber(sigma),
                   ",\"kappa\":", JsonNumber(kappa),
-                  ",\"knee\":", JsonNumber(knee), "},\"recommended\":",
-                  JsonQuote(RecommendedFlags()), "}");
+                  ",\"knee\":", JsonNumber(knee),
+                  "},\"recommended\":", JsonQuote(RecommendedFlags()), "}");
   return out;
 }
 

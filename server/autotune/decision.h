@@ -15,31 +15,31 @@ const char* KnobName(Knob k);
 
 enum class Rule {
   // limit controller
-  kGradient,       // L' = L*grad + sqrt(L*grad)
-  kLatencyGuard,   // p99 above the target: shrink by target/p99
-  kAppLimited,     // in-flight < L/2: do not grow
-  kMinRttProbe,    // pin the limit to its minimum to measure minRTT
-  kMinRttDone,     // minRTT measured: restore the limit
+  kGradient,      // L' = L*grad + sqrt(L*grad)
+  kLatencyGuard,  // p99 above the target: shrink by target/p99
+  kAppLimited,    // in-flight < L/2: do not grow
+  kMinRttProbe,   // pin the limit to its minimum to measure minRTT
+  kMinRttDone,    // minRTT measured: restore the limit
   // capacity controller
-  kStart,          // classified: (2 x CPU) + 1 workers, the class's threads
-  kReclassify,     // the app changed class: the class's threads
-  kProbe,          // try a neighbour (expected gain > threshold)
-  kExplore,        // try a neighbour to learn the curve (no estimate yet)
-  kTrimCpu,        // CPU at the limit with more processes than cores
-  kTrimIdle,       // slots idle: fewer threads/processes, same throughput
-  kKnee,           // the USL fit says we are past the knee
-  kAccept,         // the probe delivered: keep it
-  kRevert,         // the probe did not deliver: undo (anti-flap penalty)
-  kConverged,      // no neighbour promises more than the threshold
-  kResearch,       // throughput/latency/CPU moved beyond the noise: search
-  kBound,          // the configuration left its bounds: clamp
+  kStart,       // classified: (2 x CPU) + 1 workers, the class's threads
+  kReclassify,  // the app changed class: the class's threads
+  kProbe,       // try a neighbour (expected gain > threshold)
+  kExplore,     // try a neighbour to learn the curve (no estimate yet)
+  kTrimCpu,     // CPU at the limit with more processes than cores
+  kTrimIdle,    // slots idle: fewer threads/processes, same throughput
+  kKnee,        // the USL fit says we are past the knee
+  kAccept,      // the probe delivered: keep it
+  kRevert,      // the probe did not deliver: undo (anti-flap penalty)
+  kConverged,   // no neighbour promises more than the threshold
+  kResearch,    // throughput/latency/CPU moved beyond the noise: search
+  kBound,       // the configuration left its bounds: clamp
 };
 const char* RuleName(Rule r);
 
 // One decision. `old_value == new_value` for decisions that change nothing
 // (accept, converged, research): they are logged, not applied.
 struct Decision {
-  double at_seconds = 0;  // the window's end (monotonic)
+  double at_seconds = 0;        // the window's end (monotonic)
   const char* controller = "";  // "limit" or "capacity"
   Rule rule = Rule::kGradient;
   Knob knob = Knob::kNone;

@@ -13,9 +13,9 @@ namespace forkd::autotune {
 absl::StatusOr<std::unique_ptr<LimitController>> LimitController::Create(
     const LimitOptions& o, absl::BitGenRef rng) {
   if (o.min_limit < 1 || o.max_limit < o.min_limit) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "autotune limit: bounds %d..%d are not 1 <= min <= max", o.min_limit,
-        o.max_limit));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("autotune limit: bounds %d..%d are not 1 <= min <= max",
+                        o.min_limit, o.max_limit));
   }
   if (o.initial_limit != 0 &&
       (o.initial_limit < o.min_limit || o.initial_limit > o.max_limit)) {
@@ -40,10 +40,9 @@ LimitController::LimitController(const LimitOptions& o, absl::BitGenRef rng)
 }
 
 void LimitController::ScheduleProbe(double now) {
-  const double jitter =
-      opt_.min_rtt_jitter > 0
-          ? absl::Uniform(rng_, 0.0, opt_.min_rtt_jitter)
-          : 0.0;
+  const double jitter = opt_.min_rtt_jitter > 0
+                            ? absl::Uniform(rng_, 0.0, opt_.min_rtt_jitter)
+                            : 0.0;
   next_probe_at_ = now + opt_.min_rtt_interval_seconds * (1 + jitter);
 }
 
@@ -101,14 +100,14 @@ std::optional<Decision> LimitController::OnWindow(const Window& w) {
   if (w.app_latency.count() == 0 || min_rtt_ <= 0) return std::nullopt;
   const double sample = w.app_latency.Quantile(opt_.sample_quantile);
   if (sample <= 0) return std::nullopt;
-  gradient_ = std::clamp((1 + opt_.min_rtt_buffer) * min_rtt_ / sample, 0.5,
-                         2.0);
+  gradient_ =
+      std::clamp((1 + opt_.min_rtt_buffer) * min_rtt_ / sample, 0.5, 2.0);
   const double scaled = limit_ * gradient_;
   double next = scaled + std::sqrt(scaled);
   Rule rule = Rule::kGradient;
-  std::string why = absl::StrFormat(
-      "sample %.2f ms vs minRTT %.2f ms: gradient %.2f", sample * 1e3,
-      min_rtt_ * 1e3, gradient_);
+  std::string why =
+      absl::StrFormat("sample %.2f ms vs minRTT %.2f ms: gradient %.2f",
+                      sample * 1e3, min_rtt_ * 1e3, gradient_);
 
   // Gradient2's guard: with fewer than L/2 in flight the app is not what
   // limits throughput, so latency says nothing about a larger limit.
@@ -118,15 +117,14 @@ std::optional<Decision> LimitController::OnWindow(const Window& w) {
   }
   const double p99 = w.app_latency.Quantile(0.99);
   if (opt_.latency_target_seconds > 0 && p99 > opt_.latency_target_seconds) {
-    const double shrink =
-        std::max(0.5, opt_.latency_target_seconds / p99);
+    const double shrink = std::max(0.5, opt_.latency_target_seconds / p99);
     const double guarded = std::min(next, limit_ * shrink);
     if (guarded < next) {
       next = guarded;
       rule = Rule::kLatencyGuard;
-      why = absl::StrFormat("p99 %.2f ms above the target %.2f ms: x%.2f",
-                            p99 * 1e3, opt_.latency_target_seconds * 1e3,
-                            shrink);
+      why =
+          absl::StrFormat("p99 %.2f ms above the target %.2f ms: x%.2f",
+                          p99 * 1e3, opt_.latency_target_seconds * 1e3, shrink);
     }
   }
   next = std::clamp(next, static_cast<double>(opt_.min_limit),

@@ -23,11 +23,11 @@ struct LimitOptions {
   int initial_limit = 0;  // 0: min_limit
   // p99 of the app's latency not to exceed (an upper guard), 0 = none.
   double latency_target_seconds = 0;
-  double sample_quantile = 0.5;   // the window's "sample RTT"
-  double min_rtt_buffer = 0.25;   // grad = (1 + buffer) * minRTT / sample
+  double sample_quantile = 0.5;  // the window's "sample RTT"
+  double min_rtt_buffer = 0.25;  // grad = (1 + buffer) * minRTT / sample
   double min_rtt_interval_seconds = 60;
-  double min_rtt_jitter = 0.15;   // interval * (1 + U[0, jitter))
-  uint64_t min_rtt_requests = 50;  // samples needed for a minRTT
+  double min_rtt_jitter = 0.15;            // interval * (1 + U[0, jitter))
+  uint64_t min_rtt_requests = 50;          // samples needed for a minRTT
   int min_limit_windows_before_probe = 5;  // Envoy: stuck at min: re-measure
 };
 
@@ -51,8 +51,7 @@ class LimitController {
 
  private:
   LimitController(const LimitOptions& o, absl::BitGenRef rng);
-  Decision Make(const Window& w, Rule rule, double new_limit,
-                std::string why);
+  Decision Make(const Window& w, Rule rule, double new_limit, std::string why);
   void ScheduleProbe(double now);
 
   LimitOptions opt_;

@@ -52,8 +52,9 @@ double LatencyHistogram::Quantile(double q) const {
 }
 
 double Window::Throughput() const {
-  return duration_seconds > 0 ? static_cast<double>(completed) / duration_seconds
-                              : 0;
+  return duration_seconds > 0
+             ? static_cast<double>(completed) / duration_seconds
+             : 0;
 }
 
 double Window::CpuPerRequest() const {

@@ -65,17 +65,17 @@ struct Window {
   LatencyHistogram latency;      // whole request as clients see it
   LatencyHistogram app_latency;  // time in the app only (upstream)
 
-  double mean_in_flight = 0;       // requests inside the app
-  double mean_queue_length = 0;    // requests waiting in forkd's queue
-  double mean_queue_seconds = 0;   // time a request waited in the queue
+  double mean_in_flight = 0;      // requests inside the app
+  double mean_queue_length = 0;   // requests waiting in forkd's queue
+  double mean_queue_seconds = 0;  // time a request waited in the queue
 
-  double app_cpu_seconds = 0;          // sum over the app processes
-  std::vector<uint64_t> rss_bytes;     // one entry per app process
-  double cpu_limit_cores = 0;          // cgroup cpu.max (or host cores)
-  uint64_t nr_periods = 0;             // cpu.stat deltas
+  double app_cpu_seconds = 0;       // sum over the app processes
+  std::vector<uint64_t> rss_bytes;  // one entry per app process
+  double cpu_limit_cores = 0;       // cgroup cpu.max (or host cores)
+  uint64_t nr_periods = 0;          // cpu.stat deltas
   uint64_t nr_throttled = 0;
   uint64_t throttled_usec = 0;
-  uint64_t memory_max_bytes = 0;       // cgroup memory.max, 0 = none
+  uint64_t memory_max_bytes = 0;  // cgroup memory.max, 0 = none
 
   // Completed requests per second; 0 for an empty window.
   double Throughput() const;

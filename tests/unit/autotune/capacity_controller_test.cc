@@ -1,5 +1,7 @@
 #include "server/autotune/capacity_controller.h"
 
+#include <cstdlib>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,13 @@ struct Loop {
     ctl = *std::move(c);
   }
 
+  // AUTOTUNE_TRACE=1 prints every decision and the report of each loop.
+  ~Loop() {
+    if (std::getenv("AUTOTUNE_TRACE") == nullptr) return;
+    for (const Decision& d : all) std::cout << d.ToJson() << "\n";
+    std::cout << ctl->report().ToText() << "\n";
+  }
+
   // Runs `n` windows; returns the decisions made.
   std::vector<Decision> Run(int n) {
     std::vector<Decision> made;
@@ -46,9 +55,15 @@ struct Loop {
     return made;
   }
 
-  // Windows until steady, at most `limit`; -1 if never.
+  // Windows until steady, at most `limit`; -1 if never. From a steady
+  // state, first waits for the controller to leave it.
   int RunUntilSteady(int limit) {
-    for (int i = 0; i < limit; ++i) {
+    int i = 0;
+    while (i < limit && ctl->phase() == CapacityController::Phase::kSteady) {
+      Run(1);
+      ++i;
+    }
+    for (; i < limit; ++i) {
       Run(1);
       if (ctl->phase() == CapacityController::Phase::kSteady) return i + 1;
     }
@@ -70,7 +85,6 @@ struct Loop {
   std::vector<Decision> all;
 };
 
-
 std::string Dump(const std::vector<Decision>& ds) {
   std::string out;
   for (const Decision& d : ds) out += d.ToJson() + "\n";
@@ -84,25 +98,36 @@ struct Case {
 
 class Converges : public ::testing::TestWithParam<Case> {};
 
+// Five seeds: the noise differs, the outcome must not.
 TEST_P(Converges, WithinTenPercentOfTheBestInBoundedWindows) {
-  Loop loop(GetParam().model);
-  const int windows = loop.RunUntilSteady(60);
-  ASSERT_GT(windows, 0) << Dump(loop.all);
-  EXPECT_GE(loop.Ratio(), 0.9)
-      << GetParam().name << " at -w " << loop.ctl->workers() << " --threads "
-      << loop.ctl->threads() << "\n"
-      << Dump(loop.all);
-  // Bounds: never outside them, never over memory.
-  for (auto [w, t] : loop.configs) {
-    EXPECT_GE(w, 1);
-    EXPECT_LE(w, kMaxWorkers);
-    EXPECT_GE(t, 1);
-    EXPECT_LE(t, kMaxThreads);
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    Loop loop(GetParam().model, {}, 1, 1, seed);
+    const int windows = loop.RunUntilSteady(60);
+    ASSERT_GT(windows, 0) << Dump(loop.all);
+    EXPECT_GE(loop.Ratio(), 0.9)
+        << GetParam().name << " at -w " << loop.ctl->workers() << " --threads "
+        << loop.ctl->threads() << "\n"
+        << Dump(loop.all);
+    // Bounds: never outside them, never over memory.
+    for (auto [w, t] : loop.configs) {
+      EXPECT_GE(w, 1);
+      EXPECT_LE(w, kMaxWorkers);
+      EXPECT_GE(t, 1);
+      EXPECT_LE(t, kMaxThreads);
+    }
+    EXPECT_EQ(loop.app.memory_violations(), 0);
+    // Hysteresis: every growth or knee move expected more than 5 %.
+    for (const Decision& d : loop.all) {
+      if (d.rule != Rule::kProbe && d.rule != Rule::kKnee) continue;
+      ASSERT_FALSE(d.inputs.empty());
+      EXPECT_EQ(d.inputs.back().first, "expected_gain");
+      EXPECT_GT(d.inputs.back().second, 0.05) << d.ToJson();
+    }
+    // Steady: 30 more windows of noise change nothing.
+    const std::vector<Decision> later = loop.Run(30);
+    for (const Decision& d : later) EXPECT_FALSE(d.changes()) << d.ToJson();
   }
-  EXPECT_EQ(loop.app.memory_violations(), 0);
-  // Steady: 30 more windows of noise change nothing.
-  const std::vector<Decision> later = loop.Run(30);
-  for (const Decision& d : later) EXPECT_FALSE(d.changes()) << d.ToJson();
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -216,26 +241,43 @@ TEST(CapacityController, UndoneProbesArePenalised) {
 }
 
 TEST(CapacityController, ReconvergesWhenTheAppFlipsCpuToIo) {
-  Loop loop(sim::CpuBound());
-  ASSERT_GT(loop.RunUntilSteady(60), 0);
-  loop.app.set_model(sim::IoBound());
-  const int windows = loop.RunUntilSteady(60);
-  ASSERT_GT(windows, 0) << Dump(loop.all);
-  EXPECT_EQ(loop.ctl->app_class(), AppClass::kIoBound);
-  EXPECT_GE(loop.Ratio(), 0.9) << Dump(loop.all);
-  bool researched = false;
-  for (const Decision& d : loop.all) researched |= d.rule == Rule::kResearch;
-  EXPECT_TRUE(researched);
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    Loop loop(sim::CpuBound(), {}, 1, 1, seed);
+    ASSERT_GT(loop.RunUntilSteady(60), 0);
+    const size_t before = loop.all.size();
+    loop.app.set_model(sim::IoBound());
+    // Bounded: detect the change and search again within 60 windows.
+    ASSERT_GT(loop.RunUntilSteady(60), 0) << Dump(loop.all);
+    EXPECT_EQ(loop.ctl->app_class(), AppClass::kIoBound) << Dump(loop.all);
+    EXPECT_GE(loop.Ratio(), 0.9) << Dump(loop.all);
+    bool researched = false;
+    for (size_t i = before; i < loop.all.size(); ++i) {
+      researched |= loop.all[i].rule == Rule::kResearch;
+    }
+    EXPECT_TRUE(researched);
+    EXPECT_EQ(loop.app.memory_violations(), 0);
+  }
 }
 
 TEST(CapacityController, ReconvergesWhenTheAppFlipsIoToCpu) {
-  Loop loop(sim::IoBound());
-  ASSERT_GT(loop.RunUntilSteady(60), 0);
-  loop.app.set_model(sim::CpuBound());
-  const int windows = loop.RunUntilSteady(60);
-  ASSERT_GT(windows, 0) << Dump(loop.all);
-  EXPECT_EQ(loop.ctl->app_class(), AppClass::kCpuBound);
-  EXPECT_GE(loop.Ratio(), 0.9) << Dump(loop.all);
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    Loop loop(sim::IoBound(), {}, 1, 1, seed);
+    ASSERT_GT(loop.RunUntilSteady(60), 0);
+    const size_t before = loop.all.size();
+    loop.app.set_model(sim::CpuBound());
+    // Bounded: detect the change and search again within 60 windows.
+    ASSERT_GT(loop.RunUntilSteady(60), 0) << Dump(loop.all);
+    EXPECT_EQ(loop.ctl->app_class(), AppClass::kCpuBound) << Dump(loop.all);
+    EXPECT_GE(loop.Ratio(), 0.9) << Dump(loop.all);
+    bool researched = false;
+    for (size_t i = before; i < loop.all.size(); ++i) {
+      researched |= loop.all[i].rule == Rule::kResearch;
+    }
+    EXPECT_TRUE(researched);
+    EXPECT_EQ(loop.app.memory_violations(), 0);
+  }
 }
 
 TEST(CapacityController, KneeAppReportsItsKnee) {
@@ -246,9 +288,9 @@ TEST(CapacityController, KneeAppReportsItsKnee) {
   // The model's knee is sqrt((1 - 0.02) / 0.002) = 22.
   EXPECT_GT(r.knee, 11) << r.ToText();
   EXPECT_LT(r.knee, 44) << r.ToText();
-  EXPECT_EQ(r.RecommendedFlags(),
-            "-w " + std::to_string(loop.ctl->workers()) + " --threads " +
-                std::to_string(loop.ctl->threads()));
+  EXPECT_EQ(r.RecommendedFlags(), "-w " + std::to_string(loop.ctl->workers()) +
+                                      " --threads " +
+                                      std::to_string(loop.ctl->threads()));
   EXPECT_GE(r.points.size(), 3u);
 }
 

@@ -21,13 +21,13 @@ double SimApp::Throughput(int workers, int threads) const {
   const double n = std::min<double>(m_.clients, double(workers) * threads);
   const double per_process_concurrency = n / workers;
   // A process runs one thread at a time on CPU (GIL).
-  const double per_process = std::min(per_process_concurrency / per_request,
-                                      1 / m_.cpu_seconds);
+  const double per_process =
+      std::min(per_process_concurrency / per_request, 1 / m_.cpu_seconds);
   double x = std::min({workers * per_process, m_.cores / m_.cpu_seconds,
                        m_.clients / per_request});
   const double runnable =
-      workers * std::min(1.0, per_process_concurrency * m_.cpu_seconds /
-                                  per_request);
+      workers *
+      std::min(1.0, per_process_concurrency * m_.cpu_seconds / per_request);
   x /= 1 + m_.oversubscription * std::max(0.0, runnable - m_.cores);
   x /= 1 + m_.sigma * (n - 1) + m_.kappa * n * (n - 1);
   return x;
@@ -61,8 +61,8 @@ Best SimApp::BestConfig(int max_workers, int max_threads) const {
 
 Window SimApp::Run(int workers, int threads, double end, double duration) {
   if (!FitsMemory(workers, threads)) ++memory_violations_;
-  const double x = Throughput(workers, threads) *
-                   std::max(0.0, 1 + m_.noise * Normal());
+  const double x =
+      Throughput(workers, threads) * std::max(0.0, 1 + m_.noise * Normal());
   const double n = std::min<double>(m_.clients, double(workers) * threads);
   const double app = n / Throughput(workers, threads);
   const double floor = m_.cpu_seconds + m_.wait_seconds;
@@ -84,8 +84,9 @@ Window SimApp::Run(int workers, int threads, double end, double duration) {
   w.mean_queue_length = m_.clients - n;
   w.mean_queue_seconds = queue;
   w.app_cpu_seconds = w.completed * m_.cpu_seconds;
-  w.rss_bytes.assign(workers, static_cast<uint64_t>(m_.rss_base_bytes +
-                                                    threads * m_.rss_thread_bytes));
+  w.rss_bytes.assign(
+      workers,
+      static_cast<uint64_t>(m_.rss_base_bytes + threads * m_.rss_thread_bytes));
   w.cpu_limit_cores = m_.cores;
   w.nr_periods = static_cast<uint64_t>(duration * 10);
   if (w.CpuCoresUsed() >= 0.97 * m_.cores) w.nr_throttled = w.nr_periods / 2;

@@ -14,12 +14,12 @@
 namespace forkd::autotune::sim {
 
 struct AppModel {
-  double cpu_seconds = 0.005;   // CPU per request
-  double wait_seconds = 0;      // off-CPU wait per request (I/O)
-  double sigma = 0;             // USL contention on requests in flight
-  double kappa = 0;             // USL coherency: past the knee X falls
-  double cores = 2;             // cgroup CPU limit
-  int clients = 64;             // closed-loop load
+  double cpu_seconds = 0.005;      // CPU per request
+  double wait_seconds = 0;         // off-CPU wait per request (I/O)
+  double sigma = 0;                // USL contention on requests in flight
+  double kappa = 0;                // USL coherency: past the knee X falls
+  double cores = 2;                // cgroup CPU limit
+  int clients = 64;                // closed-loop load
   double oversubscription = 0.04;  // loss per runnable process over cores
   double rss_base_bytes = 60e6;    // per process
   double rss_thread_bytes = 1e6;   // per thread
@@ -43,10 +43,11 @@ inline AppModel Mixed() {
 // Throughput falls past ~22 in flight.
 inline AppModel Knee() {
   AppModel m;
-  m.cpu_seconds = 0.001;
-  m.wait_seconds = 0.01;
+  m.cpu_seconds = 0.0005;  // the 2 cores are never the bottleneck
+  m.wait_seconds = 0.0105;
   m.sigma = 0.02;
   m.kappa = 0.002;
+  m.oversubscription = 0;  // a pure USL curve: its knee is the model's
   return m;
 }
 
