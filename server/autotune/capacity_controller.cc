@@ -371,6 +371,8 @@ std::vector<Decision> CapacityController::OnPoint(const Window& w,
   }
   points_[{p.workers, p.threads}] = p;
 
+  if (Bound(w, p, &out)) return out;
+
   if (phase_ == Phase::kMeasure) {
     const AppClass was = class_;
     class_ = Classify(p);
@@ -456,7 +458,48 @@ std::vector<Decision> CapacityController::OnPoint(const Window& w,
   return out;
 }
 
+bool CapacityController::Bound(const Window& w, const Point& p,
+                               std::vector<Decision>* out) {
+  // memory.max shrank or the app grew: shed processes (then threads) until
+  // the measured RSS fits, before anything else.
+  if (Fits(p, {workers_, threads_})) return false;
+  Config to{workers_, threads_};
+  while (to.first > opt_.bounds.min_workers && !Fits(p, to)) --to.first;
+  while (to.second > opt_.bounds.min_threads && !Fits(p, to)) --to.second;
+  if (to == Config{workers_, threads_}) return false;
+  probe_.reset();
+  Apply(w, Rule::kBound, to,
+        absl::StrFormat("%.0f MB RSS per process does not fit %.0f%% of "
+                        "memory.max %.0f MB",
+                        p.rss_per_process / 1e6, opt_.memory_headroom * 100,
+                        p.memory_max / 1e6),
+        p, out);
+  return true;
+}
+
+void CapacityController::ResetRegime() {
+  // A new regime: old points describe another app. Penalties decay
+  // rather than vanish so a flapping configuration stays expensive.
+  points_.clear();
+  explored_.clear();
+  for (auto& [cfg, n] : penalty_) n /= 2;
+  min_app_p50_ = 0;
+  drift_count_ = 0;
+  phase_ = Phase::kMeasure;
+  acc_.clear();
+  probe_.reset();
+}
+
 void CapacityController::Steady(const Window& w, std::vector<Decision>* out) {
+  if (w.memory_max_bytes > 0 &&
+      static_cast<double>(w.TotalRssBytes()) >
+          opt_.memory_headroom * static_cast<double>(w.memory_max_bytes)) {
+    acc_ = {w};
+    const Point p = Summarise();
+    ResetRegime();
+    Bound(w, p, out);
+    return;
+  }
   const double x = w.Throughput();
   const double limit = std::max(opt_.drift_min, 3 * noise_);
   auto moved = [&](double now, double then) {
@@ -486,15 +529,7 @@ void CapacityController::Steady(const Window& w, std::vector<Decision>* out) {
                       drift_count_, limit * 100, baseline_.throughput, x,
                       baseline_.cpu_per_request * 1e3, w.CpuPerRequest() * 1e3),
       now, out);
-  // A new regime: old points describe another app. Penalties decay
-  // rather than vanish so a flapping configuration stays expensive.
-  points_.clear();
-  explored_.clear();
-  for (auto& [cfg, n] : penalty_) n /= 2;
-  min_app_p50_ = 0;
-  drift_count_ = 0;
-  phase_ = Phase::kMeasure;
-  acc_.clear();
+  ResetRegime();
   settle_left_ = 0;
 }
 

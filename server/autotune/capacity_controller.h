@@ -106,6 +106,10 @@ class CapacityController {
             std::vector<Decision>* out) const;
   std::vector<Decision> OnPoint(const Window& w, const Point& p);
   void Steady(const Window& w, std::vector<Decision>* out);
+  // Sheds processes, then threads, when the configuration does not fit
+  // memory.max; true when it decided so.
+  bool Bound(const Window& w, const Point& p, std::vector<Decision>* out);
+  void ResetRegime();
 
   CapacityOptions opt_;
   int workers_, threads_;

@@ -177,6 +177,24 @@ TEST(CapacityController, MemoryBoundsTheWorkers) {
       << Dump(loop.all);
 }
 
+TEST(CapacityController, ShedsProcessesWhenMemoryShrinks) {
+  Loop loop(sim::CpuBound());
+  ASSERT_GT(loop.RunUntilSteady(60), 0);
+  const int before = loop.ctl->workers();
+  ASSERT_GE(before, 2);
+  AppModel m = sim::CpuBound();
+  m.memory_max_bytes = 1.5 * (m.rss_base_bytes + m.rss_thread_bytes);
+  loop.app.set_model(m);
+  loop.Run(1);  // one window over memory.max: the violation that tells
+  loop.Run(20);
+  EXPECT_EQ(loop.ctl->workers(), 1) << Dump(loop.all);
+  bool bound = false;
+  for (const Decision& d : loop.all) bound |= d.rule == Rule::kBound;
+  EXPECT_TRUE(bound) << Dump(loop.all);
+  // Within the windows needed to see it (at most one point), then never.
+  EXPECT_LE(loop.app.memory_violations(), 3);
+}
+
 TEST(CapacityController, ExplicitBoundsAreRespected) {
   CapacityOptions o;
   o.bounds.max_workers = 3;
