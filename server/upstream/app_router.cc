@@ -41,24 +41,43 @@ bool AppRouter::ReserveSlot(uint32_t i) {
 
 std::optional<AppReservation> AppRouter::TryReserve() {
   if (count_ == 0) return std::nullopt;
-  const uint32_t start = next_.fetch_add(1, std::memory_order_relaxed) % count_;
+  // The ticket picks among the least-loaded ready slots, not a starting
+  // index into all slots: capacity is far above the processes in use, and a
+  // start past the last used slot would wrap to slot 0 nearly every time.
+  const uint32_t ticket = next_.fetch_add(1, std::memory_order_relaxed);
   // A few rounds: another worker may take the chosen slot's last place
   // between the scan and the compare-exchange; then the next best is tried.
   for (int attempt = 0; attempt < 4; ++attempt) {
-    uint32_t best = count_;
     uint32_t best_load = std::numeric_limits<uint32_t>::max();
-    for (uint32_t k = 0; k < count_; ++k) {
-      const uint32_t i = (start + k) % count_;
+    uint32_t ties = 0;
+    for (uint32_t i = 0; i < count_; ++i) {
       const AppSlot& s = slots_[i];
       if (!IsReady(s)) continue;
       const uint32_t load = s.in_flight.load(std::memory_order_relaxed);
       if (load >= s.cap.load(std::memory_order_relaxed)) continue;
       if (load < best_load) {
-        best = i;
         best_load = load;
+        ties = 1;
+      } else if (load == best_load) {
+        ++ties;
       }
     }
-    if (best == count_) return std::nullopt;
+    if (ties == 0) return std::nullopt;
+    uint32_t pick = ticket % ties;
+    uint32_t best = count_;
+    for (uint32_t i = 0; i < count_; ++i) {
+      const AppSlot& s = slots_[i];
+      if (!IsReady(s)) continue;
+      const uint32_t load = s.in_flight.load(std::memory_order_relaxed);
+      if (load != best_load || load >= s.cap.load(std::memory_order_relaxed)) {
+        continue;
+      }
+      if (pick-- == 0) {
+        best = i;
+        break;
+      }
+    }
+    if (best == count_) continue;  // the slots changed between the passes
     AppSlot& s = slots_[best];
     const uint64_t incarnation = s.incarnation.load(std::memory_order_acquire);
     if (!ReserveSlot(best)) continue;

@@ -48,6 +48,26 @@ struct Board {
   std::unique_ptr<Scoreboard> sb;
 };
 
+// Sequential requests (each done before the next) tie at zero in flight:
+// they rotate over the ready processes even when the slot capacity is far
+// above the processes in use (a start index into all slots would wrap to
+// slot 0 for most of them).
+TEST(AppRouter, IdleTiesRotateEvenlyWhenFewSlotsOfManyAreUsed) {
+  Board b(64, 8);
+  for (uint32_t i = 3; i < 64; ++i) b.Set(i, AppState::kEmpty, 8);
+  int64_t now = 1000;
+  AppRouter router(&b.slot(0), 64, [&now] { return now; });
+  std::vector<int> hits(3, 0);
+  for (int i = 0; i < 30; ++i) {
+    auto r = router.TryReserve();
+    ASSERT_TRUE(r.has_value());
+    ASSERT_LT(r->slot, 3u);
+    ++hits[r->slot];
+    router.Release(*r, true);
+  }
+  EXPECT_EQ(hits, (std::vector<int>{10, 10, 10}));
+}
+
 TEST(AppRouter, SpreadsOverEveryReadyProcess) {
   Board b(4, 8);
   int64_t now = 1000;
