@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from forkd_harness import (Forkd, REPO_DIR, child_pids, pid_alive, short_tmpdir,
-                           unix_http_request, wait_until)
+from forkd_harness import (Forkd, REPO_DIR, child_pids, http_request, pid_alive,
+                           short_tmpdir, unix_http_request, wait_until)
 
 EXAMPLE_APP = os.path.join(REPO_DIR, "deploy", "example-app", "app.py")
 
@@ -152,10 +152,17 @@ def test_kill_9_of_the_master_leaves_no_app_process():
 
 
 def test_app_that_never_boots_backs_off():
-    with AppForkd(["/bin/sh", "-c", "echo boom; exit 1"], ["-w", "1"]) as fk:
+    # A short --max-queue-time: with no app process ever ready, a request
+    # waits that long for one, then gets 503 with Retry-After.
+    with AppForkd(["/bin/sh", "-c", "echo boom; exit 1"],
+                  ["-w", "1", "--max-queue-time", "1"]) as fk:
         wait_until(lambda: fk.error_log_text().count("failed to boot") >= 3, 20,
                    what="repeated boot failures")
         assert "[app 0] boom" in fk.stderr_text()
+        status, headers, _ = http_request(fk.port, "GET", "/")
+        assert status == 503
+        assert headers.get("Retry-After") == "1"
+        assert "no free app process" in fk.error_log_text()
 
 
 def test_upstream_is_refused_in_app_mode():
