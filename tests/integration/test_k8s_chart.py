@@ -788,6 +788,9 @@ def test_app_mode_ports_probes_and_lockdown_are_sidecar_modes(name):
     sidecar_flags = forkd_flags(fk["args"])
     sidecar_flags.pop("upstream")
     flags.pop("proxy-workers", None)
+    # The app queue exists only in app mode.
+    assert "max-queue-time" not in sidecar_flags
+    assert flags.pop("max-queue-time") == ["30"]
     assert flags == sidecar_flags
     fk_mounts = {m["mountPath"]: m for m in fk["volumeMounts"]
                  if m["name"] in ("admin-token", "tls")}

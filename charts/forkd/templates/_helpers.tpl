@@ -117,7 +117,9 @@ after it, so the sum.
 - --shutdown-delay={{ $f.shutdownDelay }}
 - --keepalive={{ $f.keepalive }}
 - --upstream-timeout={{ $f.upstreamTimeout }}
+{{- if eq .Values.mode "app" }}
 - --max-queue-time={{ $f.maxQueueTime }}
+{{- end }}
 - --client-header-timeout={{ $f.clientHeaderTimeout }}
 - --client-body-timeout={{ $f.clientBodyTimeout }}
 - --max-requests={{ $f.maxRequests | int64 }}
