@@ -46,6 +46,7 @@
 #                                    FORKD_ARGS unset in its environment -> FORKD_PID
 #   sum_proc, rss_kib, pss_kib, cpu_ticks PID...   /proc sums over processes
 #   parse_h2load FILE                "REQS_PER_S FAILED" of an h2load run
+#   parse_wrk FILE                   "REQS_PER_S P99_MS ERRORS" of a wrk --latency run
 #   median_run PARSER FILE...        the FILE whose req/s (PARSER's first field)
 #                                    is the (lower) median
 #   median_value                     the (lower) median of the numbers on stdin
@@ -256,3 +257,24 @@ median_run() {  # median_run PARSER FILE...: the file with the median req/s (low
 median_value() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# parse_wrk FILE -> "REQS P99_MS ERRORS": requests/s, p99 in ms, and the
+# non-2xx/3xx responses plus socket errors wrk counted.
+parse_wrk() {
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+      if (v ~ /m$/)  { sub(/m$/, "", v);  return v * 60000 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+      return v + 0
+    }
+    /^Requests\/sec:/ { reqs = $2 }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    /Socket errors:/ {
+      for (i = 3; i <= NF; i++) { v = $i; gsub(/,/, "", v); if (v ~ /^[0-9]+$/) errors += v }
+    }
+    END { printf "%s %s %d\n", (reqs == "" ? 0 : reqs), (p99 == "" ? "nan" : p99), errors }
+  ' "$1"
+}

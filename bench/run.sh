@@ -54,26 +54,6 @@ warm() {
   run_loadgen /dev/null "$WRK" -t"$WRK_THREADS" -c"$CONNS" -d"${WARMUP}s" "$1"
 }
 
-# parse_wrk FILE -> "REQS P99_MS ERRORS": requests/s, p99 in ms, and the
-# non-2xx/3xx responses plus socket errors wrk counted.
-parse_wrk() {
-  awk '
-    function ms(v) {
-      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
-      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
-      if (v ~ /m$/)  { sub(/m$/, "", v);  return v * 60000 }
-      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
-      return v + 0
-    }
-    /^Requests\/sec:/ { reqs = $2 }
-    $1 == "99%" { p99 = ms($2) }
-    /Non-2xx or 3xx responses:/ { errors += $NF }
-    /Socket errors:/ {
-      for (i = 3; i <= NF; i++) { v = $i; gsub(/,/, "", v); if (v ~ /^[0-9]+$/) errors += v }
-    }
-    END { printf "%s %s %d\n", (reqs == "" ? 0 : reqs), (p99 == "" ? "nan" : p99), errors }
-  ' "$1"
-}
 
 # --- upstream and peer proxy -----------------------------------------------------
 
