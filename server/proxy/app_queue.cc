@@ -70,6 +70,11 @@ const void* AppQueue::Release(const upstream::AppReservation& r,
   return line_.empty() ? nullptr : line_.front().id;
 }
 
+const void* AppQueue::Head() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return line_.empty() ? nullptr : line_.front().id;
+}
+
 size_t AppQueue::size() {
   std::lock_guard<std::mutex> lock(mu_);
   return line_.size();

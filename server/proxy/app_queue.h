@@ -1,8 +1,9 @@
 // App mode: the line a request waits in when every app process is at its
 // cap. FIFO per proxy worker, bounded in time by --max-queue-time (then the
 // caller answers 503 with Retry-After). Capacity is shared with the other
-// proxy workers through the scoreboard, which cannot wake this one, so
-// callers poll: the head retries on a short timer (see TryEnter). No I/O.
+// proxy workers through the scoreboard, which cannot wake this one, so the
+// worker's loop tries the head again whenever it may have freed a process
+// and every kRecheckMs while anyone waits (see Head). No I/O.
 #ifndef FORKD_SERVER_PROXY_APP_QUEUE_H_
 #define FORKD_SERVER_PROXY_APP_QUEUE_H_
 
@@ -49,6 +50,9 @@ class AppQueue {
   // line, which should try again now (nullptr: nobody waits).
   const void* Release(const upstream::AppReservation& r, bool finished);
 
+  // The request at the front of the line (nullptr: nobody waits). It is
+  // alive: a request leaves the line before it goes away.
+  const void* Head();
   size_t size();
   int64_t max_wait_ms() const { return max_wait_ms_; }
 

@@ -27,8 +27,8 @@ ssize_t SocketAppTransport::Read(upstream::Connection& conn, char* buf,
   return recv(conn.fd, buf, len, 0);  // not read(): see SocketTransport
 }
 
-ssize_t SocketAppTransport::Write(upstream::Connection& conn,
-                                  const char* data, size_t len) {
+ssize_t SocketAppTransport::Write(upstream::Connection& conn, const char* data,
+                                  size_t len) {
   return send(conn.fd, data, len, MSG_NOSIGNAL);
 }
 

@@ -137,6 +137,9 @@ class ProxySession : public ClientConnection,
 
   // Makes all progress possible without blocking.
   void Drive();
+  // App mode: an app process may be free now; a request waiting in the
+  // app queue tries for one at once instead of at its next re-check.
+  void RetryAppQueue();
 
   // Called when now_ms passed deadline_ms(): answers 504 or closes.
   void OnTimeout(int64_t now_ms) override;

@@ -347,6 +347,12 @@ void ProxySession::ReleaseUpstream(bool reusable) {
   }
 }
 
+void ProxySession::RetryAppQueue() {
+  if (!app_waiting_ || closed_) return;
+  retry_connect_at_ms_ = 0;
+  Drive();
+}
+
 void ProxySession::ReleaseAppProcess(bool finished) {
   if (ctx_->app_queue == nullptr) return;
   if (app_waiting_) {

@@ -19,7 +19,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
+#include "server/proxy/app_queue.h"
 #include "server/proxy/http2_connection.h"
+#include "server/proxy/proxy_session.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/worker/worker_epoll.h"
 #include "server/worker/worker_runtime.h"
@@ -44,6 +46,9 @@ class AsyncWorker {
   void AcceptSome(int listen_fd, bool final_sweep = false);
   void OnEvent(const epoll_event& ev);
   void Sweep(int64_t now_ms);
+  // App mode: lets the requests at the front of the app queue try for an
+  // app process, until one finds none free.
+  void WakeAppWaiters(proxy::AppQueue* queue);
   // Replaces an HTTP/1 connection that opened with the HTTP/2 preface by
   // an Http2Connection on the same socket.
   void MaybeSwitchToHttp2(proxy::ClientConnection* c);
@@ -178,6 +183,19 @@ void AsyncWorker::Sweep(int64_t now_ms) {
   }
 }
 
+void AsyncWorker::WakeAppWaiters(proxy::AppQueue* queue) {
+  // Bounded: each pass either reserves for the head (which leaves the line)
+  // or stops; a waiter is a ProxySession (its `this` is its id).
+  for (size_t i = 0, n = queue->size(); i < n; ++i) {
+    const void* head = queue->Head();
+    if (head == nullptr) return;
+    auto* s = static_cast<proxy::ProxySession*>(const_cast<void*>(head));
+    s->RetryAppQueue();
+    touched_.push_back(s);
+    if (queue->Head() == head) return;  // nothing free yet
+  }
+}
+
 void AsyncWorker::Run() {
   ApplySettings();
   rt_->session_context()->in_flight_cap = &cap_;
@@ -206,10 +224,19 @@ void AsyncWorker::Run() {
   std::vector<epoll_event> events(256);
   int64_t last_tick = 0;
   while (true) {
+    proxy::AppQueue* app_queue = rt_->session_context()->app_queue;
+    // While requests wait for an app process, wake often enough to see
+    // capacity another proxy worker frees (it cannot wake this loop).
+    int wait_ms = app_queue != nullptr && app_queue->size() > 0
+                      ? static_cast<int>(proxy::AppQueue::kRecheckMs)
+                      : kTickMs;
     int n = epoll_wait(epoll_.fd(), events.data(),
-                       static_cast<int>(events.size()), kTickMs);
+                       static_cast<int>(events.size()), wait_ms);
     loop_clock::Refresh();  // one clock read for the whole batch
     for (int i = 0; i < n; ++i) OnEvent(events[i]);
+    // A response read in this batch freed its app process: the line moves
+    // now, not at the next sweep.
+    if (app_queue != nullptr) WakeAppWaiters(app_queue);
 
     int64_t now = loop_clock::NowMs();
     // Every round, not only on the tick: the master's SIGURG after it

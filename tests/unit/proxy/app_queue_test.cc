@@ -66,6 +66,25 @@ TEST(AppQueue, WaitersGetProcessesInArrivalOrder) {
   EXPECT_EQ(f.sb->app_slot(0).requests.load(), 4u);
 }
 
+// The worker's loop wakes whoever Head names: the front of the line, then
+// the next once the front got its process or left.
+TEST(AppQueue, HeadIsTheFrontOfTheLineAsItMoves) {
+  QueueFixture f(1);
+  int running, first, second;
+  AppReservation held, r;
+  EXPECT_EQ(f.queue->Head(), nullptr);
+  ASSERT_EQ(f.queue->TryEnter(&running, 0, &held), AppQueue::Result::kReserved);
+  EXPECT_EQ(f.queue->Head(), nullptr);  // it got in: nobody waits
+  ASSERT_EQ(f.queue->TryEnter(&first, 1, &r), AppQueue::Result::kWaiting);
+  ASSERT_EQ(f.queue->TryEnter(&second, 2, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(f.queue->Head(), &first);
+  f.queue->Release(held, true);
+  ASSERT_EQ(f.queue->TryEnter(&first, 3, &r), AppQueue::Result::kReserved);
+  EXPECT_EQ(f.queue->Head(), &second);
+  f.queue->Leave(&second);
+  EXPECT_EQ(f.queue->Head(), nullptr);
+}
+
 TEST(AppQueue, ANewcomerDoesNotJumpTheLine) {
   QueueFixture f(1);
   int running, waiting, newcomer;
