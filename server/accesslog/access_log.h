@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
 
 namespace forkd::accesslog {
 

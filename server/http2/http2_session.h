@@ -31,7 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/common/buffer.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
 #include "server/scoreboard/scoreboard.h"
 
 struct nghttp2_session;

@@ -7,7 +7,6 @@
 #define FORKD_SERVER_HTTP2_OUTGOING_FIELDS_H_
 
 #include <nghttp2/nghttp2.h>
-
 #include <sys/types.h>
 
 #include <algorithm>
@@ -17,7 +16,8 @@
 #include <string_view>
 #include <vector>
 
-#include "server/http1/http1_parser.h"
+#include "server/http1/fields.h"
+#include "server/http1/message.h"
 
 namespace forkd::http2 {
 

@@ -16,7 +16,8 @@
 #include "absl/strings/str_format.h"
 #include "server/common/address.h"
 #include "server/common/log.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
+#include "server/http1/request_parser.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::metrics {

@@ -9,7 +9,8 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
+#include "server/http1/response_parser.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::probes {

@@ -1,6 +1,7 @@
 #include "server/proxy/error_response.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/http1/fields.h"
 
 namespace forkd::proxy {
 
@@ -29,17 +30,24 @@ int StatusFor(Failure failure, http1::ErrorKind parse_error) {
 scoreboard::Rejection RejectionFor(int status, Failure failure) {
   using scoreboard::Rejection;
   switch (failure) {
-    case Failure::kOverCapacity: return Rejection::kOverCapacity;
-    case Failure::kQueueTimeout: return Rejection::kOverCapacity;
-    case Failure::kDraining: return Rejection::kDraining;
+    case Failure::kOverCapacity:
+      return Rejection::kOverCapacity;
+    case Failure::kQueueTimeout:
+      return Rejection::kOverCapacity;
+    case Failure::kDraining:
+      return Rejection::kDraining;
     case Failure::kHttp2Required:
       return Rejection::kBadRequest;  // with the 505 parse errors
     case Failure::kBadRequest:
       switch (status) {
-        case 413: return Rejection::kBodyTooLarge;
-        case 414: return Rejection::kUriTooLong;
-        case 431: return Rejection::kHeadersTooLarge;
-        default: return Rejection::kBadRequest;
+        case 413:
+          return Rejection::kBodyTooLarge;
+        case 414:
+          return Rejection::kUriTooLong;
+        case 431:
+          return Rejection::kHeadersTooLarge;
+        default:
+          return Rejection::kBadRequest;
       }
     default:
       return Rejection::kCount;
@@ -49,24 +57,29 @@ scoreboard::Rejection RejectionFor(int status, Failure failure) {
 scoreboard::UpstreamError UpstreamErrorFor(Failure failure) {
   using scoreboard::UpstreamError;
   switch (failure) {
-    case Failure::kUpstreamRefused: return UpstreamError::kRefused;
-    case Failure::kUpstreamReset: return UpstreamError::kReset;
-    case Failure::kUpstreamTimeout: return UpstreamError::kTimeout;
-    case Failure::kUpstreamBadResponse: return UpstreamError::kBadResponse;
-    default: return UpstreamError::kCount;
+    case Failure::kUpstreamRefused:
+      return UpstreamError::kRefused;
+    case Failure::kUpstreamReset:
+      return UpstreamError::kReset;
+    case Failure::kUpstreamTimeout:
+      return UpstreamError::kTimeout;
+    case Failure::kUpstreamBadResponse:
+      return UpstreamError::kBadResponse;
+    default:
+      return UpstreamError::kCount;
   }
 }
 
-std::string BuildErrorResponse(int status, std::string_view detail,
-                               bool close, std::string_view extra_headers) {
+std::string BuildErrorResponse(int status, std::string_view detail, bool close,
+                               std::string_view extra_headers) {
   // absl 20220623 here has its own string_view: pass std::string.
   std::string reason(http1::ReasonPhrase(status));
   std::string body = absl::StrCat(reason, ": ", std::string(detail), "\n");
   return absl::StrCat("HTTP/1.1 ", status, " ", reason,
                       "\r\nContent-Type: text/plain; charset=utf-8"
                       "\r\nContent-Length: ",
-                      body.size(), close ? "\r\nConnection: close" : "",
-                      "\r\n", std::string(extra_headers), "\r\n", body);
+                      body.size(), close ? "\r\nConnection: close" : "", "\r\n",
+                      std::string(extra_headers), "\r\n", body);
 }
 
 }  // namespace forkd::proxy

@@ -6,22 +6,22 @@
 #include <string>
 #include <string_view>
 
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::proxy {
 
 enum class Failure {
-  kBadRequest,          // client sent something the parser refused
-  kUpstreamRefused,     // app socket missing or refusing
-  kUpstreamReset,       // app closed or reset before a full response
-  kUpstreamTimeout,     // app slower than --upstream-timeout
-  kUpstreamBadResponse, // app's response is not valid HTTP/1.1
-  kOverCapacity,        // in-flight cap reached
-  kDraining,            // worker or server is shutting down
-  kHttp2Required,       // HTTP/1.x request while the app speaks only h2c
-  kClientTimeout,       // request head or body slower than its timeout: 408
-  kQueueTimeout,        // app mode: no free app process in --max-queue-time
+  kBadRequest,           // client sent something the parser refused
+  kUpstreamRefused,      // app socket missing or refusing
+  kUpstreamReset,        // app closed or reset before a full response
+  kUpstreamTimeout,      // app slower than --upstream-timeout
+  kUpstreamBadResponse,  // app's response is not valid HTTP/1.1
+  kOverCapacity,         // in-flight cap reached
+  kDraining,             // worker or server is shutting down
+  kHttp2Required,        // HTTP/1.x request while the app speaks only h2c
+  kClientTimeout,        // request head or body slower than its timeout: 408
+  kQueueTimeout,         // app mode: no free app process in --max-queue-time
 };
 
 // The HTTP status for a failure. For kBadRequest, `parse_error` decides
@@ -38,8 +38,8 @@ scoreboard::UpstreamError UpstreamErrorFor(Failure failure);
 // A complete response with "Connection: close" when `close` is set, a
 // text/plain body "<Reason>: <detail>\n". `extra_headers`: whole field
 // lines ("Name: value\r\n") added to the head.
-std::string BuildErrorResponse(int status, std::string_view detail,
-                               bool close, std::string_view extra_headers = {});
+std::string BuildErrorResponse(int status, std::string_view detail, bool close,
+                               std::string_view extra_headers = {});
 
 }  // namespace forkd::proxy
 

@@ -17,7 +17,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "server/common/ip_networks.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
 
 namespace forkd::proxy {
 

@@ -10,6 +10,7 @@
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
 #include "server/common/readiness.h"
+#include "server/http1/fields.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::proxy {

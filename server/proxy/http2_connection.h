@@ -24,7 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "server/common/buffer.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
 #include "server/http2/http2_session.h"
 #include "server/proxy/client_connection.h"
 #include "server/proxy/client_transport.h"

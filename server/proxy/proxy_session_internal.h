@@ -14,7 +14,8 @@
 #include <vector>
 
 #include "server/common/buffer.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/fields.h"
+#include "server/http1/message.h"
 
 namespace forkd::proxy::session_internal {
 

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
+#include "server/http1/fields.h"
 #include "server/proxy/error_response.h"
 #include "server/proxy/proxy_session.h"
 #include "server/proxy/request_record.h"

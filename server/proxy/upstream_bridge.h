@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
 #include "server/http2/http2_session.h"
 #include "server/upstream/h2_upstream.h"
 

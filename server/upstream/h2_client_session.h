@@ -25,7 +25,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/common/buffer.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
 
 struct nghttp2_session;
 

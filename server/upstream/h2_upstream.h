@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/message.h"
 #include "server/upstream/h2_client_session.h"
 #include "server/upstream/upstream_pool.h"
 

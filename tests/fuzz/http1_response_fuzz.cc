@@ -12,7 +12,9 @@
 #include <string_view>
 #include <vector>
 
-#include "server/http1/http1_parser.h"
+#include "server/http1/body_decoder.h"
+#include "server/http1/message.h"
+#include "server/http1/response_parser.h"
 #include "tests/fuzz/fuzz_input.h"
 #include "tests/fuzz/http1_transcript.h"
 

@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "server/http1/http1_parser.h"
+#include "server/http1/body_decoder.h"
+#include "server/http1/message.h"
 
 namespace forkd::fuzz {
 

@@ -8,7 +8,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/body_decoder.h"
+#include "server/http1/fields.h"
+#include "server/http1/message.h"
 
 namespace forkd::http1 {
 namespace {

@@ -1,11 +1,14 @@
-#include "server/http1/http1_parser.h"
-
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/http1/body_decoder.h"
+#include "server/http1/fields.h"
+#include "server/http1/message.h"
+#include "server/http1/request_parser.h"
+#include "server/http1/response_parser.h"
 
 namespace forkd::http1 {
 namespace {

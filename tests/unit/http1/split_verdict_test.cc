@@ -9,7 +9,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/http1/http1_parser.h"
+#include "server/http1/body_decoder.h"
+#include "server/http1/message.h"
+#include "server/http1/request_parser.h"
+#include "server/http1/response_parser.h"
 
 namespace forkd::http1 {
 namespace {

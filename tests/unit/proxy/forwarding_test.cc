@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/http1/fields.h"
 
 namespace forkd::proxy {
 namespace {
