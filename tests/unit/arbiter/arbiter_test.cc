@@ -170,13 +170,9 @@ TEST_F(ArbiterTest, SpawnsConfiguredWorkersWithWorkerCommandLine) {
   EXPECT_EQ(launch->scoreboard_fd, arbiter_->scoreboard().fd());
   EXPECT_EQ(launch->listen_fds, std::vector<int>{listen_fd_});
   EXPECT_TRUE(launch->record_metrics);
-  // The worker parses the master's resolved settings, not the environment.
-  config::Sources sources;
-  sources.args = launch->config_args;
-  absl::StatusOr<config::ParseResult> parsed = config::Parse(sources);
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(parsed->config.workers, 3);
-  EXPECT_EQ(parsed->config.bind, c.bind);
+  // The worker gets the master's resolved settings, not the environment.
+  EXPECT_EQ(launch->config.workers, 3);
+  EXPECT_EQ(launch->config.bind, c.bind);
   EXPECT_EQ(sys_.spawned[2].spec.argv[0], "forkd: worker 2 (gen 1)");
   std::vector<int> fds = spec.inherit_fds;
   EXPECT_NE(std::find(fds.begin(), fds.end(), listen_fd_), fds.end());
