@@ -2,6 +2,7 @@
 
 #include <sys/prctl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -19,6 +20,8 @@ ProcessTitle::ProcessTitle(int argc, char** argv, char** envp) {
   for (int i = 1; i < argc && argv[i] == end_; ++i) {
     end_ += std::strlen(argv[i]) + 1;
   }
+  argv_end_ = end_;
+  dirty_end_ = end_;
   if (envp == nullptr) return;
   for (char** e = envp; *e != nullptr && *e == end_; ++e) {
     size_t size = std::strlen(*e) + 1;
@@ -37,11 +40,17 @@ size_t ProcessTitle::capacity() const {
 bool ProcessTitle::Set(absl::string_view title) {
   if (begin_ == nullptr || title.size() > capacity()) return false;
   std::memcpy(begin_, title.data(), title.size());
-  // The NULs matter: when the title ends before the last argv byte, the
-  // kernel shows all of argv's memory, and leftovers of the old arguments
-  // would show as words of the title.
-  std::memset(begin_ + title.size(), 0,
-              static_cast<size_t>(end_ - begin_) - title.size());
+  // The NULs matter: when the title ends before argv's last byte, the kernel
+  // shows all of argv's memory, and leftovers of the old arguments (or of a
+  // longer title) would show as words of this one.
+  char* clear_end = std::max(argv_end_, dirty_end_);
+  char* title_end = begin_ + title.size();
+  if (clear_end > title_end) {
+    std::memset(title_end, 0, static_cast<size_t>(clear_end - title_end));
+  } else {
+    *title_end = '\0';  // the last byte of the claimed memory
+  }
+  dirty_end_ = std::max(argv_end_, title_end + 1);
   return true;
 }
 

@@ -32,13 +32,18 @@ class ProcessTitle {
   // Bytes a title may have (its NUL excluded).
   size_t capacity() const;
 
-  // Writes `title` over the claimed memory, then NULs to its end. A title
-  // longer than capacity() changes nothing and returns false.
+  // Writes `title` over the claimed memory, then NULs to the end of argv's
+  // memory and of any earlier, longer title. The environment's memory is
+  // written only as far as a title needs it, so /proc/PID/environ stays
+  // readable when the title fits in argv. A title longer than capacity()
+  // changes nothing and returns false.
   bool Set(absl::string_view title);
 
  private:
   char* begin_ = nullptr;
-  char* end_ = nullptr;  // one past the claimed memory
+  char* argv_end_ = nullptr;   // one past argv's strings
+  char* end_ = nullptr;        // one past the claimed memory
+  char* dirty_end_ = nullptr;  // one past what a title may have written
 };
 
 // The titles, one per role. The master: "forkd: master" and its --bind

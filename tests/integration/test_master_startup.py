@@ -48,6 +48,9 @@ def test_all_workers_exist_when_the_port_first_answers(forkd_factory, example_ap
     # Where it listens, not the wall of flags it was started with.
     assert master_argv == ["forkd: master 127.0.0.1:%d" % fk.port], master_argv
     assert process_comm(fk.pid) == "forkd-master"
+    # The title fit in argv's memory: the environment's is left readable.
+    with open("/proc/%d/environ" % fk.pid, "rb") as f:
+        assert any(e.startswith(b"PATH=") for e in f.read().split(b"\0"))
     status, _, body = http_get(fk.port, "/hello")
     assert (status, body) == (200, b"hello\n")
 

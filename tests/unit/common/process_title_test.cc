@@ -92,13 +92,30 @@ TEST(ProcessTitleTest, UsesTheEnvironmentStringsAndMovesThemAside) {
   ASSERT_TRUE(title.Set("forkd: master 127.0.0.1:8000"));
   EXPECT_EQ(std::string(b.envp[0]), "FORKD_BIND=127.0.0.1:8000");
   EXPECT_EQ(std::string(b.envp[1]), "HOME=/root");
+  // What the kernel shows as cmdline once argv's last byte is not a NUL:
+  // up to the first NUL.
   EXPECT_EQ(std::string(b.memory.data()), "forkd: master 127.0.0.1:8000");
-  for (size_t i = 28; i < b.run_size; ++i) EXPECT_EQ(b.memory[i], '\0') << i;
   EXPECT_EQ(b.memory.substr(b.run_size), std::string("AFTER\0", 6));
   // A later, shorter title leaves no trace of the longer one.
-  ASSERT_TRUE(title.Set("forkd: master"));
-  EXPECT_EQ(std::string(b.memory.data()), "forkd: master");
-  for (size_t i = 13; i < b.run_size; ++i) EXPECT_EQ(b.memory[i], '\0') << i;
+  ASSERT_TRUE(title.Set("forkd: m"));
+  EXPECT_EQ(std::string(b.memory.data()), "forkd: m");
+  for (size_t i = 8; i < 29; ++i) EXPECT_EQ(b.memory[i], '\0') << i;
+  EXPECT_FALSE(title.Set(std::string(b.run_size, 'x')));
+  EXPECT_TRUE(title.Set(std::string(b.run_size - 1, 'x')));
+  EXPECT_EQ(b.memory.substr(b.run_size), std::string("AFTER\0", 6));
+}
+
+TEST(ProcessTitleTest, ATitleThatFitsArgvLeavesTheEnvironmentsMemory) {
+  // /proc/PID/environ reads that memory: it stays as it was.
+  Block b({"/usr/bin/forkd", "--bind", "0.0.0.0:8000"}, {"A=1", "B=2"});
+  size_t argv_size = sizeof("/usr/bin/forkd\0--bind\0000.0.0.0:8000");
+  std::string env_before = b.memory.substr(argv_size);
+  ProcessTitle title(b.argc(), b.argv.data(), b.envp.data());
+  ASSERT_TRUE(title.Set("forkd: master 0.0.0.0:8000"));
+  EXPECT_EQ(std::string(b.memory.data()), "forkd: master 0.0.0.0:8000");
+  for (size_t i = 26; i < argv_size; ++i) EXPECT_EQ(b.memory[i], '\0') << i;
+  EXPECT_EQ(b.memory.substr(argv_size), env_before);
+  EXPECT_EQ(std::string(b.envp[1]), "B=2");
 }
 
 TEST(ProcessTitleTest, StopsAtTheFirstStringOutsideTheRun) {
