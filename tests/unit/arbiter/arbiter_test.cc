@@ -188,6 +188,28 @@ TEST_F(ArbiterTest, SpawnsConfiguredWorkersWithWorkerCommandLine) {
   EXPECT_TRUE(fcntl(arbiter_->scoreboard().fd(), F_GETFD) & FD_CLOEXEC);
 }
 
+TEST_F(ArbiterTest, AppModeNamesItsWorkersProxyWorkers) {
+  config::Config c = BaseConfig();
+  c.app_cmd = "python3 app.py";
+  c.workers = 2;  // app processes
+  c.proxy_workers = 1;
+  Start(c);
+  std::vector<SpawnSpec> workers;
+  for (const auto& s : sys_.spawned) {
+    if (s.spec.argv.size() == 2 && s.spec.argv[1] == "__worker") {
+      workers.push_back(s.spec);
+    }
+  }
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].argv[0], "forkd: proxy worker 0 (gen 1)");
+  absl::StatusOr<worker::WorkerLaunch> launch =
+      worker::DecodeWorkerLaunch(workers[0].launch_message);
+  ASSERT_TRUE(launch.ok()) << launch.status();
+  // What the worker names itself from once it has decoded the message.
+  EXPECT_TRUE(config::AppMode(launch->config));
+  EXPECT_EQ(launch->config.worker_class, config::WorkerClass::kAsync);
+}
+
 TEST_F(ArbiterTest, AutoWorkerCountFollowsCpusAndIsCappedAtMaxWorkers) {
   config::Config c = BaseConfig();
   c.workers = 0;
