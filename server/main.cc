@@ -6,8 +6,6 @@
 #include <cstring>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "server/admin/admin_server.h"
 #include "server/admin/admin_stats.h"
 #include "server/arbiter/arbiter.h"
@@ -41,6 +39,10 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], worker::kWorkerSubcommand) == 0) {
     return worker::WorkerMain(argc, argv);
   }
+  // First, while nothing holds a pointer into the environment strings: the
+  // master's title may use their memory too (common/process_title.h), so
+  // that "forkd: master ADDRESS" fits even when argv is only "forkd".
+  common::ProcessTitle title(argc, argv, environ);
   // Before any thread exists: the master reads these from a signalfd.
   arbiter::Arbiter::BlockSignals();
   arbiter::UpgradeHandoff handoff = arbiter::TakeUpgradeHandoff();
@@ -107,14 +109,13 @@ int main(int argc, char** argv) {
   options.exe_path = *exe;
   options.worker_exe_path = "/proc/self/exe";
   options.argv.assign(argv, argv + argc);
-  // ps shows "forkd: master" and its flags, as nginx's "nginx: master
-  // process ..."; options.argv keeps the original command for USR2.
-  if (!common::SetProcessTitle(
-          argc, argv,
-          absl::StrCat("forkd: master ",
-                       absl::StrJoin(argv + 1, argv + argc, " ")))) {
-    common::SetProcessTitle(argc, argv, "forkd: master");
+  // ps shows "forkd: master" and where it listens, as nginx's "nginx: master
+  // process"; options.argv keeps the original command for USR2. Before the
+  // admin and metrics threads start, so that they inherit the short name.
+  if (!title.Set(common::MasterTitle(config.bind))) {
+    title.Set("forkd: master");
   }
+  common::SetThreadName(common::kMasterName);
   options.env = arbiter::CurrentEnvironment();
   options.old_master_pid = handoff.old_master_pid;
   options.ignore_winch = isatty(STDIN_FILENO) == 1;

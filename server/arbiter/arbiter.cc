@@ -21,6 +21,7 @@
 #include "server/arbiter/pidfile.h"
 #include "server/arbiter/upgrade.h"
 #include "server/common/log.h"
+#include "server/common/process_title.h"
 #include "server/config/cpu_limit.h"
 #include "server/worker/worker_launch.h"
 #include "server/worker/worker_main.h"
@@ -1084,12 +1085,13 @@ void Arbiter::SpawnInto(uint32_t slot_index, int64_t now) {
   launch.generation = generation_;
   launch.scoreboard_fd = scoreboard_->fd();
   for (const Listener& l : listeners_) launch.listen_fds.push_back(l.fd);
-  launch.config_args = config::ToArgs(worker_config);
   launch.record_metrics = !bench_no_metrics_;
   SpawnSpec spec;
   spec.path = worker_exe_path_;
-  spec.argv = {worker::WorkerTitle(slot_index, generation_),
+  spec.argv = {common::WorkerTitle(slot_index, generation_,
+                                   config::AppMode(worker_config)),
                worker::kWorkerSubcommand};
+  launch.config = std::move(worker_config);
   spec.launch_message = worker::EncodeWorkerLaunch(launch);
   spec.env = env_;
   for (const Listener& l : listeners_) spec.inherit_fds.push_back(l.fd);

@@ -45,8 +45,9 @@ std::string EncodeWorkerLaunch(const WorkerLaunch& launch) {
   AppendNetstring(&out, absl::StrCat(launch.scoreboard_fd));
   AppendNetstring(&out, absl::StrJoin(launch.listen_fds, ","));
   AppendNetstring(&out, launch.record_metrics ? "1" : "0");
-  AppendNetstring(&out, absl::StrCat(launch.config_args.size()));
-  for (const std::string& arg : launch.config_args) {
+  std::vector<std::string> config_args = config::ToArgs(launch.config);
+  AppendNetstring(&out, absl::StrCat(config_args.size()));
+  for (const std::string& arg : config_args) {
     AppendNetstring(&out, arg);
   }
   return out;
@@ -84,20 +85,23 @@ absl::StatusOr<WorkerLaunch> DecodeWorkerLaunch(absl::string_view message) {
     launch.listen_fds.push_back(fd);
   }
   launch.record_metrics = head[5] == "1";
+  config::Sources sources;  // no env: the master resolved it
   for (size_t i = 0; i < count; ++i) {
     absl::StatusOr<absl::string_view> arg = TakeNetstring(&in);
     if (!arg.ok()) return arg.status();
-    launch.config_args.emplace_back(*arg);
+    sources.args.emplace_back(*arg);
   }
   if (!in.empty()) {
     return absl::InvalidArgumentError(
         "worker launch message: bytes after the last field");
   }
+  absl::StatusOr<config::ParseResult> parsed = config::Parse(sources);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "worker launch message: settings: ", parsed.status().message()));
+  }
+  launch.config = std::move(parsed->config);
   return launch;
-}
-
-std::string WorkerTitle(uint32_t slot, uint64_t generation) {
-  return absl::StrCat("forkd: worker ", slot, " (gen ", generation, ")");
 }
 
 }  // namespace forkd::worker

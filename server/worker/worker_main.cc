@@ -68,9 +68,14 @@ int WorkerMain(int argc, char** argv) {
             std::string(launch.status().message()).c_str());
     return kExitBootError;
   }
-  // From here `ps` shows only the title the master chose.
-  common::SetProcessTitle(argc, argv,
-                          WorkerTitle(launch->slot, launch->generation));
+  // From here `ps` shows only the title the master chose, and top the role.
+  bool app_mode = config::AppMode(launch->config);
+  common::SetProcessTitle(
+      argc, argv,
+      common::WorkerTitle(launch->slot, launch->generation, app_mode));
+  // Before any thread starts, so that the worker's threads inherit it.
+  common::SetThreadName(app_mode ? common::kProxyWorkerName
+                                 : common::kWorkerName);
 
   WorkerRuntime::Args args;
   args.slot = launch->slot;
@@ -78,15 +83,7 @@ int WorkerMain(int argc, char** argv) {
   args.scoreboard_fd = launch->scoreboard_fd;
   args.listen_fds = launch->listen_fds;
   args.record_metrics = launch->record_metrics;
-  config::Sources sources;
-  sources.args = std::move(launch->config_args);
-  auto parsed = config::Parse(sources);  // no env: the master resolved it
-  if (!parsed.ok()) {
-    fprintf(stderr, "forkd worker: %s\n",
-            std::string(parsed.status().message()).c_str());
-    return kExitBootError;
-  }
-  args.config = parsed->config;
+  args.config = std::move(launch->config);
   log::Init(args.config.error_logfile, ToLogLevel(args.config.log_level));
 
   auto rt = WorkerRuntime::Create(std::move(args));

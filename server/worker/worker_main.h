@@ -7,7 +7,9 @@
 // (worker_launch.h: slot, generation, the scoreboard fd, the listening
 // socket fds and the master's resolved Config). The worker does not read
 // the environment or a config file. After decoding it, it clears the last
-// two arguments, so ps shows "forkd: worker 3 (gen 2)".
+// two arguments, so ps shows "forkd: worker 3 (gen 2)" ("forkd: proxy worker
+// 3 (gen 2)" in app mode), and names itself forkd-worker (forkd-proxy) for
+// top and `ps -e`, which would otherwise show "exe".
 //
 // Contract with the master:
 // - Writes its slot: pid, kBooting, then kReady once it accepts; heartbeat

@@ -311,12 +311,23 @@ def process_age(pid):
 
 
 WORKER_TITLE = "forkd: worker "
+PROXY_WORKER_TITLE = "forkd: proxy worker "  # app mode
 
 
 def is_worker_process(pid):
-    """True if pid runs as a forkd worker ("forkd: worker SLOT (gen G)" in ps)."""
+    """True if pid runs as a forkd worker ("forkd: worker SLOT (gen G)" in ps,
+    "forkd: proxy worker SLOT (gen G)" in app mode)."""
     argv = process_cmdline(pid)
-    return bool(argv) and argv[0].startswith(WORKER_TITLE)
+    return bool(argv) and argv[0].startswith((WORKER_TITLE, PROXY_WORKER_TITLE))
+
+
+def process_comm(pid):
+    """The short name of pid (/proc/PID/comm: what top and ps -e show), or None."""
+    try:
+        with open("/proc/%d/comm" % pid, "rb") as f:
+            return f.read().decode("utf-8", "replace").rstrip("\n")
+    except OSError:
+        return None
 
 
 def worker_launch(pid):

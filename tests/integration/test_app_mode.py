@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from forkd_harness import (Forkd, REPO_DIR, child_pids, http_request, pid_alive,
-                           short_tmpdir, unix_http_request, wait_until)
+from forkd_harness import (Forkd, REPO_DIR, child_pids, http_request, is_worker_process,
+                           pid_alive, process_cmdline, process_comm, short_tmpdir,
+                           unix_http_request, wait_until)
 
 EXAMPLE_APP = os.path.join(REPO_DIR, "deploy", "example-app", "app.py")
 
@@ -95,6 +96,27 @@ def test_app_processes_on_fd3_each_its_own_socket_and_output_prefixed():
         assert sorted(l.split("]")[0] for l in lines) == ["[app 0", "[app 1", "[app 2"]
         for l in lines:
             assert l.startswith("[app ") and l.count("app[") == 1
+
+
+def test_ps_names_the_proxy_workers_and_leaves_the_app_processes_alone():
+    # forkd's own processes in app mode are proxy event loops, and ps says so;
+    # the app processes keep the command line they were started with.
+    with AppForkd(example_app(), ["-w", "2"]) as fk:
+        apps = fk.ready_apps(2)
+        proxies = wait_until(
+            lambda: [p for p in child_pids(fk.proc.pid) if is_worker_process(p)] or None,
+            20, what="the proxy worker")
+        assert len(proxies) == 1, proxies
+        title = ["forkd: proxy worker 0 (gen 1)"]
+        wait_until(lambda: process_cmdline(proxies[0]) == title, 10,
+                   what="the proxy worker's title %r" % title)
+        assert process_comm(proxies[0]) == "forkd-proxy"
+        for pid in apps:
+            assert process_cmdline(pid) == example_app(), process_cmdline(pid)
+            assert not is_worker_process(pid)
+        port = fk.port
+        assert process_cmdline(fk.proc.pid) == ["forkd: master 127.0.0.1:%d" % port]
+        assert process_comm(fk.proc.pid) == "forkd-master"
 
 
 def test_ttin_ttou_change_the_app_process_count():

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from forkd_harness import (Forkd, http_get, process_cmdline, process_exe, wait_until,
-                           worker_launch)
+from forkd_harness import (Forkd, free_port, http_get, process_cmdline, process_comm,
+                           process_exe, wait_until, worker_launch)
 from master_util import expected_cpus, wait_exit, wait_gone, workers_of
 from master_util import forkd_factory  # noqa: F401 - with --shutdown-delay 0
 
@@ -39,11 +39,68 @@ def test_all_workers_exist_when_the_port_first_answers(forkd_factory, example_ap
         slots.add(launch["slot"])
         assert launch["generation"] == 1, launch
         assert "--workers=4" in launch["config_args"], launch
+        # top and ps -e show the short name, which would be "exe" (the worker
+        # is exec'd from /proc/self/exe) unless the worker sets it.
+        assert process_comm(pid) == "forkd-worker"
     assert slots == {0, 1, 2, 3}
     master_argv = process_cmdline(fk.pid)
     assert master_argv[0].startswith("forkd: master"), master_argv
+    # Where it listens, not the wall of flags it was started with.
+    assert master_argv == ["forkd: master 127.0.0.1:%d" % fk.port], master_argv
+    assert process_comm(fk.pid) == "forkd-master"
+    # The title fit in argv's memory: the environment's is left readable.
+    with open("/proc/%d/environ" % fk.pid, "rb") as f:
+        assert any(e.startswith(b"PATH=") for e in f.read().split(b"\0"))
     status, _, body = http_get(fk.port, "/hello")
     assert (status, body) == (200, b"hello\n")
+
+
+class BareForkd(Forkd):
+    """forkd started as plain `forkd` from PATH with every setting in FORKD_*
+    variables, as a container might: its argv is 6 bytes."""
+
+    def command(self):
+        return ["forkd"]
+
+
+def test_master_title_fits_when_started_as_bare_forkd(forkd_bin, example_app, tmp_short):
+    # "forkd: master 127.0.0.1:PORT" is longer than argv's memory; the master
+    # moves its environment aside and uses that memory too.
+    bindir = os.path.join(tmp_short, "bin")
+    os.mkdir(bindir)
+    os.symlink(os.path.realpath(forkd_bin), os.path.join(bindir, "forkd"))
+    port = free_port()
+    env = {
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin"),
+        "FORKD_BIND": "127.0.0.1:%d" % port,
+        "FORKD_UPSTREAM": example_app.upstream,
+        "FORKD_WORKERS": "1",
+        "FORKD_ADMIN_BIND": "",
+        "FORKD_METRICS_BIND": "",
+        "FORKD_SHUTDOWN_DELAY": "0",
+        "FORKD_PIDFILE": os.path.join(tmp_short, "forkd.pid"),
+        "FORKD_ERROR_LOGFILE": os.path.join(tmp_short, "error.log"),
+    }
+    fk = BareForkd(example_app, [], env=env, binary=forkd_bin, tmpdir=tmp_short, port=port)
+    fk.pidfile = env["FORKD_PIDFILE"]
+    fk.error_log_path = env["FORKD_ERROR_LOGFILE"]
+    fk.start()
+    try:
+        title = ["forkd: master 127.0.0.1:%d" % port]
+        assert process_cmdline(fk.pid) == title, fk.diagnostics()
+        assert process_comm(fk.pid) == "forkd-master"
+        [worker] = fk.wait_workers(1, timeout=15)
+        wait_until(lambda: process_cmdline(worker) == ["forkd: worker 0 (gen 1)"], 10,
+                   what="the worker's title")
+        # The environment the master moved aside is intact: the worker was
+        # started with it.
+        with open("/proc/%d/environ" % worker, "rb") as f:
+            worker_env = f.read().split(b"\0")
+        assert ("FORKD_BIND=127.0.0.1:%d" % port).encode() in worker_env
+        status, _, body = http_get(port, "/hello")
+        assert (status, body) == (200, b"hello\n")
+    finally:
+        assert fk.stop(timeout=15) == 0, fk.diagnostics()
 
 
 def _start_pinned(forkd_factory, app, args, cpus):

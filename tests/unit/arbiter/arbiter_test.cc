@@ -170,13 +170,9 @@ TEST_F(ArbiterTest, SpawnsConfiguredWorkersWithWorkerCommandLine) {
   EXPECT_EQ(launch->scoreboard_fd, arbiter_->scoreboard().fd());
   EXPECT_EQ(launch->listen_fds, std::vector<int>{listen_fd_});
   EXPECT_TRUE(launch->record_metrics);
-  // The worker parses the master's resolved settings, not the environment.
-  config::Sources sources;
-  sources.args = launch->config_args;
-  absl::StatusOr<config::ParseResult> parsed = config::Parse(sources);
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(parsed->config.workers, 3);
-  EXPECT_EQ(parsed->config.bind, c.bind);
+  // The worker gets the master's resolved settings, not the environment.
+  EXPECT_EQ(launch->config.workers, 3);
+  EXPECT_EQ(launch->config.bind, c.bind);
   EXPECT_EQ(sys_.spawned[2].spec.argv[0], "forkd: worker 2 (gen 1)");
   std::vector<int> fds = spec.inherit_fds;
   EXPECT_NE(std::find(fds.begin(), fds.end(), listen_fd_), fds.end());
@@ -190,6 +186,28 @@ TEST_F(ArbiterTest, SpawnsConfiguredWorkersWithWorkerCommandLine) {
   EXPECT_EQ(arbiter_->scoreboard().capacity(), 2u * 4 + 2);
   // The scoreboard reaches workers only through the inherit list.
   EXPECT_TRUE(fcntl(arbiter_->scoreboard().fd(), F_GETFD) & FD_CLOEXEC);
+}
+
+TEST_F(ArbiterTest, AppModeNamesItsWorkersProxyWorkers) {
+  config::Config c = BaseConfig();
+  c.app_cmd = "python3 app.py";
+  c.workers = 2;  // app processes
+  c.proxy_workers = 1;
+  Start(c);
+  std::vector<SpawnSpec> workers;
+  for (const auto& s : sys_.spawned) {
+    if (s.spec.argv.size() == 2 && s.spec.argv[1] == "__worker") {
+      workers.push_back(s.spec);
+    }
+  }
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].argv[0], "forkd: proxy worker 0 (gen 1)");
+  absl::StatusOr<worker::WorkerLaunch> launch =
+      worker::DecodeWorkerLaunch(workers[0].launch_message);
+  ASSERT_TRUE(launch.ok()) << launch.status();
+  // What the worker names itself from once it has decoded the message.
+  EXPECT_TRUE(config::AppMode(launch->config));
+  EXPECT_EQ(launch->config.worker_class, config::WorkerClass::kAsync);
 }
 
 TEST_F(ArbiterTest, AutoWorkerCountFollowsCpusAndIsCappedAtMaxWorkers) {

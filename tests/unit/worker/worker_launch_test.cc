@@ -15,10 +15,10 @@ WorkerLaunch Sample() {
   l.scoreboard_fd = 7;
   l.listen_fds = {4, 5};
   l.record_metrics = false;
-  config::Config c;
-  c.bind = {"127.0.0.1:0", "unix:/tmp/a,b.sock"};
-  c.access_logformat = "%(h)s \"%(r)s\" 12:34, 5:x,";  // netstring look-alikes
-  l.config_args = config::ToArgs(c);
+  l.config.bind = {"127.0.0.1:0", "unix:/tmp/a,b.sock"};
+  // netstring look-alikes
+  l.config.access_logformat = "%(h)s \"%(r)s\" 12:34, 5:x,";
+  l.config.workers = 4;
   return l;
 }
 
@@ -27,14 +27,39 @@ TEST(WorkerLaunchTest, RoundTripsEveryField) {
   absl::StatusOr<WorkerLaunch> out = DecodeWorkerLaunch(EncodeWorkerLaunch(in));
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(*out, in);
-  // What the worker parses is the master's Config, field for field.
-  config::Sources sources;
-  sources.args = out->config_args;
-  absl::StatusOr<config::ParseResult> parsed = config::Parse(sources);
-  ASSERT_TRUE(parsed.ok()) << parsed.status();
-  EXPECT_EQ(parsed->config.bind,
+  // What the worker gets is the master's Config, field for field.
+  EXPECT_EQ(out->config.bind,
             (std::vector<std::string>{"127.0.0.1:0", "unix:/tmp/a,b.sock"}));
-  EXPECT_EQ(parsed->config.access_logformat, "%(h)s \"%(r)s\" 12:34, 5:x,");
+  EXPECT_EQ(out->config.access_logformat, "%(h)s \"%(r)s\" 12:34, 5:x,");
+}
+
+TEST(WorkerLaunchTest, CarriesAppModeButNoConfigFile) {
+  WorkerLaunch in = Sample();
+  in.config.app_cmd = "python3 app.py --port '{socket}'";
+  in.config.proxy_workers = 2;
+  in.config.config_file = "/etc/forkd.conf";  // the worker must not read it
+  absl::StatusOr<WorkerLaunch> out = DecodeWorkerLaunch(EncodeWorkerLaunch(in));
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_TRUE(config::AppMode(out->config));
+  EXPECT_EQ(out->config.app_cmd, in.config.app_cmd);
+  EXPECT_EQ(out->config.proxy_workers, 2);
+  EXPECT_EQ(out->config.config_file, "");
+  in.config.config_file = "";
+  in.config.upstream = out->config.upstream;  // app mode does not carry it
+  EXPECT_EQ(*out, in);
+}
+
+TEST(WorkerLaunchTest, RefusesSettingsTheConfigRefuses) {
+  // A well-formed message whose settings do not parse: the worker names the
+  // setting instead of running with a default.
+  WorkerLaunch in = Sample();
+  in.config.timeout = -1;
+  absl::StatusOr<WorkerLaunch> out = DecodeWorkerLaunch(EncodeWorkerLaunch(in));
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("settings"), absl::string_view::npos)
+      << out.status();
+  EXPECT_NE(out.status().message().find("--timeout"), absl::string_view::npos)
+      << out.status();
 }
 
 TEST(WorkerLaunchTest, EmptyListsRoundTrip) {
@@ -65,10 +90,6 @@ TEST(WorkerLaunchTest, RefusesAnotherVersionAndBadNumbers) {
   bad.scoreboard_fd = -1;
   EXPECT_FALSE(DecodeWorkerLaunch(EncodeWorkerLaunch(bad)).ok());
   EXPECT_FALSE(DecodeWorkerLaunch("99999999:x,").ok());
-}
-
-TEST(WorkerLaunchTest, TitleIsWhatPsShows) {
-  EXPECT_EQ(WorkerTitle(3, 2), "forkd: worker 3 (gen 2)");
 }
 
 }  // namespace
