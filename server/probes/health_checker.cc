@@ -44,11 +44,11 @@ void DecideApp(const arbiter::PoolSnapshot& s, bool started_before, Health* h) {
   } else if (s.proxy_workers_ready == 0) {
     h->ready = {false, absl::StrFormat("no proxy worker ready (%d wanted)",
                                        s.proxy_workers)};
+  } else if (!started) {
+    h->ready = {false, absl::StrCat("starting: ", progress)};
   } else if (ready == 0) {
     h->ready = {false, absl::StrFormat("no app process ready (%d desired)",
                                        s.desired_workers)};
-  } else if (!started) {
-    h->ready = {false, absl::StrCat("starting: ", progress)};
   } else {
     h->ready = {true, absl::StrFormat("ready: %s, %d proxy workers ready",
                                       progress, s.proxy_workers_ready)};

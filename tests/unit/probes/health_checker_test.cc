@@ -122,6 +122,8 @@ TEST(DecideTest, AppModeStartsOnceTheWholePoolIsReady) {
   EXPECT_THAT(h.started.why, HasSubstr("2 of 3 app processes ready"));
   EXPECT_FALSE(h.ready.ok);
   EXPECT_THAT(h.ready.why, HasSubstr("starting: 2 of 3"));
+  h = Decide(AppSnap(3, 0), 1000, AppStatus{}, false, kStall);
+  EXPECT_EQ(h.ready.why, "starting: 0 of 3 app processes ready");
   h = Decide(AppSnap(3, 3), 1000, AppDown(false), false, kStall);
   EXPECT_TRUE(h.started.ok);
   EXPECT_TRUE(h.ready.ok) << h.ready.why;
