@@ -648,9 +648,12 @@ CommandResult Arbiter::ScaleBy(int64_t delta, bool exact) {
   }
   runtime_workers_ = static_cast<int>(target);
   workers_stopped_ = false;
-  LOG_INFO("Workers: %d -> %d", current, static_cast<int>(target));
-  return Result(absl::OkStatus(), absl::StrFormat("workers: %d -> %d", current,
-                                                  static_cast<int>(target)));
+  LOG_INFO("%s: %d -> %d", AppModeOn() ? "App processes" : "Workers", current,
+           static_cast<int>(target));
+  return Result(
+      absl::OkStatus(),
+      absl::StrFormat("%s: %d -> %d", AppModeOn() ? "app processes" : "workers",
+                      current, static_cast<int>(target)));
 }
 
 CommandResult Arbiter::ScaleTo(int64_t n) {
@@ -664,9 +667,12 @@ CommandResult Arbiter::ScaleTo(int64_t n) {
   int current = DesiredWorkers();
   runtime_workers_ = static_cast<int>(n);
   workers_stopped_ = false;
-  LOG_INFO("Workers: %d -> %d", current, static_cast<int>(n));
-  return Result(absl::OkStatus(),
-                absl::StrFormat("workers: %d -> %d", current, n));
+  LOG_INFO("%s: %d -> %d", AppModeOn() ? "App processes" : "Workers", current,
+           static_cast<int>(n));
+  return Result(
+      absl::OkStatus(),
+      absl::StrFormat("%s: %d -> %d", AppModeOn() ? "app processes" : "workers",
+                      current, n));
 }
 
 CommandResult Arbiter::SetThreads(int64_t n) {

@@ -127,6 +127,7 @@ TEST_F(AppModeTest, ScaleActsOnTheAppProcesses) {
   CommandResult r = arbiter_->HandleCommand(Command::ScaleTo(4));
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.desired_workers, 4);
+  EXPECT_EQ(r.message, "app processes: 2 -> 4");
   EXPECT_EQ(Spawned(true).size(), 4u);
   EXPECT_EQ(Spawned(false).size(), 1u);  // --proxy-workers unchanged
   r = arbiter_->HandleCommand(Command::ScaleBy(-1, /*exact=*/true));
