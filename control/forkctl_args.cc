@@ -41,17 +41,20 @@ std::string Usage() {
 Usage: forkctl [--addr HOST:PORT] [--token-file FILE] [-o table|json] COMMAND
 
 Commands:
-  status [--watch]         pool and per-worker status (--watch: every second)
+  status [--watch]         pool and per-worker status (--watch: every second);
+                           app mode: the app processes and proxy workers
   scale N | +N | -N [--wait]
-                           set the worker count, or add/remove workers;
-                           --wait answers once the new workers are ready
+                           set the worker count, or add/remove workers (app
+                           mode: app processes); --wait answers once the new
+                           workers are ready
   threads N                request threads per gthread worker, live
   connections N            worker connections, live
   reload                   as HUP: re-read the config, replace the workers
   drain                    readiness off; finish in-flight work, take no more
   resume                   undo drain
   shutdown [--quick]       as TERM (graceful) or QUIT (--quick)
-  kill PID                 stop one worker gracefully; the master replaces it
+  kill PID                 stop one worker (or app process) gracefully; the
+                           master replaces it
   version                  forkctl's and the server's versions
 
 Flags:

@@ -1,5 +1,7 @@
 #include "control/forkctl_output.h"
 
+#include <string.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -84,6 +86,71 @@ std::string StateName(v1::WorkerState state) {
   }
 }
 
+std::string AppStateName(v1::AppProcessState state) {
+  switch (state) {
+    case v1::APP_PROCESS_STATE_STARTING:
+      return "starting";
+    case v1::APP_PROCESS_STATE_READY:
+      return "ready";
+    case v1::APP_PROCESS_STATE_RETIRING:
+      return "retiring";
+    case v1::APP_PROCESS_STATE_STOPPING:
+      return "stopping";
+    default:
+      return "unknown";
+  }
+}
+
+std::string FormatLastExit(const v1::AppProcessStatus& a) {
+  if (a.last_exit().empty()) return "-";
+  if (a.last_exit_signal() > 0) {
+    const char* abbrev = sigabbrev_np(a.last_exit_signal());
+    return abbrev != nullptr ? absl::StrCat(a.last_exit(), " (SIG", abbrev, ")")
+                             : absl::StrCat(a.last_exit(), " (signal ",
+                                            a.last_exit_signal(), ")");
+  }
+  if (a.last_exit_code() >= 0) {
+    return absl::StrCat(a.last_exit(), " (code ", a.last_exit_code(), ")");
+  }
+  return a.last_exit();
+}
+
+namespace {
+
+// App mode: which processes the summary's counts are, then their table.
+std::string FormatApps(const v1::ServerStatus& s) {
+  std::string mode = absl::StrFormat(
+      "\nMode: app: %d %s app processes of `%s`; %d/%d %s proxy workers "
+      "ready\n",
+      s.desired_workers(), s.worker_class(), s.app_command(),
+      s.ready_proxy_workers(), s.proxy_workers(), s.proxy_worker_class());
+  std::vector<std::vector<std::string>> apps = {
+      {"SLOT", "PID", "STATE", "AGE", "REQUESTS", "IN-FLIGHT", "CAP", "RSS",
+       "CPU", "RESTARTS", "LAST-EXIT"},
+  };
+  for (const v1::AppProcessStatus& a : s.app_processes()) {
+    std::string state = AppStateName(a.state());
+    if (a.replacing()) absl::StrAppend(&state, " (replacing)");
+    apps.push_back({
+        absl::StrCat(a.slot()),
+        absl::StrCat(a.pid()),
+        state,
+        FormatAge(a.age_seconds()),
+        absl::StrCat(a.requests()),
+        absl::StrCat(a.in_flight()),
+        absl::StrCat(a.cap()),
+        FormatBytes(a.rss_bytes()),
+        absl::StrFormat("%.2fs", a.cpu_seconds()),
+        absl::StrCat(a.restarts()),
+        FormatLastExit(a),
+    });
+  }
+  return absl::StrCat(mode, "\nAPP PROCESSES\n", FormatTable(apps),
+                      "\nPROXY WORKERS\n");
+}
+
+}  // namespace
+
 std::string FormatStatus(const v1::ServerStatus& s) {
   std::string state = "serving";
   if (s.stopping()) {
@@ -126,7 +193,12 @@ std::string FormatStatus(const v1::ServerStatus& s) {
         w.last_exit().empty() ? "-" : w.last_exit(),
     });
   }
-  return absl::StrCat(FormatTable(summary), "\n", FormatTable(workers));
+  // Sidecar mode (or an older forkd without the field): as it always was.
+  if (s.mode() != "app") {
+    return absl::StrCat(FormatTable(summary), "\n", FormatTable(workers));
+  }
+  return absl::StrCat(FormatTable(summary), FormatApps(s),
+                      FormatTable(workers));
 }
 
 std::string ToJson(const google::protobuf::Message& message, bool pretty) {

@@ -26,7 +26,16 @@ std::string FormatBytes(uint64_t bytes);
 // "ready", "busy", ... for a worker state.
 std::string StateName(v1::WorkerState state);
 
-// The server summary table, a blank line, then the worker table.
+// "starting", "ready", ... for an app process state.
+std::string AppStateName(v1::AppProcessState state);
+
+// Why an app slot's previous process left: "-" (none), "crash (code 1)",
+// "timeout (SIGABRT)", "reload (code 0)".
+std::string FormatLastExit(const v1::AppProcessStatus& app);
+
+// The server summary table, a blank line, then the worker table. App mode:
+// the summary (whose workers are the app processes), a mode line, the app
+// processes table, then the proxy workers' table.
 std::string FormatStatus(const v1::ServerStatus& status);
 
 // `message` as one JSON object (proto field names, defaults included),

@@ -12,13 +12,12 @@
 
 #include "absl/status/statusor.h"
 #include "forkd/admin/v1/admin.pb.h"
-#include "server/common/proc_stats.h"
 #include "server/arbiter/pool_snapshot.h"
+#include "server/common/proc_stats.h"
 
 namespace forkd::admin {
 
-using ProcessStatsReader =
-    std::function<absl::StatusOr<ProcStats>(pid_t pid)>;
+using ProcessStatsReader = std::function<absl::StatusOr<ProcStats>(pid_t pid)>;
 
 // The state a worker shows in the API: a ready worker with requests in
 // flight is "busy"; one the master told to stop is "draining" even before
@@ -32,14 +31,20 @@ void BuildServerStatus(const arbiter::PoolSnapshot& snapshot,
                        const ProcessStatsReader& read_process,
                        v1::ServerStatus* out);
 
+// The API's name for an app process's scoreboard state.
+v1::AppProcessState ApiAppState(scoreboard::AppState state);
+
 // Workers of the current generation, not retiring, in state ready: what
-// ScaleWorkers(wait) waits for.
+// ScaleWorkers(wait) waits for. App mode: app processes in the rotation and
+// not being replaced (0 while no proxy worker is ready).
 int ReadyCurrentWorkers(const arbiter::PoolSnapshot& snapshot);
 
 // Of the ready, not retiring workers: how many (first) and how many of
 // those (second) run with settings at least `settings_generation` and, when
 // `threads` > 0, that many request threads; when `connections` > 0, that
 // connection cap. What SetThreads / SetWorkerConnections(wait) wait for.
+// App mode: of the ready app processes, those with that cap (gthread:
+// `threads`, async: `connections`) and not waiting to be replaced.
 std::pair<int, int> ConvergedWorkers(const arbiter::PoolSnapshot& snapshot,
                                      uint64_t settings_generation, int threads,
                                      int connections);

@@ -92,6 +92,8 @@ const char* AppExitName(AppExit e) {
       return "scale_down";
     case AppExit::kShutdown:
       return "shutdown";
+    case AppExit::kKilled:
+      return "killed";
   }
   return "none";
 }
@@ -101,6 +103,9 @@ AppSupervisor::AppSupervisor(AppOptions options, arbiter::SysCalls* sys,
     : options_(std::move(options)), sys_(sys), board_(board) {
   slot_last_exit_.assign(board_->app_capacity(), AppExit::kNone);
   slot_last_detail_.assign(board_->app_capacity(), "");
+  slot_last_status_.assign(board_->app_capacity(), -1);
+  slot_requests_retired_.assign(board_->app_capacity(), 0);
+  slot_used_.assign(board_->app_capacity(), false);
 }
 
 AppSupervisor::~AppSupervisor() {
@@ -241,6 +246,7 @@ void AppSupervisor::Spawn(int64_t now) {
   }
   s.pid.store(*pid, std::memory_order_relaxed);
   SetState(s, AppState::kStarting);
+  slot_used_[slot] = true;
   Proc& p = procs_[*pid];
   p.pid = *pid;
   p.slot = slot;
@@ -374,6 +380,10 @@ bool AppSupervisor::OnChildExit(pid_t pid, int status, int64_t now) {
   }
   slot_last_exit_[p.slot] = why;
   slot_last_detail_[p.slot] = how;
+  slot_last_status_[p.slot] = status;
+  // Its requests stay counted for the slot once the next process resets
+  // the slot's own counter.
+  slot_requests_retired_[p.slot] += s.requests.load(std::memory_order_relaxed);
   // Free the slot: state first, so no worker routes to a dead socket.
   SetState(s, AppState::kEmpty);
   s.pid.store(0, std::memory_order_relaxed);
@@ -574,6 +584,14 @@ std::vector<AppProcessStatus> AppSupervisor::Status() const {
     st.last_exit = slot_last_exit_[p.slot];
     st.last_exit_detail = slot_last_detail_[p.slot];
     st.socket_path = s.socket_path;
+    st.started_ms = s.started_ms.load(std::memory_order_relaxed);
+    st.replacing = p.replace.has_value() || p.generation != generation_;
+    int status = slot_last_status_[p.slot];
+    if (status >= 0 && WIFEXITED(status)) {
+      st.last_exit_code = WEXITSTATUS(status);
+    } else if (status >= 0 && WIFSIGNALED(status)) {
+      st.last_exit_signal = WTERMSIG(status);
+    }
     out.push_back(std::move(st));
   }
   std::sort(out.begin(), out.end(),
@@ -581,6 +599,34 @@ std::vector<AppProcessStatus> AppSupervisor::Status() const {
               return a.slot < b.slot;
             });
   return out;
+}
+
+std::map<uint32_t, uint64_t> AppSupervisor::RequestsBySlot() const {
+  std::map<uint32_t, uint64_t> out;
+  for (uint32_t i = 0; i < slot_used_.size(); ++i) {
+    if (slot_used_[i]) out[i] = slot_requests_retired_[i];
+  }
+  for (const auto& [pid, p] : procs_) {
+    out[p.slot] +=
+        board_->app_slot(p.slot).requests.load(std::memory_order_relaxed);
+  }
+  return out;
+}
+
+absl::Status AppSupervisor::Kill(pid_t pid, int64_t now) {
+  auto it = procs_.find(pid);
+  if (it == procs_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("no worker or app process with pid ", pid));
+  }
+  Proc& p = it->second;
+  if (stopping_ || p.retire || p.abort_ms != 0 || p.kill_sent) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("app process ", pid, " is already stopping"));
+  }
+  Retire(p, AppExit::kKilled, now);
+  Maintain(now);  // its replacement starts now
+  return absl::OkStatus();
 }
 
 uint64_t AppSupervisor::RestartsBy(AppExit e) const {

@@ -58,6 +58,7 @@ enum class AppExit {
   kReload,     // HUP / reload: rolling replacement
   kScaleDown,  // TTOU / scale
   kShutdown,
+  kKilled,  // KillWorker (admin API, `forkctl kill`) with its pid
 };
 const char* AppExitName(AppExit e);
 
@@ -93,7 +94,13 @@ struct AppProcessStatus {
   uint32_t restarts = 0;
   AppExit last_exit = AppExit::kNone;
   std::string last_exit_detail;  // "exited with code 1"
+  int last_exit_code = -1;       // the previous process's exit code, or -1
+  int last_exit_signal = 0;      // the signal that ended it, or 0
   std::string socket_path;
+  int64_t started_ms = 0;  // SysCalls::NowMs() at spawn
+  // Stays in the rotation until its replacement is ready (reload,
+  // --max-requests, --max-worker-memory, a {threads} change).
+  bool replacing = false;
 };
 
 class AppSupervisor {
@@ -135,6 +142,17 @@ class AppSupervisor {
   int ProcessCount() const { return static_cast<int>(procs_.size()); }
   std::vector<AppProcessStatus> Status() const;
   uint64_t RestartsBy(AppExit e) const;
+  // App processes that left, by why (kShutdown not counted).
+  const std::map<AppExit, uint64_t>& restarts() const { return restarts_; }
+  // Requests finished per slot, by every process that used it (the ones
+  // that left and the one there now), for counters that never go back.
+  std::map<uint32_t, uint64_t> RequestsBySlot() const;
+
+  // KillWorker: takes the app process `pid` out of the rotation (a
+  // replacement starts now) and stops it once its in-flight requests are
+  // done. NotFound when `pid` is no app process; FailedPrecondition when it
+  // is already leaving.
+  absl::Status Kill(pid_t pid, int64_t now);
 
   static constexpr int64_t kBootBackoffInitialMs = 100;
   static constexpr int64_t kBootBackoffMaxMs = 5000;
@@ -180,6 +198,9 @@ class AppSupervisor {
   std::map<pid_t, Proc> procs_;
   std::vector<AppExit> slot_last_exit_;
   std::vector<std::string> slot_last_detail_;
+  std::vector<int> slot_last_status_;            // waitpid status, -1: none
+  std::vector<uint64_t> slot_requests_retired_;  // of the processes that left
+  std::vector<bool> slot_used_;
   std::map<AppExit, uint64_t> restarts_;
   int consecutive_boot_failures_ = 0;
   int64_t backoff_ms_ = kBootBackoffInitialMs;

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 
@@ -326,7 +327,24 @@ absl::Status Arbiter::Start() {
     }
     LOG_INFO("Listening at: %s (%d)", url, master_pid_);
   }
-  LOG_INFO("Using worker: %s", config::WorkerClassName(config_.worker_class));
+  if (app_) {
+    // Gunicorn's line, saying what runs: the class is the app processes'
+    // (their per-process cap); forkd's own processes are async event loops.
+    int cap = 1;
+    if (config_.worker_class == config::WorkerClass::kGthread) {
+      cap = Threads();
+    } else if (config_.worker_class == config::WorkerClass::kAsync) {
+      cap = WorkerConnections();
+    }
+    LOG_INFO("Using worker: %s app processes (%s), %s proxy workers",
+             config::WorkerClassName(config_.worker_class),
+             cap == 1
+                 ? std::string("1 request at a time each")
+                 : absl::StrFormat("up to %d requests at a time each", cap),
+             config::WorkerClassName(config::WorkerClass::kAsync));
+  } else {
+    LOG_INFO("Using worker: %s", config::WorkerClassName(config_.worker_class));
+  }
   if (app_) {
     if (absl::Status st = app_->Start(); !st.ok()) return st;
     LOG_INFO("App mode: %d app processes of: %s; %d proxy workers",
@@ -631,9 +649,12 @@ CommandResult Arbiter::ScaleBy(int64_t delta, bool exact) {
   }
   runtime_workers_ = static_cast<int>(target);
   workers_stopped_ = false;
-  LOG_INFO("Workers: %d -> %d", current, static_cast<int>(target));
-  return Result(absl::OkStatus(), absl::StrFormat("workers: %d -> %d", current,
-                                                  static_cast<int>(target)));
+  LOG_INFO("%s: %d -> %d", AppModeOn() ? "App processes" : "Workers", current,
+           static_cast<int>(target));
+  return Result(
+      absl::OkStatus(),
+      absl::StrFormat("%s: %d -> %d", AppModeOn() ? "app processes" : "workers",
+                      current, static_cast<int>(target)));
 }
 
 CommandResult Arbiter::ScaleTo(int64_t n) {
@@ -647,9 +668,12 @@ CommandResult Arbiter::ScaleTo(int64_t n) {
   int current = DesiredWorkers();
   runtime_workers_ = static_cast<int>(n);
   workers_stopped_ = false;
-  LOG_INFO("Workers: %d -> %d", current, static_cast<int>(n));
-  return Result(absl::OkStatus(),
-                absl::StrFormat("workers: %d -> %d", current, n));
+  LOG_INFO("%s: %d -> %d", AppModeOn() ? "App processes" : "Workers", current,
+           static_cast<int>(n));
+  return Result(
+      absl::OkStatus(),
+      absl::StrFormat("%s: %d -> %d", AppModeOn() ? "app processes" : "workers",
+                      current, n));
 }
 
 CommandResult Arbiter::SetThreads(int64_t n) {
@@ -889,6 +913,17 @@ CommandResult Arbiter::StopWorkers() {
 
 CommandResult Arbiter::KillWorker(pid_t pid) {
   auto it = workers_.find(pid);
+  if (it == workers_.end() && app_) {
+    // App mode: the workers the API names are the app processes (a proxy
+    // worker's pid still works, above).
+    if (absl::Status st = app_->Kill(pid, sys_->NowMs()); !st.ok()) {
+      return Result(st, "");
+    }
+    return Result(absl::OkStatus(),
+                  absl::StrFormat("app process %d is stopping once idle; a "
+                                  "replacement starts",
+                                  pid));
+  }
   if (it == workers_.end()) {
     return Result(
         absl::NotFoundError(absl::StrFormat("no worker with pid %d", pid)), "");
@@ -1388,6 +1423,9 @@ void Arbiter::PublishSnapshot(int64_t now) {
   PoolSnapshot s;
   s.master_pid = master_pid_;
   s.published_ms = now;
+  s.published_unix_s = std::chrono::duration<double>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
   s.uptime_s = static_cast<double>(now - start_ms_) / 1000.0;
   s.worker_class = config_.worker_class;
   s.generation = generation_;
@@ -1432,9 +1470,21 @@ void Arbiter::PublishSnapshot(int64_t now) {
       [](const WorkerRow& a, const WorkerRow& b) { return a.slot < b.slot; });
   if (app_) {
     s.app_mode = true;
+    s.app_command = config_.app_cmd;
+    s.proxy_workers = DesiredProxyWorkers();
     s.apps = app_->Status();
+    s.app_restarts = app_->restarts();
+    s.app_requests_by_slot = app_->RequestsBySlot();
     s.proxy_workers_ready = s.ready_workers;
-    s.actual_workers = app_->ProcessCount();
+    s.actual_workers = 0;
+    for (const app::AppProcessStatus& a : s.apps) {
+      // As a worker's Counted(): what the desired count is compared with.
+      s.actual_workers += a.replacing ||
+                                  a.state == scoreboard::AppState::kRetiring ||
+                                  a.state == scoreboard::AppState::kStopping
+                              ? 0
+                              : 1;
+    }
     s.ready_workers = s.proxy_workers_ready > 0 ? app_->ReadyCount() : 0;
   }
   std::lock_guard<std::mutex> lock(snapshot_mu_);

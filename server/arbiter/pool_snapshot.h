@@ -7,7 +7,9 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "server/app/app_supervisor.h"
@@ -45,8 +47,8 @@ struct WorkerRow {
   int64_t heartbeat_age_ms = 0;
   int restarts = 0;  // workers that used this slot before this one
   std::optional<ExitCause> last_exit;  // why the previous one left
-  uint32_t connections_active = 0;  // client connections with a request
-  uint32_t connections_idle = 0;    // keep-alive connections waiting
+  uint32_t connections_active = 0;     // client connections with a request
+  uint32_t connections_idle = 0;       // keep-alive connections waiting
   uint32_t queued = 0;  // app mode: requests waiting for an app process
 };
 
@@ -63,8 +65,13 @@ struct PoolSnapshot {
   // App mode: the app processes (workers/ready_workers above count them);
   // `workers` stays the proxy workers.
   bool app_mode = false;
-  int proxy_workers_ready = 0;
-  std::vector<app::AppProcessStatus> apps;
+  std::string app_command;                  // --app-cmd, as given
+  int proxy_workers = 0;                    // --proxy-workers wanted (resolved)
+  int proxy_workers_ready = 0;              // proxy workers in state ready
+  std::vector<app::AppProcessStatus> apps;  // by slot
+  std::map<app::AppExit, uint64_t> app_restarts;  // app processes that left
+  // Requests finished per app slot, by every process that used it.
+  std::map<uint32_t, uint64_t> app_requests_by_slot;
   int max_workers = 0;
   int threads = 0;
   int max_threads = 0;
@@ -80,6 +87,9 @@ struct PoolSnapshot {
   // When the loop published this (SysCalls::NowMs, CLOCK_MONOTONIC): the
   // master loop's heartbeat, which the liveness probe watches.
   int64_t published_ms = 0;
+  // The wall clock (seconds since the epoch) at published_ms, to turn
+  // monotonic times (an app process's start) into dates.
+  double published_unix_s = 0;
 };
 
 }  // namespace forkd::arbiter

@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <array>
 #include <set>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/app/app_supervisor.h"
 #include "server/scoreboard/scoreboard.h"
 
 #ifndef FORKD_VERSION
@@ -124,6 +126,76 @@ class Families {
 };
 
 double D(uint64_t v) { return static_cast<double>(v); }
+
+constexpr std::array<app::AppExit, 8> kAppExits = {
+    app::AppExit::kCrash,     app::AppExit::kBootFailure,
+    app::AppExit::kTimeout,   app::AppExit::kMaxRequests,
+    app::AppExit::kMaxMemory, app::AppExit::kReload,
+    app::AppExit::kScaleDown, app::AppExit::kKilled};
+
+void RenderApps(const PoolSnapshot& s,
+                std::map<uint32_t, SlotCpu>& app_slot_cpu, Families& f) {
+  auto& processes =
+      f.Gauge("forkd_app_processes",
+              "App mode: app processes by state: starting (not yet "
+              "accepting), ready (in the rotation), retiring (out of it, "
+              "finishing its requests), stopping (sent TERM or KILL).");
+  std::array<int, 4> by_state{};
+  for (const app::AppProcessStatus& a : s.apps) {
+    if (a.state != scoreboard::AppState::kEmpty) {
+      by_state[static_cast<size_t>(a.state) - 1]++;
+    }
+  }
+  for (size_t i = 0; i < by_state.size(); ++i) {
+    processes
+        .Add({{"state", scoreboard::AppStateName(
+                            static_cast<scoreboard::AppState>(i + 1))}})
+        .Set(by_state[i]);
+  }
+  auto& in_flight = f.Gauge("forkd_app_in_flight",
+                            "App mode: requests at the app process in a slot "
+                            "right now.");
+  auto& rss = f.Gauge("forkd_app_rss_bytes",
+                      "App mode: resident memory of the app process in a "
+                      "slot (what --max-worker-memory compares).");
+  for (const app::AppProcessStatus& a : s.apps) {
+    std::string slot = absl::StrCat(a.slot);
+    in_flight.Add({{"slot", slot}}).Set(D(a.in_flight));
+    rss.Add({{"slot", slot}}).Set(D(a.rss_bytes));
+    // Per slot, CPU folds the slot's previous processes in (as for the
+    // workers), so the counter only grows.
+    SlotCpu& cpu = app_slot_cpu[a.slot];
+    if (cpu.pid != a.pid) {
+      cpu.retired += cpu.current;
+      cpu.pid = a.pid;
+      cpu.current = 0;
+    }
+    cpu.current = std::max(cpu.current, a.cpu_seconds);
+  }
+  auto& cpu_family =
+      f.Counter("forkd_app_cpu_seconds_total",
+                "App mode: CPU time (user + system) of the app processes "
+                "that used a slot.");
+  for (const auto& [slot, cpu] : app_slot_cpu) {
+    cpu_family.Add({{"slot", absl::StrCat(slot)}})
+        .Increment(cpu.retired + cpu.current);
+  }
+  auto& requests = f.Counter("forkd_app_requests_total",
+                             "App mode: requests finished by the app "
+                             "processes that used a slot.");
+  for (const auto& [slot, n] : s.app_requests_by_slot) {
+    requests.Add({{"slot", absl::StrCat(slot)}}).Increment(D(n));
+  }
+  auto& restarts = f.Counter(
+      "forkd_app_restarts_total",
+      "App mode: app processes that left, by reason; the master replaces "
+      "them unless the pool shrank.");
+  for (app::AppExit why : kAppExits) {
+    auto it = s.app_restarts.find(why);
+    restarts.Add({{"reason", app::AppExitName(why)}})
+        .Increment(it == s.app_restarts.end() ? 0 : D(it->second));
+  }
+}
 
 }  // namespace
 
@@ -318,6 +390,12 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
         break;
     }
   }
+  if (s.app_mode) {
+    // The cap is the app processes' (desired x per-process cap): what is
+    // busy is the requests they hold, not the proxy workers' threads.
+    busy = 0;
+    for (const app::AppProcessStatus& a : s.apps) busy += a.in_flight;
+  }
   f.SetGauge("forkd_queue_requests",
              "App mode: requests waiting in forkd for a free app process.",
              D(queued));
@@ -351,16 +429,47 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
   }
 
   // --- Pool ------------------------------------------------------------------
-  auto& workers = f.Gauge("forkd_workers", "Worker processes by state.");
   static constexpr const char* kStates[] = {"booting", "ready", "draining",
                                             "exiting"};
+  if (s.app_mode) {
+    // The Gunicorn words mean the app: forkd_workers counts app processes
+    // (starting -> booting, retiring -> draining, stopping -> exiting) and
+    // forkd's own processes are forkd_proxy_workers.
+    auto& proxy = f.Gauge("forkd_proxy_workers",
+                          "App mode: forkd's proxy worker processes by state.");
+    for (size_t i = 0; i < by_state.size(); ++i) {
+      proxy.Add({{"state", kStates[i]}}).Set(by_state[i]);
+    }
+    by_state = {};
+    for (const app::AppProcessStatus& a : s.apps) {
+      switch (a.state) {
+        case scoreboard::AppState::kEmpty:
+        case scoreboard::AppState::kStarting:
+          by_state[0]++;
+          break;
+        case scoreboard::AppState::kReady:
+          by_state[1]++;
+          break;
+        case scoreboard::AppState::kRetiring:
+          by_state[2]++;
+          break;
+        case scoreboard::AppState::kStopping:
+          by_state[3]++;
+          break;
+      }
+    }
+  }
+  auto& workers = f.Gauge("forkd_workers",
+                          "Worker processes by state (app mode: the app "
+                          "processes).");
   for (size_t i = 0; i < by_state.size(); ++i) {
     workers.Add({{"state", kStates[i]}}).Set(by_state[i]);
   }
   f.SetGauge("forkd_workers_desired",
              "Workers the master keeps running (set by config, TTIN/TTOU or "
-             "the admin API).",
+             "the admin API; app mode: app processes).",
              s.desired_workers);
+  if (s.app_mode) RenderApps(s, app_slot_cpu_, f);
   f.SetGauge("forkd_workers_max", "The --max-workers limit.", s.max_workers);
   f.SetGauge("forkd_config_threads", "Request threads per worker (setting).",
              s.threads);
@@ -419,7 +528,13 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
     probe.Add({{"probe", "ready"}}).Set(in.health->ready.ok);
     probe.Add({{"probe", "started"}}).Set(in.health->started.ok);
   }
-  if (in.app) {
+  if (s.app_mode) {
+    f.SetGauge("forkd_app_up",
+               "1 when the app answers: sidecar mode, the last app check "
+               "passed (or checks are off); app mode, an app process is "
+               "ready.",
+               s.ready_workers > 0 ? 1 : 0);
+  } else if (in.app) {
     f.SetGauge("forkd_app_up",
                "1 when the last app check (connect, or GET "
                "--app-health-path) succeeded, or when checks are off.",

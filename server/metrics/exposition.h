@@ -31,6 +31,11 @@
 //   admin_commands_total{command,result}    counter
 //   queue_requests (gauge), queue_timeouts_total, queue_wait_seconds_total,
 //   queue_waits_total (counters)            app mode: wait for a process
+//   App mode only: workers{state} and workers_desired count the app
+//   processes; proxy_workers{state}, app_processes{state},
+//   app_in_flight{slot}, app_rss_bytes{slot} gauges;
+//   app_requests_total{slot}, app_cpu_seconds_total{slot},
+//   app_restarts_total{reason} counters; app_up is "an app process ready".
 //   process_cpu_seconds_total, process_resident_memory_bytes,
 //   process_start_time_seconds              (the master)
 #ifndef FORKD_SERVER_METRICS_EXPOSITION_H_
@@ -69,22 +74,26 @@ struct ScrapeInputs {
   std::vector<AdminCommandCount> admin_commands;
 };
 
+// The CPU time of the processes that used one slot (a worker's scoreboard
+// slot, or an app process's slot): folds the ones that left in.
+struct SlotCpu {
+  pid_t pid = 0;
+  double current = 0;  // CPU of the process now in the slot
+  double retired = 0;  // CPU of the processes that left it
+};
+
 class Exposition {
  public:
   // Renders every family in the text format (version 0.0.4). Remembers the
-  // CPU time of workers that left each slot, so the per-slot CPU counter
-  // never goes backwards when a slot gets a new process. One caller at a
-  // time (the metrics server's thread).
+  // CPU time of workers (and app processes) that left each slot, so the
+  // per-slot CPU counters never go backwards when a slot gets a new
+  // process. One caller at a time (the metrics server's thread).
   std::string Render(const arbiter::PoolSnapshot& snapshot,
                      const ScrapeInputs& inputs);
 
  private:
-  struct SlotCpu {
-    pid_t pid = 0;
-    double current = 0;  // CPU of the process now in the slot
-    double retired = 0;  // CPU of the processes that left it
-  };
-  std::map<uint32_t, SlotCpu> slot_cpu_;
+  std::map<uint32_t, SlotCpu> slot_cpu_;      // worker slots
+  std::map<uint32_t, SlotCpu> app_slot_cpu_;  // app slots (app mode)
 };
 
 // The Content-Type of Render()'s output.

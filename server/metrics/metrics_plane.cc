@@ -56,8 +56,12 @@ absl::StatusOr<std::unique_ptr<MetricsPlane>> MetricsPlane::Start(
   plane->boot_time_seconds_ = BootTimeSeconds();
 
   probes::CheckerOptions options;
+  // App mode has no --upstream to check: the master checks every app
+  // process itself and readiness reads that from the snapshot.
   options.app_interval_ms =
-      static_cast<int64_t>(config.app_health_interval * 1000.0);
+      config::AppMode(config)
+          ? 0
+          : static_cast<int64_t>(config.app_health_interval * 1000.0);
   probes::HealthChecker::AppCheckFn check_app;
   if (options.app_interval_ms > 0) {
     int64_t timeout = std::clamp(options.app_interval_ms, kMinAppCheckTimeoutMs,

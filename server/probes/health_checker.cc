@@ -10,6 +10,53 @@
 
 namespace forkd::probes {
 
+namespace {
+
+int ReadyApps(const arbiter::PoolSnapshot& s) {
+  int n = 0;
+  for (const app::AppProcessStatus& a : s.apps) {
+    n += a.state == scoreboard::AppState::kReady ? 1 : 0;
+  }
+  return n;
+}
+
+// App mode: forkd checks each app process itself (it enters the rotation
+// once its socket accepts, or --app-health-path answers), so there is no
+// --upstream to check. Enough is the whole initial pool ready once (the
+// startup probe), then at least one app process in the rotation, and a
+// proxy worker to send it traffic.
+void DecideApp(const arbiter::PoolSnapshot& s, bool started_before, Health* h) {
+  const int ready = ReadyApps(s);
+  const int want = std::max(1, s.desired_workers);
+  std::string progress =
+      absl::StrFormat("%d of %d app processes ready", ready, s.desired_workers);
+  bool started_now = s.proxy_workers_ready > 0 && ready >= want;
+  bool started = started_before || started_now;
+  if (started) {
+    h->started = {true, "started"};
+  } else if (s.proxy_workers_ready == 0) {
+    h->started = {false, "starting: waiting for a proxy worker to be ready"};
+  } else {
+    h->started = {false, absl::StrCat("starting: ", progress)};
+  }
+  if (s.draining) {
+    h->ready = {false, "draining: forkd is shutting down"};
+  } else if (s.proxy_workers_ready == 0) {
+    h->ready = {false, absl::StrFormat("no proxy worker ready (%d wanted)",
+                                       s.proxy_workers)};
+  } else if (!started) {
+    h->ready = {false, absl::StrCat("starting: ", progress)};
+  } else if (ready == 0) {
+    h->ready = {false, absl::StrFormat("no app process ready (%d desired)",
+                                       s.desired_workers)};
+  } else {
+    h->ready = {true, absl::StrFormat("ready: %s, %d proxy workers ready",
+                                      progress, s.proxy_workers_ready)};
+  }
+}
+
+}  // namespace
+
 Health Decide(const arbiter::PoolSnapshot& s, int64_t now_ms,
               const AppStatus& app, bool started_before,
               int64_t loop_stall_ms) {
@@ -21,6 +68,11 @@ Health Decide(const arbiter::PoolSnapshot& s, int64_t now_ms,
                               static_cast<double>(stall) / 1000.0)};
   } else {
     h.live = {true, "master loop turning"};
+  }
+
+  if (s.app_mode) {
+    DecideApp(s, started_before, &h);
+    return h;
   }
 
   bool app_ok = !app.enabled || app.ok;

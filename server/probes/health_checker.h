@@ -45,7 +45,9 @@ struct CheckerOptions {
 // The probe decision, without threads or clocks: liveness from the
 // snapshot's age at `now_ms`, readiness from draining, ready workers and the
 // app, startup once a worker was ready and the app reached (latched through
-// `started_before`).
+// `started_before`). App mode (snapshot.app_mode; `app` unused): startup
+// once a proxy worker and every desired app process were ready; readiness
+// then needs a proxy worker and at least one app process ready.
 Health Decide(const arbiter::PoolSnapshot& snapshot, int64_t now_ms,
               const AppStatus& app, bool started_before, int64_t loop_stall_ms);
 

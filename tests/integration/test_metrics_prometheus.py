@@ -3,7 +3,9 @@
 Every PromQL expression of deploy/grafana/forkd-dashboard.json and of
 deploy/prometheus/forkd-rules.yaml must return data through Prometheus'
 HTTP API after a few seconds of bounded traffic; promtool checks and
-unit-tests the rules.
+unit-tests the rules. Sidecar mode fills every panel but the app processes
+row; app mode (forkd running the example app's processes) fills every panel
+and every rule.
 """
 
 import json
@@ -19,6 +21,7 @@ import yaml
 
 from forkd_harness import (REPO_DIR, LoadGenerator, free_port, http_get, raw_request,
                            short_tmpdir, wait_until, require_tools)
+from test_app_mode import AppForkd, example_app as app_command
 import admin_client
 from metrics_util import metrics_args
 
@@ -32,11 +35,22 @@ POD = "forkd-test-0"
 require_tools("prometheus", "promtool")
 
 
-def dashboard_exprs():
+APP_ROW = "App processes"  # the row that only app mode fills
+
+
+def dashboard_exprs(app_row=None):
+    """(panel title, expr) of every panel; app_row=True: only the panels of
+    the app processes row, False: every other one."""
     with open(DASHBOARD) as f:
         dash = json.load(f)
     out = []
+    row = ""
     for panel in dash["panels"]:
+        if panel["type"] == "row":
+            row = panel["title"]
+            continue
+        if app_row is not None and row.startswith(APP_ROW) != app_row:
+            continue
         for target in panel.get("targets", []):
             out.append((panel["title"], target["expr"]))
     return out
@@ -175,7 +189,7 @@ def test_every_dashboard_and_rule_expression_returns_data(forkd_factory, example
             30, interval=0.5, what="8 scrapes")
 
         empty = []
-        for title, expr in dashboard_exprs():
+        for title, expr in dashboard_exprs(app_row=False):
             q = grafana(expr)
             if not prom.query(q):
                 empty.append(("dashboard: " + title, q))
@@ -189,3 +203,50 @@ def test_every_dashboard_and_rule_expression_returns_data(forkd_factory, example
         assert up and up[0]["value"][1] == "1"
     finally:
         prom.stop()
+
+
+def test_app_mode_fills_every_panel_and_rule():
+    """forkd -w 2 -- python3 app.py: a real Prometheus scrapes the app
+    processes' series; every panel (the app processes row too) and every
+    rule returns data."""
+    admin_port = free_port()
+    mport, args = metrics_args(extra=["-w", "2", "--admin-bind",
+                                      "127.0.0.1:%d" % admin_port])
+    with AppForkd(app_command(), args) as fk:
+        prom = Prometheus(mport)
+        try:
+            load = LoadGenerator(fk.url("/sleep?ms=2"), threads=3, duration=6,
+                                 max_requests=600)
+            load.start()
+            for _ in range(5):
+                http_get(fk.port, "/fail")
+                raw_request(fk.port, b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
+            r = admin_client.forkctl("127.0.0.1:%d" % admin_port, "version", timeout=20)
+            assert r.returncode == 0, r.stderr
+            summary = load.wait()
+            assert summary.ok > 0
+
+            wait_until(lambda: prom.query('forkd:requests:rate5m{pod="%s"}' % POD),
+                       30, interval=0.5, what="the recording rules evaluated")
+            wait_until(lambda: prom.query(
+                'count_over_time(forkd_app_requests_total{pod="%s",slot="1"}[30s]) >= 8'
+                % POD), 30, interval=0.5, what="8 scrapes of the app series")
+            assert len(dashboard_exprs(app_row=True)) >= 6
+            empty = []
+            for title, expr in dashboard_exprs():
+                q = grafana(expr)
+                if not prom.query(q):
+                    empty.append(("dashboard: " + title, q))
+            for name, expr, is_alert in rule_exprs():
+                q = with_bool(expr) if is_alert else expr
+                if not prom.query(q):
+                    empty.append(("rule: " + name, q))
+            assert not empty, "expressions without data: %s\n%s" % (empty, prom.tail())
+            # Both app processes served; the app counts as up.
+            served = prom.query('sum by (slot) (forkd_app_requests_total{pod="%s"}) > 0'
+                                % POD)
+            assert sorted(r["metric"]["slot"] for r in served) == ["0", "1"]
+            up = prom.query('forkd_app_up{pod="%s"}' % POD)
+            assert up and up[0]["value"][1] == "1"
+        finally:
+            prom.stop()

@@ -332,6 +332,99 @@ TEST_F(AppSupervisorTest, OutputIsPrefixedLineByLine) {
   EXPECT_THAT(out_, Contains("[app 0] last\n"));
 }
 
+TEST_F(AppSupervisorTest, KillRetiresOnceIdleAndStartsAReplacementAtOnce) {
+  Make({"app"}, 2);
+  AllAccept();
+  Advance(100);
+  pid_t a = sys_.spawned[0].pid;
+  SlotOf(a).in_flight.store(1);
+  ASSERT_TRUE(sup_->Kill(a, sys_.now_ms).ok());
+  EXPECT_EQ(StateOf(a), AppState::kRetiring);  // out of the rotation
+  EXPECT_EQ(sys_.spawned.size(), 3u);          // its replacement
+  EXPECT_FALSE(Sent(a, SIGTERM));              // a request is in flight
+  EXPECT_EQ(sup_->Kill(a, sys_.now_ms).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(sup_->Kill(4242, sys_.now_ms).code(), absl::StatusCode::kNotFound);
+  SlotOf(a).in_flight.store(0);
+  Advance(100);
+  EXPECT_TRUE(Sent(a, SIGTERM));
+  Exit(a, ExitedWith(0));
+  EXPECT_EQ(sup_->RestartsBy(AppExit::kKilled), 1u);
+  EXPECT_EQ(sup_->restarts().at(AppExit::kKilled), 1u);
+}
+
+TEST_F(AppSupervisorTest, StatusSaysHowTheSlotsLastProcessEndedAndWhen) {
+  Make({"app"}, 2);
+  AllAccept();
+  int64_t started = sys_.now_ms;
+  Advance(100);
+  pid_t a = sys_.spawned[0].pid;
+  pid_t b = sys_.spawned[1].pid;
+  sys_.cpu[a] = 1.25;
+  sys_.rss[a] = 7 << 20;
+  std::vector<AppProcessStatus> st = sup_->Status();
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_EQ(st[0].pid, a);
+  EXPECT_EQ(st[0].state, AppState::kReady);
+  EXPECT_EQ(st[0].started_ms, started);
+  EXPECT_DOUBLE_EQ(st[0].cpu_seconds, 1.25);
+  EXPECT_EQ(st[0].rss_bytes, 7u << 20);
+  EXPECT_EQ(st[0].last_exit, AppExit::kNone);
+  EXPECT_EQ(st[0].last_exit_code, -1);
+  EXPECT_FALSE(st[0].replacing);
+
+  // a crashes on a signal, b exits with code 3: their slots' next
+  // processes say so.
+  Exit(a, KilledBy(SIGSEGV));
+  Exit(b, ExitedWith(3));
+  st = sup_->Status();
+  ASSERT_EQ(st.size(), 2u);
+  EXPECT_EQ(st[0].slot, 0u);
+  EXPECT_EQ(st[0].last_exit, AppExit::kCrash);
+  EXPECT_EQ(st[0].last_exit_signal, SIGSEGV);
+  EXPECT_EQ(st[0].last_exit_code, -1);
+  EXPECT_EQ(st[0].restarts, 1u);
+  EXPECT_EQ(st[1].last_exit, AppExit::kCrash);
+  EXPECT_EQ(st[1].last_exit_code, 3);
+  EXPECT_EQ(st[1].last_exit_signal, 0);
+  EXPECT_EQ(st[1].last_exit_detail, "exited with code 3");
+
+  // A reload marks every process as waiting for its replacement.
+  AllAccept();
+  Advance(100);
+  AppOptions o;
+  o.command = {"app"};
+  o.worker_class = config::WorkerClass::kGthread;
+  o.threads = 4;
+  o.socket_parent = "/tmp";
+  sup_->Reload(o, sys_.now_ms);
+  int replacing = 0;
+  for (const AppProcessStatus& s : sup_->Status()) {
+    replacing += s.replacing ? 1 : 0;
+  }
+  EXPECT_EQ(replacing, 2);
+}
+
+TEST_F(AppSupervisorTest, RequestsPerSlotKeepWhatTheLeaversServed) {
+  Make({"app"}, 2);
+  AllAccept();
+  Advance(100);
+  pid_t a = sys_.spawned[0].pid;
+  SlotOf(a).requests.store(7);
+  SlotOf(sys_.spawned[1].pid).requests.store(2);
+  EXPECT_EQ(sup_->RequestsBySlot(),
+            (std::map<uint32_t, uint64_t>{{0, 7}, {1, 2}}));
+  Exit(a, KilledBy(SIGKILL));
+  // Replaced in slot 0, whose counter starts again from 0: the slot's
+  // total keeps the 7.
+  pid_t next = sys_.spawned.back().pid;
+  ASSERT_NE(next, a);
+  EXPECT_EQ(SlotOf(next).requests.load(), 0u);
+  SlotOf(next).requests.store(1);
+  EXPECT_EQ(sup_->RequestsBySlot(),
+            (std::map<uint32_t, uint64_t>{{0, 8}, {1, 2}}));
+}
+
 TEST(LineSplitterTest, SplitsLongLinesAndKeepsPartials) {
   LineSplitter split(4);
   std::vector<std::string> lines;

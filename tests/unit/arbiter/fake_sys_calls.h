@@ -89,7 +89,10 @@ class FakeSysCalls : public SysCalls {
     auto it = rss.find(pid);
     return it == rss.end() ? 0 : it->second;
   }
-  double CpuSeconds(pid_t) override { return 0; }
+  double CpuSeconds(pid_t pid) override {
+    auto it = cpu.find(pid);
+    return it == cpu.end() ? 0 : it->second;
+  }
 
   // Signals sent to `pid`, in order.
   std::vector<int> SignalsTo(pid_t pid) const {
@@ -119,6 +122,7 @@ class FakeSysCalls : public SysCalls {
   std::map<int, std::string> pipe_data;  // unread output per read end
   std::vector<int> closed;
   std::map<pid_t, uint64_t> rss;
+  std::map<pid_t, double> cpu;
 };
 
 }  // namespace forkd::arbiter

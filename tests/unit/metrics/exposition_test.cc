@@ -325,6 +325,103 @@ TEST(ExpositionTest, HealthAppAdminAndMasterProcess) {
   EXPECT_EQ(p.samples["forkd_app_up"], 1);
 }
 
+// App mode: one proxy worker (slot 0 of SyntheticSnapshot's rows) in front
+// of three app processes.
+PoolSnapshot AppSnapshot() {
+  PoolSnapshot s = SyntheticSnapshot();
+  s.app_mode = true;
+  s.worker_class = config::WorkerClass::kSync;
+  s.desired_workers = 3;
+  s.in_flight_cap = 3;
+  s.proxy_workers = 1;
+  s.proxy_workers_ready = 1;
+  s.ready_workers = 2;
+  auto app = [](uint32_t slot, pid_t pid, scoreboard::AppState state) {
+    app::AppProcessStatus a;
+    a.slot = slot;
+    a.pid = pid;
+    a.state = state;
+    a.cap = 1;
+    return a;
+  };
+  s.apps = {app(0, 500, scoreboard::AppState::kReady),
+            app(1, 501, scoreboard::AppState::kReady),
+            app(2, 502, scoreboard::AppState::kStarting)};
+  s.apps[0].in_flight = 1;
+  s.apps[0].cpu_seconds = 3.5;
+  s.apps[0].rss_bytes = 40 << 20;
+  s.apps[1].cpu_seconds = 1.0;
+  s.app_requests_by_slot = {{0, 100}, {1, 50}, {2, 0}, {3, 7}};
+  s.app_restarts[app::AppExit::kCrash] = 2;
+  s.app_restarts[app::AppExit::kMaxMemory] = 1;
+  return s;
+}
+
+TEST(ExpositionTest, AppModeWorkersAreTheAppProcesses) {
+  Exposition e;
+  Parsed p = Parse(e.Render(AppSnapshot(), {}));
+  // forkd_workers counts the app processes, forkd_proxy_workers forkd's.
+  EXPECT_EQ(p.samples["forkd_workers{state=\"ready\"}"], 2);
+  EXPECT_EQ(p.samples["forkd_workers{state=\"booting\"}"], 1);
+  EXPECT_EQ(p.samples["forkd_workers{state=\"draining\"}"], 0);
+  EXPECT_EQ(p.samples["forkd_workers_desired"], 3);
+  EXPECT_EQ(p.samples["forkd_proxy_workers{state=\"ready\"}"], 1);
+  EXPECT_EQ(p.samples["forkd_proxy_workers{state=\"booting\"}"], 1);
+  EXPECT_EQ(p.samples["forkd_proxy_workers{state=\"draining\"}"], 1);
+  EXPECT_EQ(p.samples["forkd_app_processes{state=\"ready\"}"], 2);
+  EXPECT_EQ(p.samples["forkd_app_processes{state=\"starting\"}"], 1);
+  EXPECT_EQ(p.samples["forkd_app_processes{state=\"retiring\"}"], 0);
+  EXPECT_EQ(p.samples["forkd_app_processes{state=\"stopping\"}"], 0);
+  EXPECT_EQ(p.samples["forkd_app_in_flight{slot=\"0\"}"], 1);
+  EXPECT_EQ(p.samples["forkd_app_in_flight{slot=\"1\"}"], 0);
+  EXPECT_EQ(p.samples["forkd_app_rss_bytes{slot=\"0\"}"], 40 << 20);
+  EXPECT_DOUBLE_EQ(p.samples["forkd_app_cpu_seconds_total{slot=\"0\"}"], 3.5);
+  // A slot with no process now keeps its requests counter.
+  EXPECT_EQ(p.samples["forkd_app_requests_total{slot=\"0\"}"], 100);
+  EXPECT_EQ(p.samples["forkd_app_requests_total{slot=\"3\"}"], 7);
+  EXPECT_EQ(p.samples["forkd_app_restarts_total{reason=\"crash\"}"], 2);
+  EXPECT_EQ(p.samples["forkd_app_restarts_total{reason=\"max_memory\"}"], 1);
+  EXPECT_EQ(p.samples.count("forkd_app_restarts_total{reason=\"killed\"}"), 1u);
+  EXPECT_EQ(p.types["forkd_app_requests_total"], "counter");
+  EXPECT_EQ(p.types["forkd_app_rss_bytes"], "gauge");
+  // Utilisation: what the app processes hold (1) over their cap (3), not
+  // the proxy workers' threads.
+  EXPECT_DOUBLE_EQ(p.samples["forkd_utilization_ratio"], 1.0 / 3);
+  // The app is up when an app process is ready; no --upstream checks.
+  EXPECT_EQ(p.samples["forkd_app_up"], 1);
+  EXPECT_EQ(p.samples.count("forkd_app_checks_total{result=\"ok\"}"), 0u);
+}
+
+TEST(ExpositionTest, AppModeCpuPerSlotNeverGoesBackwards) {
+  PoolSnapshot s = AppSnapshot();
+  Exposition e;
+  Parsed p = Parse(e.Render(s, {}));
+  EXPECT_DOUBLE_EQ(p.samples["forkd_app_cpu_seconds_total{slot=\"0\"}"], 3.5);
+  // Slot 0's process was replaced by pid 600, with less CPU so far.
+  s.apps[0].pid = 600;
+  s.apps[0].cpu_seconds = 0.5;
+  s.ready_workers = 0;
+  p = Parse(e.Render(s, {}));
+  EXPECT_DOUBLE_EQ(p.samples["forkd_app_cpu_seconds_total{slot=\"0\"}"], 4.0);
+  EXPECT_EQ(p.samples["forkd_app_up"], 0);
+  // Slot 0 empty: its counter stays.
+  s.apps.erase(s.apps.begin());
+  p = Parse(e.Render(s, {}));
+  EXPECT_DOUBLE_EQ(p.samples["forkd_app_cpu_seconds_total{slot=\"0\"}"], 4.0);
+  EXPECT_EQ(p.samples.count("forkd_app_rss_bytes{slot=\"0\"}"), 0u);
+}
+
+TEST(ExpositionTest, SidecarModeHasNoAppProcessFamilies) {
+  Exposition e;
+  Parsed p = Parse(e.Render(SyntheticSnapshot(), {}));
+  for (const auto& [name, type] : p.types) {
+    EXPECT_FALSE(absl::StartsWith(name, "forkd_app_processes") ||
+                 absl::StartsWith(name, "forkd_proxy_workers") ||
+                 absl::StartsWith(name, "forkd_app_requests"))
+        << name;
+  }
+}
+
 TEST(ExpositionTest, NamesFollowPrometheusConventions) {
   ScrapeInputs in;
   in.health = probes::Health{};
@@ -335,8 +432,11 @@ TEST(ExpositionTest, NamesFollowPrometheusConventions) {
   in.workers[100] = {};
   in.admin_commands = {{"Drain", "ok", 1}};
   Exposition e;
-  Parsed p = Parse(e.Render(SyntheticSnapshot(), in));
+  std::string text = e.Render(SyntheticSnapshot(), in);
+  text += Exposition().Render(AppSnapshot(), in);  // app mode's families
+  Parsed p = Parse(text);
   ASSERT_GE(p.types.size(), 30u);
+  ASSERT_EQ(p.types.count("forkd_app_cpu_seconds_total"), 1u);
   for (const auto& [name, type] : p.types) {
     SCOPED_TRACE(name);
     EXPECT_TRUE(absl::StartsWith(name, "forkd_") ||

@@ -94,6 +94,66 @@ TEST(DecideTest, DisabledAppChecksCountAsReachable) {
   EXPECT_TRUE(h.started.ok);
 }
 
+// App mode: `desired` app processes, `ready` of them in the rotation,
+// behind `proxy_ready` of 1 proxy worker.
+arbiter::PoolSnapshot AppSnap(int desired, int ready, int proxy_ready = 1) {
+  arbiter::PoolSnapshot s;
+  s.app_mode = true;
+  s.published_ms = 1000;
+  s.desired_workers = desired;
+  s.proxy_workers = 1;
+  s.proxy_workers_ready = proxy_ready;
+  for (int i = 0; i < desired; ++i) {
+    app::AppProcessStatus a;
+    a.slot = static_cast<uint32_t>(i);
+    a.pid = 100 + i;
+    a.state = i < ready ? scoreboard::AppState::kReady
+                        : scoreboard::AppState::kStarting;
+    s.apps.push_back(a);
+  }
+  s.ready_workers = proxy_ready > 0 ? ready : 0;
+  return s;
+}
+
+TEST(DecideTest, AppModeStartsOnceTheWholePoolIsReady) {
+  // No --upstream check in app mode: a failed app check changes nothing.
+  Health h = Decide(AppSnap(3, 2), 1000, AppDown(false), false, kStall);
+  EXPECT_FALSE(h.started.ok);
+  EXPECT_THAT(h.started.why, HasSubstr("2 of 3 app processes ready"));
+  EXPECT_FALSE(h.ready.ok);
+  EXPECT_THAT(h.ready.why, HasSubstr("starting: 2 of 3"));
+  h = Decide(AppSnap(3, 0), 1000, AppStatus{}, false, kStall);
+  EXPECT_EQ(h.ready.why, "starting: 0 of 3 app processes ready");
+  h = Decide(AppSnap(3, 3), 1000, AppDown(false), false, kStall);
+  EXPECT_TRUE(h.started.ok);
+  EXPECT_TRUE(h.ready.ok) << h.ready.why;
+  EXPECT_THAT(h.ready.why, HasSubstr("3 of 3 app processes ready"));
+  EXPECT_THAT(h.ready.why, HasSubstr("1 proxy workers ready"));
+  // No proxy worker: nothing reaches the app processes.
+  h = Decide(AppSnap(3, 3, 0), 1000, AppOk(), false, kStall);
+  EXPECT_FALSE(h.started.ok);
+  EXPECT_FALSE(h.ready.ok);
+  EXPECT_THAT(h.ready.why, HasSubstr("no proxy worker ready"));
+}
+
+TEST(DecideTest, AppModeStaysReadyWhileOneAppProcessServes) {
+  // Once started (latched), one ready app process is enough: a crash or a
+  // rolling replacement does not take the pod out of its Service.
+  Health h = Decide(AppSnap(4, 1), 1000, AppStatus{}, true, kStall);
+  EXPECT_TRUE(h.started.ok);
+  EXPECT_TRUE(h.ready.ok) << h.ready.why;
+  EXPECT_THAT(h.ready.why, HasSubstr("1 of 4 app processes ready"));
+  h = Decide(AppSnap(4, 0), 1000, AppStatus{}, true, kStall);
+  EXPECT_FALSE(h.ready.ok);
+  EXPECT_THAT(h.ready.why, HasSubstr("no app process ready (4 desired)"));
+  arbiter::PoolSnapshot draining = AppSnap(4, 4);
+  draining.draining = true;
+  h = Decide(draining, 1000, AppStatus{}, true, kStall);
+  EXPECT_FALSE(h.ready.ok);
+  EXPECT_THAT(h.ready.why, HasSubstr("draining"));
+  EXPECT_TRUE(h.live.ok);
+}
+
 TEST(DecideTest, LivenessFailsWhenTheLoopStopsPublishing) {
   Health h = Decide(Snap(1), 1000 + kStall, AppOk(), true, kStall);
   EXPECT_TRUE(h.live.ok);
