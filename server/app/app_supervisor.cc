@@ -388,6 +388,7 @@ bool AppSupervisor::OnChildExit(pid_t pid, int status, int64_t now) {
   SetState(s, AppState::kEmpty);
   s.pid.store(0, std::memory_order_relaxed);
   sys_->RemovePath(std::string(s.socket_path));
+  if (p.probe >= 0) sys_->CancelProbe(p.probe);
   procs_.erase(it);
   if (stopping_) {
     AdvanceStop(now);
@@ -403,7 +404,24 @@ void AppSupervisor::Observe(int64_t now) {
     AppSlot& s = board_->app_slot(p.slot);
     AppState st = StateOf(s);
     if (st == AppState::kStarting && !p.kill_sent && p.abort_ms == 0) {
-      if (sys_->ProbeUnix(s.socket_path, options_.health_path)) {
+      // Polled, never waited for: the master's loop must not stall on an
+      // app that is slow to answer its health path.
+      if (p.probe < 0) {
+        p.probe =
+            sys_->StartProbe(std::string(s.socket_path), options_.health_path);
+        p.probe_started_ms = now;
+        if (p.probe < 0) continue;
+      }
+      arbiter::SysCalls::ProbeResult probe = sys_->PollProbe(p.probe);
+      if (probe == arbiter::SysCalls::ProbeResult::kPending) {
+        if (now - p.probe_started_ms >= kProbeTimeoutMs) {
+          sys_->CancelProbe(p.probe);
+          p.probe = -1;
+        }
+        continue;
+      }
+      p.probe = -1;
+      if (probe == arbiter::SysCalls::ProbeResult::kHealthy) {
         p.ready = true;
         s.last_progress_ms.store(now, std::memory_order_relaxed);
         SetState(s, AppState::kReady);

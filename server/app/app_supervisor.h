@@ -157,6 +157,9 @@ class AppSupervisor {
   static constexpr int64_t kBootBackoffInitialMs = 100;
   static constexpr int64_t kBootBackoffMaxMs = 5000;
   static constexpr int64_t kAbortToKillMs = 2000;
+  // A health probe (--app-health-path) with no answer by then is dropped
+  // and tried again on a later tick.
+  static constexpr int64_t kProbeTimeoutMs = 1000;
 
  private:
   struct Proc {
@@ -174,6 +177,8 @@ class AppSupervisor {
     uint64_t max_requests = 0;  // 0: none
     int out_fd = -1;
     LineSplitter lines;
+    int probe = -1;  // a readiness probe in progress (SysCalls handle)
+    int64_t probe_started_ms = 0;
   };
 
   std::vector<std::string> ExpandCommand(uint32_t slot,

@@ -262,39 +262,64 @@ void SysCallsImpl::RemovePath(const std::string& path) {
   if (errno == EPERM) rmdir(path.c_str());
 }
 
-bool SysCallsImpl::ProbeUnix(const std::string& path,
+int SysCallsImpl::StartProbe(const std::string& path,
                              const std::string& health_path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return false;
+  if (path.size() >= sizeof(addr.sun_path)) return -1;
   std::memcpy(addr.sun_path, path.data(), path.size());
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  absl::Cleanup closer = [fd] { close(fd); };
-  // A unix connect does not wait for accept(): it succeeds or fails at once.
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  // A non-blocking unix connect succeeds or fails at once (EAGAIN: the
+  // backlog is full, try on a later tick); a blocking one could wait.
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return false;
+    close(fd);
+    return -1;
   }
-  if (health_path.empty()) return true;
-  timeval tv{.tv_sec = 1, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (health_path.empty()) return fd;
   std::string req = absl::StrCat("GET ", health_path,
                                  " HTTP/1.1\r\nHost: localhost\r\n"
                                  "Connection: close\r\n\r\n");
+  // A fresh socket's send buffer takes a request line this small whole.
   if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(req.size())) {
-    return false;
+    close(fd);
+    return -1;
   }
-  char buf[32];
-  size_t got = 0;
-  while (got < 12) {
-    ssize_t n = recv(fd, buf + got, sizeof(buf) - got, 0);
-    if (n <= 0) return false;
-    got += static_cast<size_t>(n);
+  probe_answers_[fd];
+  return fd;
+}
+
+SysCalls::ProbeResult SysCallsImpl::PollProbe(int handle) {
+  auto it = probe_answers_.find(handle);
+  ProbeResult result = ProbeResult::kHealthy;  // connected, no health path
+  if (it != probe_answers_.end()) {
+    std::string& got = it->second;
+    // "HTTP/1.x 2xx" is all it takes.
+    char buf[32];
+    while (got.size() < 12) {
+      ssize_t n = recv(handle, buf, sizeof(buf), MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return ProbeResult::kPending;
+      }
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    result =
+        got.size() >= 12 && got.compare(0, 7, "HTTP/1.") == 0 && got[9] == '2'
+            ? ProbeResult::kHealthy
+            : ProbeResult::kFailed;
+    probe_answers_.erase(it);
   }
-  // "HTTP/1.x 2xx"
-  return std::memcmp(buf, "HTTP/1.", 7) == 0 && buf[9] == '2';
+  close(handle);
+  return result;
+}
+
+void SysCallsImpl::CancelProbe(int handle) {
+  if (handle < 0) return;
+  probe_answers_.erase(handle);
+  close(handle);
 }
 
 absl::StatusOr<std::pair<int, int>> SysCallsImpl::MakePipe() {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 
 namespace forkd::arbiter {
@@ -79,10 +80,19 @@ class SysCalls {
   virtual absl::StatusOr<int> ListenUnix(const std::string& path) = 0;
   // unlink(2) / rmdir(2), errors ignored.
   virtual void RemovePath(const std::string& path) = 0;
-  // True when `path` accepts a connection and, if `health_path` is not
-  // empty, answers GET health_path with 2xx within a short time (<= 1 s).
-  virtual bool ProbeUnix(const std::string& path,
+  // A readiness probe of an app socket, never blocking the master's loop:
+  // StartProbe connects to `path` (non-blocking) and, when `health_path` is
+  // not empty, sends GET health_path; it returns a handle, or -1 when the
+  // socket does not accept (not listening yet, backlog full). PollProbe
+  // then says kHealthy (connected and, with a health path, a 2xx status
+  // line came), kFailed (another status, EOF, error) or kPending (no answer
+  // yet); it releases the handle unless kPending. CancelProbe releases a
+  // pending one (the caller's time bound passed, the process left).
+  enum class ProbeResult { kPending, kHealthy, kFailed };
+  virtual int StartProbe(const std::string& path,
                          const std::string& health_path) = 0;
+  virtual ProbeResult PollProbe(int handle) = 0;
+  virtual void CancelProbe(int handle) = 0;
   // A pipe: {read end (non-blocking), write end}, both close-on-exec.
   virtual absl::StatusOr<std::pair<int, int>> MakePipe() = 0;
   // read(2): bytes read, 0 at EOF, -1 when nothing is there yet (EAGAIN) or
@@ -107,13 +117,20 @@ class SysCallsImpl : public SysCalls {
       const std::string& parent) override;
   absl::StatusOr<int> ListenUnix(const std::string& path) override;
   void RemovePath(const std::string& path) override;
-  bool ProbeUnix(const std::string& path,
+  int StartProbe(const std::string& path,
                  const std::string& health_path) override;
+  ProbeResult PollProbe(int handle) override;
+  void CancelProbe(int handle) override;
   absl::StatusOr<std::pair<int, int>> MakePipe() override;
   ssize_t Read(int fd, char* buf, size_t size) override;
   void Close(int fd) override;
   uint64_t ResidentBytes(pid_t pid) override;
   double CpuSeconds(pid_t pid) override;
+
+ private:
+  // The bytes of each pending probe's answer so far, by handle (its fd);
+  // absent for a probe without a health path.
+  absl::flat_hash_map<int, std::string> probe_answers_;
 };
 
 // The path of the running binary (readlink of /proc/self/exe), resolved once

@@ -117,6 +117,27 @@ TEST_F(AppSupervisorTest, SpawnsOnInheritedFd3WithSocketActivationEnv) {
   EXPECT_EQ(sup_->ReadyCount(), 2);
 }
 
+// A health probe that gets no answer never holds the master's loop: it
+// stays pending across ticks, is dropped after kProbeTimeoutMs and started
+// again; the process turns ready on the first answer.
+TEST_F(AppSupervisorTest, SlowHealthProbeIsPolledAndRetriedNotWaitedFor) {
+  Make({"app"}, 1);
+  pid_t a = sys_.spawned[0].pid;
+  const std::string sock = "/tmp/forkd-app-test/app-0.sock";
+  sys_.pending.insert(sock);
+  Advance(100);
+  EXPECT_EQ(StateOf(a), AppState::kStarting);
+  EXPECT_EQ(sys_.probes.size(), 1u);  // the same probe, still waiting
+  Advance(AppSupervisor::kProbeTimeoutMs);
+  EXPECT_EQ(sys_.cancelled_probes, 1);
+  EXPECT_EQ(StateOf(a), AppState::kStarting);
+  sys_.pending.erase(sock);
+  sys_.accepting.insert(sock);
+  Advance(100);
+  EXPECT_EQ(StateOf(a), AppState::kReady);
+  EXPECT_TRUE(sys_.probes.empty());
+}
+
 TEST_F(AppSupervisorTest, SocketPlaceholderMeansTheAppBindsThePath) {
   Make({"gunicorn", "--bind", "unix:{socket}", "app:app"}, 1);
   ASSERT_EQ(sys_.spawned.size(), 1u);

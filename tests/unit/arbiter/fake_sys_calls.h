@@ -68,8 +68,24 @@ class FakeSysCalls : public SysCalls {
     return next_fd++;
   }
   void RemovePath(const std::string& path) override { removed.push_back(path); }
-  bool ProbeUnix(const std::string& path, const std::string&) override {
-    return accepting.count(path) != 0;
+  // Probes: a path in `accepting` is healthy, one in `pending` never
+  // answers (until the test moves it), any other refuses the connect.
+  int StartProbe(const std::string& path, const std::string&) override {
+    if (accepting.count(path) == 0 && pending.count(path) == 0) return -1;
+    int h = next_fd++;
+    probes[h] = path;
+    return h;
+  }
+  ProbeResult PollProbe(int handle) override {
+    const std::string path = probes.at(handle);
+    if (pending.count(path) != 0) return ProbeResult::kPending;
+    probes.erase(handle);
+    return accepting.count(path) != 0 ? ProbeResult::kHealthy
+                                      : ProbeResult::kFailed;
+  }
+  void CancelProbe(int handle) override {
+    probes.erase(handle);
+    cancelled_probes++;
   }
   absl::StatusOr<std::pair<int, int>> MakePipe() override {
     int r = next_fd++;
@@ -118,7 +134,10 @@ class FakeSysCalls : public SysCalls {
   int next_fd = 1000;
   std::vector<std::string> listened;
   std::vector<std::string> removed;
-  std::set<std::string> accepting;       // socket paths that accept connections
+  std::set<std::string> accepting;    // socket paths that accept connections
+  std::set<std::string> pending;      // accept, but never answer the probe
+  std::map<int, std::string> probes;  // open probe handles -> path
+  int cancelled_probes = 0;
   std::map<int, std::string> pipe_data;  // unread output per read end
   std::vector<int> closed;
   std::map<pid_t, uint64_t> rss;
