@@ -465,3 +465,25 @@ def test_http2_prior_knowledge_reaches_every_app_process():
         assert len(pids) == 12 and set(pids) == set(apps), p.stdout
         r = h2load(fk.url("/sleep?ms=5"), n=120, c=2, m=6)
         assert r["ok"] == 120, r["output"]
+
+
+def test_a_dead_app_process_the_master_has_not_reaped_costs_no_request():
+    # Between an app process's death and the master's reaping it, its slot
+    # still reads ready: a connect to it is refused, and nothing reached
+    # the app, so forkd tries another process instead of answering 502.
+    # The master is stopped to hold that window open.
+    with AppForkd(example_app(), ["-w", "2", "--worker-class", "sync"]) as fk:
+        apps = fk.ready_apps(2)
+        victim, survivor = sorted(apps)
+        fk.proc.send_signal(signal.SIGSTOP)
+        try:
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: not os.path.exists("/proc/%d/fd" % victim) or
+                       not os.listdir("/proc/%d/fd" % victim), 10, what="victim dead")
+            answers = [get(fk.port, "/pid", timeout=20) for _ in range(6)]
+        finally:
+            fk.proc.send_signal(signal.SIGCONT)
+        assert [a[0] for a in answers] == [200] * 6, [a[:1] + a[2:] for a in answers]
+        assert {pid_in(a[2]) for a in answers} == {survivor}
+        after = fk.ready_apps(2)
+        assert victim not in after
