@@ -121,11 +121,16 @@ def test_requests_spread_over_every_app_process(tmp, app):
         pytest.skip("no %s" % needs)
     with AppForkd(cmd, ["-w", "3"], tmpdir=tmp) as fk:
         apps = app_ready_on_socket(fk, 3)
-        served = collections.Counter(get_pid(fk.port) for _ in range(30))
-        # Gunicorn answers from its worker, a child of the app process.
-        owners = collections.Counter(
-            {p if p in apps else ppid_of(p): n for p, n in served.items()})
-        assert set(owners) == set(apps), (served, apps)
+
+        def owner(pid):  # Gunicorn answers from its worker, the app's child
+            return pid if pid in apps else ppid_of(pid)
+
+        # The master marks each ready a moment after its socket answers.
+        seen = set()
+        wait_until(lambda: seen.add(owner(get_pid(fk.port))) or seen == set(apps), 20,
+                   what="every app process served through forkd")
+        owners = collections.Counter(owner(get_pid(fk.port)) for _ in range(30))
+        assert set(owners) == set(apps), (owners, apps)
         # Idle ties rotate: sequential requests share the processes evenly.
         assert min(owners.values()) >= 5, owners
 
@@ -353,7 +358,7 @@ def test_requests_past_every_cap_wait_and_are_served_in_order():
             t = threading.Thread(target=one, args=(i,), daemon=True)
             t.start()
             threads.append(t)
-            time.sleep(0.05)  # arrival order: 0, 1, 2, ...
+            time.sleep(0.1)  # arrival order: 0, 1, 2, ...
         for t in threads:
             t.join(30)
         assert done == [(i, 200) for i in range(5)]
@@ -368,7 +373,7 @@ def test_max_queue_time_answers_503_with_retry_after():
             target=lambda: holder.update(r=get(fk.port, "/sleep?ms=3000", timeout=30)),
             daemon=True)
         t.start()
-        time.sleep(0.3)  # the holder has the only app process
+        time.sleep(0.5)  # the holder has the only app process
         status, headers, body = get(fk.port, "/pid?queued=1")
         assert status == 503, body
         assert dict(headers).get("Retry-After") == "1", headers
