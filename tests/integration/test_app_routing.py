@@ -492,3 +492,65 @@ def test_a_dead_app_process_the_master_has_not_reaped_costs_no_request():
         assert {pid_in(a[2]) for a in answers} == {survivor}
         after = fk.ready_apps(2)
         assert victim not in after
+
+
+COUNTING_APP = r'''
+import os, socket, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+lock = threading.Lock()
+now = peak = 0
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        global now, peak
+        if self.path == "/peak":
+            body = b"%d" % peak
+        else:
+            with lock:
+                now += 1
+                peak = max(peak, now)
+            time.sleep(0.02)
+            with lock:
+                now -= 1
+            body = b"%d" % os.getpid()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+class S(ThreadingHTTPServer):
+    address_family = socket.AF_UNIX
+    daemon_threads = True
+    def server_bind(self):
+        pass
+    def server_activate(self):
+        pass
+
+s = S("", H, bind_and_activate=False)
+s.socket = socket.socket(fileno=3)
+s.serve_forever()
+'''
+
+
+@pytest.mark.parametrize("cls,cap", [("sync", 1), ("gthread", 3)])
+def test_two_proxy_workers_never_pass_a_process_cap(tmp, cls, cap):
+    # The cap lives in the scoreboard, shared by every proxy worker: the
+    # app itself counts the most requests it ever had at once.
+    script = os.path.join(tmp, "counting.py")
+    with open(script, "w") as f:
+        f.write(COUNTING_APP)
+    args = ["-w", "2", "--worker-class", cls, "--threads", str(cap)]
+    with AppForkd(["/usr/bin/python3", script], args, proxy_workers=2, tmpdir=tmp) as fk:
+        apps = app_ready_on_socket(fk, 2)
+        served = Served()
+        summary = LoadGenerator(fk.url("/work"), threads=12, duration=20, max_requests=25,
+                                timeout=15, on_response=served).start().wait()
+        assert summary.failed == 0 and summary.ok == 300, summary
+        assert served.since() == set(apps)
+        for sock in apps.values():
+            status, _, body = unix_http_request(sock, "GET", "/peak")
+            assert status == 200 and int(body) == cap, (sock, body)
