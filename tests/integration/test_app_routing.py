@@ -389,6 +389,8 @@ def test_max_queue_time_answers_503_with_retry_after():
 
 
 def test_slow_clients_do_not_hold_the_only_sync_app_process():
+    # 10 send their head slowly, 5 their body, 10 read slowly: 25 pending
+    # clients, one sync app process.
     with AppForkd(example_app(), ["-w", "1", "--worker-class", "sync"]) as fk:
         (app_pid,) = fk.ready_apps(1)
         # Below --response-buffer (1 MiB): forkd reads it all from the app.
@@ -396,12 +398,17 @@ def test_slow_clients_do_not_hold_the_only_sync_app_process():
         # then stays shut between zero-window probes that back off for
         # seconds, a stall of the client's own making.)
         body_size = 768 * 1024
-        senders, readers = [], []
+        senders, uploaders, readers = [], [], []
         try:
             for _ in range(10):  # head sent without its final CRLF
                 s = socket.create_connection(("127.0.0.1", fk.port), timeout=20)
                 s.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
                 senders.append(s)
+            for _ in range(5):  # head and half the body
+                s = socket.create_connection(("127.0.0.1", fk.port), timeout=20)
+                s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+                          + b"a" * 50)
+                uploaders.append(s)
             for _ in range(10):  # whole request, response never read yet
                 s = socket.create_connection(("127.0.0.1", fk.port), timeout=20)
                 s.sendall(b"GET /bytes?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % body_size)
@@ -409,7 +416,7 @@ def test_slow_clients_do_not_hold_the_only_sync_app_process():
             # A fast client is served while all twenty are still pending.
             for _ in range(5):
                 assert get_pid(fk.port, timeout=20) == app_pid
-            for s in senders:  # no answer yet
+            for s in senders + uploaders:  # no answer yet
                 s.setblocking(False)
                 with pytest.raises(BlockingIOError):
                     s.recv(1)
@@ -418,6 +425,11 @@ def test_slow_clients_do_not_hold_the_only_sync_app_process():
                 s.sendall(b"\r\n")
             for s in senders:
                 assert read_response(s).startswith(b"HTTP/1.1 200"), "slow sender"
+            for s in uploaders:
+                s.sendall(b"b" * 50)
+                resp = read_response(s)
+                assert resp.startswith(b"HTTP/1.1 200"), resp[:100]
+                assert resp.endswith(b"a" * 50 + b"b" * 50), resp[-120:]
             for i, s in enumerate(readers):
                 try:
                     resp = read_response(s)
@@ -426,7 +438,7 @@ def test_slow_clients_do_not_hold_the_only_sync_app_process():
                 assert resp.startswith(b"HTTP/1.1 200"), resp[:100]
                 assert len(resp.split(b"\r\n\r\n", 1)[1]) == body_size, fk.diagnostics()
         finally:
-            for s in senders + readers:
+            for s in senders + uploaders + readers:
                 s.close()
 
 
