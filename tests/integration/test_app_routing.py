@@ -169,11 +169,9 @@ def test_forkctl_scale_under_load_fails_no_request():
         fk.ready_apps(1)
         gen = load(fk, "/sleep?ms=10", served)
         try:
-            # Without --wait: the admin service waits for ready proxy
-            # workers, not app processes (reported to the app-observe lane).
             for n in ("3", "1"):
-                p = subprocess.run([FORKCTL_BIN, "--addr", admin, "scale", n],
-                                   capture_output=True, text=True, timeout=30)
+                p = subprocess.run([FORKCTL_BIN, "--addr", admin, "scale", n, "--wait"],
+                                   capture_output=True, text=True, timeout=60)
                 assert p.returncode == 0, p.stdout + p.stderr
                 apps = fk.ready_apps(int(n))
                 wait_served(served, apps, served.mark())
