@@ -9,7 +9,6 @@ Requests through forkd's port: test_app_routing.py.
 import os
 import shutil
 import signal
-import time
 
 import pytest
 

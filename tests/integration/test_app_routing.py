@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from app_forkd import (AppForkd, EXAMPLE_APP, GUNICORN, NODE, example_app, get,
+from app_forkd import (AppForkd, GUNICORN, NODE, example_app, get,
                        get_pid, write_node_app, write_wsgi_app)
 from forkd_harness import (FORKCTL_BIN, LoadGenerator, free_port, h2load,
                            pid_alive, require_tools, short_tmpdir,
