@@ -52,6 +52,10 @@ Endpoints (any method unless said; HEAD gives the headers only):
     /continue?code=C               an interim 1xx (default 103 Early Hints with
                                    a Link header) and then 200 "continued\\n"
     /pid                           the app's pid
+    /grow?mb=N                     keep N more MiB (default 8) allocated and
+                                   touched for the process's lifetime (a
+                                   leak, for --max-worker-memory); reply the
+                                   pid and the MiB held
     /trailers?bad=B                chunked 200 whose JSON body tells what the
                                    request carried: length, trailers (the
                                    chunked request's trailer fields as
@@ -98,6 +102,9 @@ SEEN_HEADERS = (
 )
 
 MAX_MS = 600_000
+
+_LEAK = []  # /grow's memory, never freed
+_LEAK_LOCK = threading.Lock()
 MAX_BYTES = 1 << 40
 
 
@@ -376,6 +383,13 @@ class Handler(BaseHTTPRequestHandler):
     def r_pid(self, query, body, length):
         self._reply(200, "%d\n" % os.getpid())
 
+    def r_grow(self, query, body, length):
+        mb = _int_param(query, "mb", 8, 0, 1024)
+        with _LEAK_LOCK:
+            _LEAK.append(bytearray(b"x" * (mb << 20)))  # written: resident
+            held = sum(len(b) for b in _LEAK) >> 20
+        self._reply(200, "pid=%d held_mb=%d\n" % (os.getpid(), held))
+
     def r_trailers(self, query, body, length):
         bad = _int_param(query, "bad", 0, 0, 1)
         seen = {
@@ -418,6 +432,7 @@ ROUTES = {
     "/headers": Handler.r_headers,
     "/continue": Handler.r_continue,
     "/pid": Handler.r_pid,
+    "/grow": Handler.r_grow,
     "/trailers": Handler.r_trailers,
 }
 

@@ -562,6 +562,7 @@ void ProxySession::FinishRequest() {
   sent_to_client_ = false;
   up_eof_ = false;
   connect_started_ms_ = 0;
+  app_connect_retries_ = 0;
   upstream_s_ = 0;
   status_ = 0;
   body_bytes_out_ = 0;

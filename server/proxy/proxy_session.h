@@ -209,6 +209,11 @@ class ProxySession : public ClientConnection,
   bool WaitingForApp() const;
   // App mode: gives back the app process (app mode) and the queue place.
   void ReleaseAppProcess(bool finished);
+  // App mode: a connect the reserved process refused (or whose socket is
+  // gone) reached nothing, so the request gives the process back and asks
+  // the queue again after a short pause, a few times per request. False:
+  // not such a failure, or out of tries; the caller answers 502.
+  bool RetryOnAnotherAppProcess(int err);
   void StartHead();
   void BeginRequest();
   // Takes a request asking for "Upgrade: h2c" that can be served as
@@ -319,6 +324,7 @@ class ProxySession : public ClientConnection,
   // it waits in ctx_->app_queue for one.
   std::optional<upstream::AppReservation> app_process_;
   bool app_waiting_ = false;
+  int app_connect_retries_ = 0;  // RetryOnAnotherAppProcess, this request
   bool sent_to_client_ = false;  // a response head is on its way
   bool up_eof_ = false;
   int64_t connect_started_ms_ = 0;

@@ -28,6 +28,13 @@ using session_internal::ReadChunk;
 // to it; this recheck is only a safety net.
 constexpr int64_t kAdmissionRecheckMs = 100;
 
+// An app process that refuses connections has died (or closed its
+// socket) and the master has not yet taken its slot out of the rotation;
+// it does within a tick. A few short pauses cover that without letting a
+// process that keeps refusing hold requests for long.
+constexpr int kAppConnectRetries = 5;
+constexpr int64_t kAppConnectRetryMs = 20;
+
 // RFC 9110 9.2.2: methods a proxy may repeat when it cannot tell whether
 // the app acted on the first attempt.
 bool IsIdempotent(std::string_view method) {
@@ -124,7 +131,7 @@ bool ProxySession::StartUpstream() {
   // App mode picks the app process here, once the request is ready to
   // send, so a slow client never holds one.
   if (ctx_->app_queue != nullptr && !app_process_) {
-    if (app_waiting_ && retry_connect_at_ms_ > now) return false;
+    if (retry_connect_at_ms_ > now) return false;
     upstream::AppReservation r;
     switch (ctx_->app_queue->TryEnter(this, now, &r)) {
       case AppQueue::Result::kReserved:
@@ -170,6 +177,7 @@ bool ProxySession::StartUpstream() {
         retry_connect_at_ms_ = now + 5;
         return false;
       case upstream::ConnectResult::kFailed:
+        if (RetryOnAnotherAppProcess(err)) return true;
         UpstreamFailed(Failure::kUpstreamRefused,
                        absl::StrCat("connect to ", app_->display(), ": ",
                                     std::strerror(err)));
@@ -198,6 +206,7 @@ bool ProxySession::WriteUpstream() {
     int err = app_->ConnectError(*up_);
     up_->connecting = false;
     if (err != 0) {
+      if (RetryOnAnotherAppProcess(err)) return true;
       UpstreamFailed(Failure::kUpstreamRefused,
                      absl::StrCat("connect to ", app_->display(), ": ",
                                   std::strerror(err)));
@@ -351,6 +360,20 @@ void ProxySession::RetryAppQueue() {
   if (!app_waiting_ || closed_) return;
   retry_connect_at_ms_ = 0;
   Drive();
+}
+
+bool ProxySession::RetryOnAnotherAppProcess(int err) {
+  if (!app_process_ || (err != ECONNREFUSED && err != ENOENT) ||
+      app_connect_retries_ >= kAppConnectRetries) {
+    return false;
+  }
+  ++app_connect_retries_;
+  LOG_DEBUG("connect to %s: %s; asking for another app process",
+            app_->display(), std::strerror(err));
+  ReleaseAppProcess(/*finished=*/false);
+  resp_state_ = RespState::kNotStarted;
+  retry_connect_at_ms_ = NowMs() + kAppConnectRetryMs;
+  return true;
 }
 
 void ProxySession::ReleaseAppProcess(bool finished) {

@@ -687,14 +687,15 @@ class LoadGenerator:
     Each thread stops after `duration` seconds or `max_requests` requests.
     A failure is a non-2xx status, an exception or a refused connection; the
     first `keep_reasons` reasons are kept.  After a failure the thread
-    reconnects.
+    reconnects.  on_response(status, body), if given, sees every response
+    (from the load threads).
     """
 
     Summary = collections.namedtuple(
         "Summary", "ok failed reasons statuses elapsed requests")
 
     def __init__(self, url, threads=4, duration=10.0, max_requests=None, timeout=10.0,
-                 headers=None, method="GET", keep_reasons=10):
+                 headers=None, method="GET", keep_reasons=10, on_response=None):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http":
             raise ValueError("http:// URLs only: %s" % url)
@@ -708,6 +709,7 @@ class LoadGenerator:
         self.headers = dict(headers or {})
         self.method = method
         self.keep_reasons = keep_reasons
+        self.on_response = on_response
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers = []
@@ -742,7 +744,9 @@ class LoadGenerator:
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
                 conn.request(self.method, self.path, headers=self.headers)
                 resp = conn.getresponse()
-                resp.read()
+                data = resp.read()
+                if self.on_response is not None:
+                    self.on_response(resp.status, data)
                 if 200 <= resp.status < 300:
                     self._record(True, resp.status)
                 else:

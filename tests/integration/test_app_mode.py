@@ -4,82 +4,18 @@ The master starts the example app (and Debian's Gunicorn, Node) as its app
 processes, each on its own unix socket, and supervises them. These tests
 look at the app processes from outside: the master's children whose
 environment carries FORKD_SOCKET, each asked for /pid on its own socket.
-Routing client requests over them is the proxy workers' side (app-route).
+Requests through forkd's port: test_app_routing.py.
 """
 import os
 import shutil
 import signal
-import time
 
 import pytest
 
-from forkd_harness import (Forkd, REPO_DIR, child_pids, http_request, is_worker_process,
-                           pid_alive, process_cmdline, process_comm, short_tmpdir,
-                           unix_http_request, wait_until)
-
-EXAMPLE_APP = os.path.join(REPO_DIR, "deploy", "example-app", "app.py")
-
-
-class AppForkd(Forkd):
-    """Forkd in app mode: no --upstream (app mode refuses it), the app
-    command after `--`."""
-
-    def __init__(self, app_cmd, args=(), **kw):
-        self.app_cmd = list(app_cmd)
-        kw.setdefault("upstream", "unix:/unused")
-        super().__init__(args=args, **kw)
-
-    def command(self):
-        cmd = super().command()
-        i = cmd.index("--upstream")
-        del cmd[i:i + 2]
-        return cmd + ["--proxy-workers", "1", "--"] + self.app_cmd
-
-    def app_processes(self):
-        """{pid: socket} of the master's children that are app processes."""
-        out = {}
-        for pid in child_pids(self.proc.pid):
-            try:
-                with open("/proc/%d/environ" % pid, "rb") as f:
-                    env = f.read().split(b"\0")
-            except OSError:
-                continue
-            for e in env:
-                if e.startswith(b"FORKD_SOCKET="):
-                    out[pid] = e[len(b"FORKD_SOCKET="):].decode()
-        return out
-
-    def ready_apps(self, n):
-        """Waits for exactly n app processes that each answer /pid with their
-        own pid; returns {pid: socket}."""
-        def ok():
-            apps = self.app_processes()
-            if len(apps) != n:
-                return None
-            for pid, sock in apps.items():
-                try:
-                    status, _, body = unix_http_request(sock, "GET", "/pid", timeout=2)
-                except OSError:
-                    return None
-                if status != 200 or int(body) != pid:
-                    return None
-            return apps
-        return wait_until(ok, 30, interval=0.1, what="%d ready app processes" % n)
-
-    def stderr_text(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def error_log_text(self):
-        try:
-            with open(self.error_log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-
-def example_app(*extra):
-    return ["/usr/bin/python3", EXAMPLE_APP, "--verbose"] + list(extra)
+from app_forkd import AppForkd, example_app, write_node_app, write_wsgi_app
+from forkd_harness import (Forkd, child_pids, http_request, is_worker_process, pid_alive,
+                           process_cmdline, process_comm, short_tmpdir, unix_http_request,
+                           wait_until)
 
 
 def test_app_processes_on_fd3_each_its_own_socket_and_output_prefixed():
@@ -200,11 +136,7 @@ def test_upstream_is_refused_in_app_mode():
 @pytest.mark.skipif(not os.access("/usr/bin/gunicorn", os.X_OK), reason="no /usr/bin/gunicorn")
 def test_debian_gunicorn_binds_the_socket_placeholder():
     tmp = short_tmpdir("fkg")
-    with open(os.path.join(tmp, "wsgiapp.py"), "w") as f:
-        f.write("import os\n"
-                "def app(environ, start_response):\n"
-                "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-                "    return [str(os.getpid()).encode()]\n")
+    write_wsgi_app(tmp)
     cmd = ["/usr/bin/gunicorn", "-w", "1", "--threads", "{threads}", "--chdir", tmp,
            "--bind", "unix:{socket}", "wsgiapp:app"]
     with AppForkd(cmd, ["-w", "2", "--threads", "2"], tmpdir=tmp) as fk:
@@ -227,9 +159,6 @@ def test_debian_gunicorn_binds_the_socket_placeholder():
 @pytest.mark.skipif(not os.access("/usr/bin/node", os.X_OK), reason="no /usr/bin/node")
 def test_node_serves_on_fd3():
     tmp = short_tmpdir("fkn")
-    js = os.path.join(tmp, "server.js")
-    with open(js, "w") as f:
-        f.write("require('http').createServer((q, r) => r.end(String(process.pid)))"
-                ".listen({fd: 3});\n")
+    js = write_node_app(tmp)
     with AppForkd(["/usr/bin/node", js], ["-w", "2"], tmpdir=tmp) as fk:
         fk.ready_apps(2)

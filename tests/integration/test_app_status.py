@@ -18,7 +18,7 @@ import pytest
 from admin_client import NOT_SERVING, SERVING, AdminClient, forkctl
 from forkd_harness import free_port, http_get, pid_alive, wait_until
 from metrics_util import metrics, probe, total, value, wait_probe
-from test_app_mode import AppForkd, example_app
+from app_forkd import AppForkd, example_app
 
 READY = 2  # AppProcessState.APP_PROCESS_STATE_READY
 

@@ -17,9 +17,12 @@
 #include "gtest/gtest.h"
 #include "server/common/clock.h"
 #include "server/common/readiness.h"
+#include "server/proxy/app_queue.h"
 #include "server/proxy/app_transport.h"
 #include "server/proxy/client_transport.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/upstream/app_router.h"
+#include "server/upstream/upstream_pool.h"
 
 namespace forkd::proxy {
 namespace {
@@ -392,6 +395,47 @@ TEST_F(ProxySessionTest, AnAppThatRefusesGets502) {
   EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 502 "))
       << client_.received;
   EXPECT_EQ(in_flight(), 0);
+}
+
+// App mode: two app processes still marked ready whose sockets are gone
+// (dead, not yet reaped by the master), so every connect fails: nothing
+// reached the app, so the request gives the process back and asks again a
+// few times before it answers 502.
+TEST_F(ProxySessionTest, AppModeRetriesARefusedConnectBeforeA502) {
+  auto apps = scoreboard::Scoreboard::Create(1, 2);
+  ASSERT_TRUE(apps.ok()) << apps.status();
+  for (uint32_t i = 0; i < 2; ++i) {
+    scoreboard::AppSlot& s = (*apps)->app_slot(i);
+    std::snprintf(s.socket_path, sizeof(s.socket_path),
+                  "/nonexistent-forkd-test/app-%u.sock", i);
+    s.cap.store(1);
+    s.state.store(static_cast<uint32_t>(scoreboard::AppState::kReady));
+  }
+  upstream::AppRouter router(apps->get());
+  upstream::AppPools pools(&router, 4);
+  AppQueue queue(&router, /*max_wait_ms=*/0, AppQueueMetrics{});
+  ctx_.app_queue = &queue;
+  ctx_.app_pools = &pools;
+  auto app_in_flight = [&] {
+    return (*apps)->app_slot(0).in_flight.load() +
+           (*apps)->app_slot(1).in_flight.load();
+  };
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  for (int retry = 0; retry < 5; ++retry) {
+    EXPECT_EQ(client_.received, "") << "retry " << retry;
+    EXPECT_EQ(app_in_flight(), 0u);  // given back while it waits
+    clock_.AdvanceMs(20);
+    session_->OnTimeout(clock_.NowMs());
+  }
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 502 "))
+      << client_.received;
+  EXPECT_NE(client_.received.find("No such file or directory"),
+            std::string::npos)
+      << client_.received;
+  EXPECT_EQ(app_in_flight(), 0u);
+  EXPECT_EQ(in_flight(), 0);
+  session_.reset();  // before the queue it may still name
 }
 
 TEST_F(ProxySessionTest, AnAppClosingBeforeItsResponseGets502) {
