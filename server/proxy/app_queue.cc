@@ -18,13 +18,14 @@ void AppQueue::Gauge(int delta) {
 }
 
 AppQueue::Result AppQueue::TryEnter(const void* waiter, int64_t now_ms,
-                                    upstream::AppReservation* out) {
+                                    upstream::AppReservation* out,
+                                    const upstream::AppReservation* avoid) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = std::find_if(line_.begin(), line_.end(),
                          [waiter](const Waiter& w) { return w.id == waiter; });
   if (it == line_.end()) {
     if (line_.empty()) {
-      if (auto r = router_->TryReserve()) {
+      if (auto r = router_->TryReserve(avoid)) {
         *out = *r;
         return Result::kReserved;
       }
@@ -34,7 +35,7 @@ AppQueue::Result AppQueue::TryEnter(const void* waiter, int64_t now_ms,
     return Result::kWaiting;
   }
   if (it == line_.begin()) {
-    if (auto r = router_->TryReserve()) {
+    if (auto r = router_->TryReserve(avoid)) {
       *out = *r;
       Count(metrics_.waits, 1);
       Count(metrics_.wait_us_sum,

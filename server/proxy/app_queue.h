@@ -42,8 +42,10 @@ class AppQueue {
   // after kRecheckMs. kTimedOut: it waited max_wait_ms and left the line.
   // Only the head of the line (or a newcomer to an empty line) reserves,
   // so requests get processes in arrival order. Any thread.
+  // `avoid`: as AppRouter::TryReserve.
   Result TryEnter(const void* waiter, int64_t now_ms,
-                  upstream::AppReservation* out);
+                  upstream::AppReservation* out,
+                  const upstream::AppReservation* avoid = nullptr);
   // `waiter` gives up its place (its client went away). No-op when absent.
   void Leave(const void* waiter);
   // Gives a reservation back (AppRouter::Release). Returns the head of the

@@ -563,6 +563,7 @@ void ProxySession::FinishRequest() {
   up_eof_ = false;
   connect_started_ms_ = 0;
   app_connect_retries_ = 0;
+  refused_app_.reset();
   upstream_s_ = 0;
   status_ = 0;
   body_bytes_out_ = 0;

@@ -325,6 +325,9 @@ class ProxySession : public ClientConnection,
   std::optional<upstream::AppReservation> app_process_;
   bool app_waiting_ = false;
   int app_connect_retries_ = 0;  // RetryOnAnotherAppProcess, this request
+  // The app process that last refused this request's connect: not asked
+  // again (with 2 processes a blind retry picks it half the time).
+  std::optional<upstream::AppReservation> refused_app_;
   bool sent_to_client_ = false;  // a response head is on its way
   bool up_eof_ = false;
   int64_t connect_started_ms_ = 0;

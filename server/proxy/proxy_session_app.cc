@@ -133,7 +133,8 @@ bool ProxySession::StartUpstream() {
   if (ctx_->app_queue != nullptr && !app_process_) {
     if (retry_connect_at_ms_ > now) return false;
     upstream::AppReservation r;
-    switch (ctx_->app_queue->TryEnter(this, now, &r)) {
+    switch (ctx_->app_queue->TryEnter(
+        this, now, &r, refused_app_ ? &*refused_app_ : nullptr)) {
       case AppQueue::Result::kReserved:
         app_process_ = r;
         app_process_transport_.Reserve(r);
@@ -368,6 +369,7 @@ bool ProxySession::RetryOnAnotherAppProcess(int err) {
     return false;
   }
   ++app_connect_retries_;
+  refused_app_ = *app_process_;
   LOG_DEBUG("connect to %s: %s; asking for another app process",
             app_->display(), std::strerror(err));
   ReleaseAppProcess(/*finished=*/false);

@@ -39,7 +39,12 @@ bool AppRouter::ReserveSlot(uint32_t i) {
   return true;
 }
 
-std::optional<AppReservation> AppRouter::TryReserve() {
+std::optional<AppReservation> AppRouter::TryReserve(
+    const AppReservation* avoid) {
+  auto avoided = [avoid](uint32_t i, const AppSlot& s) {
+    return avoid != nullptr && avoid->slot == i &&
+           s.incarnation.load(std::memory_order_acquire) == avoid->incarnation;
+  };
   if (count_ == 0) return std::nullopt;
   // The ticket picks among the least-loaded ready slots, not a starting
   // index into all slots: capacity is far above the processes in use, and a
@@ -52,7 +57,7 @@ std::optional<AppReservation> AppRouter::TryReserve() {
     uint32_t ties = 0;
     for (uint32_t i = 0; i < count_; ++i) {
       const AppSlot& s = slots_[i];
-      if (!IsReady(s)) continue;
+      if (!IsReady(s) || avoided(i, s)) continue;
       const uint32_t load = s.in_flight.load(std::memory_order_relaxed);
       if (load >= s.cap.load(std::memory_order_relaxed)) continue;
       if (load < best_load) {
@@ -67,7 +72,7 @@ std::optional<AppReservation> AppRouter::TryReserve() {
     uint32_t best = count_;
     for (uint32_t i = 0; i < count_; ++i) {
       const AppSlot& s = slots_[i];
-      if (!IsReady(s)) continue;
+      if (!IsReady(s) || avoided(i, s)) continue;
       const uint32_t load = s.in_flight.load(std::memory_order_relaxed);
       if (load != best_load || load >= s.cap.load(std::memory_order_relaxed)) {
         continue;

@@ -35,8 +35,11 @@ class AppRouter {
   // Reserves one request on the kReady slot with the fewest in flight that
   // is below its cap (ties: the first from a start that moves round-robin,
   // so equal slots share the load). nullopt: every ready slot is full (or
-  // none is ready). Any thread.
-  std::optional<AppReservation> TryReserve();
+  // none is ready). `avoid`: a process this request found refusing
+  // connections (dead, not yet reaped), skipped while it runs that
+  // incarnation. Any thread.
+  std::optional<AppReservation> TryReserve(
+      const AppReservation* avoid = nullptr);
 
   // Gives back a reservation. `finished`: a response was read (counts in
   // `requests`); false for a failed or abandoned exchange. Either way it

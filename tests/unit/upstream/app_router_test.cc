@@ -68,6 +68,28 @@ TEST(AppRouter, IdleTiesRotateEvenlyWhenFewSlotsOfManyAreUsed) {
   EXPECT_EQ(hits, (std::vector<int>{10, 10, 10}));
 }
 
+// A request whose connect a process refused (dead, not yet reaped) never
+// gets that process again, however the ties fall; a new process in the
+// same slot (new incarnation) is fair game.
+TEST(AppRouter, AvoidSkipsTheRefusingProcessUntilItsSlotIsReplaced) {
+  Board b(2, 8);
+  int64_t now = 1000;
+  AppRouter router(&b.slot(0), 2, [&now] { return now; });
+  AppReservation dead{0, b.slot(0).incarnation.load()};
+  for (int i = 0; i < 10; ++i) {
+    auto r = router.TryReserve(&dead);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->slot, 1u);
+    router.Release(*r, true);
+  }
+  b.Set(1, AppState::kEmpty, 8);  // only the refusing one is left
+  EXPECT_FALSE(router.TryReserve(&dead).has_value());
+  b.Replace(0);
+  auto r = router.TryReserve(&dead);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->slot, 0u);
+}
+
 TEST(AppRouter, SpreadsOverEveryReadyProcess) {
   Board b(4, 8);
   int64_t now = 1000;
