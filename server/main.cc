@@ -10,7 +10,7 @@
 #include "server/admin/admin_stats.h"
 #include "server/arbiter/arbiter.h"
 #include "server/arbiter/listeners.h"
-#include "server/arbiter/sys_calls.h"
+#include "server/os/sys_calls.h"
 #include "server/arbiter/upgrade.h"
 #include "server/common/log.h"
 #include "server/common/process_title.h"
@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
              config.ca_certs.empty() ? "" : ", client certificates required");
   }
 
-  absl::StatusOr<std::string> exe = arbiter::SelfExePath();
+  absl::StatusOr<std::string> exe = os::SelfExePath();
   if (!exe.ok()) {
     Fatal(config, exe.status().message());
     return 1;
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  arbiter::SysCallsImpl sys;
+  os::SysCallsImpl sys;
   arbiter::ArbiterOptions options;
   options.config = config;
   options.reload = [sources]() -> absl::StatusOr<config::Config> {

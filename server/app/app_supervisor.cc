@@ -98,7 +98,7 @@ const char* AppExitName(AppExit e) {
   return "none";
 }
 
-AppSupervisor::AppSupervisor(AppOptions options, arbiter::SysCalls* sys,
+AppSupervisor::AppSupervisor(AppOptions options, os::SysCalls* sys,
                              scoreboard::Scoreboard* board)
     : options_(std::move(options)), sys_(sys), board_(board) {
   slot_last_exit_.assign(board_->app_capacity(), AppExit::kNone);
@@ -196,7 +196,7 @@ void AppSupervisor::Spawn(int64_t now) {
   }
   absl::StatusOr<std::pair<int, int>> pipe = sys_->MakePipe();
 
-  arbiter::SpawnSpec spec;
+  os::SpawnSpec spec;
   spec.argv = ExpandCommand(slot, socket);
   spec.path = ResolveExecutable(spec.argv[0], options_.env);
   for (const std::string& e : options_.env) {
@@ -348,7 +348,7 @@ bool AppSupervisor::OnChildExit(pid_t pid, int status, int64_t now) {
   AppSlot& s = board_->app_slot(p.slot);
   bool was_ready = p.ready || StateOf(s) == AppState::kReady ||
                    (StateOf(s) == AppState::kRetiring && p.retire);
-  std::string how = arbiter::DescribeWaitStatus(status);
+  std::string how = os::DescribeWaitStatus(status);
   AppExit why;
   if (stopping_) {
     why = AppExit::kShutdown;
@@ -412,8 +412,8 @@ void AppSupervisor::Observe(int64_t now) {
         p.probe_started_ms = now;
         if (p.probe < 0) continue;
       }
-      arbiter::SysCalls::ProbeResult probe = sys_->PollProbe(p.probe);
-      if (probe == arbiter::SysCalls::ProbeResult::kPending) {
+      os::SysCalls::ProbeResult probe = sys_->PollProbe(p.probe);
+      if (probe == os::SysCalls::ProbeResult::kPending) {
         if (now - p.probe_started_ms >= kProbeTimeoutMs) {
           sys_->CancelProbe(p.probe);
           p.probe = -1;
@@ -421,7 +421,7 @@ void AppSupervisor::Observe(int64_t now) {
         continue;
       }
       p.probe = -1;
-      if (probe == arbiter::SysCalls::ProbeResult::kHealthy) {
+      if (probe == os::SysCalls::ProbeResult::kHealthy) {
         p.ready = true;
         s.last_progress_ms.store(now, std::memory_order_relaxed);
         SetState(s, AppState::kReady);

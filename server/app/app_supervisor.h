@@ -9,7 +9,7 @@
 // as "[app N] line".
 //
 // Runs on the master's loop thread only. Every OS call goes through
-// arbiter::SysCalls, so the decisions are unit-tested with a fake.
+// os::SysCalls, so the decisions are unit-tested with a fake.
 #ifndef FORKD_SERVER_APP_APP_SUPERVISOR_H_
 #define FORKD_SERVER_APP_APP_SUPERVISOR_H_
 
@@ -25,7 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/arbiter/sys_calls.h"
+#include "server/os/sys_calls.h"
 #include "server/config/config.h"
 #include "server/scoreboard/scoreboard.h"
 
@@ -106,7 +106,7 @@ struct AppProcessStatus {
 class AppSupervisor {
  public:
   // `sys` and `board` (with app slots) must outlive the supervisor.
-  AppSupervisor(AppOptions options, arbiter::SysCalls* sys,
+  AppSupervisor(AppOptions options, os::SysCalls* sys,
                 scoreboard::Scoreboard* board);
   ~AppSupervisor();
 
@@ -195,7 +195,7 @@ class AppSupervisor {
   void AdvanceStop(int64_t now);
 
   AppOptions options_;
-  arbiter::SysCalls* sys_;
+  os::SysCalls* sys_;
   scoreboard::Scoreboard* board_;
   std::string dir_;
   int desired_ = 1;

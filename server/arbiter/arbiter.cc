@@ -147,7 +147,7 @@ const char* ExitCauseName(ExitCause cause) {
 // --- Construction ----------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<Arbiter>> Arbiter::Create(ArbiterOptions options,
-                                                         SysCalls* sys) {
+                                                         os::SysCalls* sys) {
   int max_workers = std::max(1, options.config.max_workers);
   absl::StatusOr<std::unique_ptr<scoreboard::Scoreboard>> sb =
       scoreboard::Scoreboard::Create(
@@ -166,7 +166,7 @@ absl::StatusOr<std::unique_ptr<Arbiter>> Arbiter::Create(ArbiterOptions options,
       new Arbiter(std::move(options), sys, std::move(*sb), event_fd));
 }
 
-Arbiter::Arbiter(ArbiterOptions options, SysCalls* sys,
+Arbiter::Arbiter(ArbiterOptions options, os::SysCalls* sys,
                  std::unique_ptr<scoreboard::Scoreboard> scoreboard,
                  int event_fd)
     : sys_(sys),
@@ -501,7 +501,7 @@ void Arbiter::HandleSignal(int signo) {
     ReapChildren();
     return;
   }
-  std::string name = SignalName(signo);
+  std::string name = os::SignalName(signo);
   std::string short_name = absl::AsciiStrToLower(
       absl::StartsWith(name, "SIG") ? name.substr(3) : name);
   LOG_INFO("Handling signal: %s", short_name);
@@ -827,7 +827,7 @@ void Arbiter::SignalAllForStop(int64_t now) {
   int64_t deadline =
       now + (quick ? kQuickStopMs : SecondsToMs(config_.graceful_timeout));
   LOG_INFO("Stopping %d workers (%s)", static_cast<int>(workers_.size()),
-           SignalName(signo));
+           os::SignalName(signo));
   for (auto& [pid, w] : workers_) {
     if (w.kill_sent) continue;
     sys_->Kill(pid, signo);
@@ -884,7 +884,7 @@ CommandResult Arbiter::Upgrade() {
                       old_master_pid_)),
                   "");
   }
-  SpawnSpec spec;
+  os::SpawnSpec spec;
   spec.path = exe_path_;
   spec.argv = argv_;
   if (spec.argv.empty()) spec.argv.push_back(exe_path_);
@@ -1121,7 +1121,7 @@ void Arbiter::SpawnInto(uint32_t slot_index, int64_t now) {
   launch.scoreboard_fd = scoreboard_->fd();
   for (const Listener& l : listeners_) launch.listen_fds.push_back(l.fd);
   launch.record_metrics = !bench_no_metrics_;
-  SpawnSpec spec;
+  os::SpawnSpec spec;
   spec.path = worker_exe_path_;
   spec.argv = {common::WorkerTitle(slot_index, generation_,
                                    config::AppMode(worker_config)),
@@ -1294,7 +1294,7 @@ void Arbiter::ReapChildren() {
 
 void Arbiter::OnChildExit(pid_t pid, int status) {
   int64_t now = sys_->NowMs();
-  std::string how = DescribeWaitStatus(status);
+  std::string how = os::DescribeWaitStatus(status);
   if (pid == upgrade_child_pid_) {
     LOG_WARNING("The new master (pid %d) %s", pid, how);
     upgrade_child_pid_ = 0;

@@ -27,7 +27,7 @@
 #include "server/arbiter/command.h"
 #include "server/arbiter/listeners.h"
 #include "server/arbiter/pool_snapshot.h"
-#include "server/arbiter/sys_calls.h"
+#include "server/os/sys_calls.h"
 #include "server/config/config.h"
 #include "server/scoreboard/scoreboard.h"
 
@@ -56,7 +56,7 @@ class Arbiter {
   // two generations side by side) and the command eventfd. Spawns nothing
   // yet. `sys` must outlive the Arbiter. Fails on OS errors only.
   static absl::StatusOr<std::unique_ptr<Arbiter>> Create(ArbiterOptions options,
-                                                         SysCalls* sys);
+                                                         os::SysCalls* sys);
   ~Arbiter();
 
   Arbiter(const Arbiter&) = delete;
@@ -169,7 +169,7 @@ class Arbiter {
   };
   enum class Stop { kNone, kGraceful, kQuick };
 
-  Arbiter(ArbiterOptions options, SysCalls* sys,
+  Arbiter(ArbiterOptions options, os::SysCalls* sys,
           std::unique_ptr<scoreboard::Scoreboard> scoreboard, int event_fd);
 
   // Sizes.
@@ -229,7 +229,7 @@ class Arbiter {
   // target; then publishes the snapshot.
   void Converge(int64_t now);
 
-  SysCalls* sys_;
+  os::SysCalls* sys_;
   std::unique_ptr<scoreboard::Scoreboard> scoreboard_;
   int event_fd_;
   config::Config config_;

@@ -40,7 +40,7 @@ int64_t NowMs() { return loop_clock::NowMs(); }
 
 // The per-stream virtual connection a ProxySession reads its request from
 // and writes its response to.
-class Http2Connection::StreamTransport final : public proxy::ClientTransport {
+class Http2Connection::StreamTransport final : public transport::ClientTransport {
  public:
   StreamTransport(Http2Connection* conn, Stream* stream, const char* scheme)
       : conn_(conn), stream_(stream), scheme_(scheme) {}
@@ -104,7 +104,7 @@ ssize_t Http2Connection::StreamTransport::Read(char* buf, size_t len) {
 }
 
 absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
-    proxy::SessionContext* ctx, std::unique_ptr<proxy::ClientTransport> t,
+    proxy::SessionContext* ctx, std::unique_ptr<transport::ClientTransport> t,
     std::string peer, std::string received, int64_t now_ms) {
   std::unique_ptr<Http2Connection> c(
       new Http2Connection(ctx, std::move(t), std::move(peer), now_ms));
@@ -124,7 +124,7 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
 
 absl::StatusOr<std::unique_ptr<Http2Connection>>
 Http2Connection::CreateFromUpgrade(proxy::SessionContext* ctx,
-                                   std::unique_ptr<proxy::ClientTransport> t,
+                                   std::unique_ptr<transport::ClientTransport> t,
                                    std::string peer,
                                    const proxy::H2cUpgrade& upgrade,
                                    std::string received, int64_t now_ms) {
@@ -159,7 +159,7 @@ void Http2Connection::Start(std::string_view received) {
 
 Http2Connection::Http2Connection(
     proxy::SessionContext* ctx,
-    std::unique_ptr<proxy::ClientTransport> transport, std::string peer,
+    std::unique_ptr<transport::ClientTransport> transport, std::string peer,
     int64_t now_ms)
     : ctx_(ctx),
       client_(std::move(transport)),

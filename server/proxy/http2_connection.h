@@ -27,7 +27,7 @@
 #include "server/http1/message.h"
 #include "server/http2/http2_session.h"
 #include "server/proxy/client_connection.h"
-#include "server/proxy/client_transport.h"
+#include "server/transport/client_transport.h"
 #include "server/proxy/lingering_close.h"
 #include "server/proxy/proxy_session.h"
 #include "server/proxy/upstream_bridge.h"
@@ -40,7 +40,7 @@ class Http2Connection final : public proxy::ClientConnection,
   // Takes over a client connection whose first bytes (`received`, read by
   // the HTTP/1 path) start with the HTTP/2 preface.
   static absl::StatusOr<std::unique_ptr<Http2Connection>> Create(
-      proxy::SessionContext* ctx, std::unique_ptr<proxy::ClientTransport> t,
+      proxy::SessionContext* ctx, std::unique_ptr<transport::ClientTransport> t,
       std::string peer, std::string received, int64_t now_ms);
   // Takes over a client connection whose HTTP/1.1 request asked for
   // "Upgrade: h2c" (ProxySession::TakeH2cUpgrade): answers "101 Switching
@@ -49,13 +49,13 @@ class Http2Connection final : public proxy::ClientConnection,
   // Fails for an HTTP2-Settings field the session refuses (the caller
   // checked it with Http2Session::CheckUpgradeSettings before).
   static absl::StatusOr<std::unique_ptr<Http2Connection>> CreateFromUpgrade(
-      proxy::SessionContext* ctx, std::unique_ptr<proxy::ClientTransport> t,
+      proxy::SessionContext* ctx, std::unique_ptr<transport::ClientTransport> t,
       std::string peer, const proxy::H2cUpgrade& upgrade, std::string received,
       int64_t now_ms);
   // What an HTTP/1 connection that turned out to speak HTTP/2
   // (ProxySession::wants_http2) hands over.
   struct Handoff {
-    std::unique_ptr<proxy::ClientTransport> transport;
+    std::unique_ptr<transport::ClientTransport> transport;
     std::string received;  // client bytes read so far
     std::string peer;
     std::optional<proxy::H2cUpgrade> upgrade;  // set for "Upgrade: h2c"
@@ -93,7 +93,7 @@ class Http2Connection final : public proxy::ClientConnection,
   struct Stream;
 
   Http2Connection(proxy::SessionContext* ctx,
-                  std::unique_ptr<proxy::ClientTransport> transport,
+                  std::unique_ptr<transport::ClientTransport> transport,
                   std::string peer, int64_t now_ms);
   // Feeds the first client bytes, then serves.
   void Start(std::string_view received);
@@ -140,7 +140,7 @@ class Http2Connection final : public proxy::ClientConnection,
   void Close();
 
   proxy::SessionContext* ctx_;
-  std::unique_ptr<proxy::ClientTransport> client_;
+  std::unique_ptr<transport::ClientTransport> client_;
   std::string peer_;
   std::unique_ptr<http2::Http2Session> session_;
   Buffer out_;

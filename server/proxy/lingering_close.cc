@@ -4,14 +4,14 @@
 
 namespace forkd::proxy {
 
-void LingeringClose::Start(ClientTransport* t, int64_t now_ms) {
+void LingeringClose::Start(transport::ClientTransport* t, int64_t now_ms) {
   if (state_ != State::kOff) return;
   t->ShutdownWrite();
   state_ = State::kWaiting;
   deadline_ms_ = now_ms + time_ms_;
 }
 
-LingeringClose::State LingeringClose::Drain(ClientTransport* t,
+LingeringClose::State LingeringClose::Drain(transport::ClientTransport* t,
                                             int64_t now_ms) {
   if (state_ != State::kWaiting) return state_;
   char buf[16 * 1024];

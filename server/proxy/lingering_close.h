@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "server/proxy/client_transport.h"
+#include "server/transport/client_transport.h"
 
 namespace forkd::proxy {
 
@@ -33,12 +33,12 @@ class LingeringClose {
 
   // Half-closes `t` (call it once the answer is fully written) and starts
   // the clock at `now_ms`. The connection's thread.
-  void Start(ClientTransport* t, int64_t now_ms);
+  void Start(transport::ClientTransport* t, int64_t now_ms);
 
   // Reads and drops what `t` has, until it would block. kDone once the
   // client closed, the read failed, max_bytes were dropped or now_ms is
   // past deadline_ms().
-  State Drain(ClientTransport* t, int64_t now_ms);
+  State Drain(transport::ClientTransport* t, int64_t now_ms);
 
   State state() const { return state_; }
   bool active() const { return state_ != State::kOff; }

@@ -13,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "server/proxy/client_transport.h"
+#include "server/transport/client_transport.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::proxy {
@@ -37,12 +37,12 @@ void ReportProxyProtocolReject(scoreboard::Counters* counters,
                                const std::string& peer,
                                const std::string& detail);
 
-class ProxyProtocolTransport final : public ClientTransport {
+class ProxyProtocolTransport final : public transport::ClientTransport {
  public:
   // Makes the transport that serves the connection after the header, for
   // the socket and the client's address; nullptr when it cannot (it then
   // closed the socket, as TlsContext::NewTransport does).
-  using Next = std::function<std::unique_ptr<ClientTransport>(
+  using Next = std::function<std::unique_ptr<transport::ClientTransport>(
       int fd, const std::string& client)>;
 
   // Takes the non-blocking socket `fd` of a peer (`peer`, already checked
@@ -88,7 +88,7 @@ class ProxyProtocolTransport final : public ClientTransport {
   std::string pending_;  // header bytes taken off the socket so far
   bool failed_ = false;
   std::optional<std::string> client_;  // set once the header is read
-  std::unique_ptr<ClientTransport> inner_;
+  std::unique_ptr<transport::ClientTransport> inner_;
 };
 
 }  // namespace forkd::proxy

@@ -61,11 +61,11 @@ void CountDroppedFields(SessionContext* ctx, const ForwardingCounts& counts,
 
 ProxySession::ProxySession(SessionContext* ctx, int client_fd, std::string peer,
                            int64_t now_ms)
-    : ProxySession(ctx, std::make_unique<SocketTransport>(client_fd),
+    : ProxySession(ctx, std::make_unique<transport::SocketTransport>(client_fd),
                    std::move(peer), now_ms) {}
 
 ProxySession::ProxySession(SessionContext* ctx,
-                           std::unique_ptr<ClientTransport> transport,
+                           std::unique_ptr<transport::ClientTransport> transport,
                            std::string peer, int64_t now_ms)
     : ctx_(ctx),
       pool_app_(ctx->pool),
@@ -576,7 +576,7 @@ void ProxySession::FinishRequest() {
   if (!in_.empty()) StartHead();  // pipelined request already here
 }
 
-void ProxySession::ReleaseForHttp2(std::unique_ptr<ClientTransport>* transport,
+void ProxySession::ReleaseForHttp2(std::unique_ptr<transport::ClientTransport>* transport,
                                    std::string* received) {
   UpdateConnectionGauge(true);
   counts_as_connection_ = false;  // the HTTP/2 connection counts itself

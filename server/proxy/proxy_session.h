@@ -30,7 +30,7 @@
 #include "server/http2/http2_session.h"
 #include "server/proxy/app_transport.h"
 #include "server/proxy/client_connection.h"
-#include "server/proxy/client_transport.h"
+#include "server/transport/client_transport.h"
 #include "server/proxy/error_response.h"
 #include "server/proxy/forwarding.h"
 #include "server/proxy/lingering_close.h"
@@ -129,7 +129,7 @@ class ProxySession : public ClientConnection,
   ProxySession(SessionContext* ctx, int client_fd, std::string peer,
                int64_t now_ms);
   // Same over any transport (TLS, an HTTP/2 stream).
-  ProxySession(SessionContext* ctx, std::unique_ptr<ClientTransport> transport,
+  ProxySession(SessionContext* ctx, std::unique_ptr<transport::ClientTransport> transport,
                std::string peer, int64_t now_ms);
   ~ProxySession() override;
 
@@ -177,7 +177,7 @@ class ProxySession : public ClientConnection,
   const std::string& peer() const { return peer_; }
   // Gives up the client transport and the bytes read so far; the session is
   // closed afterwards (and counts as no connection).
-  void ReleaseForHttp2(std::unique_ptr<ClientTransport>* transport,
+  void ReleaseForHttp2(std::unique_ptr<transport::ClientTransport>* transport,
                        std::string* received);
   int client_fd() const { return client_fd_; }
   bool in_request() const { return req_state_ != ReqState::kWaitHead; }
@@ -262,7 +262,7 @@ class ProxySession : public ClientConnection,
   AppProcessTransport app_process_transport_;
   AppTransport* app_;  // ctx_->app, &pool_app_ or &app_process_transport_
   const Clock* clock_;
-  std::unique_ptr<ClientTransport> client_;  // reset when closed
+  std::unique_ptr<transport::ClientTransport> client_;  // reset when closed
   int client_fd_;                            // client_->fd(), for drivers
   std::string peer_;
 

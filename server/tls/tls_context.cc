@@ -221,7 +221,7 @@ absl::StatusOr<std::unique_ptr<TlsContext>> TlsContext::Create(
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
-std::unique_ptr<proxy::ClientTransport> TlsContext::NewTransport(
+std::unique_ptr<transport::ClientTransport> TlsContext::NewTransport(
     int fd, std::string peer, scoreboard::Counters* counters) {
   SSL* ssl = SSL_new(ctx_);
   if (ssl == nullptr || SSL_set_fd(ssl, fd) != 1) {

@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/config/config.h"
-#include "server/proxy/client_transport.h"
+#include "server/transport/client_transport.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::tls {
@@ -52,7 +52,7 @@ class TlsContext {
   // client in log lines; `counters` (nullptr: not counted) receives the
   // handshake results. Returns nullptr only when OpenSSL cannot allocate a
   // connection (logged; the socket is closed). Any thread.
-  std::unique_ptr<proxy::ClientTransport> NewTransport(
+  std::unique_ptr<transport::ClientTransport> NewTransport(
       int fd, std::string peer, scoreboard::Counters* counters);
 
   SSL_CTX* ssl_ctx() const { return ctx_; }

@@ -13,14 +13,14 @@
 #include <string>
 #include <string_view>
 
-#include "server/proxy/client_transport.h"
+#include "server/transport/client_transport.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::tls {
 
 class TlsContext;
 
-class TlsTransport final : public proxy::ClientTransport {
+class TlsTransport final : public transport::ClientTransport {
  public:
   // Takes `ssl` (fresh, from the context's SSL_CTX) and the socket `fd`.
   // `context` outlives the transport; `counters` may be nullptr.

@@ -24,7 +24,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "server/proxy/client_transport.h"
+#include "server/transport/client_transport.h"
 #include "server/proxy/http2_connection.h"
 #include "server/proxy/proxy_session.h"
 #include "server/upstream/upstream_pool.h"

@@ -292,8 +292,8 @@ std::unique_ptr<proxy::ProxySession> WorkerRuntime::NewSession(
     }
     proxy::ProxyProtocolTransport::Next next =
         [this, counters](int sock, const std::string& client)
-        -> std::unique_ptr<proxy::ClientTransport> {
-      if (!tls_) return std::make_unique<proxy::SocketTransport>(sock);
+        -> std::unique_ptr<transport::ClientTransport> {
+      if (!tls_) return std::make_unique<transport::SocketTransport>(sock);
       return tls_->NewTransport(sock, client, counters);
     };
     auto transport = std::make_unique<proxy::ProxyProtocolTransport>(

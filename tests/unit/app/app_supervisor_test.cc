@@ -8,7 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/unit/arbiter/fake_sys_calls.h"
+#include "tests/unit/os/fake_sys_calls.h"
 
 namespace forkd::app {
 namespace {
@@ -82,7 +82,7 @@ class AppSupervisorTest : public ::testing::Test {
     return std::find(sigs.begin(), sigs.end(), signo) != sigs.end();
   }
 
-  arbiter::FakeSysCalls sys_;
+  os::FakeSysCalls sys_;
   std::unique_ptr<scoreboard::Scoreboard> board_;
   std::unique_ptr<AppSupervisor> sup_;
   std::vector<std::string> out_;
@@ -91,7 +91,7 @@ class AppSupervisorTest : public ::testing::Test {
 TEST_F(AppSupervisorTest, SpawnsOnInheritedFd3WithSocketActivationEnv) {
   Make({"python3", "app.py", "--threads", "{threads}", "--n", "{worker}"}, 2);
   ASSERT_EQ(sys_.spawned.size(), 2u);
-  const arbiter::SpawnSpec& spec = sys_.spawned[0].spec;
+  const os::SpawnSpec& spec = sys_.spawned[0].spec;
   EXPECT_EQ(spec.path, "/usr/bin/python3");
   EXPECT_THAT(spec.argv,
               ElementsAre("python3", "app.py", "--threads", "4", "--n", "0"));
@@ -141,7 +141,7 @@ TEST_F(AppSupervisorTest, SlowHealthProbeIsPolledAndRetriedNotWaitedFor) {
 TEST_F(AppSupervisorTest, SocketPlaceholderMeansTheAppBindsThePath) {
   Make({"gunicorn", "--bind", "unix:{socket}", "app:app"}, 1);
   ASSERT_EQ(sys_.spawned.size(), 1u);
-  const arbiter::SpawnSpec& spec = sys_.spawned[0].spec;
+  const os::SpawnSpec& spec = sys_.spawned[0].spec;
   EXPECT_EQ(spec.listen_fd, -1);
   EXPECT_FALSE(spec.set_listen_pid);
   EXPECT_TRUE(sys_.listened.empty());

@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "server/arbiter/arbiter.h"
 #include "server/worker/worker_launch.h"
-#include "tests/unit/arbiter/fake_sys_calls.h"
+#include "tests/unit/os/fake_sys_calls.h"
 
 namespace forkd::arbiter {
 namespace {
@@ -86,7 +86,7 @@ class AppModeTest : public ::testing::Test {
     arbiter_->Tick(sys_.now_ms);
   }
 
-  FakeSysCalls sys_;
+  os::FakeSysCalls sys_;
   std::unique_ptr<Arbiter> arbiter_;
 };
 

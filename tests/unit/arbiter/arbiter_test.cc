@@ -18,13 +18,13 @@
 #include "server/arbiter/pidfile.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/worker/worker_launch.h"
-#include "tests/unit/arbiter/fake_sys_calls.h"
+#include "tests/unit/os/fake_sys_calls.h"
 
 namespace forkd::arbiter {
 namespace {
 
 // The generation a spawned worker was given, "" for a non-worker.
-std::string GenerationOf(const SpawnSpec& spec) {
+std::string GenerationOf(const os::SpawnSpec& spec) {
   absl::StatusOr<worker::WorkerLaunch> launch =
       worker::DecodeWorkerLaunch(spec.launch_message);
   return launch.ok() ? absl::StrCat(launch->generation) : "";
@@ -142,7 +142,7 @@ class ArbiterTest : public ::testing::Test {
     return std::find(s.begin(), s.end(), signo) != s.end();
   }
 
-  FakeSysCalls sys_;
+  os::FakeSysCalls sys_;
   std::string worker_exe_path_;         // ArbiterOptions::worker_exe_path
   std::vector<std::string> extra_env_;  // the master's environment, added
   std::unique_ptr<Arbiter> arbiter_;
@@ -157,7 +157,7 @@ TEST_F(ArbiterTest, SpawnsConfiguredWorkersWithWorkerCommandLine) {
   c.workers = 3;
   Start(c);
   ASSERT_EQ(sys_.spawned.size(), 3u);
-  const SpawnSpec& spec = sys_.spawned[0].spec;
+  const os::SpawnSpec& spec = sys_.spawned[0].spec;
   EXPECT_EQ(spec.path, "/opt/forkd/bin/forkd");
   // ps names the worker; everything else travels in the launch message.
   EXPECT_EQ(spec.argv,
@@ -194,7 +194,7 @@ TEST_F(ArbiterTest, AppModeNamesItsWorkersProxyWorkers) {
   c.workers = 2;  // app processes
   c.proxy_workers = 1;
   Start(c);
-  std::vector<SpawnSpec> workers;
+  std::vector<os::SpawnSpec> workers;
   for (const auto& s : sys_.spawned) {
     if (s.spec.argv.size() == 2 && s.spec.argv[1] == "__worker") {
       workers.push_back(s.spec);
@@ -218,7 +218,7 @@ TEST_F(ArbiterTest, AutoWorkerCountFollowsCpusAndIsCappedAtMaxWorkers) {
   Start(c);
   EXPECT_EQ(sys_.spawned.size(), 5u);  // 2 x 2 + 1
 
-  FakeSysCalls other;
+  os::FakeSysCalls other;
   other.cpus = 8;
   c.max_workers = 4;
   ArbiterOptions o;
@@ -944,7 +944,7 @@ TEST_F(ArbiterTest, Usr2StartsANewMasterThatIsNotAWorker) {
   Start(BaseConfig());
   arbiter_->HandleSignal(SIGUSR2);
   ASSERT_EQ(sys_.spawned.size(), 3u);
-  const FakeSysCalls::Spawned& m = sys_.spawned.back();
+  const os::FakeSysCalls::Spawned& m = sys_.spawned.back();
   EXPECT_EQ(m.spec.path, "/opt/forkd/bin/forkd");
   EXPECT_EQ(m.spec.argv,
             (std::vector<std::string>{"forkd", "--bind", "127.0.0.1:8000"}));

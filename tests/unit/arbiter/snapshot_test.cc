@@ -14,7 +14,7 @@
 #include "gtest/gtest.h"
 #include "server/arbiter/arbiter.h"
 #include "server/worker/worker_launch.h"
-#include "tests/unit/arbiter/fake_sys_calls.h"
+#include "tests/unit/os/fake_sys_calls.h"
 
 namespace forkd::arbiter {
 namespace {
@@ -111,7 +111,7 @@ class SnapshotTest : public ::testing::Test {
     EXPECT_GE(now.request_duration.sum_us, before.request_duration.sum_us);
   }
 
-  FakeSysCalls sys_;
+  os::FakeSysCalls sys_;
   std::unique_ptr<Arbiter> arbiter_;
   config::Config reload_config_;
 };

@@ -10,7 +10,7 @@ namespace forkd::proxy {
 namespace {
 
 // A transport whose reads come from a script: bytes, EAGAIN (""), EOF.
-class FakeTransport : public ClientTransport {
+class FakeTransport : public transport::ClientTransport {
  public:
   ssize_t Read(char*, size_t) override { return -1; }
   ssize_t Write(const char*, size_t len) override {

@@ -19,7 +19,7 @@
 #include "server/common/readiness.h"
 #include "server/proxy/app_queue.h"
 #include "server/proxy/app_transport.h"
-#include "server/proxy/client_transport.h"
+#include "server/transport/client_transport.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/upstream/app_router.h"
 #include "server/upstream/upstream_pool.h"
@@ -43,7 +43,7 @@ struct ClientEnd {
   bool closed = false;   // the session let go of the transport
 };
 
-class FakeClientTransport final : public ClientTransport {
+class FakeClientTransport final : public transport::ClientTransport {
  public:
   explicit FakeClientTransport(ClientEnd* end) : end_(end) {}
   ~FakeClientTransport() override { end_->closed = true; }

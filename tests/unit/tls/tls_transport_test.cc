@@ -111,7 +111,7 @@ class TlsPairTest : public ::testing::Test {
   CertDir certs_;
   scoreboard::Counters counters_;
   std::unique_ptr<TlsContext> server_ctx_;
-  std::unique_ptr<proxy::ClientTransport> transport_;
+  std::unique_ptr<transport::ClientTransport> transport_;
   TlsTransport* tls_ = nullptr;
   int client_fd_ = -1;
   SSL_CTX* client_ctx_ = nullptr;

@@ -1,4 +1,4 @@
-#include "server/arbiter/sys_calls.h"
+#include "server/os/sys_calls.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -21,7 +21,7 @@
 #include "server/config/cpu_limit.h"
 #include "server/scoreboard/scoreboard.h"
 
-namespace forkd::arbiter {
+namespace forkd::os {
 namespace {
 
 std::vector<char*> CStrings(const std::vector<std::string>& v) {
@@ -380,4 +380,4 @@ std::string DescribeWaitStatus(int status) {
   return absl::StrCat("changed state (status ", status, ")");
 }
 
-}  // namespace forkd::arbiter
+}  // namespace forkd::os

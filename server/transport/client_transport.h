@@ -1,8 +1,8 @@
 // How a ProxySession talks to its client. Usually a plain socket; TLS and
 // HTTP/2 streams (each stream a request on its own virtual connection)
 // plug in here without the request path knowing.
-#ifndef FORKD_SERVER_PROXY_CLIENT_TRANSPORT_H_
-#define FORKD_SERVER_PROXY_CLIENT_TRANSPORT_H_
+#ifndef FORKD_SERVER_TRANSPORT_CLIENT_TRANSPORT_H_
+#define FORKD_SERVER_TRANSPORT_CLIENT_TRANSPORT_H_
 
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -13,7 +13,7 @@
 
 #include "server/common/loop_clock.h"
 
-namespace forkd::proxy {
+namespace forkd::transport {
 
 class ClientTransport {
  public:
@@ -88,6 +88,6 @@ class SocketTransport final : public ClientTransport {
   int fd_;
 };
 
-}  // namespace forkd::proxy
+}  // namespace forkd::transport
 
-#endif  // FORKD_SERVER_PROXY_CLIENT_TRANSPORT_H_
+#endif  // FORKD_SERVER_TRANSPORT_CLIENT_TRANSPORT_H_

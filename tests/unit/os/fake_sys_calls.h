@@ -1,7 +1,7 @@
 // A SysCalls that forks nothing: spawns hand out fake pids, kills are
 // recorded, exits are queued by the test, the clock moves when told.
-#ifndef FORKD_TESTS_UNIT_ARBITER_FAKE_SYS_CALLS_H_
-#define FORKD_TESTS_UNIT_ARBITER_FAKE_SYS_CALLS_H_
+#ifndef FORKD_TESTS_UNIT_OS_FAKE_SYS_CALLS_H_
+#define FORKD_TESTS_UNIT_OS_FAKE_SYS_CALLS_H_
 
 #include <sys/types.h>
 
@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "server/arbiter/sys_calls.h"
+#include "server/os/sys_calls.h"
 
-namespace forkd::arbiter {
+namespace forkd::os {
 
 class FakeSysCalls : public SysCalls {
  public:
@@ -144,6 +144,6 @@ class FakeSysCalls : public SysCalls {
   std::map<pid_t, double> cpu;
 };
 
-}  // namespace forkd::arbiter
+}  // namespace forkd::os
 
-#endif  // FORKD_TESTS_UNIT_ARBITER_FAKE_SYS_CALLS_H_
+#endif  // FORKD_TESTS_UNIT_OS_FAKE_SYS_CALLS_H_

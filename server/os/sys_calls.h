@@ -1,8 +1,8 @@
 // The OS calls the master's supervision depends on (spawn, kill, waitpid,
 // the clock), behind one small interface handed to the Arbiter, so restart,
 // back-off, timeout and drain decisions are unit-tested with a fake.
-#ifndef FORKD_SERVER_ARBITER_SYS_CALLS_H_
-#define FORKD_SERVER_ARBITER_SYS_CALLS_H_
+#ifndef FORKD_SERVER_OS_SYS_CALLS_H_
+#define FORKD_SERVER_OS_SYS_CALLS_H_
 
 #include <sys/types.h>
 
@@ -14,7 +14,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 
-namespace forkd::arbiter {
+namespace forkd::os {
 
 // What to exec in a child process.
 struct SpawnSpec {
@@ -143,6 +143,6 @@ std::string SignalName(int signo);
 // "exited with code 1", "was killed by SIGSEGV", for a waitpid status.
 std::string DescribeWaitStatus(int status);
 
-}  // namespace forkd::arbiter
+}  // namespace forkd::os
 
-#endif  // FORKD_SERVER_ARBITER_SYS_CALLS_H_
+#endif  // FORKD_SERVER_OS_SYS_CALLS_H_
