@@ -92,6 +92,8 @@ const char* AppExitName(AppExit e) {
       return "scale_down";
     case AppExit::kShutdown:
       return "shutdown";
+    case AppExit::kRefused:
+      return "refused";
     case AppExit::kKilled:
       return "killed";
   }
@@ -223,6 +225,7 @@ void AppSupervisor::Spawn(int64_t now) {
   s.pid.store(0, std::memory_order_relaxed);
   s.in_flight.store(0, std::memory_order_relaxed);
   s.requests.store(0, std::memory_order_relaxed);
+  s.refused.store(0, std::memory_order_relaxed);
   s.last_progress_ms.store(now, std::memory_order_relaxed);
   s.started_ms.store(now, std::memory_order_relaxed);
   s.cap.store(CapFor(), std::memory_order_relaxed);
@@ -406,6 +409,17 @@ void AppSupervisor::Observe(int64_t now) {
     if (st == AppState::kStarting && !p.kill_sent && p.abort_ms == 0) {
       // Polled, never waited for: the master's loop must not stall on an
       // app that is slow to answer its health path.
+      // Taken out for refusing connections and still not answering after
+      // --timeout (or kRefusedGraceMs): replaced like a hung process, once
+      // its in-flight requests are done.
+      if (p.unready_ms != 0 && !p.replace &&
+          now - p.unready_ms >= RefusedGraceMs()) {
+        LOG_WARNING(
+            "App process %u (pid: %d) still refuses connections after %d ms: "
+            "replacing it",
+            p.slot, pid, now - p.unready_ms);
+        p.replace = AppExit::kRefused;
+      }
       if (p.probe < 0) {
         p.probe =
             sys_->StartProbe(std::string(s.socket_path), options_.health_path);
@@ -425,6 +439,12 @@ void AppSupervisor::Observe(int64_t now) {
         p.ready = true;
         s.last_progress_ms.store(now, std::memory_order_relaxed);
         SetState(s, AppState::kReady);
+        if (p.unready_ms != 0) {
+          LOG_INFO("App process %u (pid: %d) accepts connections again",
+                   p.slot, pid);
+          p.unready_ms = 0;
+          continue;
+        }
         consecutive_boot_failures_ = 0;
         backoff_ms_ = kBootBackoffInitialMs;
         LOG_INFO("App process %u (pid: %d) is ready", p.slot, pid);
@@ -444,6 +464,19 @@ void AppSupervisor::Observe(int64_t now) {
       continue;
     }
     if (st != AppState::kReady || p.replace) continue;
+    // A worker found it refusing connections: out of the rotation (its
+    // in-flight requests go on) until its readiness probe passes again.
+    uint32_t refused = s.refused.load(std::memory_order_relaxed);
+    if (refused != p.refused_seen) {
+      p.refused_seen = refused;
+      p.unready_ms = now;
+      SetState(s, AppState::kStarting);
+      LOG_WARNING(
+          "App process %u (pid: %d) refused a connection: out of the "
+          "rotation until it accepts again",
+          p.slot, pid);
+      continue;
+    }
     uint64_t requests = s.requests.load(std::memory_order_relaxed);
     if (p.max_requests > 0 && requests >= p.max_requests) {
       LOG_INFO(

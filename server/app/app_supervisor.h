@@ -59,6 +59,7 @@ enum class AppExit {
   kScaleDown,  // TTOU / scale
   kShutdown,
   kKilled,  // KillWorker (admin API, `forkctl kill`) with its pid
+  kRefused,  // refused connections and did not accept again in time
 };
 const char* AppExitName(AppExit e);
 
@@ -160,6 +161,9 @@ class AppSupervisor {
   // A health probe (--app-health-path) with no answer by then is dropped
   // and tried again on a later tick.
   static constexpr int64_t kProbeTimeoutMs = 1000;
+  // How long a process taken out of the rotation for refusing connections
+  // may take to accept again before it is replaced, when --timeout is 0.
+  static constexpr int64_t kRefusedGraceMs = 30000;
 
  private:
   struct Proc {
@@ -179,12 +183,18 @@ class AppSupervisor {
     LineSplitter lines;
     int probe = -1;  // a readiness probe in progress (SysCalls handle)
     int64_t probe_started_ms = 0;
+    uint32_t refused_seen = 0;  // AppSlot::refused when last looked at
+    int64_t unready_ms = 0;     // taken out of the rotation for refusing
   };
 
   std::vector<std::string> ExpandCommand(uint32_t slot,
                                          const std::string& socket) const;
   bool UsesPlaceholder(std::string_view ph) const;
   uint32_t CapFor() const;
+  // --timeout, or kRefusedGraceMs without one.
+  int64_t RefusedGraceMs() const {
+    return options_.timeout_ms > 0 ? options_.timeout_ms : kRefusedGraceMs;
+  }
   bool Counted(const Proc& p) const;
   void Spawn(int64_t now);
   void Retire(Proc& p, AppExit why, int64_t now);

@@ -127,11 +127,11 @@ class Families {
 
 double D(uint64_t v) { return static_cast<double>(v); }
 
-constexpr std::array<app::AppExit, 8> kAppExits = {
+constexpr std::array<app::AppExit, 9> kAppExits = {
     app::AppExit::kCrash,     app::AppExit::kBootFailure,
     app::AppExit::kTimeout,   app::AppExit::kMaxRequests,
     app::AppExit::kMaxMemory, app::AppExit::kReload,
-    app::AppExit::kScaleDown, app::AppExit::kKilled};
+    app::AppExit::kScaleDown, app::AppExit::kKilled,  app::AppExit::kRefused};
 
 void RenderApps(const PoolSnapshot& s,
                 std::map<uint32_t, SlotCpu>& app_slot_cpu, Families& f) {

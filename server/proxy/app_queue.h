@@ -52,6 +52,11 @@ class AppQueue {
   // line, which should try again now (nullptr: nobody waits).
   const void* Release(const upstream::AppReservation& r, bool finished);
 
+  // AppRouter::ReportRefused.
+  void ReportRefused(const upstream::AppReservation& r) {
+    router_->ReportRefused(r);
+  }
+
   // The request at the front of the line (nullptr: nobody waits). It is
   // alive: a request leaves the line before it goes away.
   const void* Head();

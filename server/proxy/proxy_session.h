@@ -229,7 +229,10 @@ class ProxySession : public ClientConnection,
   // Answers with forkd's own error response (see error_response.h).
   void Fail(Failure failure, const std::string& detail,
             http1::ErrorKind parse_error = http1::ErrorKind::kNone);
-  void UpstreamFailed(Failure failure, const std::string& detail);
+  // `unread`: the app reset the connection with request bytes unread
+  // (ECONNRESET), which app mode may retry on another process.
+  void UpstreamFailed(Failure failure, const std::string& detail,
+                      bool unread = false);
   void ReleaseUpstream(bool reusable);
   void FinishRequest();
   void CloseClient(bool linger);

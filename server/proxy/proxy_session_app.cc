@@ -185,6 +185,13 @@ bool ProxySession::StartUpstream() {
         return true;
     }
   }
+  if (!conn->reused && can_replay_ && app_process_) {
+    // A fresh connection to an app process may be reset unread (its
+    // listener closed with this connection in the backlog): keep a copy to
+    // send to another process (UpstreamFailed).
+    replay_.Clear();
+    replay_.Append(up_out_.View());
+  }
   up_ = std::move(conn);
   up_wrote_ = false;
   up_write_closed_ = false;
@@ -294,8 +301,11 @@ bool ProxySession::ReadUpstream() {
     return false;
   }
   if (errno == EINTR) return true;
+  // ECONNRESET: the app closed with request bytes unread; as the first
+  // read of a fresh connection, the backlog of a listener that closed.
   UpstreamFailed(Failure::kUpstreamReset,
-                 absl::StrCat("read from app: ", std::strerror(errno)));
+                 absl::StrCat("read from app: ", std::strerror(errno)),
+                 /*unread=*/errno == ECONNRESET);
   return true;
 }
 
@@ -313,21 +323,40 @@ void ProxySession::CompleteUpstream() {
   LeaveInFlight();
 }
 
-void ProxySession::UpstreamFailed(Failure failure, const std::string& detail) {
+void ProxySession::UpstreamFailed(Failure failure, const std::string& detail,
+                                  bool unread) {
   // A pooled connection the app closed while idle fails at once: retry the
   // request once on a fresh connection when nothing of it was answered.
   // Once request bytes reached the app, it may have acted on them before
   // closing, so only idempotent methods are repeated (RFC 9110 9.2.2): a
   // POST must not be delivered twice.
-  if (up_ && up_->reused && can_replay_ && failure == Failure::kUpstreamReset &&
-      resp_state_ == RespState::kHead && up_in_.empty() &&
-      (!up_wrote_ || IsIdempotent(method_))) {
+  // In app mode the same holds for a fresh connection reset with the request
+  // unread: an app process that closes its listener (exiting, or deaf)
+  // resets the connections still in its backlog; another process gets the
+  // request. One that closed after reading it (it crashed on it) does not:
+  // the request is not sent on to crash another.
+  // There each try counts against the app-mode connect retries instead of
+  // the single replay, so a reused connection that fails and then a fresh
+  // one that is reset both get another try.
+  bool app_mode = app_process_.has_value();
+  bool budget = !app_mode || app_connect_retries_ < kAppConnectRetries;
+  if (up_ && (up_->reused || (app_mode && unread)) && can_replay_ && budget &&
+      failure == Failure::kUpstreamReset && resp_state_ == RespState::kHead &&
+      up_in_.empty() && (!up_wrote_ || IsIdempotent(method_))) {
+    bool fresh = !up_->reused;
     ReleaseUpstream(false);
     up_out_.Clear();
     up_out_.Append(replay_.View());
     replay_.Clear();
-    can_replay_ = false;
     resp_state_ = RespState::kNotStarted;
+    can_replay_ = app_mode;  // the next connection copies it again
+    if (app_mode) ++app_connect_retries_;
+    if (app_mode && fresh) {
+      ctx_->app_queue->ReportRefused(*app_process_);
+      refused_app_ = *app_process_;
+      ReleaseAppProcess(/*finished=*/false);
+      retry_connect_at_ms_ = NowMs() + kAppConnectRetryMs;
+    }
     LOG_DEBUG("retrying on a fresh connection after: %s", detail);
     return;
   }
@@ -364,10 +393,11 @@ void ProxySession::RetryAppQueue() {
 }
 
 bool ProxySession::RetryOnAnotherAppProcess(int err) {
-  if (!app_process_ || (err != ECONNREFUSED && err != ENOENT) ||
-      app_connect_retries_ >= kAppConnectRetries) {
-    return false;
-  }
+  if (!app_process_ || (err != ECONNREFUSED && err != ENOENT)) return false;
+  // Dead and not yet reaped, or alive with its listener gone or full: the
+  // master takes it out of the rotation until it answers its probe again.
+  ctx_->app_queue->ReportRefused(*app_process_);
+  if (app_connect_retries_ >= kAppConnectRetries) return false;
   ++app_connect_retries_;
   refused_app_ = *app_process_;
   LOG_DEBUG("connect to %s: %s; asking for another app process",

@@ -300,6 +300,10 @@ struct alignas(64) AppSlot {
   std::atomic<int64_t> last_progress_ms{0};
   std::atomic<int64_t> started_ms{0};  // MonotonicMs() at spawn
   std::atomic<uint32_t> restarts{0};   // replacements in this slot so far
+  // Workers: connections to this incarnation refused (ECONNREFUSED/ENOENT)
+  // while it was in the rotation. The master takes a process whose count
+  // moved out of the rotation until it passes its readiness probe again.
+  std::atomic<uint32_t> refused{0};
   // The app process's unix socket. Written by the master while the slot is
   // kEmpty and left alone until it is kEmpty again, so a worker that saw
   // any other state (acquire) reads it safely.

@@ -112,6 +112,13 @@ void AppRouter::Release(const AppReservation& r, bool finished) {
   }
 }
 
+void AppRouter::ReportRefused(const AppReservation& r) {
+  if (r.slot >= count_) return;
+  scoreboard::AppSlot& s = slots_[r.slot];
+  if (s.incarnation.load(std::memory_order_acquire) != r.incarnation) return;
+  s.refused.fetch_add(1, std::memory_order_relaxed);
+}
+
 bool AppRouter::StillServes(const AppReservation& r) const {
   const AppSlot& s = slots_[r.slot];
   const auto state =

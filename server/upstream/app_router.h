@@ -48,6 +48,12 @@ class AppRouter {
   // master starts each incarnation with in_flight at zero).
   void Release(const AppReservation& r, bool finished);
 
+  // Reports that the reserved process refused a connection (a live process
+  // whose listener is gone or full, or a dead one not yet reaped): the
+  // master takes it out of the rotation until it answers its probe again.
+  // Counts nothing for an incarnation the slot no longer runs. Any thread.
+  void ReportRefused(const AppReservation& r);
+
   // True while the reserved process may still take new connections to it:
   // the slot still holds that incarnation and is kReady or kRetiring (a
   // retiring process finishes what it was given).

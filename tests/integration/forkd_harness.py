@@ -688,14 +688,17 @@ class LoadGenerator:
     A failure is a non-2xx status, an exception or a refused connection; the
     first `keep_reasons` reasons are kept.  After a failure the thread
     reconnects.  on_response(status, body), if given, sees every response
-    (from the load threads).
+    (from the load threads).  `pause` seconds between one thread's requests
+    paces the load (a count-bounded load on a fast machine may otherwise be
+    over before the master's once-a-second checks look).
     """
 
     Summary = collections.namedtuple(
         "Summary", "ok failed reasons statuses elapsed requests")
 
     def __init__(self, url, threads=4, duration=10.0, max_requests=None, timeout=10.0,
-                 headers=None, method="GET", keep_reasons=10, on_response=None):
+                 headers=None, method="GET", keep_reasons=10, on_response=None,
+                 pause=0.0):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "http":
             raise ValueError("http:// URLs only: %s" % url)
@@ -710,6 +713,7 @@ class LoadGenerator:
         self.method = method
         self.keep_reasons = keep_reasons
         self.on_response = on_response
+        self.pause = pause
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers = []
@@ -737,6 +741,8 @@ class LoadGenerator:
         conn = None
         while not self._stop.is_set() and time.monotonic() < deadline:
             if self.max_requests is not None and done >= self.max_requests:
+                break
+            if done and self.pause and self._stop.wait(self.pause):
                 break
             done += 1
             try:

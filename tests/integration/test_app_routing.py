@@ -268,11 +268,13 @@ def test_max_requests_recycles_without_a_failed_request():
 
 def test_max_worker_memory_recycles_without_a_failed_request():
     served = Served()
-    # Each /grow keeps 2 MiB more; the Python app starts near 20 MiB.
+    # Each /grow keeps 2 MiB more; the Python app starts near 20 MiB. Paced
+    # (about 100 requests a second in all), so the load outlasts the master's
+    # once-a-second memory check instead of ending before it looks.
     with AppForkd(example_app(), ["-w", "2", "--max-worker-memory", "64Mi"]) as fk:
         first = fk.ready_apps(2)
-        gen = LoadGenerator(fk.url("/grow?mb=2"), threads=2, duration=40, max_requests=150,
-                            timeout=15, on_response=served).start()
+        gen = LoadGenerator(fk.url("/grow?mb=2"), threads=2, duration=40, max_requests=600,
+                            timeout=15, on_response=served, pause=0.02).start()
         try:
             wait_until(lambda: len(served.since() - set(first)) >= 2, 40,
                        what="app processes replaced for memory")
@@ -564,3 +566,75 @@ def test_two_proxy_workers_never_pass_a_process_cap(tmp, cls, cap):
         for sock in apps.values():
             status, _, body = unix_http_request(sock, "GET", "/peak")
             assert status == 200 and int(body) == cap, (sock, body)
+
+
+DEAF_APP = r'''
+import os, socket, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+deaf = False
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        global deaf
+        body = b"%d" % os.getpid()
+        # Deaf: a connection forkd kept alive serves this one and closes.
+        self.close_connection = deaf
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        if self.path == "/deaf":
+            # Alive, its listener gone: every new connection is refused.
+            deaf = True
+            self.server.socket.close()
+            threading.Thread(target=self.server.shutdown).start()
+
+class S(ThreadingHTTPServer):
+    address_family = socket.AF_UNIX
+    daemon_threads = True
+    def server_bind(self):
+        pass
+    def server_activate(self):
+        pass
+
+s = S("", H, bind_and_activate=False)
+s.socket = socket.socket(fileno=3)
+try:
+    s.serve_forever()
+except OSError:
+    pass
+threading.Event().wait()  # stays alive, deaf, until forkd replaces it
+'''
+
+
+def test_a_live_app_process_that_refuses_leaves_the_rotation_and_is_replaced(tmp):
+    # A process whose listener is gone stays alive: forkd takes it out of the
+    # rotation on the first refused connect (that request goes to another
+    # process), and replaces it when it does not accept again in --timeout.
+    script = os.path.join(tmp, "deaf.py")
+    with open(script, "w") as f:
+        f.write(DEAF_APP)
+    args = ["-w", "2", "--worker-class", "sync", "--timeout", "3"]
+    with AppForkd(["/usr/bin/python3", script], args, tmpdir=tmp) as fk:
+        apps = app_ready_on_socket(fk, 2)
+        victim = next(iter(apps))
+        status, _, body = unix_http_request(apps[victim], "GET", "/deaf")
+        assert status == 200 and int(body) == victim
+        answers = [get(fk.port, "/pid", timeout=10) for _ in range(12)]
+        assert [a[0] for a in answers] == [200] * 12, [a[:1] + a[2:] for a in answers]
+        # A connection forkd kept to it may serve once more; no new one does.
+        pids = [pid_in(a[2]) for a in answers]
+        assert victim not in pids[4:], pids
+        wait_until(lambda: "refused a connection: out of the rotation" in fk.error_log_text(),
+                   10, what="the refusing process taken out")
+        wait_until(lambda: victim not in fk.app_processes(), 20,
+                   what="the refusing process replaced")
+        assert "still refuses connections after" in fk.error_log_text()
+        after = app_ready_on_socket(fk, 2)
+        assert victim not in after
+        answers = [get(fk.port, "/pid", timeout=10) for _ in range(8)]
+        assert [a[0] for a in answers] == [200] * 8

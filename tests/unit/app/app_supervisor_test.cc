@@ -117,6 +117,56 @@ TEST_F(AppSupervisorTest, SpawnsOnInheritedFd3WithSocketActivationEnv) {
   EXPECT_EQ(sup_->ReadyCount(), 2);
 }
 
+// A live process that refuses connections (its listener gone or its
+// backlog full) leaves the rotation when a worker reports it, and comes
+// back once its probe passes again: no restart, no boot back-off.
+TEST_F(AppSupervisorTest, RefusingProcessLeavesTheRotationUntilItAnswers) {
+  Make({"app"}, 1);
+  pid_t a = sys_.spawned[0].pid;
+  const std::string sock = "/tmp/forkd-app-test/app-0.sock";
+  AllAccept();
+  Advance(100);
+  ASSERT_EQ(StateOf(a), AppState::kReady);
+  sys_.accepting.erase(sock);
+  SlotOf(a).refused.fetch_add(1);
+  Advance(100);
+  EXPECT_EQ(StateOf(a), AppState::kStarting);
+  EXPECT_EQ(sup_->ReadyCount(), 0);
+  Advance(1000);  // the probe keeps failing: still out, not replaced
+  EXPECT_EQ(StateOf(a), AppState::kStarting);
+  EXPECT_FALSE(Sent(a, SIGTERM));
+  sys_.accepting.insert(sock);
+  Advance(100);
+  EXPECT_EQ(StateOf(a), AppState::kReady);
+  EXPECT_EQ(sys_.spawned.size(), 1u);
+  EXPECT_THAT(Live(), ElementsAre(a));
+}
+
+// One that does not accept again within --timeout is replaced: TERM once
+// its in-flight requests are done, and a new process in its place.
+TEST_F(AppSupervisorTest, RefusingProcessIsReplacedAfterTimeout) {
+  Make({"app"}, 1);
+  pid_t a = sys_.spawned[0].pid;
+  AllAccept();
+  Advance(100);
+  ASSERT_EQ(StateOf(a), AppState::kReady);
+  sys_.accepting.clear();
+  SlotOf(a).in_flight.store(1);
+  SlotOf(a).refused.fetch_add(1);
+  Advance(100);
+  ASSERT_EQ(StateOf(a), AppState::kStarting);
+  Advance(30000);
+  EXPECT_EQ(StateOf(a), AppState::kRetiring);
+  EXPECT_FALSE(Sent(a, SIGTERM));  // a request of its own is still running
+  SlotOf(a).in_flight.store(0);
+  Advance(100);
+  EXPECT_TRUE(Sent(a, SIGTERM));
+  Exit(a, KilledBy(SIGTERM));
+  Advance(100);
+  ASSERT_EQ(sys_.spawned.size(), 2u);
+  EXPECT_EQ(sup_->restarts().at(AppExit::kRefused), 1u);
+}
+
 // A health probe that gets no answer never holds the master's loop: it
 // stays pending across ticks, is dropped after kProbeTimeoutMs and started
 // again; the process turns ready on the first answer.

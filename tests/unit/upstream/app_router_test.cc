@@ -90,6 +90,21 @@ TEST(AppRouter, AvoidSkipsTheRefusingProcessUntilItsSlotIsReplaced) {
   EXPECT_EQ(r->slot, 0u);
 }
 
+// A refusal is counted for the process the request reserved, never for
+// the one that replaced it in the slot meanwhile.
+TEST(AppRouter, ReportRefusedCountsOnlyTheReservedIncarnation) {
+  Board b(1, 8);
+  AppRouter router(&b.slot(0), 1);
+  auto r = router.TryReserve();
+  ASSERT_TRUE(r.has_value());
+  router.ReportRefused(*r);
+  EXPECT_EQ(b.slot(0).refused.load(), 1u);
+  b.Replace(0);
+  router.ReportRefused(*r);
+  EXPECT_EQ(b.slot(0).refused.load(), 1u);
+  router.ReportRefused(AppReservation{7, r->incarnation});  // no such slot
+}
+
 TEST(AppRouter, SpreadsOverEveryReadyProcess) {
   Board b(4, 8);
   int64_t now = 1000;
