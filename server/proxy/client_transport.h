@@ -15,6 +15,8 @@
 
 namespace forkd::proxy {
 
+class ResponseSink;
+
 class ClientTransport {
  public:
   virtual ~ClientTransport() = default;
@@ -49,6 +51,11 @@ class ClientTransport {
   // An HTTP/2 stream's virtual connection: the session parses HTTP/1.1 on
   // it, but logs and counts its request as HTTP/2.
   virtual bool is_http2_stream() const { return false; }
+  // A client that takes the response structured (an HTTP/2 stream): the
+  // session hands it the parsed response instead of writing HTTP/1.1 bytes
+  // (Write is then never called). nullptr: the response goes out as bytes.
+  // Lives as long as the transport.
+  virtual ResponseSink* response_sink() { return nullptr; }
   // A preamble of the transport's own (a PROXY protocol header) is still
   // being read: the session closes the connection by this time (monotonic
   // ms) and reports a timeout before then as the preamble's with

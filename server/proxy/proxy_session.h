@@ -34,6 +34,7 @@
 #include "server/proxy/error_response.h"
 #include "server/proxy/forwarding.h"
 #include "server/proxy/lingering_close.h"
+#include "server/proxy/response_sink.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/upstream/h2_upstream.h"
 #include "server/upstream/upstream_pool.h"
@@ -144,6 +145,10 @@ class ProxySession : public ClientConnection,
   // app queue tries for one at once instead of at its next re-check.
   void RetryAppQueue();
 
+  // The client's ResponseSink (an HTTP/2 stream) has room again after it
+  // reported ResponseBlocked(): reads the app on. The driving thread.
+  void OnResponseRoom();
+
   // Called when now_ms passed deadline_ms(): answers 504 or closes.
   void OnTimeout(int64_t now_ms) override;
 
@@ -205,6 +210,12 @@ class ProxySession : public ClientConnection,
   bool MaybeFinishRequest();
 
   bool WantClientRead() const;
+  // Response bytes wait for the client: out_ holds some, or the sink is
+  // blocked. The client, not the app, is then what the exchange waits for.
+  bool OutputPending() const { return !out_.empty() || sink_blocked_; }
+  // The client holds as much of the response as it may: stop reading the
+  // app (out_ at --response-buffer, or the sink blocked).
+  bool ClientBackedUp();
   void RetryCrossedDirections(bool readable, bool writable);
   bool WaitingForApp() const;
   // App mode: gives back the app process (app mode) and the queue place.
@@ -263,7 +274,12 @@ class ProxySession : public ClientConnection,
   AppTransport* app_;  // ctx_->app, &pool_app_ or &app_process_transport_
   const Clock* clock_;
   std::unique_ptr<ClientTransport> client_;  // reset when closed
-  int client_fd_;                            // client_->fd(), for drivers
+  // client_->response_sink(): the response goes there structured instead
+  // of into out_ as HTTP/1.1 (an HTTP/2 stream). nullptr for HTTP/1.
+  ResponseSink* sink_ = nullptr;
+  bool sink_blocked_ = false;  // ResponseBlocked() said so; until room
+  bool sink_ended_ = false;    // the sink has the whole response
+  int client_fd_;              // client_->fd(), for drivers
   std::string peer_;
 
   // Client side.
