@@ -65,7 +65,7 @@ class Http2Connection::StreamTransport final : public proxy::ClientTransport {
 // One stream: its request's bytes for the ProxySession, and the sink its
 // response comes back through as HEADERS/DATA/trailers.
 struct Http2Connection::Stream final : public ResponseSink {
-  Stream(Http2Connection* c) : conn(c) {}
+  explicit Stream(Http2Connection* c) : conn(c) {}
 
   // ResponseSink
   void OnInterim(int status, const std::vector<http1::Header>& fields) override;
@@ -78,7 +78,6 @@ struct Http2Connection::Stream final : public ResponseSink {
 
   Http2Connection* conn;
   int32_t id = 0;
-  std::string method;
   bool chunked_request = false;
   Buffer request;           // HTTP/1.1 request bytes not yet read
   uint64_t appended = 0;    // request bytes written into `request`
@@ -194,7 +193,7 @@ Http2Connection::CreateFromUpgrade(proxy::SessionContext* ctx,
       "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
       "Upgrade: h2c\r\n\r\n");
   ++c->depth_;  // streams are reaped only by Drive()
-  c->StartStream(1, upgrade.method, upgrade.request, false);
+  c->StartStream(1, upgrade.request, false);
   if (auto it = c->streams_.find(1); it != c->streams_.end()) {
     it->second->request_ended = true;  // the HTTP/1.1 request was whole
   }
@@ -423,19 +422,17 @@ void Http2Connection::OnRequestHeaders(
   }
   // One request per virtual connection: the session closes after it.
   head.append("Connection: close\r\n\r\n");
-  StartStream(stream_id, method, std::move(head), chunked);
+  StartStream(stream_id, std::move(head), chunked);
   if (auto it = streams_.find(stream_id); it != streams_.end()) {
     it->second->request_ended = end_stream;
   }
 }
 
-void Http2Connection::StartStream(int32_t stream_id, std::string_view method,
-                                  std::string request_head,
+void Http2Connection::StartStream(int32_t stream_id, std::string request_head,
                                   bool chunked_request) {
   auto stream = std::make_unique<Stream>(this);
   Stream* s = stream.get();
   s->id = stream_id;
-  s->method = std::string(method);
   s->chunked_request = chunked_request;
   s->request.Append(request_head);
   s->appended = request_head.size();

@@ -100,8 +100,8 @@ class Http2Connection final : public proxy::ClientConnection,
   void Start(std::string_view received);
   // A new stream: its ProxySession reads `request_head` (an HTTP/1.1
   // request head, "Connection: close"), then the body as it comes.
-  void StartStream(int32_t stream_id, std::string_view method,
-                   std::string request_head, bool chunked_request);
+  void StartStream(int32_t stream_id, std::string request_head,
+                   bool chunked_request);
   void Drive();
   // The worker is stopping (reload, recycle, TERM) or the server drains,
   // and this connection has not said GOAWAY yet.
