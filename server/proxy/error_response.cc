@@ -70,6 +70,15 @@ scoreboard::UpstreamError UpstreamErrorFor(Failure failure) {
   }
 }
 
+ErrorAnswer BuildErrorAnswer(int status, std::string_view detail) {
+  std::string reason(http1::ReasonPhrase(status));
+  ErrorAnswer a;
+  a.body = absl::StrCat(reason, ": ", std::string(detail), "\n");
+  a.fields = {{"Content-Type", "text/plain; charset=utf-8"},
+              {"Content-Length", absl::StrCat(a.body.size())}};
+  return a;
+}
+
 std::string BuildErrorResponse(int status, std::string_view detail, bool close,
                                std::string_view extra_headers) {
   // absl 20220623 here has its own string_view: pass std::string.

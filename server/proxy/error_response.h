@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "server/http1/message.h"
 #include "server/scoreboard/scoreboard.h"
@@ -35,8 +36,17 @@ scoreboard::Rejection RejectionFor(int status, Failure failure);
 // The upstream error counter for a failure, or UpstreamError::kCount.
 scoreboard::UpstreamError UpstreamErrorFor(Failure failure);
 
-// A complete response with "Connection: close" when `close` is set, a
-// text/plain body "<Reason>: <detail>\n". `extra_headers`: whole field
+// forkd's own answer as parts, for a client that takes a structured
+// response (an HTTP/2 stream): Content-Type text/plain and Content-Length
+// fields, and the body "<Reason>: <detail>\n".
+struct ErrorAnswer {
+  std::vector<http1::Header> fields;
+  std::string body;
+};
+ErrorAnswer BuildErrorAnswer(int status, std::string_view detail);
+
+// The same answer as HTTP/1.1 text: with "Connection: close" when `close` is
+// set, a text/plain body "<Reason>: <detail>\n". `extra_headers`: whole field
 // lines ("Name: value\r\n") added to the head.
 std::string BuildErrorResponse(int status, std::string_view detail, bool close,
                                std::string_view extra_headers = {});

@@ -44,11 +44,12 @@ class Http2Connection::StreamTransport final : public transport::ClientTransport
  public:
   StreamTransport(Http2Connection* conn, Stream* stream, const char* scheme)
       : conn_(conn), stream_(stream), scheme_(scheme) {}
-  ~StreamTransport() override { conn_->OnStreamTransportGone(stream_); }
 
   ssize_t Read(char* buf, size_t len) override;
-  ssize_t Write(const char* data, size_t len) override {
-    return conn_->OnStreamResponse(stream_, data, len);
+  // The response goes to the stream (the session's ResponseSink),
+  // structured; nothing is written.
+  ssize_t Write(const char*, size_t len) override {
+    return static_cast<ssize_t>(len);
   }
   void ShutdownWrite() override {}
   int fd() const override { return -1; }
@@ -61,9 +62,22 @@ class Http2Connection::StreamTransport final : public transport::ClientTransport
   const char* scheme_;
 };
 
-struct Http2Connection::Stream {
+// One stream: its request's bytes for the ProxySession, and the sink its
+// response comes back through as HEADERS/DATA/trailers.
+struct Http2Connection::Stream final : public ResponseSink {
+  explicit Stream(Http2Connection* c) : conn(c) {}
+
+  // ResponseSink
+  void OnInterim(int status, const std::vector<http1::Header>& fields) override;
+  void OnResponseHead(int status, const std::vector<http1::Header>& fields,
+                      bool end_stream) override;
+  void OnResponseBody(std::string_view data) override;
+  void OnResponseEnd(const std::vector<http1::Header>& trailers) override;
+  bool ResponseBlocked() override;
+  void OnExchangeClosed() override { conn->OnStreamTransportGone(this); }
+
+  Http2Connection* conn;
   int32_t id = 0;
-  std::string method;
   bool chunked_request = false;
   Buffer request;           // HTTP/1.1 request bytes not yet read
   uint64_t appended = 0;    // request bytes written into `request`
@@ -73,21 +87,56 @@ struct Http2Connection::Stream {
   std::deque<std::pair<uint64_t, size_t>> marks;
   bool h2_closed = false;       // nghttp2 closed the stream
   bool transport_gone = false;  // the session closed its connection
-  bool write_blocked = false;   // the session got EAGAIN on Write
+  bool write_blocked = false;   // ResponseBlocked() said so
   bool abort_pending = false;   // reset by the client: abort the session
-  // Converting the session's HTTP/1.1 response into frames.
-  Buffer response;
-  http1::ResponseParser parser;
-  std::unique_ptr<http1::BodyDecoder> body;
-  bool head_done = false;
-  bool ended = false;
+  bool ended = false;           // the response ended (or the stream was reset)
   // The request: all of it arrived (END_STREAM), and when its last bytes
   // did (--client-body-timeout).
   bool request_ended = false;
   int64_t last_input_ms = 0;
-  std::string scratch;
   std::unique_ptr<proxy::ProxySession> session;
 };
+
+// The response, parsed once by the stream's session, becomes frames here.
+// Http2Session lowercases the names and leaves out the HTTP/1.1 connection
+// fields (OutgoingFields). Inside Drive() (and so maybe inside nghttp2's
+// receive callbacks) the loop there flushes; from an app event, soon.
+void Http2Connection::Stream::OnInterim(
+    int status, const std::vector<http1::Header>& fields) {
+  if (h2_closed || ended) return;
+  conn->session_->SubmitInterim(id, status, fields).IgnoreError();
+  conn->FlushSoon();
+}
+
+void Http2Connection::Stream::OnResponseHead(
+    int status, const std::vector<http1::Header>& fields, bool end_stream) {
+  if (h2_closed || ended) return;
+  conn->session_->SubmitResponse(id, status, fields, end_stream).IgnoreError();
+  ended = end_stream;
+  conn->FlushSoon();
+}
+
+void Http2Connection::Stream::OnResponseBody(std::string_view data) {
+  if (h2_closed || ended) return;  // nobody listens
+  conn->session_->AppendResponseData(id, data).IgnoreError();
+  conn->FlushSoon();
+}
+
+void Http2Connection::Stream::OnResponseEnd(
+    const std::vector<http1::Header>& trailers) {
+  if (h2_closed || ended) return;
+  // The app's trailers go in a HEADERS frame with END_STREAM after the
+  // last DATA; none: DATA ends the stream.
+  conn->session_->EndResponse(id, trailers).IgnoreError();
+  ended = true;
+  conn->FlushSoon();
+}
+
+bool Http2Connection::Stream::ResponseBlocked() {
+  if (h2_closed) return false;  // what comes is dropped
+  write_blocked = conn->session_->QueuedResponseBytes(id) >= kStreamQueueLimit;
+  return write_blocked;
+}
 
 ssize_t Http2Connection::StreamTransport::Read(char* buf, size_t len) {
   Buffer& in = stream_->request;
@@ -140,7 +189,7 @@ Http2Connection::CreateFromUpgrade(proxy::SessionContext* ctx,
       "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
       "Upgrade: h2c\r\n\r\n");
   ++c->depth_;  // streams are reaped only by Drive()
-  c->StartStream(1, upgrade.method, upgrade.request, false);
+  c->StartStream(1, upgrade.request, false);
   if (auto it = c->streams_.find(1); it != c->streams_.end()) {
     it->second->request_ended = true;  // the HTTP/1.1 request was whole
   }
@@ -369,26 +418,24 @@ void Http2Connection::OnRequestHeaders(
   }
   // One request per virtual connection: the session closes after it.
   head.append("Connection: close\r\n\r\n");
-  StartStream(stream_id, method, std::move(head), chunked);
+  StartStream(stream_id, std::move(head), chunked);
   if (auto it = streams_.find(stream_id); it != streams_.end()) {
     it->second->request_ended = end_stream;
   }
 }
 
-void Http2Connection::StartStream(int32_t stream_id, std::string_view method,
-                                  std::string request_head,
+void Http2Connection::StartStream(int32_t stream_id, std::string request_head,
                                   bool chunked_request) {
-  auto stream = std::make_unique<Stream>();
+  auto stream = std::make_unique<Stream>(this);
   Stream* s = stream.get();
   s->id = stream_id;
-  s->method = std::string(method);
   s->chunked_request = chunked_request;
   s->request.Append(request_head);
   s->appended = request_head.size();
   s->last_input_ms = NowMs();
   s->session = std::make_unique<proxy::ProxySession>(
       ctx_, std::make_unique<StreamTransport>(this, s, client_->scheme()),
-      peer_, NowMs());
+      peer_, NowMs(), /*sink=*/s);
   streams_[stream_id] = std::move(stream);
   DriveStream(s);
 }
@@ -485,71 +532,6 @@ void Http2Connection::OnStreamRead(Stream* s, size_t n) {
   if (consumed) FlushSoon();
 }
 
-ssize_t Http2Connection::OnStreamResponse(Stream* s, const char* data,
-                                          size_t len) {
-  if (s->h2_closed) return static_cast<ssize_t>(len);  // nobody listens
-  if (session_->QueuedResponseBytes(s->id) >= kStreamQueueLimit) {
-    s->write_blocked = true;
-    errno = EAGAIN;
-    return -1;
-  }
-  s->response.Append(std::string_view(data, len));
-  while (!s->ended && !s->response.empty()) {
-    if (!s->head_done) {
-      size_t consumed = 0;
-      http1::ParseStatus st =
-          s->parser.Parse(s->response.View(), s->method, &consumed);
-      if (st == http1::ParseStatus::kNeedMore) break;
-      if (st == http1::ParseStatus::kError) {
-        LOG_ERROR("HTTP/2 stream %d: unparsable response from the proxy: %s",
-                  s->id, s->parser.error().detail);
-        session_->ResetStream(s->id, kInternalError);
-        s->ended = true;
-        break;
-      }
-      s->response.Consume(consumed);
-      const http1::ResponseHead& rh = s->parser.head();
-      // Http2Session lowercases the names and leaves out the HTTP/1.1
-      // connection fields (OutgoingFields).
-      const std::vector<http1::Header>& headers = rh.headers;
-      if (rh.status < 200) {
-        session_->SubmitInterim(s->id, rh.status, headers).IgnoreError();
-        s->parser.Reset();
-        continue;
-      }
-      bool no_body = rh.framing == http1::Framing::kNone;
-      session_->SubmitResponse(s->id, rh.status, headers, no_body)
-          .IgnoreError();
-      if (no_body) {
-        s->ended = true;
-        break;
-      }
-      s->body = std::make_unique<http1::BodyDecoder>(rh.framing,
-                                                     rh.content_length, 0);
-      s->head_done = true;
-    }
-    s->scratch.clear();
-    size_t used = s->body->Decode(s->response.View(), &s->scratch);
-    s->response.Consume(used);
-    if (!s->scratch.empty()) {
-      session_->AppendResponseData(s->id, s->scratch).IgnoreError();
-    }
-    if (s->body->done()) {
-      // The app's trailers (those the stream's session let through) go in
-      // a HEADERS frame with END_STREAM after the last DATA; none: DATA
-      // ends the stream.
-      session_->EndResponse(s->id, s->body->trailers()).IgnoreError();
-      s->ended = true;
-    } else if (used == 0) {
-      break;
-    }
-  }
-  // Inside Drive() (and so maybe inside nghttp2's receive callbacks) the
-  // loop there flushes; from an app event, soon.
-  FlushSoon();
-  return static_cast<ssize_t>(len);
-}
-
 void Http2Connection::OnStreamTransportGone(Stream* s) {
   if (closing_) return;
   s->transport_gone = true;
@@ -573,8 +555,7 @@ void Http2Connection::WakeBlockedStreams() {
     if (s->write_blocked && !s->transport_gone &&
         session_->QueuedResponseBytes(id) < kStreamQueueLimit / 2) {
       s->write_blocked = false;
-      s->session->SetReadiness(false, true, false, false);
-      s->session->Drive();
+      s->session->OnResponseRoom();
     }
   }
 }

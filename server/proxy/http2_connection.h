@@ -1,10 +1,11 @@
 // An HTTP/2 client connection in a worker: the nghttp2 session
 // (Http2Session) on the client socket, and one ProxySession per stream.
 //
-// Each stream is served as a one-request HTTP/1.1 exchange on a virtual
-// connection (StreamTransport): the stream's request is written to the
-// ProxySession as HTTP/1.1 bytes, and the HTTP/1.1 response it produces is
-// parsed back into HEADERS and DATA frames. Every rule of the HTTP/1 path
+// Each stream is served as a one-request exchange of a ProxySession on a
+// virtual connection (StreamTransport): the stream's request is written to
+// the session as HTTP/1.1 bytes, and the session hands the app's response,
+// parsed once, to the stream (a ResponseSink), which submits it as HEADERS,
+// DATA and trailers. Every rule of the HTTP/1 path
 // (limits, admission against the in-flight cap, buffering, X-Forwarded-*,
 // retries, 502/503/504 answers, counters, access log) so applies to each
 // stream, and streams of one connection reach the app concurrently.
@@ -99,8 +100,8 @@ class Http2Connection final : public proxy::ClientConnection,
   void Start(std::string_view received);
   // A new stream: its ProxySession reads `request_head` (an HTTP/1.1
   // request head, "Connection: close"), then the body as it comes.
-  void StartStream(int32_t stream_id, std::string_view method,
-                   std::string request_head, bool chunked_request);
+  void StartStream(int32_t stream_id, std::string request_head,
+                   bool chunked_request);
   void Drive();
   // The worker is stopping (reload, recycle, TERM) or the server drains,
   // and this connection has not said GOAWAY yet.
@@ -110,10 +111,6 @@ class Http2Connection final : public proxy::ClientConnection,
   // Frames were queued outside Drive() (an app event of a stream): write
   // them after the event batch, or now without a batching driver.
   void FlushSoon();
-  // A stream's ProxySession wrote response bytes: turn them into frames.
-  // Returns how many bytes it took, or -1/EAGAIN while the stream's queue
-  // is full (the session then stops reading the app).
-  ssize_t OnStreamResponse(Stream* s, const char* data, size_t len);
   void OnStreamRead(Stream* s, size_t n);
   void OnStreamTransportGone(Stream* s);
   void DriveStream(Stream* s);

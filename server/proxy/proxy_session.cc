@@ -66,7 +66,7 @@ ProxySession::ProxySession(SessionContext* ctx, int client_fd, std::string peer,
 
 ProxySession::ProxySession(SessionContext* ctx,
                            std::unique_ptr<transport::ClientTransport> transport,
-                           std::string peer, int64_t now_ms)
+                           std::string peer, int64_t now_ms, ResponseSink* sink)
     : ctx_(ctx),
       pool_app_(ctx->pool),
       app_process_transport_(ctx->app_pools),
@@ -74,6 +74,7 @@ ProxySession::ProxySession(SessionContext* ctx,
       clock_(ctx->clock != nullptr ? ctx->clock : LoopClock::Get()),
       client_(std::move(transport)),
       client_fd_(client_->fd()),
+      sink_(sink),
       peer_(std::move(peer)),
       req_parser_(ctx->limits) {
   // An HTTP/2 stream's virtual connection has no socket and is no client
@@ -414,7 +415,11 @@ void ProxySession::BeginRequest() {
   req_state_ = ReqState::kBody;
   last_read_ms_ = NowMs();  // the body's clock starts with the head
   if (h.expect_continue && version_minor_ == 1) {
-    out_.Append("HTTP/1.1 100 Continue\r\n\r\n");
+    if (sink_ != nullptr) {
+      sink_->OnInterim(100, {});
+    } else {
+      out_.Append("HTTP/1.1 100 Continue\r\n\r\n");
+    }
   }
 }
 
@@ -506,7 +511,7 @@ bool ProxySession::TrailersToForward(std::string* lines) {
 }
 
 bool ProxySession::MaybeFinishRequest() {
-  if (resp_state_ != RespState::kDone || !out_.empty() || linger_.active()) {
+  if (resp_state_ != RespState::kDone || OutputPending() || linger_.active()) {
     return false;
   }
   if (req_state_ != ReqState::kDone) {
@@ -560,6 +565,7 @@ void ProxySession::FinishRequest() {
   can_replay_ = false;
   upstream_wanted_ = false;
   sent_to_client_ = false;
+  sink_ended_ = false;
   up_eof_ = false;
   connect_started_ms_ = 0;
   app_connect_retries_ = 0;
@@ -613,6 +619,10 @@ void ProxySession::CloseClient(bool linger) {
     UpdateConnectionGauge(false);
     return;
   }
+  if (sink_ != nullptr) {
+    sink_->OnExchangeClosed();
+    sink_ = nullptr;  // it may go with the transport
+  }
   client_.reset();
   closed_ = true;
   UpdateConnectionGauge(false);
@@ -661,7 +671,7 @@ void ProxySession::OnTimeout(int64_t now_ms) {
     return;
   }
   if (req_state_ == ReqState::kHead || req_state_ == ReqState::kBody ||
-      !out_.empty()) {
+      OutputPending()) {
     LOG_INFO("closing connection from %s: client stalled for %.3gs",
              PeerForLog(), ctx_->client_timeout_ms / 1000.0);
   }
@@ -735,7 +745,21 @@ void ProxySession::ClientTimedOut(scoreboard::ClientTimeout kind) {
 }
 
 bool ProxySession::WaitingForApp() const {
-  return upstream_wanted_ && resp_state_ != RespState::kDone && out_.empty();
+  return upstream_wanted_ && resp_state_ != RespState::kDone &&
+         !OutputPending();
+}
+
+bool ProxySession::ClientBackedUp() {
+  if (sink_ == nullptr) return out_.size() >= ctx_->response_buffer;
+  sink_blocked_ = sink_->ResponseBlocked();
+  return sink_blocked_;
+}
+
+void ProxySession::OnResponseRoom() {
+  if (closed_) return;
+  sink_blocked_ = false;
+  last_client_ms_ = NowMs();  // the client took response bytes
+  Drive();
 }
 
 void ProxySession::UpdateDeadline() {
@@ -762,7 +786,7 @@ void ProxySession::UpdateDeadline() {
     // A TLS handshake under way has the head's deadline instead.
     d = HeaderDeadline() != kNever ? kNever
                                    : last_client_ms_ + ctx_->keepalive_ms;
-  } else if (out_.empty() &&
+  } else if (!OutputPending() &&
              ((req_state_ == ReqState::kHead && HeaderDeadline() != kNever) ||
               (req_state_ == ReqState::kBody &&
                (BodyDeadline() != kNever || http2_stream_)))) {

@@ -34,6 +34,7 @@
 #include "server/proxy/error_response.h"
 #include "server/proxy/forwarding.h"
 #include "server/proxy/lingering_close.h"
+#include "server/proxy/response_sink.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/upstream/h2_upstream.h"
 #include "server/upstream/upstream_pool.h"
@@ -128,9 +129,14 @@ class ProxySession : public ClientConnection,
   // for X-Forwarded-For and the access log ("" for unix-socket clients).
   ProxySession(SessionContext* ctx, int client_fd, std::string peer,
                int64_t now_ms);
-  // Same over any transport (TLS, an HTTP/2 stream).
-  ProxySession(SessionContext* ctx, std::unique_ptr<transport::ClientTransport> transport,
-               std::string peer, int64_t now_ms);
+  // Same over any transport (TLS, an HTTP/2 stream). `sink`: a client that
+  // takes the response structured (an HTTP/2 stream) gets it there instead
+  // of as HTTP/1.1 bytes (the transport's Write is then never called); it
+  // must outlive the session. nullptr: the response goes out as bytes.
+  ProxySession(SessionContext* ctx,
+               std::unique_ptr<transport::ClientTransport> transport,
+               std::string peer, int64_t now_ms,
+               ResponseSink* sink = nullptr);
   ~ProxySession() override;
 
   // Readiness from the driver (EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP bits);
@@ -143,6 +149,10 @@ class ProxySession : public ClientConnection,
   // App mode: an app process may be free now; a request waiting in the
   // app queue tries for one at once instead of at its next re-check.
   void RetryAppQueue();
+
+  // The client's ResponseSink (an HTTP/2 stream) has room again after it
+  // reported ResponseBlocked(): reads the app on. The driving thread.
+  void OnResponseRoom();
 
   // Called when now_ms passed deadline_ms(): answers 504 or closes.
   void OnTimeout(int64_t now_ms) override;
@@ -205,6 +215,12 @@ class ProxySession : public ClientConnection,
   bool MaybeFinishRequest();
 
   bool WantClientRead() const;
+  // Response bytes wait for the client: out_ holds some, or the sink is
+  // blocked. The client, not the app, is then what the exchange waits for.
+  bool OutputPending() const { return !out_.empty() || sink_blocked_; }
+  // The client holds as much of the response as it may: stop reading the
+  // app (out_ at --response-buffer, or the sink blocked).
+  bool ClientBackedUp();
   void RetryCrossedDirections(bool readable, bool writable);
   bool WaitingForApp() const;
   // App mode: gives back the app process (app mode) and the queue place.
@@ -266,7 +282,12 @@ class ProxySession : public ClientConnection,
   AppTransport* app_;  // ctx_->app, &pool_app_ or &app_process_transport_
   const Clock* clock_;
   std::unique_ptr<transport::ClientTransport> client_;  // reset when closed
-  int client_fd_;                            // client_->fd(), for drivers
+  // The constructor's `sink`: the response goes there structured instead
+  // of into out_ as HTTP/1.1 (an HTTP/2 stream). nullptr for HTTP/1.
+  ResponseSink* sink_ = nullptr;
+  bool sink_blocked_ = false;  // ResponseBlocked() said so; until room
+  bool sink_ended_ = false;    // the sink has the whole response
+  int client_fd_;              // client_->fd(), for drivers
   std::string peer_;
 
   // Client side.

@@ -261,7 +261,7 @@ bool ProxySession::ReadUpstream() {
   // once its head is parsed: an app that closes right after it must not
   // read as one that closed mid-response.
   if (resp_state_ == RespState::kBody && resp_body_->done()) return false;
-  if (out_.size() >= ctx_->response_buffer) return false;  // client is slow
+  if (ClientBackedUp()) return false;  // the client is slow
   // Decode the body bytes already here before reading on: once the app
   // closes with request bytes unread, a unix socket's next read fails with
   // ECONNRESET, which must not cost the response the app sent before.

@@ -69,6 +69,16 @@ inline std::string ForwardableTrailers(
   return lines;
 }
 
+// The same as a field list, for a client that takes trailers structured.
+inline std::vector<http1::Header> ForwardableTrailerFields(
+    const std::vector<http1::Header>& trailers) {
+  std::vector<http1::Header> fields;
+  for (const http1::Header& f : trailers) {
+    if (http1::IsAllowedInTrailer(f.name)) fields.push_back(f);
+  }
+  return fields;
+}
+
 // The last chunk of a chunked message and its trailer section (RFC 9112
 // 7.1): `trailer_lines` from ForwardableTrailers().
 inline void AppendLastChunk(Buffer* out, std::string_view trailer_lines) {

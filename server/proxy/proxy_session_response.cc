@@ -20,6 +20,7 @@ namespace {
 using session_internal::AppendChunk;
 using session_internal::AppendHeader;
 using session_internal::AppendLastChunk;
+using session_internal::ForwardableTrailerFields;
 using session_internal::ForwardableTrailers;
 
 }  // namespace
@@ -47,7 +48,11 @@ bool ProxySession::ProcessUpstreamInput() {
         return true;
       }
       // Interim responses (100, 103...) go to HTTP/1.1 clients as they are.
-      if (version_minor_ == 1) out_.Append(up_in_.View().substr(0, consumed));
+      if (sink_ != nullptr) {
+        sink_->OnInterim(rh.status, rh.headers);
+      } else if (version_minor_ == 1) {
+        out_.Append(up_in_.View().substr(0, consumed));
+      }
       up_in_.Consume(consumed);
       resp_parser_.Reset();
       return true;
@@ -65,7 +70,7 @@ bool ProxySession::ProcessUpstreamInput() {
 bool ProxySession::ProcessUpstreamBody() {
   if (resp_state_ != RespState::kBody || closed_) return false;
   if (!resp_body_->done() && !up_in_.empty()) {
-    if (out_.size() >= ctx_->response_buffer) return false;
+    if (ClientBackedUp()) return false;
     scratch_.clear();
     size_t used = resp_body_->Decode(up_in_.View(), &scratch_);
     up_in_.Consume(used);
@@ -76,7 +81,12 @@ bool ProxySession::ProcessUpstreamBody() {
       return true;
     }
     body_bytes_out_ += scratch_.size();
-    if (resp_chunked_to_client_) {
+    if (sink_ != nullptr) {
+      if (!scratch_.empty()) {
+        sink_->OnResponseBody(scratch_);
+        last_client_ms_ = NowMs();  // as a write to the client would
+      }
+    } else if (resp_chunked_to_client_) {
       AppendChunk(&out_, scratch_);
     } else {
       out_.Append(scratch_);
@@ -93,8 +103,14 @@ bool ProxySession::ProcessUpstreamBody() {
   }
   if (!resp_body_->done()) return false;
   // Trailers go on in a chunked response; otherwise (an HTTP/1.0 client)
-  // they are dropped, as RFC 9112 7.1.2 allows.
-  if (resp_chunked_to_client_) {
+  // they are dropped, as RFC 9112 7.1.2 allows. A sink takes them as they
+  // are (HTTP/2 sends them in a HEADERS frame after the last DATA).
+  if (sink_ != nullptr) {
+    if (!sink_ended_) {
+      sink_ended_ = true;
+      sink_->OnResponseEnd(ForwardableTrailerFields(resp_body_->trailers()));
+    }
+  } else if (resp_chunked_to_client_) {
     AppendLastChunk(&out_, ForwardableTrailers(resp_body_->trailers()));
   }
   CompleteUpstream();
@@ -114,6 +130,27 @@ void ProxySession::OnResponseHead() {
 
   std::vector<std::string>& tokens = tokens_;
   http1::ConnectionTokens(rh.headers, &tokens);
+  if (ctx_->access_log != nullptr) resp_headers_ = rh.headers;
+  resp_body_.emplace(rh.framing, rh.content_length, /*max_body=*/0);
+  resp_state_ = RespState::kBody;
+  sent_to_client_ = true;
+  if (sink_ != nullptr) {
+    // The same fields an HTTP/1.1 client gets, minus its framing: the sink
+    // frames the body itself.
+    std::vector<http1::Header> fields;
+    fields.reserve(rh.headers.size());
+    for (const http1::Header& f : rh.headers) {
+      if (http1::IsHopByHop(f.name, tokens)) continue;
+      if (streamed && http1::EqualsIgnoreCase(f.name, "Content-Length")) {
+        continue;
+      }
+      if (!streamed && http1::EqualsIgnoreCase(f.name, "Trailer")) continue;
+      fields.push_back(f);
+    }
+    sink_ended_ = rh.framing == http1::Framing::kNone;
+    sink_->OnResponseHead(rh.status, fields, sink_ended_);
+    return;
+  }
   std::string& head = head_scratch_;
   head.clear();
   absl::StrAppend(&head, "HTTP/1.1 ", rh.status, " ",
@@ -143,10 +180,6 @@ void ProxySession::OnResponseHead() {
   }
   head.append("\r\n");
   out_.Append(head);
-  sent_to_client_ = true;
-  if (ctx_->access_log != nullptr) resp_headers_ = rh.headers;
-  resp_body_.emplace(rh.framing, rh.content_length, /*max_body=*/0);
-  resp_state_ = RespState::kBody;
 }
 
 void ProxySession::Fail(Failure failure, const std::string& detail,
@@ -172,18 +205,42 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
   LOG_ERROR("%d for %s %s from %s (request %s): %s", status,
             method_.empty() ? "-" : method_, target_.empty() ? "-" : target_,
             PeerForLog(), request_id_.empty() ? "-" : request_id_, detail);
-  // A queue timeout tells the client to come back soon, not that the app
-  // failed.
-  std::string response = BuildErrorResponse(
-      status, detail, close,
-      failure == Failure::kQueueTimeout ? "Retry-After: 1\r\n" : "");
-  size_t head_end = response.find("\r\n\r\n") + 4;
-  // A HEAD answer has the headers a GET would get but no body (RFC 9110
-  // 9.3.2): on a kept-alive connection the client would read the body as
-  // the start of the next response.
-  if (method_ == "HEAD") response.resize(head_end);
-  out_.Append(response);
-  body_bytes_out_ = response.size() - head_end;
+  if (sink_ != nullptr) {
+    if (sent_to_client_) {
+      // The app's head went out already: the stream is cut instead.
+      CloseClient(false);
+      return;
+    }
+    ErrorAnswer answer = BuildErrorAnswer(status, detail);
+    // A queue timeout tells the client to come back soon, not that the
+    // app failed.
+    if (failure == Failure::kQueueTimeout) {
+      answer.fields.push_back({"Retry-After", "1"});
+    }
+    // A HEAD answer has the fields a GET would get but no body.
+    bool head_only = method_ == "HEAD";
+    sink_ended_ = true;
+    sink_->OnResponseHead(status, answer.fields, head_only);
+    if (!head_only) {
+      sink_->OnResponseBody(answer.body);
+      sink_->OnResponseEnd({});
+    }
+    body_bytes_out_ = head_only ? 0 : answer.body.size();
+    close = true;  // a stream carries one request
+  } else {
+    // A queue timeout tells the client to come back soon, not that the app
+    // failed.
+    std::string response = BuildErrorResponse(
+        status, detail, close,
+        failure == Failure::kQueueTimeout ? "Retry-After: 1\r\n" : "");
+    size_t head_end = response.find("\r\n\r\n") + 4;
+    // A HEAD answer has the headers a GET would get but no body (RFC 9110
+    // 9.3.2): on a kept-alive connection the client would read the body as
+    // the start of the next response.
+    if (method_ == "HEAD") response.resize(head_end);
+    out_.Append(response);
+    body_bytes_out_ = response.size() - head_end;
+  }
   status_ = status;
   sent_to_client_ = true;
   LeaveInFlight();

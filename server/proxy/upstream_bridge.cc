@@ -472,15 +472,15 @@ void UpstreamBridge::Stream::Fail(Failure failure, const std::string& detail,
     b_->flush_soon_();
     return;
   }
-  std::string body = absl::StrCat(reason, ": ", detail, "\n");
+  // The same answer the HTTP/1 path gives (Http2Session lowercases the
+  // field names).
+  proxy::ErrorAnswer answer = proxy::BuildErrorAnswer(status, detail);
   bool head = method_ == "HEAD";
-  std::vector<http1::Header> fields = {
-      {"content-type", "text/plain; charset=utf-8"},
-      {"content-length", absl::StrCat(body.size())}};
-  if (client()->SubmitResponse(id_, status, fields, head).ok() && !head) {
-    client()->AppendResponseData(id_, body).IgnoreError();
+  if (client()->SubmitResponse(id_, status, answer.fields, head).ok() &&
+      !head) {
+    client()->AppendResponseData(id_, answer.body).IgnoreError();
     client()->EndResponse(id_).IgnoreError();
-    bytes_out_ += body.size();
+    bytes_out_ += answer.body.size();
   }
   b_->flush_soon_();
 }

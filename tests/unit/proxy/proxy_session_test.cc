@@ -70,6 +70,57 @@ class FakeClientTransport final : public transport::ClientTransport {
   ClientEnd* end_;
 };
 
+// An HTTP/2 stream as the session sees it: the response arrives parsed,
+// each call recorded as one line.
+class RecordingSink final : public ResponseSink {
+ public:
+  void OnInterim(int status,
+                 const std::vector<http1::Header>& fields) override {
+    events.push_back("interim " + std::to_string(status) + Fields(fields));
+  }
+  void OnResponseHead(int status, const std::vector<http1::Header>& fields,
+                      bool end_stream) override {
+    events.push_back("head " + std::to_string(status) + Fields(fields) +
+                     (end_stream ? " END" : ""));
+  }
+  void OnResponseBody(std::string_view data) override {
+    events.push_back("body " + std::string(data));
+    queued += data.size();
+  }
+  void OnResponseEnd(const std::vector<http1::Header>& trailers) override {
+    events.push_back("end" + Fields(trailers));
+  }
+  bool ResponseBlocked() override { return queued >= limit; }
+  void OnExchangeClosed() override { closed = true; }
+
+  static std::string Fields(const std::vector<http1::Header>& fields) {
+    std::string s;
+    for (const http1::Header& f : fields) s += " " + f.name + "=" + f.value;
+    return s;
+  }
+
+  std::vector<std::string> events;
+  size_t queued = 0;  // body bytes taken
+  size_t limit = SIZE_MAX;
+  bool closed = false;
+};
+
+class FakeStreamTransport final : public transport::ClientTransport {
+ public:
+  explicit FakeStreamTransport(ClientEnd* end) : bytes_(end) {}
+  ssize_t Read(char* buf, size_t len) override { return bytes_.Read(buf, len); }
+  ssize_t Write(const char*, size_t len) override {
+    ADD_FAILURE() << "a stream's response must go to its sink, not as bytes";
+    return static_cast<ssize_t>(len);
+  }
+  void ShutdownWrite() override {}
+  int fd() const override { return -1; }
+  bool is_http2_stream() const override { return true; }
+
+ private:
+  FakeClientTransport bytes_;
+};
+
 // One connection as the app sees it.
 struct AppEnd {
   std::string received;  // request bytes the app got
@@ -174,6 +225,12 @@ class ProxySessionTest : public ::testing::Test {
         &ctx_, std::make_unique<FakeClientTransport>(&client_), "10.0.0.1",
         clock_.NowMs());
   }
+  // An HTTP/2 stream's exchange: the response goes to sink_.
+  void OpenStream() {
+    session_ = std::make_unique<ProxySession>(
+        &ctx_, std::make_unique<FakeStreamTransport>(&client_), "10.0.0.1",
+        clock_.NowMs(), &sink_);
+  }
   void ClientSends(std::string_view bytes) {
     client_.to_proxy.append(bytes);
     session_->OnClientEvents(kReadyIn);
@@ -193,6 +250,7 @@ class ProxySessionTest : public ::testing::Test {
   FakeClock clock_;
   FakeApp app_;
   ClientEnd client_;
+  RecordingSink sink_;
   std::unique_ptr<scoreboard::Scoreboard> board_;
   SessionContext ctx_;
   std::unique_ptr<ProxySession> session_;
@@ -484,6 +542,84 @@ TEST_F(ProxySessionTest, AnAppTooSlowToAnswerGets504) {
   EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 504 "))
       << client_.received;
   EXPECT_EQ(in_flight(), 0);
+}
+
+// An HTTP/2 stream gets the app's response parsed once: status, fields
+// without the HTTP/1.1 framing, decoded body chunks, trailers.
+TEST_F(ProxySessionTest, AStreamGetsTheResponseStructured) {
+  OpenStream();
+  ClientSends("GET /s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(app_.all.size(), 1u);
+  AppSends(0,
+           "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+           "Trailer: X-Sum\r\nKeep-Alive: 5\r\n"
+           "X-App: 1\r\n\r\n"
+           "3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 7\r\nHost: no\r\n\r\n");
+  std::vector<std::string> want = {
+      "interim 103 Link=</a>",
+      "head 200 Trailer=X-Sum X-App=1",
+      "body abcde",
+      "end X-Sum=7",
+  };
+  EXPECT_EQ(sink_.events, want);
+  EXPECT_EQ(client_.received, "");
+  EXPECT_TRUE(sink_.closed);  // one request per stream
+  EXPECT_EQ(in_flight(), 0);
+}
+
+TEST_F(ProxySessionTest, AStreamGetsABodilessResponseAsOneHead) {
+  OpenStream();
+  ClientSends("HEAD /s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  AppSends(0, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+  std::vector<std::string> want = {"head 200 Content-Length=5 END"};
+  EXPECT_EQ(sink_.events, want);
+}
+
+// forkd's own answers reach a stream as a head and a body too.
+TEST_F(ProxySessionTest, AStreamGetsA502Structured) {
+  app_.refuse = true;
+  OpenStream();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  ASSERT_EQ(sink_.events.size(), 3u);
+  EXPECT_TRUE(sink_.events[0].starts_with(
+      "head 502 Content-Type=text/plain; charset=utf-8 Content-Length="))
+      << sink_.events[0];
+  EXPECT_TRUE(sink_.events[1].starts_with("body Bad Gateway: connect to "))
+      << sink_.events[1];
+  EXPECT_EQ(sink_.events[2], "end");
+  EXPECT_EQ(client_.received, "");
+}
+
+TEST_F(ProxySessionTest, AStreamGets100ContinueAsAnInterimResponse) {
+  OpenStream();
+  ClientSends(
+      "POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n"
+      "Expect: 100-continue\r\nConnection: close\r\n\r\n");
+  std::vector<std::string> want = {"interim 100"};
+  EXPECT_EQ(sink_.events, want);
+}
+
+// A blocked sink stops the session reading the app; room resumes it, and
+// the wait for the client is timed as a stalled client, not a slow app.
+TEST_F(ProxySessionTest, ABlockedSinkHoldsTheAppBack) {
+  OpenStream();
+  sink_.limit = 2;
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  AppSends(0, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nab");
+  ASSERT_EQ(sink_.events.size(), 2u);
+  AppSends(0, "cdef");
+  EXPECT_EQ(sink_.events.size(), 2u) << "read past a blocked sink";
+  EXPECT_FALSE(app_.all[0]->to_proxy.empty());
+  // Past --upstream-timeout: the app is not what the exchange waits for.
+  clock_.AdvanceMs(ctx_.upstream_timeout_ms + 1);
+  session_->OnTimeout(clock_.NowMs());
+  EXPECT_EQ(sink_.events.size(), 2u);
+  sink_.limit = SIZE_MAX;
+  session_->OnResponseRoom();
+  std::vector<std::string> want = {"head 200 Content-Length=6", "body ab",
+                                   "body cdef", "end"};
+  EXPECT_EQ(sink_.events, want);
 }
 
 }  // namespace
