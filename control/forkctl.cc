@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "control/forkctl_output.h"
@@ -69,6 +70,7 @@ class Client {
   int Settings(bool threads);
   int Simple();
   int Version();
+  int Tune();
 
   const Invocation& inv_;
   std::ostream& out_;
@@ -105,6 +107,8 @@ int Client::Run() {
       return Settings(false);
     case Verb::kVersion:
       return Version();
+    case Verb::kTune:
+      return Tune();
     default:
       return Simple();
   }
@@ -240,6 +244,35 @@ int Client::Simple() {
   }
   if (!s.ok()) return Fail(s);
   Print(response, response.message());
+  return kExitOk;
+}
+
+int Client::Tune() {
+  v1::TuneStatus t;
+  auto ctx = Context(kCallTimeout);
+  grpc::Status s;
+  if (!inv_.tune_mode.empty() || !inv_.pins.empty() || !inv_.bounds.empty() ||
+      !inv_.latency_target.empty()) {
+    v1::SetTuneRequest request;
+    request.set_mode(inv_.tune_mode);
+    for (const std::string& p : inv_.pins) request.add_pin(p);
+    request.set_bounds(inv_.bounds);
+    request.set_latency_target(inv_.latency_target);
+    s = stub_->SetTune(ctx.get(), request, &t);
+  } else {
+    s = stub_->GetTune(ctx.get(), v1::GetTuneRequest(), &t);
+  }
+  if (!s.ok()) return Fail(s);
+  if (inv_.report) {
+    if (inv_.output == Output::kJson) {
+      out_ << ToJson(t.report(), /*pretty=*/true) << "\n";
+    } else {
+      out_ << t.report().text();
+      if (!absl::EndsWith(t.report().text(), "\n")) out_ << "\n";
+    }
+    return kExitOk;
+  }
+  Print(t, FormatTune(t));
   return kExitOk;
 }
 

@@ -18,7 +18,7 @@ const std::map<std::string, Verb>& Verbs() {
       {"reload", Verb::kReload},   {"drain", Verb::kDrain},
       {"resume", Verb::kResume},   {"shutdown", Verb::kShutdown},
       {"kill", Verb::kKill},       {"version", Verb::kVersion},
-      {"help", Verb::kHelp},
+      {"tune", Verb::kTune},       {"help", Verb::kHelp},
   };
   return *verbs;
 }
@@ -55,6 +55,16 @@ Commands:
   shutdown [--quick]       as TERM (graceful) or QUIT (--quick)
   kill PID                 stop one worker (or app process) gracefully; the
                            master replaces it
+  tune [--mode off|limit|full] [--pin KNOB=N]... [--bounds B]
+       [--latency-target D]
+                           autotune: show the phase, the limit, workers and
+                           threads and the last decisions with reasons; the
+                           flags change it live (--pin workers=3 / threads=8
+                           / limit=20, 0 unpins; --bounds
+                           workers=1:8,threads=1:16,limit=3:200)
+  tune report              what autotune learned: throughput and p50/p99
+                           against concurrency, USL sigma/kappa, the knee and
+                           the static flags it recommends
   version                  forkctl's and the server's versions
 
 Flags:
@@ -126,6 +136,15 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
       inv.wait = true;
     } else if (name == "--quick") {
       inv.quick = true;
+    } else if (name == "--mode" || name == "--pin" || name == "--bounds" ||
+               name == "--latency-target") {
+      absl::StatusOr<std::string> v = take_value();
+      if (!v.ok()) return v.status();
+      if (v->empty()) return Bad(absl::StrCat(name, " needs a value"));
+      if (name == "--mode") inv.tune_mode = *v;
+      if (name == "--pin") inv.pins.push_back(*v);
+      if (name == "--bounds") inv.bounds = *v;
+      if (name == "--latency-target") inv.latency_target = *v;
     } else {
       return Bad(absl::StrCat("unknown flag ", a));
     }
@@ -166,6 +185,11 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
   if (inv.quick && inv.verb != Verb::kShutdown) {
     return Bad("--quick goes with shutdown");
   }
+  const bool sets_tune = !inv.tune_mode.empty() || !inv.pins.empty() ||
+                         !inv.bounds.empty() || !inv.latency_target.empty();
+  if (sets_tune && inv.verb != Verb::kTune) {
+    return Bad("--mode, --pin, --bounds and --latency-target go with tune");
+  }
   switch (inv.verb) {
     case Verb::kScale: {
       absl::StatusOr<int64_t> n = one_number("worker count (N, +N or -N)");
@@ -187,6 +211,15 @@ absl::StatusOr<Invocation> ParseArgs(const std::vector<std::string>& args) {
       inv.value = *n;
       break;
     }
+    case Verb::kTune:
+      if (operands.size() == 1 && operands[0] == "report") {
+        inv.report = true;
+        if (sets_tune) return Bad("tune report takes no --mode/--pin/--bounds");
+      } else if (!operands.empty()) {
+        return Bad(absl::StrCat("tune: \"", operands[0],
+                                "\" is not report (or a flag)"));
+      }
+      break;
     default:
       if (absl::Status s = no_operands(); !s.ok()) return s;
   }

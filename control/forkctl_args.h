@@ -2,6 +2,7 @@
 //   forkctl [--addr localhost:9090] [--token-file F] [-o table|json] COMMAND
 // with COMMAND one of status [--watch], scale N|+N|-N [--wait], threads N,
 // connections N, reload, drain, resume, shutdown [--quick], kill PID,
+// tune [report] [--mode M] [--pin KNOB=N] [--bounds B] [--latency-target D],
 // version. Global flags may also follow the command.
 #ifndef FORKD_CONTROL_FORKCTL_ARGS_H_
 #define FORKD_CONTROL_FORKCTL_ARGS_H_
@@ -28,6 +29,7 @@ enum class Verb {
   kShutdown,
   kKill,
   kVersion,
+  kTune,
 };
 
 struct Invocation {
@@ -40,6 +42,12 @@ struct Invocation {
   bool watch = false;     // status --watch
   bool wait = false;      // scale --wait
   bool quick = false;     // shutdown --quick
+  // tune: `tune report`, and SetTune's fields (empty: unchanged).
+  bool report = false;
+  std::string tune_mode;
+  std::vector<std::string> pins;  // "workers=3"
+  std::string bounds;
+  std::string latency_target;
 };
 
 // Parses argv[1..]. InvalidArgument with a one-line reason on a bad

@@ -215,4 +215,46 @@ std::string ToJson(const google::protobuf::Message& message, bool pretty) {
   return out;
 }
 
+std::string FormatTune(const v1::TuneStatus& t) {
+  std::string out;
+  absl::StrAppendFormat(&out, "mode %s, phase %s", t.mode(), t.phase());
+  if (!t.message().empty()) absl::StrAppend(&out, " (", t.message(), ")");
+  absl::StrAppend(&out, "\n");
+  absl::StrAppendFormat(
+      &out, "limit %s (%u in flight), workers %d, threads %d\n",
+      t.limit() > 0 ? absl::StrCat(t.limit()) : std::string("none"),
+      t.limit_in_flight(), t.workers(), t.threads());
+  absl::StrAppendFormat(
+      &out,
+      "minRTT %.2f ms, gradient %.2f, p99 target %s, "
+      "%u windows\n",
+      t.min_rtt_seconds() * 1e3, t.gradient(),
+      t.latency_target_seconds() > 0
+          ? absl::StrFormat("%.0f ms", t.latency_target_seconds() * 1e3)
+          : std::string("none"),
+      static_cast<unsigned>(t.windows()));
+  absl::StrAppend(&out, "bounds ", t.bounds().empty() ? "-" : t.bounds());
+  if (t.pin_workers() || t.pin_threads() || t.pin_limit()) {
+    absl::StrAppend(&out, "; pinned");
+    if (t.pin_workers()) absl::StrAppend(&out, " workers=", t.pin_workers());
+    if (t.pin_threads()) absl::StrAppend(&out, " threads=", t.pin_threads());
+    if (t.pin_limit()) absl::StrAppend(&out, " limit=", t.pin_limit());
+  }
+  absl::StrAppend(&out, "\n");
+  if (t.decisions().empty()) {
+    absl::StrAppend(&out, "no decisions yet\n");
+    return out;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"AT", "CONTROLLER", "RULE", "KNOB", "CHANGE", "WHY"}};
+  for (const v1::TuneDecision& d : t.decisions()) {
+    rows.push_back({absl::StrFormat("%.1f", d.at_seconds()), d.controller(),
+                    d.rule(), d.knob(),
+                    absl::StrFormat("%g -> %g", d.old_value(), d.new_value()),
+                    d.why()});
+  }
+  absl::StrAppend(&out, FormatTable(rows));
+  return out;
+}
+
 }  // namespace forkd::control

@@ -38,6 +38,10 @@ std::string FormatLastExit(const v1::AppProcessStatus& app);
 // processes table, then the proxy workers' table.
 std::string FormatStatus(const v1::ServerStatus& status);
 
+// `forkctl tune`: mode, phase, limit and sizes, pins, bounds, then the last
+// decisions (rule, old -> new, why), newest last.
+std::string FormatTune(const v1::TuneStatus& tune);
+
 // `message` as one JSON object (proto field names, defaults included),
 // without a trailing newline; `pretty` indents it.
 std::string ToJson(const google::protobuf::Message& message, bool pretty);

@@ -6,8 +6,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "server/arbiter/arbiter.h"
 #include "server/common/log.h"
 #include "server/config/config.h"
@@ -407,6 +409,143 @@ grpc::Status AdminService::KillWorker(grpc::ServerContext* context,
     return SimpleCommand([&](auto c) { return Run(c, context); },
                          arbiter::Command::KillWorker(request->pid()), response,
                          summary);
+  });
+}
+
+void BuildTuneStatus(const arbiter::PoolSnapshot& s, v1::TuneStatus* out) {
+  const autotune::TuneStatus& t = s.tune;
+  out->set_mode(config::AutotuneModeName(t.mode));
+  out->set_phase(t.phase);
+  out->set_limit(t.limit);
+  out->set_limit_in_flight(s.app_limit_in_flight);
+  out->set_workers(t.workers);
+  out->set_threads(t.threads);
+  out->set_min_rtt_seconds(t.min_rtt_seconds);
+  out->set_gradient(t.gradient);
+  out->set_latency_target_seconds(t.latency_target_seconds);
+  out->set_bounds(config::FormatAutotuneBounds(t.bounds));
+  out->set_pin_workers(t.pin_workers);
+  out->set_pin_threads(t.pin_threads);
+  out->set_pin_limit(t.pin_limit);
+  out->set_windows(t.windows);
+  for (const autotune::Decision& d : t.recent) {
+    v1::TuneDecision* m = out->add_decisions();
+    m->set_at_seconds(d.at_seconds);
+    m->set_controller(d.controller);
+    m->set_rule(autotune::RuleName(d.rule));
+    m->set_knob(autotune::KnobName(d.knob));
+    m->set_old_value(d.old_value);
+    m->set_new_value(d.new_value);
+    m->set_why(d.why);
+    m->set_json(d.ToJson());
+  }
+  const autotune::Report& r = t.report;
+  v1::TuneReport* rep = out->mutable_report();
+  rep->set_app_class(r.app_class);
+  for (const autotune::ReportPoint& p : r.points) {
+    v1::TunePoint* m = rep->add_points();
+    m->set_workers(p.workers);
+    m->set_threads(p.threads);
+    m->set_concurrency(p.concurrency);
+    m->set_throughput(p.throughput);
+    m->set_p50_seconds(p.p50_seconds);
+    m->set_p99_seconds(p.p99_seconds);
+  }
+  rep->set_usl_valid(r.usl_valid);
+  rep->set_sigma(r.sigma);
+  rep->set_kappa(r.kappa);
+  rep->set_knee(r.knee);
+  rep->set_workers(r.workers);
+  rep->set_threads(r.threads);
+  rep->set_recommended_flags(r.RecommendedFlags());
+  rep->set_text(r.ToText());
+}
+
+grpc::Status AdminService::GetTune(grpc::ServerContext* context,
+                                   const v1::GetTuneRequest* request,
+                                   v1::TuneStatus* response) {
+  BuildTuneStatus(options_.pool->Snapshot(), response);
+  options_.stats->Record("GetTune", "ok");
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetTune(grpc::ServerContext* context,
+                                   const v1::SetTuneRequest* request,
+                                   v1::TuneStatus* response) {
+  std::string what = "SetTune";
+  if (!request->mode().empty())
+    absl::StrAppend(&what, " mode=", request->mode());
+  for (const std::string& p : request->pin())
+    absl::StrAppend(&what, " pin ", p);
+  if (!request->bounds().empty()) {
+    absl::StrAppend(&what, " bounds=", request->bounds());
+  }
+  if (!request->latency_target().empty()) {
+    absl::StrAppend(&what, " latency_target=", request->latency_target());
+  }
+  return Mutating(context, "SetTune", what, [&](std::string* summary) {
+    auto bad = [](std::string m) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::move(m));
+    };
+    autotune::TuneUpdate u;
+    if (!request->mode().empty()) {
+      u.mode = config::ParseAutotuneMode(request->mode());
+      if (!u.mode) {
+        return bad(absl::StrCat("mode \"", request->mode(),
+                                "\" is not off, limit or full"));
+      }
+    }
+    for (const std::string& p : request->pin()) {
+      std::vector<std::string> kv = absl::StrSplit(p, '=');
+      int n = 0;
+      if (kv.size() != 2 || !absl::SimpleAtoi(kv[1], &n)) {
+        return bad(absl::StrCat("pin \"", p,
+                                "\": expected KNOB=N (workers, threads or "
+                                "limit; 0 unpins)"));
+      }
+      if (kv[0] == "workers") {
+        u.pin_workers = n;
+      } else if (kv[0] == "threads") {
+        u.pin_threads = n;
+      } else if (kv[0] == "limit") {
+        u.pin_limit = n;
+      } else {
+        return bad(absl::StrCat("pin \"", p, "\": unknown knob \"", kv[0],
+                                "\" (workers, threads or limit)"));
+      }
+    }
+    if (!request->bounds().empty()) {
+      absl::StatusOr<config::AutotuneBounds> b =
+          config::ParseAutotuneBounds(request->bounds());
+      if (!b.ok()) {
+        return bad(absl::StrCat("bounds \"", request->bounds(),
+                                "\": ", b.status().message()));
+      }
+      u.bounds = *b;
+    }
+    if (!request->latency_target().empty()) {
+      absl::StatusOr<double> d =
+          config::ParseDuration(request->latency_target());
+      if (!d.ok()) {
+        return bad(absl::StrCat("latency_target \"", request->latency_target(),
+                                "\" ", d.status().message()));
+      }
+      u.latency_target_seconds = *d;
+    }
+    if (!u.mode && !u.pin_workers && !u.pin_threads && !u.pin_limit &&
+        !u.bounds && !u.latency_target_seconds) {
+      return bad(
+          "SetTune: nothing to change (mode, pin, bounds or "
+          "latency_target)");
+    }
+    absl::StatusOr<arbiter::CommandResult> r =
+        Run(arbiter::Command::SetTune(std::move(u)), context);
+    if (!r.ok()) return ToGrpcStatus(r.status());
+    if (!r->status.ok()) return ToGrpcStatus(r->status);
+    BuildTuneStatus(options_.pool->Snapshot(), response);
+    response->set_message(r->message);
+    *summary = r->message;
+    return grpc::Status::OK;
   });
 }
 

@@ -59,7 +59,9 @@ struct AdminServiceOptions {
   AdminStats* stats = nullptr;  // required; outlives the service
   TokenFile* token = nullptr;   // null: no --admin-token-file (loopback rule)
   std::string version;
-  ProcessStatsReader read_process = [](pid_t pid) { return ReadProcStats(pid); };
+  ProcessStatsReader read_process = [](pid_t pid) {
+    return ReadProcStats(pid);
+  };
   // How long a handler waits for the master to run a command.
   std::chrono::milliseconds command_timeout{10000};
   // Default for the `timeout_ms` of calls that wait for workers.
@@ -107,6 +109,12 @@ class AdminService final : public v1::Admin::Service {
   grpc::Status KillWorker(grpc::ServerContext* context,
                           const v1::KillWorkerRequest* request,
                           v1::CommandResponse* response) override;
+  grpc::Status GetTune(grpc::ServerContext* context,
+                       const v1::GetTuneRequest* request,
+                       v1::TuneStatus* response) override;
+  grpc::Status SetTune(grpc::ServerContext* context,
+                       const v1::SetTuneRequest* request,
+                       v1::TuneStatus* response) override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -138,6 +146,9 @@ class AdminService final : public v1::Admin::Service {
   std::condition_variable cv_;
   bool shutting_down_ = false;  // guarded by mu_
 };
+
+// Fills a TuneStatus message from the snapshot's autotune part.
+void BuildTuneStatus(const arbiter::PoolSnapshot& s, v1::TuneStatus* out);
 
 // grpc::Status with the same code and message (absl and gRPC share the
 // code numbering).

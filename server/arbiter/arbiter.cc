@@ -118,6 +118,8 @@ const char* CommandKindName(CommandKind kind) {
       return "Drain";
     case CommandKind::kResume:
       return "Resume";
+    case CommandKind::kSetTune:
+      return "SetTune";
   }
   return "?";
 }
@@ -198,6 +200,31 @@ Arbiter::Arbiter(ArbiterOptions options, os::SysCalls* sys,
                                                 scoreboard_.get());
     app_->SetDesired(DesiredWorkers());
   }
+  host_stats_ = options.host_stats;
+  if (host_stats_ == nullptr) {
+    own_host_stats_ = std::make_unique<autotune::HostStatsImpl>();
+    host_stats_ = own_host_stats_.get();
+  }
+  autotune::AutotunerOptions at;
+  at.mode = config::ParseAutotuneMode(config_.autotune)
+                .value_or(config::AutotuneMode::kOff);
+  at.app_mode = AppModeOn();
+  at.latency_target_seconds = config_.latency_target;
+  at.bounds = config::ParseAutotuneBounds(config_.autotune_bounds)
+                  .value_or(config::AutotuneBounds{});
+  at.max_workers = config_.max_workers;
+  at.max_threads = config_.max_threads;
+  at.threads_tunable = config_.worker_class == config::WorkerClass::kGthread;
+  // Validated by config::Parse; a config built by hand that is not gets
+  // autotune off rather than a master that does not start.
+  absl::StatusOr<std::unique_ptr<autotune::Autotuner>> tuner =
+      autotune::Autotuner::Create(at, host_stats_);
+  if (!tuner.ok()) {
+    LOG_ERROR("%s; autotune is off", tuner.status().message());
+    at.mode = config::AutotuneMode::kOff;
+    tuner = autotune::Autotuner::Create(at, host_stats_);
+  }
+  autotuner_ = std::move(*tuner);
   PublishSnapshot(start_ms_);
 }
 
@@ -598,6 +625,13 @@ CommandResult Arbiter::HandleCommand(const Command& command) {
           break;
         case CommandKind::kResume:
           r = Resume();
+          break;
+        case CommandKind::kSetTune:
+          r = command.tune
+                  ? SetTune(*command.tune)
+                  : Result(
+                        absl::InvalidArgumentError("SetTune without settings"),
+                        "");
           break;
         default:
           break;
@@ -1389,6 +1423,93 @@ void Arbiter::OnChildExit(pid_t pid, int status) {
   Converge(now);
 }
 
+// --- Autotune ----------------------------------------------------------------
+
+autotune::Sample Arbiter::MakeSample(int64_t now) const {
+  autotune::Sample s;
+  s.now_ms = now;
+  s.totals = retired_;
+  for (const auto& [pid, w] : workers_) {
+    const scoreboard::Slot& slot = scoreboard_->slot(w.slot);
+    s.totals.Add(slot.counters);
+    s.queued += slot.queued.load(std::memory_order_relaxed);
+  }
+  s.in_flight =
+      scoreboard_->app_limit().in_flight.load(std::memory_order_relaxed);
+  s.workers = DesiredWorkers();
+  s.threads = Threads();
+  int64_t per_worker = 1;
+  if (config_.worker_class == config::WorkerClass::kGthread) {
+    per_worker = Threads();
+  } else if (config_.worker_class == config::WorkerClass::kAsync) {
+    per_worker = WorkerConnections();
+  }
+  s.in_flight_cap = static_cast<int64_t>(std::max(1, s.workers)) * per_worker;
+  if (app_) {
+    for (const app::AppProcessStatus& a : app_->Status()) {
+      if (a.pid > 0) s.app_pids.push_back(a.pid);
+    }
+  }
+  return s;
+}
+
+void Arbiter::ApplyTuneChanges(const std::vector<autotune::Change>& changes) {
+  for (const autotune::Change& c : changes) {
+    switch (c.knob) {
+      case autotune::Knob::kLimit:
+        scoreboard_->app_limit().limit.store(
+            static_cast<uint32_t>(std::max(0, c.value)),
+            std::memory_order_relaxed);
+        break;
+      case autotune::Knob::kWorkers: {
+        // The same command as TTIN/TTOU and forkctl scale; an app process
+        // scaled away finishes its in-flight requests first.
+        CommandResult r = HandleCommand(Command::ScaleTo(c.value));
+        if (!r.status.ok()) {
+          LOG_WARNING("autotune: workers %d refused: %s", c.value,
+                      r.status.message());
+        }
+        break;
+      }
+      case autotune::Knob::kThreads: {
+        CommandResult r = HandleCommand(Command::SetThreads(c.value));
+        if (!r.status.ok()) {
+          LOG_WARNING("autotune: threads %d refused: %s", c.value,
+                      r.status.message());
+        }
+        break;
+      }
+      case autotune::Knob::kNone:
+        break;
+    }
+  }
+}
+
+void Arbiter::RunAutotune(int64_t now) {
+  if (!started_ || stop_ != Stop::kNone || workers_stopped_) return;
+  ApplyTuneChanges(autotuner_->OnTick(MakeSample(now)));
+}
+
+CommandResult Arbiter::SetTune(const autotune::TuneUpdate& u) {
+  if (u.mode && *u.mode != config::AutotuneMode::kOff &&
+      config_.upstream_protocol == "h2c") {
+    return Result(absl::InvalidArgumentError(
+                      "autotune does not apply to --upstream-protocol h2c "
+                      "yet (its streams bypass forkd's queue)"),
+                  "");
+  }
+  absl::StatusOr<std::vector<autotune::Change>> changes =
+      autotuner_->Update(u, MakeSample(sys_->NowMs()));
+  if (!changes.ok()) return Result(changes.status(), "");
+  ApplyTuneChanges(*changes);
+  autotune::TuneStatus t = autotuner_->Status();
+  return Result(absl::OkStatus(),
+                absl::StrFormat("autotune: mode %s, limit %d, workers %d, "
+                                "threads %d",
+                                config::AutotuneModeName(t.mode), t.limit,
+                                DesiredWorkers(), Threads()));
+}
+
 void Arbiter::Tick(int64_t now_ms) {
   if (done_) return;
   // SIGSTOP of the whole process group (Ctrl-Z), a frozen container: the
@@ -1405,6 +1526,7 @@ void Arbiter::Tick(int64_t now_ms) {
   ObserveWorkers(now_ms);
   CheckTimeouts(now_ms);
   CheckOldMaster();
+  RunAutotune(now_ms);
   Converge(now_ms);
 }
 
@@ -1487,6 +1609,16 @@ void Arbiter::PublishSnapshot(int64_t now) {
     }
     s.ready_workers = s.proxy_workers_ready > 0 ? app_->ReadyCount() : 0;
   }
+  if (autotuner_) {
+    s.tune = autotuner_->Status();
+    // The workers and threads in force, whoever set them last.
+    s.tune.workers = s.desired_workers;
+    s.tune.threads = s.threads;
+    s.tune.limit = static_cast<int>(
+        scoreboard_->app_limit().limit.load(std::memory_order_relaxed));
+  }
+  s.app_limit_in_flight =
+      scoreboard_->app_limit().in_flight.load(std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(snapshot_mu_);
   app_status_ = s.apps;
   snapshot_ = std::move(s);

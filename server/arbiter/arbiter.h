@@ -27,7 +27,8 @@
 #include "server/arbiter/command.h"
 #include "server/arbiter/listeners.h"
 #include "server/arbiter/pool_snapshot.h"
-#include "server/os/sys_calls.h"
+#include "server/autotune/autotuner.h"
+#include "server/autotune/host_stats.h"
 #include "server/config/config.h"
 #include "server/scoreboard/scoreboard.h"
 
@@ -48,6 +49,9 @@ struct ArbiterOptions {
   std::vector<std::string> env;   // environment for children
   pid_t old_master_pid = 0;       // FORKD_MASTER_PID when started by USR2
   bool ignore_winch = false;      // on a terminal, WINCH means "resized"
+  // What the autotuner reads of /proc and the cgroup; null: the real files
+  // (autotune::HostStatsImpl). Tests pass a fake. Must outlive the Arbiter.
+  autotune::HostStats* host_stats = nullptr;
 };
 
 class Arbiter {
@@ -205,6 +209,13 @@ class Arbiter {
   CommandResult KillWorker(pid_t pid);
   CommandResult Drain();
   CommandResult Resume();
+  CommandResult SetTune(const autotune::TuneUpdate& u);
+
+  // Autotune: what the scoreboard shows now, one window step, and applying
+  // the controllers' changes as the commands above.
+  autotune::Sample MakeSample(int64_t now) const;
+  void RunAutotune(int64_t now);
+  void ApplyTuneChanges(const std::vector<autotune::Change>& changes);
 
   // Supervision.
   void PublishSettings();
@@ -283,6 +294,12 @@ class Arbiter {
 
   mutable std::mutex snapshot_mu_;
   PoolSnapshot snapshot_;  // guarded by snapshot_mu_
+
+  // Autotune (server/autotune): always present, mode off included, so the
+  // admin API can switch it on live and `forkctl tune report` has data.
+  std::unique_ptr<autotune::HostStats> own_host_stats_;
+  autotune::HostStats* host_stats_ = nullptr;
+  std::unique_ptr<autotune::Autotuner> autotuner_;
 
   // App mode.
   std::unique_ptr<app::AppSupervisor> app_;

@@ -7,9 +7,11 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
+#include "server/autotune/tune_status.h"
 
 namespace forkd::arbiter {
 
@@ -27,6 +29,7 @@ enum class CommandKind {
   kKillWorker,            // value: pid; stop it gracefully and replace it
   kDrain,                 // admin: not ready; workers stop accepting, 503
   kResume,                // admin: undo kDrain
+  kSetTune,               // admin SetTune: autotune mode, pins, bounds
 };
 const char* CommandKindName(CommandKind kind);
 
@@ -36,6 +39,8 @@ struct Command {
   // kScaleBy: refuse a step that would leave 1..--max-workers instead of
   // clamping it (the admin API's deltas; TTIN/TTOU clamp).
   bool exact = false;
+  // kSetTune: what to change.
+  std::shared_ptr<const autotune::TuneUpdate> tune;
 
   static Command ScaleBy(int delta, bool exact = false) {
     return {CommandKind::kScaleBy, delta, exact};
@@ -56,6 +61,10 @@ struct Command {
   }
   static Command Drain() { return {CommandKind::kDrain}; }
   static Command Resume() { return {CommandKind::kResume}; }
+  static Command SetTune(autotune::TuneUpdate u) {
+    return {CommandKind::kSetTune, 0, false,
+            std::make_shared<const autotune::TuneUpdate>(std::move(u))};
+  }
 };
 
 // The loop's answer to a Command. On an error status nothing changed; the

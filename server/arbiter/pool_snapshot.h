@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "server/app/app_supervisor.h"
+#include "server/autotune/tune_status.h"
 #include "server/config/config.h"
 #include "server/scoreboard/scoreboard.h"
 
@@ -84,6 +85,8 @@ struct PoolSnapshot {
   std::vector<WorkerRow> workers;  // every live worker process, by slot
   std::array<uint64_t, static_cast<size_t>(ExitCause::kCount)> exits{};
   scoreboard::CounterTotals totals;  // live slots + retired workers
+  autotune::TuneStatus tune;         // --autotune (GetTune, metrics)
+  uint32_t app_limit_in_flight = 0;  // places of the shared limit taken
   // When the loop published this (SysCalls::NowMs, CLOCK_MONOTONIC): the
   // master loop's heartbeat, which the liveness probe watches.
   int64_t published_ms = 0;

@@ -52,6 +52,7 @@
 #include "absl/strings/strip.h"
 #include "server/common/address.h"
 #include "server/common/ip_networks.h"
+#include "server/config/autotune_settings.h"
 
 #ifndef FORKD_VERSION
 #define FORKD_VERSION "unknown"
@@ -73,6 +74,7 @@ enum class Kind {
   kInt,          // int field, decimal
   kSize,         // int64_t field, bytes with optional k/m/g suffix
   kSeconds,      // double field, decimal seconds
+  kDuration,     // double field, seconds; also "250ms", "0.25s", "2m"
   kBool,         // bool field; a bare flag means true
   kString,       // std::string field, checked in Validate()
   kBindList,     // the repeatable --bind
@@ -226,8 +228,29 @@ const Flag kFlags[] = {
      .metavar = "SECONDS",
      .help = "App mode: how long a request waits in forkd for a free app "
              "process (every one at its cap) before it gets 503 with "
-             "Retry-After: 1; 0: no limit.",
+             "Retry-After: 1; 0: no limit. With --autotune limit (either "
+             "mode), also how long it waits for a place under the limit.",
      .double_field = &Config::max_queue_time},
+    {.name = "autotune", .short_name = 0, .kind = Kind::kString,
+     .metavar = "MODE",
+     .help = "off: static sizes. limit: an adaptive limit on requests in "
+             "flight to the app, shared by all workers (the rest wait up to "
+             "--max-queue-time). full (app mode only): also the number of "
+             "app processes and their threads. Each decision is logged as "
+             "one JSON line.",
+     .string_field = &Config::autotune},
+    {.name = "latency-target", .short_name = 0, .kind = Kind::kDuration,
+     .metavar = "DURATION",
+     .help = "Autotune: the p99 latency not to exceed (250ms, 0.25s); 0: "
+             "none.",
+     .double_field = &Config::latency_target, .max = 3600},
+    {.name = "autotune-bounds", .short_name = 0, .kind = Kind::kString,
+     .metavar = "BOUNDS",
+     .help = "Autotune: inclusive ranges such as "
+             "workers=1:8,threads=1:16,limit=3:200; a knob not named keeps "
+             "its default (workers from the cgroup CPU and memory limits, "
+             "threads up to --max-threads, limit up to the in-flight cap).",
+     .string_field = &Config::autotune_bounds},
     {.name = "upstream-keepalive", .short_name = 0, .kind = Kind::kInt,
      .metavar = "INT",
      .help = "Idle app connections kept per worker.",
@@ -442,6 +465,7 @@ std::string FormatValue(const Flag& f, const Config& c) {
     case Kind::kSize:
       return absl::StrCat(c.*f.int64_field);
     case Kind::kSeconds:
+    case Kind::kDuration:
       return FormatSeconds(c.*f.double_field);
     case Kind::kBool:
       return c.*f.bool_field ? "true" : "false";
@@ -516,6 +540,7 @@ int64_t MaxOf(const Flag& f) {
   if (f.max != kNoMax) return f.max;
   switch (f.kind) {
     case Kind::kSeconds:
+    case Kind::kDuration:
       return kMaxSeconds;
     case Kind::kSize:
       return kMaxSize;
@@ -533,6 +558,10 @@ std::string ExpectedRange(const Flag& f, const Config& c) {
     return absl::StrCat(f.min, "..", MaxOf(f), " seconds",
                         MaxOf(f) == kMaxSeconds ? " (one year)" : "",
                         ", decimals allowed, e.g. 30 or 0.5");
+  }
+  if (f.kind == Kind::kDuration) {
+    return absl::StrCat(f.min, "..", MaxOf(f),
+                        " seconds, as 250ms, 0.25s or 0.25");
   }
   return absl::StrCat(f.min, "..", MaxOf(f));
 }
@@ -605,6 +634,16 @@ absl::Status ApplyValue(const Flag& f, absl::string_view value,
                           ExpectedRange(f, c));
       }
       c.*f.double_field = d;
+      break;
+    }
+    case Kind::kDuration: {
+      absl::StatusOr<double> d =
+          ParseDuration(std::string_view(value.data(), value.size()));
+      if (!d.ok()) {
+        return ValueError(prefix, f, value, "is not a duration",
+                          ExpectedRange(f, c));
+      }
+      c.*f.double_field = *d;
       break;
     }
     case Kind::kBool: {
@@ -892,7 +931,8 @@ absl::Status Validate(const State& st) {
       case Kind::kSize:
         s = CheckRange(st, f, c.*f.int64_field);
         break;
-      case Kind::kSeconds: {
+      case Kind::kSeconds:
+      case Kind::kDuration: {
         // Also false for NaN.
         const double d = c.*f.double_field;
         if (!(d >= static_cast<double>(f.min) &&
@@ -958,6 +998,32 @@ absl::Status Validate(const State& st) {
                              "process its own socket)",
                              "no --upstream with an app command");
             }
+          }
+        } else if (f.string_field == &Config::autotune) {
+          const Origin& o = OriginOf(st, f.name);
+          std::optional<AutotuneMode> m = ParseAutotuneMode(c.autotune);
+          if (!m) {
+            s = ValueError(o.prefix, f, c.autotune, "is not an autotune mode",
+                           "off, limit or full");
+          } else if (*m == AutotuneMode::kFull && !AppMode(c)) {
+            s = ValueError(o.prefix, f, c.autotune,
+                           "needs app mode (forkd sizes only the app "
+                           "processes it runs: forkd -w N -- CMD)",
+                           "off or limit in sidecar mode");
+          } else if (*m != AutotuneMode::kOff && c.upstream_protocol == "h2c") {
+            s = ValueError(o.prefix, f, c.autotune,
+                           "does not apply to --upstream-protocol h2c yet "
+                           "(its streams bypass forkd's queue)",
+                           "off with h2c, or --upstream-protocol http1");
+          }
+        } else if (f.string_field == &Config::autotune_bounds) {
+          absl::StatusOr<AutotuneBounds> b =
+              ParseAutotuneBounds(c.autotune_bounds);
+          if (!b.ok()) {
+            s = ValueError(OriginOf(st, f.name).prefix, f, c.autotune_bounds,
+                           absl::StrCat("is invalid: ", b.status().message()),
+                           "KNOB=MIN:MAX,... with knobs workers, threads, "
+                           "limit, e.g. workers=1:8,threads=1:16");
           }
         } else if (f.string_field == &Config::app_health_path) {
           s = CheckAddress(st, f, c.app_health_path,

@@ -55,14 +55,21 @@ struct Config {
 
   // --- upstream (the app) --------------------------------------------------
   std::string upstream = "unix:/tmp/app.sock";  // --upstream
-  double upstream_timeout = 60;     // --upstream-timeout (s): connect + idle read
-  int upstream_keepalive = 64;      // --upstream-keepalive: idle conns per worker
+  double upstream_timeout = 60;  // --upstream-timeout (s): connect + idle read
+  int upstream_keepalive = 64;   // --upstream-keepalive: idle conns per worker
   // --max-queue-time (s), app mode: the longest a request waits for a free
   // app process before 503 with Retry-After. 0: no limit.
   double max_queue_time = 30;
   // --upstream-protocol: "http1" (keep-alive pool) or "h2c" (HTTP/2 to the
   // app, stream to stream; async class only).
   std::string upstream_protocol = "http1";
+
+  // --- autotune (issue 12; server/autotune/README.md) -----------------------
+  std::string autotune = "off";  // --autotune: off | limit | full (app mode)
+  double latency_target = 0;     // --latency-target (s): p99 goal, 0 = none
+  // --autotune-bounds: "workers=1:8,threads=1:16,limit=3:200"; "" derives
+  // them from the cgroup CPU and memory limits.
+  std::string autotune_bounds;
 
   // --- HTTP/2 (h2c with prior knowledge on the HTTP ports) ------------------
   bool http2 = true;                       // --http2

@@ -544,6 +544,62 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
     checks.Add({{"result", "failed"}}).Increment(D(in.app->failed_total));
   }
 
+  // --- Autotune (server/autotune) ----------------------------------------
+  // Written whatever the mode, every label initialised, so dashboards and
+  // alerts see 0 rather than no data while autotune is off.
+  const autotune::TuneStatus& tune = s.tune;
+  {
+    auto& mode = f.Gauge("forkd_autotune_mode",
+                         "1 for the --autotune mode in force (off, limit, "
+                         "full), else 0.");
+    for (config::AutotuneMode m :
+         {config::AutotuneMode::kOff, config::AutotuneMode::kLimit,
+          config::AutotuneMode::kFull}) {
+      mode.Add({{"mode", config::AutotuneModeName(m)}})
+          .Set(m == tune.mode ? 1 : 0);
+    }
+    auto& phase = f.Gauge("forkd_autotune_phase",
+                          "1 for the autotuner's phase now, else 0.");
+    for (const char* p : {"off", "min_rtt", "running", "measure", "search",
+                          "steady", "pinned"}) {
+      phase.Add({{"phase", p}}).Set(tune.phase == p ? 1 : 0);
+    }
+    f.SetGauge("forkd_autotune_limit",
+               "The adaptive limit on requests in flight to the app, shared "
+               "by every worker; 0: no limit.",
+               tune.limit);
+    f.SetGauge("forkd_autotune_limit_in_flight",
+               "Requests holding a place under that limit now (counted in "
+               "every mode).",
+               D(s.app_limit_in_flight));
+    f.SetGauge("forkd_autotune_workers",
+               "App processes (sidecar: workers) in force, as autotune or an "
+               "operator set them.",
+               tune.workers);
+    f.SetGauge("forkd_autotune_threads", "Threads per app process in force.",
+               tune.threads);
+    f.SetGauge("forkd_autotune_min_rtt_seconds",
+               "The app's latency without queueing, as the limit controller "
+               "last measured it (0 before the first measurement).",
+               tune.min_rtt_seconds);
+    f.SetGauge("forkd_autotune_gradient",
+               "The limit controller's last gradient: 1.25 x minRTT / sample, "
+               "in 0.5..2.",
+               tune.gradient);
+    f.SetGauge("forkd_autotune_latency_target_seconds",
+               "--latency-target (p99), 0: none.", tune.latency_target_seconds);
+    auto& decisions = f.Counter(
+        "forkd_autotune_decisions_total",
+        "Autotune decisions by the rule that fired (each is also one JSON "
+        "log line).");
+    for (int r = 0; r <= static_cast<int>(autotune::Rule::kBound); ++r) {
+      const char* name = autotune::RuleName(static_cast<autotune::Rule>(r));
+      auto it = tune.decisions_by_rule.find(name);
+      decisions.Add({{"rule", name}})
+          .Increment(it == tune.decisions_by_rule.end() ? 0 : D(it->second));
+    }
+  }
+
   auto& admin = f.Counter("forkd_admin_commands_total",
                           "Admin API commands by name and result.");
   for (const AdminCommandCount& c : in.admin_commands) {

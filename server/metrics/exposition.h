@@ -36,6 +36,11 @@
 //   app_in_flight{slot}, app_rss_bytes{slot} gauges;
 //   app_requests_total{slot}, app_cpu_seconds_total{slot},
 //   app_restarts_total{reason} counters; app_up is "an app process ready".
+//   autotune_mode{mode}, autotune_phase{phase}, autotune_limit,
+//   autotune_limit_in_flight, autotune_workers, autotune_threads,
+//   autotune_min_rtt_seconds, autotune_gradient,
+//   autotune_latency_target_seconds gauges;
+//   autotune_decisions_total{rule} counter (every mode, off included)
 //   process_cpu_seconds_total, process_resident_memory_bytes,
 //   process_start_time_seconds              (the master)
 #ifndef FORKD_SERVER_METRICS_EXPOSITION_H_

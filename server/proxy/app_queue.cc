@@ -1,12 +1,33 @@
 #include "server/proxy/app_queue.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace forkd::proxy {
 
 AppQueue::AppQueue(upstream::AppRouter* router, int64_t max_wait_ms,
-                   AppQueueMetrics metrics)
-    : router_(router), max_wait_ms_(max_wait_ms), metrics_(metrics) {}
+                   AppQueueMetrics metrics, SharedLimit* limit)
+    : router_(router),
+      limit_(limit),
+      max_wait_ms_(max_wait_ms),
+      metrics_(metrics) {}
+
+bool AppQueue::Reserve(const upstream::AppReservation* avoid,
+                       upstream::AppReservation* out) {
+  if (limit_ != nullptr && !limit_->TryAcquire()) return false;
+  upstream::AppReservation r;
+  if (router_ != nullptr) {
+    std::optional<upstream::AppReservation> p = router_->TryReserve(avoid);
+    if (!p) {
+      if (limit_ != nullptr) limit_->Release();
+      return false;
+    }
+    r = *p;
+  }
+  r.limited = limit_ != nullptr;
+  *out = r;
+  return true;
+}
 
 void AppQueue::Gauge(int delta) {
   if (metrics_.queued == nullptr) return;
@@ -24,19 +45,13 @@ AppQueue::Result AppQueue::TryEnter(const void* waiter, int64_t now_ms,
   auto it = std::find_if(line_.begin(), line_.end(),
                          [waiter](const Waiter& w) { return w.id == waiter; });
   if (it == line_.end()) {
-    if (line_.empty()) {
-      if (auto r = router_->TryReserve(avoid)) {
-        *out = *r;
-        return Result::kReserved;
-      }
-    }
+    if (line_.empty() && Reserve(avoid, out)) return Result::kReserved;
     line_.push_back(Waiter{waiter, now_ms});
     Gauge(1);
     return Result::kWaiting;
   }
   if (it == line_.begin()) {
-    if (auto r = router_->TryReserve(avoid)) {
-      *out = *r;
+    if (Reserve(avoid, out)) {
       Count(metrics_.waits, 1);
       Count(metrics_.wait_us_sum,
             static_cast<uint64_t>(std::max<int64_t>(0, now_ms - it->since_ms)) *
@@ -66,7 +81,8 @@ void AppQueue::Leave(const void* waiter) {
 
 const void* AppQueue::Release(const upstream::AppReservation& r,
                               bool finished) {
-  router_->Release(r, finished);
+  if (router_ != nullptr) router_->Release(r, finished);
+  if (r.limited && limit_ != nullptr) limit_->Release();
   std::lock_guard<std::mutex> lock(mu_);
   return line_.empty() ? nullptr : line_.front().id;
 }

@@ -1,9 +1,11 @@
-// App mode: the line a request waits in when every app process is at its
-// cap. FIFO per proxy worker, bounded in time by --max-queue-time (then the
-// caller answers 503 with Retry-After). Capacity is shared with the other
-// proxy workers through the scoreboard, which cannot wake this one, so the
-// worker's loop tries the head again whenever it may have freed a process
-// and every kRecheckMs while anyone waits (see Head). No I/O.
+// The line a request waits in when the app has no room for it: in app
+// mode every app process is at its cap; in either mode the shared
+// in-flight limit (--autotune limit, SharedLimit) is full. FIFO per proxy
+// worker, bounded in time by --max-queue-time (then the caller answers 503
+// with Retry-After). Capacity is shared with the other proxy workers
+// through the scoreboard, which cannot wake this one, so the worker's loop
+// tries the head again whenever it may have freed a place and every
+// kRecheckMs while anyone waits (see Head). No I/O.
 #ifndef FORKD_SERVER_PROXY_APP_QUEUE_H_
 #define FORKD_SERVER_PROXY_APP_QUEUE_H_
 
@@ -12,6 +14,7 @@
 #include <deque>
 #include <mutex>
 
+#include "server/proxy/shared_limit.h"
 #include "server/upstream/app_router.h"
 
 namespace forkd::proxy {
@@ -32,9 +35,12 @@ class AppQueue {
 
   enum class Result { kReserved, kWaiting, kTimedOut };
 
-  // `router` must outlive the queue. max_wait_ms <= 0: wait without limit.
+  // `router` (app mode; null in sidecar mode, where a reservation is only
+  // a place of `limit`) and `limit` (null: none) must outlive the queue.
+  // A reservation takes a place of `limit` first, then an app process.
+  // max_wait_ms <= 0: wait without limit.
   AppQueue(upstream::AppRouter* router, int64_t max_wait_ms,
-           AppQueueMetrics metrics);
+           AppQueueMetrics metrics, SharedLimit* limit = nullptr);
 
   // Asks for an app process for `waiter` (one request) at `now_ms`.
   // kReserved: *out holds the reservation, give it back with Release.
@@ -48,13 +54,14 @@ class AppQueue {
                   const upstream::AppReservation* avoid = nullptr);
   // `waiter` gives up its place (its client went away). No-op when absent.
   void Leave(const void* waiter);
-  // Gives a reservation back (AppRouter::Release). Returns the head of the
-  // line, which should try again now (nullptr: nobody waits).
+  // Gives a reservation back (AppRouter::Release, and its place of the
+  // limit). Returns the head of the line, which should try again now
+  // (nullptr: nobody waits).
   const void* Release(const upstream::AppReservation& r, bool finished);
 
   // AppRouter::ReportRefused.
   void ReportRefused(const upstream::AppReservation& r) {
-    router_->ReportRefused(r);
+    if (router_ != nullptr) router_->ReportRefused(r);
   }
 
   // The request at the front of the line (nullptr: nobody waits). It is
@@ -62,6 +69,8 @@ class AppQueue {
   const void* Head();
   size_t size();
   int64_t max_wait_ms() const { return max_wait_ms_; }
+  // True in app mode: a reservation names an app process.
+  bool routes() const { return router_ != nullptr; }
 
  private:
   struct Waiter {
@@ -72,8 +81,12 @@ class AppQueue {
     if (c != nullptr) c->fetch_add(n, std::memory_order_relaxed);
   }
   void Gauge(int delta);
+  // A place of the limit, then an app process (app mode).
+  bool Reserve(const upstream::AppReservation* avoid,
+               upstream::AppReservation* out);
 
   upstream::AppRouter* router_;
+  SharedLimit* limit_;
   const int64_t max_wait_ms_;
   AppQueueMetrics metrics_;
   std::mutex mu_;

@@ -137,8 +137,12 @@ bool ProxySession::StartUpstream() {
         this, now, &r, refused_app_ ? &*refused_app_ : nullptr)) {
       case AppQueue::Result::kReserved:
         app_process_ = r;
-        app_process_transport_.Reserve(r);
-        app_ = &app_process_transport_;
+        // Sidecar mode: the reservation is only a place under the shared
+        // limit; the request goes on to --upstream.
+        if (ctx_->app_queue->routes()) {
+          app_process_transport_.Reserve(r);
+          app_ = &app_process_transport_;
+        }
         app_waiting_ = false;
         retry_connect_at_ms_ = 0;
         connect_started_ms_ = now;  // --upstream-timeout counts from here
@@ -152,8 +156,11 @@ bool ProxySession::StartUpstream() {
         retry_connect_at_ms_ = 0;
         LeaveInFlight();
         Fail(Failure::kQueueTimeout,
-             absl::StrFormat("no free app process within --max-queue-time "
-                             "(%.3gs)",
+             absl::StrFormat(ctx_->app_queue->routes()
+                                 ? "no free app process within "
+                                   "--max-queue-time (%.3gs)"
+                                 : "no place under the --autotune limit "
+                                   "within --max-queue-time (%.3gs)",
                              ctx_->app_queue->max_wait_ms() / 1000.0));
         return true;
     }
@@ -185,7 +192,8 @@ bool ProxySession::StartUpstream() {
         return true;
     }
   }
-  if (!conn->reused && can_replay_ && app_process_) {
+  if (!conn->reused && can_replay_ && app_process_ &&
+      ctx_->app_queue->routes()) {
     // A fresh connection to an app process may be reset unread (its
     // listener closed with this connection in the backlog): keep a copy to
     // send to another process (UpstreamFailed).
@@ -338,7 +346,7 @@ void ProxySession::UpstreamFailed(Failure failure, const std::string& detail,
   // There each try counts against the app-mode connect retries instead of
   // the single replay, so a reused connection that fails and then a fresh
   // one that is reset both get another try.
-  bool app_mode = app_process_.has_value();
+  bool app_mode = app_process_.has_value() && ctx_->app_queue->routes();
   bool budget = !app_mode || app_connect_retries_ < kAppConnectRetries;
   if (up_ && (up_->reused || (app_mode && unread)) && can_replay_ && budget &&
       failure == Failure::kUpstreamReset && resp_state_ == RespState::kHead &&
@@ -393,7 +401,10 @@ void ProxySession::RetryAppQueue() {
 }
 
 bool ProxySession::RetryOnAnotherAppProcess(int err) {
-  if (!app_process_ || (err != ECONNREFUSED && err != ENOENT)) return false;
+  if (!app_process_ || !ctx_->app_queue->routes() ||
+      (err != ECONNREFUSED && err != ENOENT)) {
+    return false;
+  }
   // Dead and not yet reaped, or alive with its listener gone or full: the
   // master takes it out of the rotation until it answers its probe again.
   ctx_->app_queue->ReportRefused(*app_process_);
@@ -415,10 +426,13 @@ void ProxySession::ReleaseAppProcess(bool finished) {
     app_waiting_ = false;
   }
   if (app_process_) {
-    ReleaseUpstream(false);  // a connection is never kept without its process
+    const bool routed = ctx_->app_queue->routes();
+    // A connection is never kept without its process (app mode; in sidecar
+    // mode the reservation is only a place under the limit).
+    if (routed) ReleaseUpstream(false);
     ctx_->app_queue->Release(*app_process_, finished);
     app_process_.reset();
-    app_ = ctx_->app != nullptr ? ctx_->app : &pool_app_;
+    if (routed) app_ = ctx_->app != nullptr ? ctx_->app : &pool_app_;
   }
 }
 

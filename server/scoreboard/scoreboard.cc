@@ -15,7 +15,7 @@
 namespace forkd::scoreboard {
 namespace {
 
-constexpr uint64_t kMagic = 0x666f726b64534231ULL;  // "forkdSB1"
+constexpr uint64_t kMagic = 0x666f726b64534232ULL;  // "forkdSB2"
 
 size_t HeaderSize() { return (sizeof(Header) + 63) / 64 * 64; }
 
@@ -306,6 +306,15 @@ Scoreboard::~Scoreboard() {
 
 void Scoreboard::ResetSlot(uint32_t index) {
   Slot* s = &slots_[index];
+  // A worker that died mid-request never gave its places back.
+  uint32_t held = s->limit_held.exchange(0, std::memory_order_acq_rel);
+  std::atomic<uint32_t>& in_flight = header_->app_limit.in_flight;
+  uint32_t cur = in_flight.load(std::memory_order_relaxed);
+  while (held > 0 &&
+         !in_flight.compare_exchange_weak(cur, cur > held ? cur - held : 0,
+                                          std::memory_order_acq_rel,
+                                          std::memory_order_relaxed)) {
+  }
   s->~Slot();
   new (s) Slot();
 }

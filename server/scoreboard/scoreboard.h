@@ -256,9 +256,12 @@ struct alignas(64) Slot {
   std::atomic<uint32_t> connections_active{0};  // client conns with a request
   std::atomic<uint32_t> connections_idle{0};    // keep-alive, waiting
   std::atomic<uint32_t> queued{0};  // app mode: waiting for an app process
-  std::atomic<uint64_t> requests_served{0};     // this process, all outcomes
+  std::atomic<uint64_t> requests_served{0};  // this process, all outcomes
   std::atomic<uint64_t> settings_generation_seen{0};
   std::atomic<uint32_t> exit_reason{0};  // ExitReason
+  // Places of the shared AppLimit this worker holds now: the master gives
+  // them back when the worker dies holding some (a crash mid-request).
+  std::atomic<uint32_t> limit_held{0};
   Counters counters;
 };
 
@@ -318,11 +321,23 @@ struct Settings {
   std::atomic<uint32_t> draining{0};  // whole server draining (503s)
 };
 
+// --autotune limit: ONE limit on requests in flight to the app, shared by
+// every proxy worker (proxy::SharedLimit takes and gives back places). The
+// master's autotuner writes `limit`; workers move `in_flight` with a
+// compare-exchange that never passes it. Counted in every mode (the
+// autotuner reads it), limiting only when `limit` > 0.
+struct AppLimit {
+  std::atomic<uint32_t> limit{0};      // 0: no limit
+  std::atomic<uint32_t> in_flight{0};  // places taken now
+  std::atomic<uint64_t> refused{0};    // TryAcquire found the limit full
+};
+
 struct Header {
   uint64_t magic;
   uint32_t capacity;
   uint32_t app_capacity;  // AppSlots after the worker slots (0: sidecar)
   Settings settings;
+  AppLimit app_limit;
 };
 
 // Milliseconds on CLOCK_MONOTONIC, comparable between processes.
@@ -342,13 +357,15 @@ class Scoreboard {
   int fd() const { return fd_; }
   uint32_t capacity() const { return header_->capacity; }
   Settings& settings() { return header_->settings; }
+  AppLimit& app_limit() { return header_->app_limit; }
   Slot& slot(uint32_t index) { return slots_[index]; }
   const Slot& slot(uint32_t index) const { return slots_[index]; }
   uint32_t app_capacity() const { return header_->app_capacity; }
   AppSlot& app_slot(uint32_t index) { return app_slots_[index]; }
   const AppSlot& app_slot(uint32_t index) const { return app_slots_[index]; }
 
-  // Master: clears a slot's every field before a new worker uses it.
+  // Master: clears a slot's every field before a new worker uses it. The
+  // places of app_limit() the slot's worker still held are given back.
   void ResetSlot(uint32_t index);
 
  private:

@@ -20,6 +20,9 @@ namespace forkd::upstream {
 struct AppReservation {
   uint32_t slot = 0;
   uint64_t incarnation = 0;
+  // Also holds a place of the shared in-flight limit (--autotune limit;
+  // proxy::AppQueue takes and gives it back with the process).
+  bool limited = false;
 };
 
 class AppRouter {

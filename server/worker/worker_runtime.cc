@@ -39,20 +39,29 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   auto address = upstream::Address::Parse(c.upstream);
   if (!address.ok()) return address.status();
   rt->pool_ = std::make_unique<upstream::Pool>(*address, c.upstream_keepalive);
+  // --autotune limit: one limit on requests in flight to the app, shared
+  // by every worker through the scoreboard. Made in every mode, since the
+  // admin API can switch the limit on live; while it is 0 every request
+  // gets its place at once.
+  rt->shared_limit_ = std::make_unique<proxy::SharedLimit>(
+      &rt->scoreboard_->app_limit(), &rt->slot_->limit_held);
   if (rt->scoreboard_->app_capacity() > 0) {
     // App mode: requests go to the master's app processes, chosen per
     // request; --upstream is not used.
     rt->app_router_ =
         std::make_unique<upstream::AppRouter>(rt->scoreboard_.get());
-    rt->app_pools_ = std::make_unique<upstream::AppPools>(
-        rt->app_router_.get(), c.upstream_keepalive);
-    scoreboard::Slot* slot = rt->slot_;
-    rt->app_queue_ = std::make_unique<proxy::AppQueue>(
-        rt->app_router_.get(), static_cast<int64_t>(c.max_queue_time * 1000),
-        proxy::AppQueueMetrics{&slot->queued, &slot->counters.queue_timeouts,
-                               &slot->counters.queue_waits,
-                               &slot->counters.queue_wait_us});
+    rt->app_pools_ = std::make_unique<upstream::AppPools>(rt->app_router_.get(),
+                                                          c.upstream_keepalive);
   }
+  // Requests wait here for an app process (app mode) and for a place under
+  // the limit (both modes), up to --max-queue-time.
+  scoreboard::Slot* slot = rt->slot_;
+  rt->app_queue_ = std::make_unique<proxy::AppQueue>(
+      rt->app_router_.get(), static_cast<int64_t>(c.max_queue_time * 1000),
+      proxy::AppQueueMetrics{&slot->queued, &slot->counters.queue_timeouts,
+                             &slot->counters.queue_waits,
+                             &slot->counters.queue_wait_us},
+      rt->shared_limit_.get());
 
   if (!c.access_logfile.empty()) {
     auto log =

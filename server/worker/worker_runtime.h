@@ -21,8 +21,8 @@
 #include "server/proxy/proxy_session.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/tls/tls_context.h"
-#include "server/upstream/h2_upstream.h"
 #include "server/upstream/app_router.h"
+#include "server/upstream/h2_upstream.h"
 #include "server/upstream/upstream_pool.h"
 
 namespace forkd::worker {
@@ -115,6 +115,7 @@ class WorkerRuntime {
   std::unique_ptr<upstream::Pool> pool_;
   std::unique_ptr<upstream::AppRouter> app_router_;  // app mode
   std::unique_ptr<upstream::AppPools> app_pools_;
+  std::unique_ptr<proxy::SharedLimit> shared_limit_;
   std::unique_ptr<proxy::AppQueue> app_queue_;
   std::unique_ptr<upstream::H2Upstream> h2_upstream_;
   std::unique_ptr<tls::TlsContext> tls_;  // nullptr: plain HTTP

@@ -449,6 +449,23 @@ def test_trust_values_reach_forkds_flags():
     assert flag(forkd_flags(args), "proxy-allow-ips") == "10.20.0.0/16"
 
 
+def test_autotune_values_reach_forkds_flags():
+    flags = forkd_flags(forkd_container(rendered("default"))["args"])
+    assert "autotune" not in flags and "latency-target" not in flags
+    objs = k8s.render({"forkd": {"autotune": {"mode": "limit", "latencyTarget": "250ms",
+                                              "bounds": "limit=3:40"}}})
+    flags = forkd_flags(forkd_container(objs)["args"])
+    assert flag(flags, "autotune") == "limit"
+    assert flag(flags, "latency-target") == "250ms"
+    assert flag(flags, "autotune-bounds") == "limit=3:40"
+    # Requests over the limit wait in forkd's queue: its bound goes too.
+    assert flag(flags, "max-queue-time") == "30"
+    rc, err = k8s.render_error({"forkd": {"autotune": {"mode": "full"}}})
+    assert rc != 0 and "needs mode: app" in err, err
+    rc, err = k8s.render_error({"forkd": {"autotune": {"mode": "max"}}})
+    assert rc != 0, err
+
+
 def test_tls_options_and_defaults():
     # The client CA from the TLS Secret's own ca.crt, forkd's default
     # version and ciphers, an explicit Service port.

@@ -117,8 +117,22 @@ after it, so the sum.
 - --shutdown-delay={{ $f.shutdownDelay }}
 - --keepalive={{ $f.keepalive }}
 - --upstream-timeout={{ $f.upstreamTimeout }}
-{{- if eq .Values.mode "app" }}
+{{- $at := $f.autotune | default dict }}
+{{- $atMode := $at.mode | default "off" | toString }}
+{{- if and (eq $atMode "full") (ne .Values.mode "app") }}
+{{- fail "forkd.autotune.mode full needs mode: app (forkd sizes only the app processes it runs)" }}
+{{- end }}
+{{- if or (eq .Values.mode "app") (ne $atMode "off") }}
 - --max-queue-time={{ $f.maxQueueTime }}
+{{- end }}
+{{- if ne $atMode "off" }}
+- --autotune={{ $atMode }}
+{{- if $at.latencyTarget }}
+- --latency-target={{ $at.latencyTarget }}
+{{- end }}
+{{- if $at.bounds }}
+- --autotune-bounds={{ $at.bounds }}
+{{- end }}
 {{- end }}
 - --client-header-timeout={{ $f.clientHeaderTimeout }}
 - --client-body-timeout={{ $f.clientBodyTimeout }}

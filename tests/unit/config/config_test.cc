@@ -228,6 +228,59 @@ TEST(ConfigFileTest, MaxQueueTimeFromFileAndEnv) {
       1);
 }
 
+TEST(ConfigFileTest, AutotuneFromFileEnvAndFlags) {
+  std::string path = WriteFile("autotune.conf",
+                               "autotune = limit\nlatency_target = 250ms\n"
+                               "autotune-bounds = limit=3:40\n");
+  Config c = ParseOk({"-c", path});
+  EXPECT_EQ(c.autotune, "limit");
+  EXPECT_DOUBLE_EQ(c.latency_target, 0.25);
+  EXPECT_EQ(c.autotune_bounds, "limit=3:40");
+  Config e = ParseOk({}, {{"FORKD_AUTOTUNE", "limit"},
+                          {"FORKD_LATENCY_TARGET", "0.5s"},
+                          {"FORKD_AUTOTUNE_BOUNDS", "workers=1:4"}});
+  EXPECT_EQ(e.autotune, "limit");
+  EXPECT_DOUBLE_EQ(e.latency_target, 0.5);
+  EXPECT_EQ(e.autotune_bounds, "workers=1:4");
+  EXPECT_EQ(
+      ParseOk({"--autotune", "off"}, {{"FORKD_AUTOTUNE", "limit"}}).autotune,
+      "off");
+  EXPECT_DOUBLE_EQ(ParseOk({"--latency-target", "2m"}).latency_target, 120);
+  EXPECT_DOUBLE_EQ(ParseOk({"--latency-target", "0.1"}).latency_target, 0.1);
+  EXPECT_EQ(ParseOk({"--autotune", "full", "--", "app"}).autotune, "full");
+}
+
+TEST(ConfigParseTest, AutotuneBadValuesAreRefusedClearly) {
+  EXPECT_EQ(ParseError({"--autotune", "max"}),
+            "--autotune: \"max\" is not an autotune mode (expected off, "
+            "limit or full)");
+  EXPECT_THAT(ParseError({"--autotune", "full"}),
+              AllOf(HasSubstr("--autotune: \"full\" needs app mode"),
+                    HasSubstr("off or limit in sidecar mode")));
+  EXPECT_THAT(ParseError({"--autotune", "limit", "--worker-class", "async",
+                          "--upstream-protocol", "h2c"}),
+              HasSubstr("does not apply to --upstream-protocol h2c"));
+  EXPECT_EQ(ParseError({"--latency-target", "fast"}),
+            "--latency-target: \"fast\" is not a duration (expected "
+            "0..3600 seconds, as 250ms, 0.25s or 0.25)");
+  EXPECT_THAT(ParseError({"--latency-target", "-5ms"}),
+              HasSubstr("is not a duration"));
+  EXPECT_THAT(ParseError({"--latency-target", "2h"}),
+              HasSubstr("is not a duration"));
+  EXPECT_THAT(ParseError({"--latency-target", "90m"}),
+              HasSubstr("is out of range"));
+  EXPECT_THAT(ParseError({"--autotune-bounds", "threads=4:2"}),
+              AllOf(HasSubstr("--autotune-bounds: \"threads=4:2\" is invalid: "
+                              "threads=4:2: min above max"),
+                    HasSubstr("workers=1:8,threads=1:16")));
+  EXPECT_THAT(ParseError({"--autotune-bounds", "cores=1:2"}),
+              HasSubstr("unknown knob \"cores\""));
+  EXPECT_THAT(ParseError({"--autotune-bounds", "workers=1"}),
+              HasSubstr("not MIN:MAX"));
+  EXPECT_THAT(ParseError({"--autotune-bounds", "workers=0:3"}),
+              HasSubstr("bounds must be 1..100000"));
+}
+
 TEST(ConfigFileTest, FlagOverridesForkdConfigVariable) {
   std::string a = WriteFile("a.conf", "workers = 2\n");
   std::string b = WriteFile("b.conf", "workers = 3\n");
@@ -725,6 +778,9 @@ Config EveryFieldChanged() {
   c.upstream_timeout = 12.75;
   c.upstream_keepalive = 0;
   c.max_queue_time = 2.5;
+  c.autotune = "limit";
+  c.latency_target = 0.25;
+  c.autotune_bounds = "workers=1:8,threads=2:16";
   c.http2 = false;
   c.http2_max_concurrent_streams = 7;
   c.http2_initial_window_size = 1 << 20;
@@ -773,7 +829,7 @@ TEST(ToArgsTest, FlagsWinOverTheWorkersEnvironment) {
 TEST(ToArgsTest, OneNameValuePerSettingAndNoConfig) {
   Config c;
   std::vector<std::string> args = ToArgs(c);
-  EXPECT_EQ(args.size(), 57u);  // 58 settings minus --config, one bind
+  EXPECT_EQ(args.size(), 60u);  // 61 settings minus --config, one bind
   for (const std::string& a : args) {
     EXPECT_EQ(a.rfind("--", 0), 0u) << a;
     EXPECT_NE(a.find('='), std::string::npos) << a;
@@ -872,6 +928,9 @@ TEST(HelpTest, HelpTextListsEveryFlagDefaultAndVariable) {
                            "upstream-timeout",
                            "upstream-keepalive",
                            "max-queue-time",
+                           "autotune",
+                           "latency-target",
+                           "autotune-bounds",
                            "pidfile",
                            "access-logfile",
                            "access-logformat",

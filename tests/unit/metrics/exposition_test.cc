@@ -456,3 +456,41 @@ TEST(ExpositionTest, NamesFollowPrometheusConventions) {
 
 }  // namespace
 }  // namespace forkd::metrics
+
+namespace forkd::metrics {
+namespace {
+
+TEST(ExpositionTest, AutotuneFamilies) {
+  Exposition e;
+  PoolSnapshot s;
+  s.tune.mode = config::AutotuneMode::kLimit;
+  s.tune.phase = "running";
+  s.tune.limit = 12;
+  s.tune.workers = 3;
+  s.tune.threads = 4;
+  s.tune.min_rtt_seconds = 0.008;
+  s.tune.gradient = 0.75;
+  s.tune.decisions_by_rule = {{"gradient", 5}, {"min_rtt_done", 1}};
+  s.app_limit_in_flight = 9;
+  std::string text = e.Render(s, {});
+  EXPECT_THAT(text, ::testing::HasSubstr("forkd_autotune_limit 12\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("forkd_autotune_limit_in_flight 9\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("forkd_autotune_workers 3\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("forkd_autotune_threads 4\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr("forkd_autotune_gradient 0.75\n"));
+  EXPECT_THAT(text,
+              ::testing::HasSubstr("forkd_autotune_mode{mode=\"limit\"} 1\n"));
+  EXPECT_THAT(text,
+              ::testing::HasSubstr("forkd_autotune_mode{mode=\"off\"} 0\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "forkd_autotune_phase{phase=\"running\"} 1\n"));
+  EXPECT_THAT(text,
+              ::testing::HasSubstr(
+                  "forkd_autotune_decisions_total{rule=\"gradient\"} 5\n"));
+  // Every rule is there from the start, at 0.
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "forkd_autotune_decisions_total{rule=\"knee\"} 0\n"));
+}
+
+}  // namespace
+}  // namespace forkd::metrics

@@ -19,6 +19,7 @@
 #include "server/common/readiness.h"
 #include "server/proxy/app_queue.h"
 #include "server/proxy/app_transport.h"
+#include "server/proxy/shared_limit.h"
 #include "server/transport/client_transport.h"
 #include "server/scoreboard/scoreboard.h"
 #include "server/upstream/app_router.h"
@@ -620,6 +621,136 @@ TEST_F(ProxySessionTest, ABlockedSinkHoldsTheAppBack) {
   std::vector<std::string> want = {"head 200 Content-Length=6", "body ab",
                                    "body cdef", "end"};
   EXPECT_EQ(sink_.events, want);
+}
+
+// --autotune limit in sidecar mode: a SharedLimit and the queue without a
+// router. Every way a request's exchange with the app ends gives its place
+// back.
+class SidecarLimitTest : public ProxySessionTest {
+ protected:
+  void SetUp() override {
+    ProxySessionTest::SetUp();
+    board_->app_limit().limit.store(1);
+    limit_ = std::make_unique<SharedLimit>(&board_->app_limit(),
+                                           &board_->slot(0).limit_held);
+    queue_ = std::make_unique<AppQueue>(nullptr, /*max_wait_ms=*/300,
+                                        AppQueueMetrics{}, limit_.get());
+    ctx_.app_queue = queue_.get();
+  }
+  void TearDown() override { session_.reset(); }  // before the queue
+  uint32_t places() const { return board_->app_limit().in_flight.load(); }
+
+  std::unique_ptr<SharedLimit> limit_;
+  std::unique_ptr<AppQueue> queue_;
+};
+
+TEST_F(SidecarLimitTest, SuccessHoldsAPlaceUntilTheResponseIsRead) {
+  Open();
+  ClientSends("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(app_.all.size(), 1u);
+  EXPECT_EQ(places(), 1u);
+  AppSends(0, kOk);
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 200 OK"))
+      << client_.received;
+  EXPECT_EQ(places(), 0u);
+  // The limit does not cost the keep-alive connection to the app.
+  EXPECT_TRUE(app_.all[0]->released);
+  ClientSends("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(app_.connects, 1);
+  EXPECT_EQ(places(), 1u);
+  AppSends(0, kOk);
+  EXPECT_EQ(places(), 0u);
+  EXPECT_EQ(board_->slot(0).limit_held.load(), 0u);
+}
+
+TEST_F(SidecarLimitTest, AnAppErrorGivesThePlaceBack) {
+  app_.refuse = true;
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 502 "))
+      << client_.received;
+  EXPECT_EQ(app_.connects, 1);  // no app-process retries in sidecar mode
+  EXPECT_EQ(places(), 0u);
+}
+
+TEST_F(SidecarLimitTest, ARetryKeepsOnePlaceAndGivesItBackOnce) {
+  Open();
+  ClientSends("GET /1 HTTP/1.1\r\nHost: h\r\n\r\n");
+  AppSends(0, kOk);
+  app_.idle_end(0)->eof = true;  // closed while idle
+  ClientSends("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n");
+  session_->OnUpstreamEvents(kReadyIn);
+  ASSERT_EQ(app_.connects, 2);
+  EXPECT_EQ(places(), 1u);
+  AppSends(1, kOk);
+  EXPECT_TRUE(client_.received.ends_with("ok")) << client_.received;
+  EXPECT_EQ(places(), 0u);
+}
+
+TEST_F(SidecarLimitTest, AClientGoneMidRequestGivesThePlaceBack) {
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(places(), 1u);
+  session_->Abort();
+  EXPECT_EQ(places(), 0u);
+}
+
+TEST_F(SidecarLimitTest, AnAppTooSlowGivesThePlaceBack) {
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  clock_.AdvanceMs(5001);
+  session_->OnTimeout(clock_.NowMs());
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 504 "))
+      << client_.received;
+  EXPECT_EQ(places(), 0u);
+}
+
+// Over the limit: the request waits in forkd's queue (the app sees
+// nothing), then gets 503 with Retry-After past --max-queue-time.
+TEST_F(SidecarLimitTest, OverTheLimitWaitsThen503WithRetryAfter) {
+  ASSERT_TRUE(limit_->TryAcquire());  // another worker holds the one place
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(app_.connects, 0);
+  EXPECT_EQ(queue_->size(), 1u);
+  clock_.AdvanceMs(299);
+  session_->OnTimeout(clock_.NowMs());
+  EXPECT_EQ(client_.received, "");
+  clock_.AdvanceMs(AppQueue::kRecheckMs + 1);  // the next recheck
+  session_->OnTimeout(clock_.NowMs());
+  EXPECT_TRUE(client_.received.starts_with("HTTP/1.1 503 "))
+      << client_.received;
+  EXPECT_NE(client_.received.find("Retry-After: 1\r\n"), std::string::npos);
+  EXPECT_NE(client_.received.find("--autotune limit"), std::string::npos);
+  EXPECT_EQ(queue_->size(), 0u);
+  EXPECT_EQ(app_.connects, 0);
+  limit_->Release();
+  EXPECT_EQ(places(), 0u);
+}
+
+TEST_F(SidecarLimitTest, AWaiterWhoseClientLeavesLeavesTheLine) {
+  ASSERT_TRUE(limit_->TryAcquire());
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(queue_->size(), 1u);
+  session_->Abort();
+  EXPECT_EQ(queue_->size(), 0u);
+  limit_->Release();
+  EXPECT_EQ(places(), 0u);
+}
+
+TEST_F(SidecarLimitTest, AWaiterGoesOnWhenAPlaceFrees) {
+  ASSERT_TRUE(limit_->TryAcquire());
+  Open();
+  ClientSends("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(app_.connects, 0);
+  limit_->Release();
+  clock_.AdvanceMs(AppQueue::kRecheckMs);
+  session_->OnTimeout(clock_.NowMs());
+  EXPECT_EQ(app_.connects, 1);
+  EXPECT_EQ(places(), 1u);
+  AppSends(0, kOk);
+  EXPECT_EQ(places(), 0u);
 }
 
 }  // namespace

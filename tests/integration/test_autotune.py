@@ -1,0 +1,112 @@
+"""--autotune limit with the real binaries (issue 12): app mode in front of
+the example app, more clients than the limit lets through, forkctl tune."""
+import http.client
+import json
+import threading
+import time
+
+from admin_client import forkctl
+from app_forkd import AppForkd, example_app
+from forkd_harness import free_port, wait_until
+from metrics_util import metrics, value
+
+CAP = 16  # -w 1 --threads 16: the app processes' cap
+
+
+def overload(port, path, clients, seconds):
+    """`clients` threads, each one request after another for `seconds`:
+    {status: count} and the connection errors (exceptions)."""
+    statuses, errors, retry_after = {}, [], set()
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def run():
+        while time.monotonic() < stop:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+            try:
+                conn.request("GET", path)
+                r = conn.getresponse()
+                r.read()
+                with lock:
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+                    if r.status == 503:
+                        retry_after.add(r.getheader("Retry-After"))
+            except Exception as e:  # noqa: BLE001 - counted, asserted empty
+                with lock:
+                    errors.append(repr(e))
+            finally:
+                conn.close()
+
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)
+    return statuses, errors, retry_after
+
+
+def test_limit_mode_under_overload_and_forkctl_tune():
+    admin, mport = free_port(), free_port()
+    # A p99 target below the app's 50 ms: the latency guard keeps the
+    # limit at its minimum, far below the cap, and the clients over it wait
+    # in forkd's queue, then get 503 past --max-queue-time.
+    args = ["-w", "1", "--worker-class", "gthread", "--threads", str(CAP),
+            "--autotune", "limit", "--latency-target", "20ms",
+            "--autotune-bounds", "limit=2:%d" % CAP, "--max-queue-time", "0.3",
+            "--admin-bind", "127.0.0.1:%d" % admin,
+            "--metrics-bind", "127.0.0.1:%d" % mport]
+    with AppForkd(example_app(), args) as fk:
+        fk.ready_apps(1)
+        addr = "127.0.0.1:%d" % admin
+        statuses, errors, retry_after = overload(fk.port, "/sleep?ms=50", clients=24,
+                                                 seconds=8)
+        assert errors == [], errors[:5]
+        assert statuses.get(200, 0) > 0, statuses
+        assert statuses.get(503, 0) > 0, statuses
+        assert set(statuses) <= {200, 503}, statuses
+        assert retry_after == {"1"}, retry_after
+        m = metrics(mport)
+        limit = value(m, "forkd_autotune_limit")
+        assert 2 <= limit <= CAP // 2, limit
+        assert value(m, "forkd_autotune_mode", mode="limit") == 1
+        assert value(m, "forkd_queue_timeouts_total") > 0
+        # Every decision is one JSON line in the log.
+        lines = [l for l in fk.error_log_text().splitlines() if "autotune decision " in l]
+        assert lines, fk.error_log_text()[-3000:]
+        decisions = [json.loads(l.split("autotune decision ", 1)[1]) for l in lines]
+        assert all(d["controller"] == "limit" for d in decisions), decisions
+        assert "min_rtt_done" in {d["rule"] for d in decisions}, decisions
+
+        r = forkctl(addr, "tune", timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert "mode limit, phase " in r.stdout, r.stdout
+        assert "limit %d" % int(limit) in r.stdout or "limit " in r.stdout, r.stdout
+        assert "min_rtt_done" in r.stdout, r.stdout
+        r = forkctl(addr, "-o", "json", "tune", timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["mode"] == "limit"
+        r = forkctl(addr, "tune", "report", timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert "-w 1 --threads" in r.stdout, r.stdout
+
+        # Bad SetTune: a clear INVALID_ARGUMENT, nothing changed.
+        for bad, words in ((["--pin", "cores=3"], "unknown knob"),
+                           (["--bounds", "threads=9:2"], "min above max"),
+                           (["--mode", "max"], "is not off, limit or full"),
+                           (["--latency-target", "soon"], "not a duration")):
+            r = forkctl(addr, "tune", *bad, timeout=30)
+            assert r.returncode == 1, (bad, r.stdout, r.stderr)
+            assert "invalid argument" in r.stderr and words in r.stderr, (bad, r.stderr)
+        r = forkctl(addr, "tune", "--pin", "limit=5", timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert "pinned limit=5" in r.stdout, r.stdout
+        assert value(metrics(mport), "forkd_autotune_limit") == 5
+
+        # Off, live: no limit any more; every request goes to the app.
+        r = forkctl(addr, "tune", "--mode", "off", timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert "mode off" in r.stdout and "limit none" in r.stdout, r.stdout
+        wait_until(lambda: value(metrics(mport), "forkd_autotune_limit") == 0, 5,
+                   interval=0.1, what="the limit metric at 0")
+        statuses, errors, _ = overload(fk.port, "/sleep?ms=50", clients=8, seconds=2)
+        assert errors == [] and set(statuses) == {200}, (statuses, errors[:5])
