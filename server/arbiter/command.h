@@ -40,7 +40,7 @@ struct Command {
   // clamping it (the admin API's deltas; TTIN/TTOU clamp).
   bool exact = false;
   // kSetTune: what to change.
-  std::shared_ptr<const autotune::TuneUpdate> tune;
+  std::shared_ptr<const autotune::TuneUpdate> tune = nullptr;
 
   static Command ScaleBy(int delta, bool exact = false) {
     return {CommandKind::kScaleBy, delta, exact};
