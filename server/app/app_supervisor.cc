@@ -255,6 +255,26 @@ void AppSupervisor::Spawn(int64_t now) {
   p.slot = slot;
   p.generation = generation_;
   p.spawned_ms = now;
+  // A replacement takes over the history of the process it replaces (the
+  // oldest leaving one without a successor, or one that already exited),
+  // so `forkctl status` shows its restarts and last exit on the row now
+  // serving in its place, whichever slot that is. A process started for a
+  // scale up starts with none.
+  Proc* leaving = nullptr;
+  for (auto& [qpid, q] : procs_) {
+    if (qpid == *pid || q.successor != 0 || Counted(q)) continue;
+    if (q.retire == AppExit::kScaleDown) continue;
+    if (leaving == nullptr || q.spawned_ms < leaving->spawned_ms) leaving = &q;
+  }
+  if (leaving != nullptr) {
+    leaving->successor = *pid;
+    PutHistory(slot, HistoryOf(leaving->slot));
+  } else if (!exited_history_.empty()) {
+    PutHistory(slot, exited_history_.front());
+    exited_history_.pop_front();
+  } else {
+    PutHistory(slot, History{});
+  }
   p.out_fd = pipe.ok() ? pipe->first : -1;
   if (options_.max_requests > 0) {
     int jitter = options_.max_requests_jitter > 0 && options_.jitter
@@ -384,6 +404,17 @@ bool AppSupervisor::OnChildExit(pid_t pid, int status, int64_t now) {
   slot_last_exit_[p.slot] = why;
   slot_last_detail_[p.slot] = how;
   slot_last_status_[p.slot] = status;
+  if (why != AppExit::kShutdown && why != AppExit::kScaleDown) {
+    auto successor = p.successor != 0 ? procs_.find(p.successor) : procs_.end();
+    if (successor != procs_.end()) {
+      PutHistory(successor->second.slot, HistoryOf(p.slot));
+    } else {
+      exited_history_.push_back(HistoryOf(p.slot));
+      if (exited_history_.size() > board_->app_capacity()) {
+        exited_history_.pop_front();
+      }
+    }
+  }
   // Its requests stay counted for the slot once the next process resets
   // the slot's own counter.
   slot_requests_retired_[p.slot] += s.requests.load(std::memory_order_relaxed);
@@ -407,8 +438,6 @@ void AppSupervisor::Observe(int64_t now) {
     AppSlot& s = board_->app_slot(p.slot);
     AppState st = StateOf(s);
     if (st == AppState::kStarting && !p.kill_sent && p.abort_ms == 0) {
-      // Polled, never waited for: the master's loop must not stall on an
-      // app that is slow to answer its health path.
       // Taken out for refusing connections and still not answering after
       // --timeout (or kRefusedGraceMs): replaced like a hung process, once
       // its in-flight requests are done.
@@ -420,6 +449,8 @@ void AppSupervisor::Observe(int64_t now) {
             p.slot, pid, now - p.unready_ms);
         p.replace = AppExit::kRefused;
       }
+      // Polled, never waited for: the master's loop must not stall on an
+      // app that is slow to answer its health path.
       if (p.probe < 0) {
         p.probe =
             sys_->StartProbe(std::string(s.socket_path), options_.health_path);
@@ -440,8 +471,8 @@ void AppSupervisor::Observe(int64_t now) {
         s.last_progress_ms.store(now, std::memory_order_relaxed);
         SetState(s, AppState::kReady);
         if (p.unready_ms != 0) {
-          LOG_INFO("App process %u (pid: %d) accepts connections again",
-                   p.slot, pid);
+          LOG_INFO("App process %u (pid: %d) accepts connections again", p.slot,
+                   pid);
           p.unready_ms = 0;
           continue;
         }
@@ -616,6 +647,23 @@ void AppSupervisor::Finish() {
     if (s.socket_path[0] != '\0') sys_->RemovePath(s.socket_path);
   }
   if (!dir_.empty()) sys_->RemovePath(dir_);
+}
+
+AppSupervisor::History AppSupervisor::HistoryOf(uint32_t slot) const {
+  return History{
+      .restarts =
+          board_->app_slot(slot).restarts.load(std::memory_order_relaxed),
+      .last_exit = slot_last_exit_[slot],
+      .detail = slot_last_detail_[slot],
+      .status = slot_last_status_[slot],
+  };
+}
+
+void AppSupervisor::PutHistory(uint32_t slot, const History& h) {
+  board_->app_slot(slot).restarts.store(h.restarts, std::memory_order_relaxed);
+  slot_last_exit_[slot] = h.last_exit;
+  slot_last_detail_[slot] = h.detail;
+  slot_last_status_[slot] = h.status;
 }
 
 std::vector<AppProcessStatus> AppSupervisor::Status() const {

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -25,8 +26,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/os/sys_calls.h"
 #include "server/config/config.h"
+#include "server/os/sys_calls.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::app {
@@ -58,7 +59,7 @@ enum class AppExit {
   kReload,     // HUP / reload: rolling replacement
   kScaleDown,  // TTOU / scale
   kShutdown,
-  kKilled,  // KillWorker (admin API, `forkctl kill`) with its pid
+  kKilled,   // KillWorker (admin API, `forkctl kill`) with its pid
   kRefused,  // refused connections and did not accept again in time
 };
 const char* AppExitName(AppExit e);
@@ -183,6 +184,7 @@ class AppSupervisor {
     LineSplitter lines;
     int probe = -1;  // a readiness probe in progress (SysCalls handle)
     int64_t probe_started_ms = 0;
+    pid_t successor = 0;        // the process that took over its history
     uint32_t refused_seen = 0;  // AppSlot::refused when last looked at
     int64_t unready_ms = 0;     // taken out of the rotation for refusing
   };
@@ -211,6 +213,19 @@ class AppSupervisor {
   int desired_ = 1;
   uint64_t generation_ = 1;
   std::map<pid_t, Proc> procs_;
+  // What a row of `forkctl status` shows of the processes before this one
+  // in its line of replacements (see Spawn).
+  struct History {
+    uint32_t restarts = 0;
+    AppExit last_exit = AppExit::kNone;
+    std::string detail;
+    int status = -1;
+  };
+  History HistoryOf(uint32_t slot) const;
+  void PutHistory(uint32_t slot, const History& h);
+  // Histories of processes that exited with no successor yet (a crash):
+  // the next process started takes the oldest.
+  std::deque<History> exited_history_;
   std::vector<AppExit> slot_last_exit_;
   std::vector<std::string> slot_last_detail_;
   std::vector<int> slot_last_status_;            // waitpid status, -1: none

@@ -286,6 +286,52 @@ TEST_F(MaxRequestsTest, RecycleStartsTheNewOneFirstAndStopsTheOldWhenIdle) {
   EXPECT_THAT(Live(), ElementsAre(fresh));
 }
 
+// The replacement runs in another slot (the old one still serves while it
+// starts): once the old one exits, the new one's row carries the line's
+// history, so `forkctl status` shows the recycling where it now serves.
+TEST_F(MaxRequestsTest, TheReplacementsRowShowsTheRecyclingItFollows) {
+  Make({"app"}, 1);
+  AllAccept();
+  Advance(100);
+  pid_t old = sys_.spawned[0].pid;
+  SlotOf(old).requests.store(10);
+  Advance(100);
+  ASSERT_EQ(sys_.spawned.size(), 2u);
+  pid_t fresh = sys_.spawned[1].pid;
+  AllAccept();
+  Advance(100);
+  ASSERT_TRUE(Sent(old, SIGTERM));
+  Exit(old, ExitedWith(0));
+  std::vector<AppProcessStatus> rows = sup_->Status();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].pid, fresh);
+  EXPECT_NE(rows[0].slot, 0u);
+  EXPECT_EQ(rows[0].restarts, 1u);
+  EXPECT_EQ(rows[0].last_exit, AppExit::kMaxRequests);
+  EXPECT_EQ(rows[0].last_exit_code, 0);
+}
+
+// A process started by a scale up starts with no history, even in a slot
+// an earlier line used.
+TEST_F(AppSupervisorTest, AScaleUpStartsWithNoHistory) {
+  Make({"app"}, 2);
+  AllAccept();
+  Advance(100);
+  sup_->SetDesired(1);
+  Advance(100);
+  pid_t a = Sent(sys_.spawned[0].pid, SIGTERM) ? sys_.spawned[0].pid
+                                               : sys_.spawned[1].pid;
+  ASSERT_TRUE(Sent(a, SIGTERM));
+  Exit(a, ExitedWith(0));  // scaled down: its slot is free, its record kept
+  sup_->SetDesired(2);
+  Advance(100);
+  ASSERT_EQ(sys_.spawned.size(), 3u);
+  for (const AppProcessStatus& row : sup_->Status()) {
+    EXPECT_EQ(row.restarts, 0u) << row.pid;
+    EXPECT_EQ(row.last_exit, AppExit::kNone) << row.pid;
+  }
+}
+
 class MaxMemoryTest : public AppSupervisorTest {
   void Customize(AppOptions& o) override { o.max_memory_bytes = 100 << 20; }
 };
