@@ -320,7 +320,8 @@ bool IsKnownAtom(string_view name) {
 
 }  // namespace
 
-absl::StatusOr<Formatter> Formatter::Create(std::string_view format) {
+absl::StatusOr<Formatter> Formatter::Create(std::string_view format,
+                                            const EnvLookup& env) {
   Formatter f;
   if (format == "json") {
     f.json_ = true;
@@ -381,10 +382,8 @@ absl::StatusOr<Formatter> Formatter::Create(std::string_view format) {
       } else if (suffix == 'o') {
         piece = {Piece::Kind::kResponseHeader, std::move(inner)};
       } else if (suffix == 'e') {
-        // The environment does not change under a running worker; reading it
-        // once here keeps getenv() off the request path. The piece holds the
-        // variable's value, not its name.
-        const char* value = getenv(inner.c_str());
+        // Read once here: the piece holds the variable's value, not its name.
+        const char* value = env ? env(inner) : nullptr;
         piece = {Piece::Kind::kEnv, value == nullptr ? "" : value};
       } else {
         return absl::InvalidArgumentError(
@@ -535,6 +534,44 @@ void Formatter::Format(const Entry& e, std::string* out) const {
     }
   }
   out->push_back('\n');
+}
+
+std::string Formatter::ToFormat() const {
+  if (json_) return "json";
+  std::string out;
+  auto literal = [&out](std::string_view text) {
+    for (char c : text) {
+      if (c == '%') out.push_back('%');
+      out.push_back(c);
+    }
+  };
+  for (const Piece& p : pieces_) {
+    switch (p.kind) {
+      case Piece::Kind::kLiteral:
+        literal(p.text);
+        break;
+      case Piece::Kind::kEnv:
+        literal(p.text.empty() ? "-" : p.text);  // as Format prints it
+        break;
+      case Piece::Kind::kAtom:
+        absl::StrAppend(&out, "%(", p.text, ")s");
+        break;
+      case Piece::Kind::kRequestHeader:
+        absl::StrAppend(&out, "%({", p.text, "}i)s");
+        break;
+      case Piece::Kind::kResponseHeader:
+        absl::StrAppend(&out, "%({", p.text, "}o)s");
+        break;
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ResolveEnvironment(
+    std::string_view format, const Formatter::EnvLookup& env) {
+  absl::StatusOr<Formatter> f = Formatter::Create(format, env);
+  if (!f.ok()) return f.status();
+  return f->ToFormat();
 }
 
 absl::StatusOr<std::unique_ptr<AccessLog>> AccessLog::Create(

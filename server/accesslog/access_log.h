@@ -5,6 +5,7 @@
 #define FORKD_SERVER_ACCESSLOG_ACCESS_LOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,9 +39,19 @@ struct Entry {
 // start-up error, and formatting a line does no parsing.
 class Formatter {
  public:
+  // The value of an environment variable, nullptr when unset.
+  using EnvLookup = std::function<const char*(const std::string& name)>;
+
   // `format` is Gunicorn's format string or "json". Unknown atoms are an
-  // InvalidArgument naming the atom.
-  static absl::StatusOr<Formatter> Create(std::string_view format);
+  // InvalidArgument naming the atom. %({NAME}e)s takes its value from `env`
+  // now, once (no lookup: every such atom prints "-"): workers read no
+  // environment, so the master resolves these (ResolveEnvironment) before
+  // it hands the format over.
+  static absl::StatusOr<Formatter> Create(std::string_view format,
+                                          const EnvLookup& env = nullptr);
+  // The format again, with each %({NAME}e)s replaced by its value as a
+  // literal: Create(ToFormat()) formats the same lines with no environment.
+  std::string ToFormat() const;
   // Appends one line (with '\n') for `entry` to *out. Thread-safe (const).
   void Format(const Entry& entry, std::string* out) const;
 
@@ -53,6 +64,10 @@ class Formatter {
   bool json_ = false;
   std::vector<Piece> pieces_;
 };
+
+// Formatter::Create(format, env).ToFormat(): what the master sends workers.
+absl::StatusOr<std::string> ResolveEnvironment(std::string_view format,
+                                               const Formatter::EnvLookup& env);
 
 class AccessLog {
  public:

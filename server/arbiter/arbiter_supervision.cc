@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_format.h"
+#include "server/accesslog/access_log.h"
 #include "server/arbiter/arbiter.h"
 #include "server/arbiter/arbiter_internal.h"
 #include "server/arbiter/pidfile.h"
@@ -192,6 +193,20 @@ void Arbiter::SpawnInto(uint32_t slot_index, int64_t now) {
   }
   worker_config.threads = Threads();
   worker_config.worker_connections = WorkerConnections();
+  // Workers read no environment: %({NAME}e)s is resolved here, from the
+  // environment the master runs with. A bad format is left for the
+  // worker, whose boot fails naming it.
+  if (!worker_config.access_logfile.empty()) {
+    absl::StatusOr<std::string> format = accesslog::ResolveEnvironment(
+        worker_config.access_logformat, [this](const std::string& name) {
+          const std::string prefix = name + "=";
+          for (const std::string& e : env_) {
+            if (e.starts_with(prefix)) return e.c_str() + prefix.size();
+          }
+          return static_cast<const char*>(nullptr);
+        });
+    if (format.ok()) worker_config.access_logformat = *std::move(format);
+  }
   worker::WorkerLaunch launch;
   launch.slot = slot_index;
   launch.generation = generation_;

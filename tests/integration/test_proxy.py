@@ -8,6 +8,7 @@ and the access log.
 
 import http.client
 import json
+import os
 import re
 import socket
 import time
@@ -535,6 +536,20 @@ def test_access_log_json(forkd_factory, example_app, tmp_short):
     assert records["/status"]["query"] == "code=503"
     assert re.fullmatch(r"[0-9a-f]{32}", records["/echo"]["request_id"])
     assert all(r["remote_addr"] == "127.0.0.1" for r in records.values())
+
+
+def test_access_log_environment_atom_is_the_masters(forkd_factory, example_app, tmp_short):
+    # %({NAME}e)s is the value in forkd's environment, resolved by the master
+    # (workers read no environment); a literal % in it stays one %.
+    path = tmp_short + "/access.log"
+    env = dict(os.environ, FORKD_TEST_POD="web-7%", FORKD_TEST_EMPTY="")
+    fk = forkd_factory(example_app, ["--workers", "1", "--access-logfile", path,
+                                     "--access-logformat",
+                                     "pod=%({FORKD_TEST_POD}e)s unset=%({FORKD_TEST_NONE}e)s "
+                                     "%(s)s %(U)s"], env=env)
+    assert http_get(fk.port, "/hello")[0] == 200
+    assert read_lines(path, 1, skip=lambda l: "/hello" not in l) == [
+        "pod=web-7% unset=- 200 /hello"]
 
 
 def test_access_log_records_forkd_errors(forkd_factory, example_app, tmp_short):

@@ -166,13 +166,24 @@ TEST_F(AccessLogTest, HeaderAtomsAreCaseInsensitive) {
   EXPECT_EQ(FormatWith("%({content-type}i)s %({user-agent}o)s"), "- -");
 }
 
+// %({NAME}e)s: the master resolves it (ResolveEnvironment) from its own
+// environment; the worker formats the result with no environment.
 TEST_F(AccessLogTest, EnvironmentAtom) {
+  Formatter::EnvLookup env = [](const std::string& name) -> const char* {
+    return name == "FORKD_ACCESSLOG_TEST_POD" ? "web-7%" : nullptr;
+  };
+  absl::StatusOr<std::string> resolved = ResolveEnvironment(
+      "pod=%({FORKD_ACCESSLOG_TEST_POD}e)s "
+      "x=%({FORKD_ACCESSLOG_TEST_UNSET}e)s %(s)s %({X-A}i)s %({x-b}o)s 5%%",
+      env);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(*resolved, "pod=web-7%% x=- %(s)s %({X-A}i)s %({x-b}o)s 5%%");
+  EXPECT_EQ(FormatWith(*resolved).substr(0, 14), "pod=web-7% x=-");
+  // Without a lookup (a worker) nothing is read from the environment.
   setenv("FORKD_ACCESSLOG_TEST_POD", "web-7", 1);
-  unsetenv("FORKD_ACCESSLOG_TEST_UNSET");
-  EXPECT_EQ(FormatWith("pod=%({FORKD_ACCESSLOG_TEST_POD}e)s "
-                       "x=%({FORKD_ACCESSLOG_TEST_UNSET}e)s"),
-            "pod=web-7 x=-");
+  EXPECT_EQ(FormatWith("pod=%({FORKD_ACCESSLOG_TEST_POD}e)s"), "pod=-");
   unsetenv("FORKD_ACCESSLOG_TEST_POD");
+  EXPECT_EQ(*ResolveEnvironment("json", env), "json");
 }
 
 TEST_F(AccessLogTest, LiteralsAndPercent) {
