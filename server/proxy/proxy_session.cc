@@ -446,12 +446,8 @@ void ProxySession::BeginRequest() {
     return;
   }
 
-  // A worker that is stopping serves what reached it (with "Connection:
-  // close"); the 503 is for a drained server whose workers keep running.
-  bool stopping = ctx_->stopping != nullptr && ctx_->stopping->load();
-  if (!stopping && ctx_->server_draining != nullptr &&
-      ctx_->server_draining->load(std::memory_order_relaxed) != 0) {
-    Fail(Failure::kDraining, "server is draining");
+  if (std::optional<Refusal> r = RefuseWhileDraining(*ctx_)) {
+    Fail(r->failure, r->detail);
     return;
   }
   if (ctx_->h2_upstream != nullptr) {
@@ -462,14 +458,9 @@ void ProxySession::BeginRequest() {
          "(prior knowledge, or TLS with ALPN h2)");
     return;
   }
-  if (ctx_->in_flight_cap != nullptr) {
-    uint32_t cap = ctx_->in_flight_cap->load(std::memory_order_relaxed);
-    if (cap > 0 &&
-        ctx_->slot->in_flight.load(std::memory_order_relaxed) >= cap) {
-      Fail(Failure::kOverCapacity,
-           absl::StrCat("worker at its cap of ", cap, " requests in flight"));
-      return;
-    }
+  if (std::optional<Refusal> r = RefuseOverInFlightCap(*ctx_)) {
+    Fail(r->failure, r->detail);
+    return;
   }
   in_flight_ = true;
   ctx_->slot->in_flight.fetch_add(1, std::memory_order_relaxed);
