@@ -311,4 +311,61 @@ void BodyDecoder::OnEof() {
   }
 }
 
+size_t BodyDecoder::AcceptDecoded(std::string_view data, std::string* out) {
+  if (done_ || failed() || data.empty()) return 0;
+  switch (framing_) {
+    case Framing::kNone:
+      return 0;
+    case Framing::kChunked:
+      // As one chunk of that size would be judged (HandleSizeLine).
+      if (max_body_ && data.size() > max_body_ - payload_bytes_) {
+        Fail(ErrorKind::kBodyTooLarge, "chunked body exceeds limit");
+        return 0;
+      }
+      if (out != nullptr) out->append(data);
+      payload_bytes_ += data.size();
+      return data.size();
+    case Framing::kContentLength:
+    case Framing::kUntilClose:
+      return Decode(data, out);
+  }
+  return 0;
+}
+
+bool BodyDecoder::EndDecoded(std::vector<Header> trailers) {
+  if (done_ || failed()) return trailers.empty();
+  if (framing_ != Framing::kChunked) {
+    OnEof();
+    return trailers.empty();
+  }
+  // The section as Decode() reads it: each "name: value" line judged for
+  // its length and the section's size, then counted.
+  for (const Header& f : trailers) {
+    const size_t len = f.name.size() + 2 + f.value.size();
+    const size_t room = trailer_section_cap_ - trailer_bytes_;
+    const size_t line_at = len > trailer_line_max_ ? trailer_line_max_ + 1
+                                                   : std::string_view::npos;
+    const size_t section_at = len > room ? room + 1 : std::string_view::npos;
+    if (line_at != std::string_view::npos && line_at <= section_at) {
+      Fail(ErrorKind::kHeadersTooLarge, "trailer field too long");
+      return true;
+    }
+    // The line's CR and LF are two more bytes of the section.
+    if (section_at != std::string_view::npos || len + 2 > room) {
+      Fail(ErrorKind::kHeadersTooLarge, "trailer section too large");
+      return true;
+    }
+    trailer_bytes_ += len + 2;
+    if (trailer_limits_.max_fields &&
+        trailers_.size() >= trailer_limits_.max_fields) {
+      Fail(ErrorKind::kHeadersTooLarge, "too many trailer fields");
+      return true;
+    }
+    trailers_.push_back(f);
+  }
+  chunk_state_ = ChunkState::kDone;
+  done_ = true;
+  return true;
+}
+
 }  // namespace forkd::http1

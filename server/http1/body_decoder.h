@@ -45,6 +45,19 @@ class BodyDecoder {
   // For kUntilClose: the peer closed, so the body is complete.
   void OnEof();
 
+  // A body that arrives decoded (an HTTP/2 stream's DATA payload): counts
+  // `data` as Decode() counts payload, with the same limits and answers (a
+  // kChunked body over max_body fails as "chunked body exceeds limit"), and
+  // appends what it takes to *out. Returns the bytes taken: for
+  // kContentLength never past the length.
+  size_t AcceptDecoded(std::string_view data, std::string* out);
+  // The decoded body ended (END_STREAM) with `trailers`. kChunked: they are
+  // judged as the trailer section Decode() would read (count, line size,
+  // section size: 431) and kept in trailers(); done() after. Other framings
+  // carry no trailers (returns false when some were given, so the caller
+  // can say they were dropped); a kContentLength body cut short fails.
+  bool EndDecoded(std::vector<Header> trailers);
+
   bool done() const { return done_; }
   bool failed() const { return error_.kind != ErrorKind::kNone; }
   const Error& error() const { return error_; }

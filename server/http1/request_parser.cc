@@ -4,125 +4,23 @@
 #include <cstring>
 #include <limits>
 
-#include "absl/strings/ascii.h"
 #include "server/http1/fields.h"
+#include "server/http1/request_checks.h"
 #include "server/http1/syntax.h"
 
 namespace forkd::http1 {
 
 using syntax::FieldLineMax;
-using syntax::FieldSummary;
 using syntax::FindLf;
 using syntax::FirstOverLength;
-using syntax::IsToken;
-using syntax::kHostChar;
-using syntax::kTargetChar;
-using syntax::kUnlimitedHeadCap;
 using syntax::ParseFieldLine;
 using syntax::ParseVersion;
-using syntax::SaturatingAdd;
-using syntax::SaturatingMul;
-using syntax::Summarize;
-using syntax::TransferEncodingError;
-using syntax::U8;
 using syntax::VersionResult;
 
 namespace {
 
 // Empty lines tolerated before a request line (RFC 9112 2.2).
 constexpr size_t kMaxLeadingEmptyBytes = 1024;
-
-// scheme "://" something (RFC 3986 3.1).
-bool IsAbsoluteForm(std::string_view t) {
-  size_t colon = t.find("://");
-  if (colon == 0 || colon == std::string_view::npos || colon + 3 >= t.size()) {
-    return false;
-  }
-  if (!absl::ascii_isalpha(U8(t[0]))) return false;
-  for (size_t i = 1; i < colon; ++i) {
-    char c = t[i];
-    if (!absl::ascii_isalnum(U8(c)) && c != '+' && c != '-' && c != '.') {
-      return false;
-    }
-  }
-  return true;
-}
-
-// The authority of an absolute-form target: from "://" to the first of
-// "/?#" (RFC 3986 3.2).
-std::string_view AuthorityOf(std::string_view absolute_target) {
-  std::string_view rest =
-      absolute_target.substr(absolute_target.find("://") + 3);
-  return rest.substr(0, rest.find_first_of("/?#"));
-}
-
-bool IsUnreservedOrSubDelim(char c) {
-  return absl::ascii_isalnum(U8(c)) ||
-         std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos;
-}
-
-// uri-host [ ":" port ] (RFC 3986 3.2.2, 3.2.3), the grammar of a Host
-// field value and of a target's authority; userinfo is refused (RFC 9110
-// 4.2.4). uri-host is an IP literal in brackets or a reg-name (unreserved,
-// pct-encoded, sub-delims; IPv4 addresses are reg-names too); port is
-// *DIGIT.
-bool IsValidAuthority(std::string_view a) {
-  size_t i = 0;
-  if (!a.empty() && a[0] == '[') {
-    size_t close = a.find(']');
-    if (close == std::string_view::npos || close == 1) return false;
-    for (size_t j = 1; j < close; ++j) {
-      if (a[j] != ':' && !IsUnreservedOrSubDelim(a[j])) return false;
-    }
-    i = close + 1;
-  } else {
-    while (i < a.size() && a[i] != ':') {
-      if (a[i] == '%') {
-        if (i + 2 >= a.size() || !absl::ascii_isxdigit(U8(a[i + 1])) ||
-            !absl::ascii_isxdigit(U8(a[i + 2]))) {
-          return false;
-        }
-        i += 3;
-        continue;
-      }
-      if (!IsUnreservedOrSubDelim(a[i])) return false;
-      ++i;
-    }
-  }
-  if (i == a.size()) return true;
-  if (a[i] != ':') return false;
-  for (++i; i < a.size(); ++i) {
-    if (!absl::ascii_isdigit(U8(a[i]))) return false;
-  }
-  return true;
-}
-
-// uri-host ":" port (RFC 9112 3.2.3).
-bool IsAuthorityForm(std::string_view t) {
-  size_t colon = t.rfind(':');
-  if (colon == 0 || colon == std::string_view::npos || colon + 1 >= t.size()) {
-    return false;
-  }
-  for (size_t i = colon + 1; i < t.size(); ++i) {
-    if (!absl::ascii_isdigit(U8(t[i]))) return false;
-  }
-  for (size_t i = 0; i < colon; ++i) {
-    if (!kHostChar[U8(t[i])]) return false;
-  }
-  return true;
-}
-
-// Largest head a request may have, counted from its request line.
-size_t RequestHeadCap(const Limits& l) {
-  size_t line = l.max_request_line ? SaturatingAdd(l.max_request_line, 2) : 0;
-  // A field line's size counts its CRLF (--limit-request-field-size).
-  size_t fields = (l.max_fields && l.max_field_size)
-                      ? SaturatingMul(l.max_fields, l.max_field_size)
-                      : 0;
-  size_t cap = SaturatingAdd(SaturatingAdd(line, fields), 2);
-  if (l.max_request_line && l.max_fields && l.max_field_size) return cap;
-  return std::max(cap, kUnlimitedHeadCap);
-}
 
 }  // namespace
 
@@ -265,22 +163,10 @@ bool RequestParser::ParseRequestLine(std::string_view line) {
   std::string_view method = line.substr(0, sp1);
   std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
-  if (!IsToken(method)) {
-    Fail(ErrorKind::kBadRequest,
-         method.empty() ? "invalid request line" : "invalid method");
+  if (Error e = CheckMethodAndTarget(method, target);
+      e.kind != ErrorKind::kNone) {
+    Fail(e.kind, e.detail);
     return false;
-  }
-  if (target.empty()) {
-    Fail(ErrorKind::kBadRequest, "invalid request line");
-    return false;
-  }
-  for (char c : target) {
-    if (!kTargetChar[U8(c)]) {
-      Fail(ErrorKind::kBadRequest, c == '\0'
-                                       ? "NUL in request line"
-                                       : "invalid character in request target");
-      return false;
-    }
   }
   switch (ParseVersion(version, &head_.version_minor)) {
     case VersionResult::kOk:
@@ -293,32 +179,10 @@ bool RequestParser::ParseRequestLine(std::string_view line) {
       return false;
   }
   // Request-target forms (RFC 9112 3.2).
-  if (method == "CONNECT") {
-    if (!IsAuthorityForm(target)) {
-      Fail(ErrorKind::kBadRequest, "CONNECT requires authority-form target");
-      return false;
-    }
-  } else if (target[0] == '/') {
-    // origin-form
-  } else if (target == "*") {
-    if (method != "OPTIONS") {
-      Fail(ErrorKind::kBadRequest, "asterisk-form target only for OPTIONS");
-      return false;
-    }
-  } else if (!IsAbsoluteForm(target)) {
-    Fail(ErrorKind::kBadRequest, "invalid request target");
+  if (Error e = CheckTargetForm(method, target, &absolute_authority_);
+      e.kind != ErrorKind::kNone) {
+    Fail(e.kind, e.detail);
     return false;
-  } else {
-    std::string_view authority = AuthorityOf(target);
-    if (authority.find('@') != std::string_view::npos) {
-      Fail(ErrorKind::kBadRequest, "userinfo in request target");
-      return false;
-    }
-    if (authority.empty() || !IsValidAuthority(authority)) {
-      Fail(ErrorKind::kBadRequest, "invalid authority in request target");
-      return false;
-    }
-    absolute_authority_.assign(authority);
   }
   head_.method.assign(method);
   head_.target.assign(target);
@@ -326,18 +190,10 @@ bool RequestParser::ParseRequestLine(std::string_view line) {
 }
 
 ParseStatus RequestParser::Finish(size_t end, size_t* consumed) {
-  const FieldSummary s = Summarize(head_.headers);
-  const bool http11 = head_.version_minor == 1;
-
-  // RFC 9112 3.2.
-  if (s.host_count > 1) {
-    return Fail(ErrorKind::kBadRequest, "multiple Host headers");
-  }
-  if (s.host_count == 0 && http11) {
-    return Fail(ErrorKind::kBadRequest, "missing Host header");
-  }
-  if (s.host != nullptr && !IsValidAuthority(*s.host)) {
-    return Fail(ErrorKind::kBadRequest, "invalid Host header");
+  // Host, the body length and the connection fields: the same checks as a
+  // head that arrived parsed (request_checks.h).
+  if (Error e = CheckRequestHead(limits_, &head_); e.kind != ErrorKind::kNone) {
+    return Fail(e.kind, e.detail);
   }
   // RFC 9112 3.2.2: with an absolute-form target the received Host is
   // ignored and replaced by the target's authority, so whoever reads this
@@ -352,44 +208,6 @@ ParseStatus RequestParser::Finish(size_t end, size_t* consumed) {
     }
     if (!replaced) head_.headers.push_back(Header{"Host", absolute_authority_});
   }
-
-  // Message body length (RFC 9112 6.1, 6.3).
-  if (s.cl_invalid) {
-    return Fail(ErrorKind::kBadRequest, "invalid Content-Length");
-  }
-  if (s.cl_conflict) {
-    return Fail(ErrorKind::kBadRequest,
-                "duplicate Content-Length with different values");
-  }
-  head_.framing = Framing::kNone;
-  head_.content_length = 0;
-  if (s.has_te) {
-    if (const char* cause = TransferEncodingError(
-            s, http11, "Transfer-Encoding in HTTP/1.0 request")) {
-      return Fail(ErrorKind::kBadRequest, cause);
-    }
-    if (s.te_chunked_not_last) {
-      return Fail(ErrorKind::kBadRequest,
-                  "chunked is not the final transfer coding");
-    }
-    if (s.te_other) {
-      return Fail(ErrorKind::kNotImplemented, "unsupported transfer coding");
-    }
-    head_.framing = Framing::kChunked;
-  } else if (s.has_cl) {
-    if (limits_.max_body && s.cl > limits_.max_body) {
-      return Fail(ErrorKind::kBodyTooLarge, "Content-Length exceeds limit");
-    }
-    head_.framing = Framing::kContentLength;
-    head_.content_length = s.cl;
-  }
-
-  head_.keep_alive =
-      http11 ? !s.conn_close : (s.conn_keep_alive && !s.conn_close);
-  head_.expect_continue = http11 && s.expect != nullptr &&
-                          EqualsIgnoreCase(*s.expect, "100-continue");
-  head_.upgrade = s.conn_upgrade && s.has_upgrade;
-
   stage_ = Stage::kDone;
   *consumed = end;
   return ParseStatus::kDone;

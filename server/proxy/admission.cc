@@ -4,12 +4,35 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "server/proxy/proxy_session.h"
+
 namespace forkd::proxy {
 namespace {
 
 thread_local int t_wake_fd = -1;
 
 }  // namespace
+
+std::optional<Refusal> RefuseWhileDraining(const SessionContext& ctx) {
+  bool stopping = ctx.stopping != nullptr && ctx.stopping->load();
+  if (!stopping && ctx.server_draining != nullptr &&
+      ctx.server_draining->load(std::memory_order_relaxed) != 0) {
+    return Refusal{Failure::kDraining, "server is draining"};
+  }
+  return std::nullopt;
+}
+
+std::optional<Refusal> RefuseOverInFlightCap(const SessionContext& ctx) {
+  if (ctx.in_flight_cap == nullptr) return std::nullopt;
+  uint32_t cap = ctx.in_flight_cap->load(std::memory_order_relaxed);
+  if (cap > 0 && ctx.slot->in_flight.load(std::memory_order_relaxed) >= cap) {
+    return Refusal{
+        Failure::kOverCapacity,
+        absl::StrCat("worker at its cap of ", cap, " requests in flight")};
+  }
+  return std::nullopt;
+}
 
 void Admission::SetThreadWakeFd(int fd) { t_wake_fd = fd; }
 

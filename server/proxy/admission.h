@@ -8,11 +8,34 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
+
+#include "server/proxy/error_response.h"
 
 namespace forkd::proxy {
 
 class ProxySession;
+struct SessionContext;
+
+// Why a new request is answered by forkd instead of going to the app.
+struct Refusal {
+  Failure failure;
+  std::string detail;
+};
+
+// The admission rules every new request passes before it counts as in
+// flight, whatever its client protocol (an HTTP/1.1 request, an HTTP/2
+// stream) and its app protocol (HTTP/1.1, the h2c bridge). Two steps, so
+// a caller can put its own rule between them in the order it has always
+// had. Any thread.
+//
+// A drained server (admin Drain) refuses new requests (503); a worker that
+// is stopping serves what reached it (its answers say it closes).
+std::optional<Refusal> RefuseWhileDraining(const SessionContext& ctx);
+// The async class's cap on requests in flight in the worker (503 past it).
+std::optional<Refusal> RefuseOverInFlightCap(const SessionContext& ctx);
 
 class Admission {
  public:

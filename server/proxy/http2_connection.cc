@@ -38,14 +38,20 @@ int64_t NowMs() { return loop_clock::NowMs(); }
 
 }  // namespace
 
-// The per-stream virtual connection a ProxySession reads its request from
-// and writes its response to.
-class Http2Connection::StreamTransport final : public transport::ClientTransport {
+// The per-stream virtual connection of a ProxySession: it says what the
+// client is (scheme, an HTTP/2 stream) and carries no bytes. The request
+// reaches the session parsed (ServeRequest, the stream as RequestSource)
+// and the response leaves it parsed (the stream as ResponseSink).
+class Http2Connection::StreamTransport final
+    : public transport::ClientTransport {
  public:
-  StreamTransport(Http2Connection* conn, Stream* stream, const char* scheme)
-      : conn_(conn), stream_(stream), scheme_(scheme) {}
+  explicit StreamTransport(const char* scheme) : scheme_(scheme) {}
 
-  ssize_t Read(char* buf, size_t len) override;
+  // Never called: a session serving a given request reads nothing.
+  ssize_t Read(char*, size_t) override {
+    errno = EAGAIN;
+    return -1;
+  }
   // The response goes to the stream (the session's ResponseSink),
   // structured; nothing is written.
   ssize_t Write(const char*, size_t len) override {
@@ -57,15 +63,22 @@ class Http2Connection::StreamTransport final : public transport::ClientTransport
   bool is_http2_stream() const override { return true; }
 
  private:
-  Http2Connection* conn_;
-  Stream* stream_;
   const char* scheme_;
 };
 
-// One stream: its request's bytes for the ProxySession, and the sink its
-// response comes back through as HEADERS/DATA/trailers.
-struct Http2Connection::Stream final : public ResponseSink {
+// One stream: the source of its request's body for the ProxySession, and
+// the sink its response comes back through as HEADERS/DATA/trailers.
+struct Http2Connection::Stream final : public ResponseSink,
+                                       public RequestSource {
   explicit Stream(Http2Connection* c) : conn(c) {}
+
+  // RequestSource
+  std::string_view PendingBody() override { return body.View(); }
+  void ConsumeBody(size_t n) override;
+  bool BodyComplete() const override { return request_ended; }
+  std::vector<http1::Header> TakeTrailers() override {
+    return std::move(trailers);
+  }
 
   // ResponseSink
   void OnInterim(int status, const std::vector<http1::Header>& fields) override;
@@ -78,21 +91,19 @@ struct Http2Connection::Stream final : public ResponseSink {
 
   Http2Connection* conn;
   int32_t id = 0;
-  bool chunked_request = false;
-  Buffer request;           // HTTP/1.1 request bytes not yet read
-  uint64_t appended = 0;    // request bytes written into `request`
-  uint64_t read_total = 0;  // request bytes the session read
-  // (end offset in the request bytes, payload bytes): DATA is consumed
-  // (its window reopened) once the session read past its end.
-  std::deque<std::pair<uint64_t, size_t>> marks;
-  bool h2_closed = false;       // nghttp2 closed the stream
-  bool transport_gone = false;  // the session closed its connection
-  bool write_blocked = false;   // ResponseBlocked() said so
-  bool abort_pending = false;   // reset by the client: abort the session
-  bool ended = false;           // the response ended (or the stream was reset)
+  // DATA payload the session has not taken yet; its window reopens as the
+  // session takes it (ConsumeBody).
+  Buffer body;
+  std::vector<http1::Header> trailers;  // of END_STREAM, until taken
+  bool h2_closed = false;               // nghttp2 closed the stream
+  bool transport_gone = false;          // the session closed its connection
+  bool write_blocked = false;           // ResponseBlocked() said so
+  bool abort_pending = false;  // reset by the client: abort the session
+  bool ended = false;          // the response ended (or the stream was reset)
   // The request: all of it arrived (END_STREAM), and when its last bytes
   // did (--client-body-timeout).
   bool request_ended = false;
+  bool body_timed_out = false;  // --client-body-timeout reset it
   int64_t last_input_ms = 0;
   std::unique_ptr<proxy::ProxySession> session;
 };
@@ -138,18 +149,14 @@ bool Http2Connection::Stream::ResponseBlocked() {
   return write_blocked;
 }
 
-ssize_t Http2Connection::StreamTransport::Read(char* buf, size_t len) {
-  Buffer& in = stream_->request;
-  if (in.empty()) {
-    if (stream_->h2_closed) return 0;
-    errno = EAGAIN;
-    return -1;
-  }
-  size_t n = std::min(len, in.size());
-  memcpy(buf, in.View().data(), n);
-  in.Consume(n);
-  conn_->OnStreamRead(stream_, n);
-  return static_cast<ssize_t>(n);
+void Http2Connection::Stream::ConsumeBody(size_t n) {
+  body.Consume(n);
+  if (h2_closed) return;
+  conn->session_->ConsumeRequestData(id, n);
+  // The session took the body because the app drained it (maybe an app
+  // event, outside Drive()): send the WINDOW_UPDATE now. The client, out
+  // of window, sends nothing that would make us flush it later.
+  conn->FlushSoon();
 }
 
 absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
@@ -172,11 +179,10 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
 }
 
 absl::StatusOr<std::unique_ptr<Http2Connection>>
-Http2Connection::CreateFromUpgrade(proxy::SessionContext* ctx,
-                                   std::unique_ptr<transport::ClientTransport> t,
-                                   std::string peer,
-                                   const proxy::H2cUpgrade& upgrade,
-                                   std::string received, int64_t now_ms) {
+Http2Connection::CreateFromUpgrade(
+    proxy::SessionContext* ctx, std::unique_ptr<transport::ClientTransport> t,
+    std::string peer, const proxy::H2cUpgrade& upgrade, std::string received,
+    int64_t now_ms) {
   std::unique_ptr<Http2Connection> c(
       new Http2Connection(ctx, std::move(t), std::move(peer), now_ms));
   auto session = Http2Session::CreateFromUpgrade(
@@ -189,10 +195,8 @@ Http2Connection::CreateFromUpgrade(proxy::SessionContext* ctx,
       "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
       "Upgrade: h2c\r\n\r\n");
   ++c->depth_;  // streams are reaped only by Drive()
-  c->StartStream(1, upgrade.request, false);
-  if (auto it = c->streams_.find(1); it != c->streams_.end()) {
-    it->second->request_ended = true;  // the HTTP/1.1 request was whole
-  }
+  // The HTTP/1.1 request was whole and bodiless.
+  c->StartStream(1, upgrade.head, /*body_follows=*/false);
   --c->depth_;
   c->Start(received);
   return c;
@@ -398,46 +402,36 @@ void Http2Connection::OnRequestHeaders(
                               std::move(headers), end_stream);
     return;
   }
-  std::string head;
-  head.reserve(256 + headers.size() * 48);
-  head.append(method).append(" ").append(path).append(" HTTP/1.1\r\n");
-  bool has_length = false;
-  bool chunked = false;
+  // The request as the exchange takes it, whatever the client protocol:
+  // the Host field is the :authority (the client's own host field goes,
+  // RFC 9113 8.3.1), then the client's fields. Connection-specific fields
+  // never get here: nghttp2 refuses a request carrying one (RFC 9113
+  // 8.2.2).
+  http1::RequestHead head;
+  head.method.assign(method);
+  head.target.assign(path);
+  head.headers.reserve(headers.size() + 1);
   if (!authority.empty())
-    head.append("Host: ").append(authority).append("\r\n");
-  for (const http1::Header& h : headers) {
+    head.headers.push_back({"Host", std::string(authority)});
+  for (http1::Header& h : headers) {
     if (!authority.empty() && http1::EqualsIgnoreCase(h.name, "host")) continue;
-    // Connection-specific fields never get here: nghttp2 refuses a request
-    // carrying one (RFC 9113 8.2.2).
-    if (http1::EqualsIgnoreCase(h.name, "content-length")) has_length = true;
-    head.append(h.name).append(": ").append(h.value).append("\r\n");
+    head.headers.push_back(std::move(h));
   }
-  if (!end_stream && !has_length) {
-    head.append("Transfer-Encoding: chunked\r\n");
-    chunked = true;
-  }
-  // One request per virtual connection: the session closes after it.
-  head.append("Connection: close\r\n\r\n");
-  StartStream(stream_id, std::move(head), chunked);
-  if (auto it = streams_.find(stream_id); it != streams_.end()) {
-    it->second->request_ended = end_stream;
-  }
+  StartStream(stream_id, std::move(head), /*body_follows=*/!end_stream);
 }
 
-void Http2Connection::StartStream(int32_t stream_id, std::string request_head,
-                                  bool chunked_request) {
+void Http2Connection::StartStream(int32_t stream_id, http1::RequestHead head,
+                                  bool body_follows) {
   auto stream = std::make_unique<Stream>(this);
   Stream* s = stream.get();
   s->id = stream_id;
-  s->chunked_request = chunked_request;
-  s->request.Append(request_head);
-  s->appended = request_head.size();
+  s->request_ended = !body_follows;
   s->last_input_ms = NowMs();
   s->session = std::make_unique<proxy::ProxySession>(
-      ctx_, std::make_unique<StreamTransport>(this, s, client_->scheme()),
-      peer_, NowMs(), /*sink=*/s);
+      ctx_, std::make_unique<StreamTransport>(client_->scheme()), peer_,
+      NowMs(), /*sink=*/s);
   streams_[stream_id] = std::move(stream);
-  DriveStream(s);
+  s->session->ServeRequest(std::move(head), body_follows, /*source=*/s);
 }
 
 void Http2Connection::OnRequestData(int32_t stream_id, std::string_view data) {
@@ -450,18 +444,7 @@ void Http2Connection::OnRequestData(int32_t stream_id, std::string_view data) {
     session_->ConsumeRequestData(stream_id, data.size());  // nobody reads
     return;
   }
-  size_t before = s->request.size();
-  if (s->chunked_request) {
-    char size[24];
-    int n = snprintf(size, sizeof(size), "%zx\r\n", data.size());
-    s->request.Append(std::string_view(size, n));
-    s->request.Append(data);
-    s->request.Append("\r\n");
-  } else {
-    s->request.Append(data);
-  }
-  s->appended += s->request.size() - before;
-  s->marks.emplace_back(s->appended, data.size());
+  s->body.Append(data);
   DriveStream(s);
 }
 
@@ -472,29 +455,11 @@ void Http2Connection::OnRequestEnd(int32_t stream_id,
   if (it == streams_.end()) return;
   Stream* s = it->second.get();
   s->request_ended = true;
-  if (s->chunked_request && !s->transport_gone) {
-    // The trailers end the chunked body as HTTP/1.1 trailer fields; the
-    // stream's ProxySession checks them against the limits and drops the
-    // ones not allowed in trailers, as for an HTTP/1.1 client.
-    size_t before = s->request.size();
-    s->request.Append("0\r\n");
-    for (const http1::Header& h : trailers) {
-      s->request.Append(h.name);
-      s->request.Append(": ");
-      s->request.Append(h.value);
-      s->request.Append("\r\n");
-    }
-    s->request.Append("\r\n");
-    s->appended += s->request.size() - before;
-    DriveStream(s);
-  } else if (!trailers.empty()) {
-    // The request was sent with its content-length, which an HTTP/1.1
-    // body cannot follow with trailers (RFC 9112 7.1.2 lets them go).
-    LOG_DEBUG(
-        "HTTP/2 stream %d: %zu request trailer fields dropped after "
-        "a content-length body",
-        stream_id, trailers.size());
-  }
+  if (s->transport_gone) return;
+  // The session checks the trailers against the limits and passes on the
+  // ones allowed in trailers, as for an HTTP/1.1 client.
+  s->trailers = std::move(trailers);
+  DriveStream(s);
 }
 
 void Http2Connection::OnStreamClosed(int32_t stream_id, uint32_t error_code) {
@@ -516,25 +481,14 @@ void Http2Connection::OnStreamClosed(int32_t stream_id, uint32_t error_code) {
   deadline_ms_ = 0;  // reap soon even if no event comes
 }
 
-void Http2Connection::OnStreamRead(Stream* s, size_t n) {
-  s->read_total += n;
-  bool consumed = false;
-  while (!s->marks.empty() && s->marks.front().first <= s->read_total) {
-    if (!s->h2_closed) {
-      session_->ConsumeRequestData(s->id, s->marks.front().second);
-      consumed = true;
-    }
-    s->marks.pop_front();
-  }
-  // The session read on because the app drained the body (an app event,
-  // outside Drive()): send the WINDOW_UPDATE now. The client, out of
-  // window, sends nothing that would make us flush it later.
-  if (consumed) FlushSoon();
-}
-
 void Http2Connection::OnStreamTransportGone(Stream* s) {
   if (closing_) return;
   s->transport_gone = true;
+  // The body nobody takes now still reopens the window it holds.
+  if (!s->h2_closed && !s->body.empty()) {
+    session_->ConsumeRequestData(s->id, s->body.size());
+  }
+  s->body.Clear();
   if (!s->ended && !s->h2_closed) {
     // The exchange ended without a whole response (the app failed after
     // the head went out): the client must not take it as complete.
@@ -633,8 +587,8 @@ bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
   for (auto& [id, s] : streams_) {
     // All request bytes given to the stream's session were read: the
     // client, not the app, is what the body waits for.
-    if (s->request_ended || s->h2_closed || !s->request.empty() ||
-        now_ms < s->last_input_ms + body_ms) {
+    if (s->request_ended || s->body_timed_out || s->h2_closed ||
+        !s->body.empty() || now_ms < s->last_input_ms + body_ms) {
       continue;
     }
     count();
@@ -642,7 +596,7 @@ bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
         "HTTP/2 stream %d from %s: no request body bytes for %.3gs "
         "(--client-body-timeout); RST_STREAM",
         id, peer, body_ms / 1000.0);
-    s->request_ended = true;  // once
+    s->body_timed_out = true;  // once
     session_->ResetStream(id, kCancel);
   }
   return false;
@@ -660,7 +614,8 @@ int64_t Http2Connection::ClientDeadline() const {
   }
   if (body_ms > 0) {
     for (auto& [id, s] : streams_) {
-      if (!s->request_ended && !s->h2_closed && s->request.empty()) {
+      if (!s->request_ended && !s->body_timed_out && !s->h2_closed &&
+          s->body.empty()) {
         d = std::min(d, s->last_input_ms + body_ms);
       }
     }

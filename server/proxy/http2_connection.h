@@ -2,10 +2,12 @@
 // (Http2Session) on the client socket, and one ProxySession per stream.
 //
 // Each stream is served as a one-request exchange of a ProxySession on a
-// virtual connection (StreamTransport): the stream's request is written to
-// the session as HTTP/1.1 bytes, and the session hands the app's response,
-// parsed once, to the stream (a ResponseSink), which submits it as HEADERS,
-// DATA and trailers. Every rule of the HTTP/1 path
+// virtual connection (StreamTransport): the stream's request reaches the
+// session structured (ServeRequest: method, target, fields; the body and
+// trailers through the stream as RequestSource), and the session hands the
+// app's response, parsed once, to the stream (a ResponseSink), which
+// submits it as HEADERS, DATA and trailers. Nothing is written out as
+// HTTP/1.1 text and parsed again. Every rule of the HTTP/1 path
 // (limits, admission against the in-flight cap, buffering, X-Forwarded-*,
 // retries, 502/503/504 answers, counters, access log) so applies to each
 // stream, and streams of one connection reach the app concurrently.
@@ -28,10 +30,10 @@
 #include "server/http1/message.h"
 #include "server/http2/http2_session.h"
 #include "server/proxy/client_connection.h"
-#include "server/transport/client_transport.h"
 #include "server/proxy/lingering_close.h"
 #include "server/proxy/proxy_session.h"
 #include "server/proxy/upstream_bridge.h"
+#include "server/transport/client_transport.h"
 
 namespace forkd::proxy {
 
@@ -98,10 +100,10 @@ class Http2Connection final : public proxy::ClientConnection,
                   std::string peer, int64_t now_ms);
   // Feeds the first client bytes, then serves.
   void Start(std::string_view received);
-  // A new stream: its ProxySession reads `request_head` (an HTTP/1.1
-  // request head, "Connection: close"), then the body as it comes.
-  void StartStream(int32_t stream_id, std::string request_head,
-                   bool chunked_request);
+  // A new stream: its ProxySession serves `head` (ServeRequest), then the
+  // body, if `body_follows`, as DATA brings it.
+  void StartStream(int32_t stream_id, http1::RequestHead head,
+                   bool body_follows);
   void Drive();
   // The worker is stopping (reload, recycle, TERM) or the server drains,
   // and this connection has not said GOAWAY yet.
@@ -111,7 +113,6 @@ class Http2Connection final : public proxy::ClientConnection,
   // Frames were queued outside Drive() (an app event of a stream): write
   // them after the event batch, or now without a batching driver.
   void FlushSoon();
-  void OnStreamRead(Stream* s, size_t n);
   void OnStreamTransportGone(Stream* s);
   void DriveStream(Stream* s);
   void WakeBlockedStreams();

@@ -16,6 +16,7 @@
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
 #include "server/common/readiness.h"
+#include "server/http1/request_checks.h"
 #include "server/proxy/admission.h"
 #include "server/proxy/app_queue.h"
 #include "server/proxy/proxy_session_internal.h"
@@ -64,9 +65,9 @@ ProxySession::ProxySession(SessionContext* ctx, int client_fd, std::string peer,
     : ProxySession(ctx, std::make_unique<transport::SocketTransport>(client_fd),
                    std::move(peer), now_ms) {}
 
-ProxySession::ProxySession(SessionContext* ctx,
-                           std::unique_ptr<transport::ClientTransport> transport,
-                           std::string peer, int64_t now_ms, ResponseSink* sink)
+ProxySession::ProxySession(
+    SessionContext* ctx, std::unique_ptr<transport::ClientTransport> transport,
+    std::string peer, int64_t now_ms, ResponseSink* sink)
     : ctx_(ctx),
       pool_app_(ctx->pool),
       app_process_transport_(ctx->app_pools),
@@ -149,7 +150,10 @@ void ProxySession::Drive() {
 }
 
 bool ProxySession::WantClientRead() const {
-  if (closed_ || client_eof_ || wants_http2_) return false;
+  // A request given parsed (ServeRequest) has nothing to read.
+  if (closed_ || client_eof_ || wants_http2_ || source_ != nullptr) {
+    return false;
+  }
   if (linger_.active()) return true;
   switch (req_state_) {
     case ReqState::kWaitHead:
@@ -254,7 +258,7 @@ bool ProxySession::ProcessClientInput() {
     in_.Clear();
     return false;
   }
-  if (req_state_ == ReqState::kHead) {
+  if (req_state_ == ReqState::kHead && source_ == nullptr) {
     if (in_.empty() || wants_http2_) return false;
     if (first_request_ && ctx_->http2 && counts_as_connection_) {
       switch (http2::LooksLikeH2Preface(in_.View())) {
@@ -285,7 +289,8 @@ bool ProxySession::ProcessClientInput() {
     }
   }
   // A body can be complete with no bytes to read: "Content-Length: 0".
-  if (req_state_ != ReqState::kBody || (in_.empty() && !req_body_->done())) {
+  if (req_state_ != ReqState::kBody ||
+      (source_ == nullptr && in_.empty() && !req_body_->done())) {
     return false;
   }
 
@@ -294,11 +299,16 @@ bool ProxySession::ProcessClientInput() {
   size_t pending = upstream_wanted_ ? up_out_.size() : body_buf_.size();
   if (pending >= ctx_->request_buffer) return false;
   size_t room = ctx_->request_buffer - pending;
-  std::string_view input = in_.View();
-  if (input.size() > room + 64) input = input.substr(0, room + 64);
   scratch_.clear();
-  size_t used = req_body_->Decode(input, &scratch_);
-  in_.Consume(used);
+  size_t used;
+  if (source_ != nullptr) {
+    used = TakeGivenBody(room + 64);
+  } else {
+    std::string_view input = in_.View();
+    if (input.size() > room + 64) input = input.substr(0, room + 64);
+    used = req_body_->Decode(input, &scratch_);
+    in_.Consume(used);
+  }
   if (req_body_->failed()) {
     ReleaseUpstream(false);
     Fail(Failure::kBadRequest, req_body_->error().detail,
@@ -342,7 +352,7 @@ bool ProxySession::ProcessClientInput() {
     }
   } else if (!upstream_wanted_ && body_buf_.size() >= ctx_->request_buffer) {
     // Larger than --request-buffer: stream the rest as it comes.
-    const http1::RequestHead& h = req_parser_.head();
+    const http1::RequestHead& h = request_head();
     if (h.framing == http1::Framing::kChunked) {
       BuildUpstreamHead(UpstreamFraming::kChunked, 0);
       req_body_chunked_upstream_ = true;
@@ -357,13 +367,75 @@ bool ProxySession::ProcessClientInput() {
   return used > 0 || req_body_->done();
 }
 
+void ProxySession::ServeRequest(http1::RequestHead head, bool body_follows,
+                                RequestSource* source) {
+  source_ = source;
+  given_head_ = std::move(head);
+  http1::RequestHead& h = given_head_;
+  StartHead();
+  size_t head_bytes = 0;
+  http1::Error e = http1::CheckMethodAndTarget(h.method, h.target);
+  std::string absolute_authority;
+  if (e.kind == http1::ErrorKind::kNone) {
+    e = http1::CheckTargetForm(h.method, h.target, &absolute_authority);
+  }
+  if (e.kind == http1::ErrorKind::kNone) {
+    e = http1::CheckHeadLimits(ctx_->limits, h, &head_bytes);
+  }
+  if (e.kind == http1::ErrorKind::kNone) {
+    e = http1::CheckRequestHead(ctx_->limits, &h);
+  }
+  // The head as the HTTP/1.1 bytes it stands for, then the body as taken.
+  bytes_in_ += head_bytes;
+  if (e.kind != http1::ErrorKind::kNone) {
+    method_ = h.method;
+    target_ = h.target;
+    Fail(Failure::kBadRequest, e.detail, e.kind);
+  } else {
+    // A body without a content-length runs to the end of the stream: the
+    // decoder counts it as a chunked one (the limits of its payload and
+    // trailers).
+    if (body_follows && h.framing == http1::Framing::kNone) {
+      h.framing = http1::Framing::kChunked;
+    }
+    BeginRequest();
+  }
+  Drive();
+}
+
+size_t ProxySession::TakeGivenBody(size_t max) {
+  std::string_view data = source_->PendingBody();
+  if (data.size() > max) data = data.substr(0, max);
+  size_t used = req_body_->AcceptDecoded(data, &scratch_);
+  if (used > 0) {
+    source_->ConsumeBody(used);
+    bytes_in_ += used;
+  }
+  if (!req_body_->failed() && !req_body_->done() && source_->BodyComplete() &&
+      source_->PendingBody().empty()) {
+    std::vector<http1::Header> trailers = source_->TakeTrailers();
+    size_t count = trailers.size();
+    if (!req_body_->EndDecoded(std::move(trailers))) {
+      // A body sent with its content-length goes to the app with it, and
+      // an HTTP/1.1 body so framed cannot carry trailers (RFC 9112 7.1.2
+      // lets them go).
+      LOG_DEBUG(
+          "%s %s: %zu request trailer fields dropped after a content-length "
+          "body",
+          method_, target_, count);
+    }
+  }
+  return used;
+}
+
 void ProxySession::BeginRequest() {
-  const http1::RequestHead& h = req_parser_.head();
+  const http1::RequestHead& h = request_head();
   if (MaybeUpgradeToH2c(h)) return;  // the driver takes it from here
   method_ = h.method;
   target_ = h.target;
   version_minor_ = h.version_minor;
-  keep_alive_ = h.keep_alive && !ctx_->force_close;
+  // A request given parsed (an HTTP/2 stream) is its connection's only one.
+  keep_alive_ = h.keep_alive && !ctx_->force_close && source_ == nullptr;
   head_request_ = method_ == "HEAD";
   const std::string* rid = h.Find("X-Request-Id");
   request_id_ = RequestIdFor(rid);
@@ -374,12 +446,8 @@ void ProxySession::BeginRequest() {
     return;
   }
 
-  // A worker that is stopping serves what reached it (with "Connection:
-  // close"); the 503 is for a drained server whose workers keep running.
-  bool stopping = ctx_->stopping != nullptr && ctx_->stopping->load();
-  if (!stopping && ctx_->server_draining != nullptr &&
-      ctx_->server_draining->load(std::memory_order_relaxed) != 0) {
-    Fail(Failure::kDraining, "server is draining");
+  if (std::optional<Refusal> r = RefuseWhileDraining(*ctx_)) {
+    Fail(r->failure, r->detail);
     return;
   }
   if (ctx_->h2_upstream != nullptr) {
@@ -390,14 +458,9 @@ void ProxySession::BeginRequest() {
          "(prior knowledge, or TLS with ALPN h2)");
     return;
   }
-  if (ctx_->in_flight_cap != nullptr) {
-    uint32_t cap = ctx_->in_flight_cap->load(std::memory_order_relaxed);
-    if (cap > 0 &&
-        ctx_->slot->in_flight.load(std::memory_order_relaxed) >= cap) {
-      Fail(Failure::kOverCapacity,
-           absl::StrCat("worker at its cap of ", cap, " requests in flight"));
-      return;
-    }
+  if (std::optional<Refusal> r = RefuseOverInFlightCap(*ctx_)) {
+    Fail(r->failure, r->detail);
+    return;
   }
   in_flight_ = true;
   ctx_->slot->in_flight.fetch_add(1, std::memory_order_relaxed);
@@ -473,16 +536,16 @@ bool ProxySession::MaybeUpgradeToH2c(const http1::RequestHead& h) {
   H2cUpgrade up;
   up.http2_settings = *settings;
   up.method = h.method;
-  absl::StrAppend(&up.request, h.method, " ", h.target, " HTTP/1.1\r\n");
+  up.head.method = h.method;
+  up.head.target = h.target;
   for (const http1::Header& f : h.headers) {
     if (!http1::EqualsIgnoreCase(f.name, "Host") &&
         (http1::IsHopByHop(f.name, tokens) ||
          http1::EqualsIgnoreCase(f.name, "Content-Length"))) {
       continue;
     }
-    AppendHeader(&up.request, f.name, f.value);
+    up.head.headers.push_back(f);
   }
-  up.request.append("Connection: close\r\n\r\n");
   h2c_upgrade_ = std::move(up);
   wants_http2_ = true;
   return true;
@@ -537,7 +600,7 @@ void ProxySession::FinishRequest() {
   e.status = status_;
   e.body_bytes = body_bytes_out_;
   e.request_id = request_id_;
-  e.request_headers = &req_parser_.head().headers;
+  e.request_headers = &request_head().headers;
   e.response_headers = &resp_headers_;
   RecordFinishedRequest(ctx_, e,
                         http2_stream_ ? scoreboard::Protocol::kHttp2
@@ -582,8 +645,9 @@ void ProxySession::FinishRequest() {
   if (!in_.empty()) StartHead();  // pipelined request already here
 }
 
-void ProxySession::ReleaseForHttp2(std::unique_ptr<transport::ClientTransport>* transport,
-                                   std::string* received) {
+void ProxySession::ReleaseForHttp2(
+    std::unique_ptr<transport::ClientTransport>* transport,
+    std::string* received) {
   UpdateConnectionGauge(true);
   counts_as_connection_ = false;  // the HTTP/2 connection counts itself
   received->assign(in_.View());

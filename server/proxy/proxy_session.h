@@ -30,12 +30,13 @@
 #include "server/http2/http2_session.h"
 #include "server/proxy/app_transport.h"
 #include "server/proxy/client_connection.h"
-#include "server/transport/client_transport.h"
 #include "server/proxy/error_response.h"
 #include "server/proxy/forwarding.h"
 #include "server/proxy/lingering_close.h"
+#include "server/proxy/request_source.h"
 #include "server/proxy/response_sink.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/transport/client_transport.h"
 #include "server/upstream/h2_upstream.h"
 #include "server/upstream/upstream_pool.h"
 
@@ -117,9 +118,10 @@ void CountDroppedFields(SessionContext* ctx, const ForwardingCounts& counts,
 struct H2cUpgrade {
   std::string http2_settings;  // the HTTP2-Settings field
   std::string method;
-  // The request as one HTTP/1.1 exchange: hop-by-hop fields (Upgrade,
-  // HTTP2-Settings...) dropped, "Connection: close" added.
-  std::string request;
+  // The request, parsed and checked by the HTTP/1.1 parser, for stream 1
+  // (ProxySession::ServeRequest): hop-by-hop fields (Upgrade,
+  // HTTP2-Settings...) and Content-Length dropped; it has no body.
+  http1::RequestHead head;
 };
 
 class ProxySession : public ClientConnection,
@@ -135,9 +137,21 @@ class ProxySession : public ClientConnection,
   // must outlive the session. nullptr: the response goes out as bytes.
   ProxySession(SessionContext* ctx,
                std::unique_ptr<transport::ClientTransport> transport,
-               std::string peer, int64_t now_ms,
-               ResponseSink* sink = nullptr);
+               std::string peer, int64_t now_ms, ResponseSink* sink = nullptr);
   ~ProxySession() override;
+
+  // Serves one request that its client delivered parsed (an HTTP/2 stream,
+  // the h2c upgrade's stream 1) instead of as HTTP/1.1 bytes: `head` has
+  // the method, the target (:path) and the fields (Host first, from
+  // :authority; version_minor 1). The same checks as an HTTP/1.1 head get
+  // (http1/request_checks.h: target, limits, Host, Content-Length) answer
+  // a bad one; then it is this connection's only request. `body_follows`:
+  // the head did not end the request; without a content-length the body
+  // then runs to the end of the stream. The body and trailers come from
+  // `source`, which must outlive the session, as they arrive (Drive()).
+  // Call once, right after construction. The driving thread.
+  void ServeRequest(http1::RequestHead head, bool body_follows,
+                    RequestSource* source);
 
   // Readiness from the driver (EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP bits);
   // both run Drive().
@@ -232,6 +246,15 @@ class ProxySession : public ClientConnection,
   bool RetryOnAnotherAppProcess(int err);
   void StartHead();
   void BeginRequest();
+  // The current request's head: parsed here from the client's bytes, or
+  // given by ServeRequest().
+  const http1::RequestHead& request_head() const {
+    return source_ != nullptr ? given_head_ : req_parser_.head();
+  }
+  // ServeRequest()'s body: takes up to `max` bytes from source_ into
+  // scratch_ through req_body_ (its limits), and ends the body once the
+  // source has all of it. Returns the bytes taken.
+  size_t TakeGivenBody(size_t max);
   // Takes a request asking for "Upgrade: h2c" that can be served as
   // HTTP/2 (bodiless, valid HTTP2-Settings...); false leaves it to
   // HTTP/1.1.
@@ -314,6 +337,9 @@ class ProxySession : public ClientConnection,
   // The current request.
   ReqState req_state_ = ReqState::kWaitHead;
   http1::RequestParser req_parser_;
+  // ServeRequest(): where the body comes from, and the head given.
+  RequestSource* source_ = nullptr;
+  http1::RequestHead given_head_;
   std::optional<http1::BodyDecoder> req_body_;
   Buffer body_buf_;  // body while buffering (up to --request-buffer)
   bool req_body_chunked_upstream_ = false;  // streaming chunked to the app

@@ -45,7 +45,7 @@ bool IsIdempotent(std::string_view method) {
 }  // namespace
 
 void ProxySession::BuildUpstreamHead(UpstreamFraming framing, uint64_t length) {
-  const http1::RequestHead& h = req_parser_.head();
+  const http1::RequestHead& h = request_head();
   // Members reused across requests: no allocation once warm.
   std::vector<std::string>& tokens = tokens_;
   http1::ConnectionTokens(h.headers, &tokens);

@@ -11,6 +11,7 @@
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
 #include "server/http1/fields.h"
+#include "server/proxy/admission.h"
 #include "server/proxy/error_response.h"
 #include "server/proxy/proxy_session.h"
 #include "server/proxy/request_record.h"
@@ -175,22 +176,12 @@ void UpstreamBridge::Stream::Start(std::string_view method,
          kRefusedStream);
     return;
   }
-  // A stopping worker serves what reached it; a drained server answers 503.
-  bool stopping = ctx->stopping != nullptr && ctx->stopping->load();
-  if (!stopping && ctx->server_draining != nullptr &&
-      ctx->server_draining->load(std::memory_order_relaxed) != 0) {
-    Fail(Failure::kDraining, "server is draining", kRefusedStream);
+  // The same admission rules as the HTTP/1.1 app side (admission.h).
+  std::optional<proxy::Refusal> refusal = proxy::RefuseWhileDraining(*ctx);
+  if (!refusal) refusal = proxy::RefuseOverInFlightCap(*ctx);
+  if (refusal) {
+    Fail(refusal->failure, refusal->detail, kRefusedStream);
     return;
-  }
-  if (ctx->in_flight_cap != nullptr) {
-    uint32_t cap = ctx->in_flight_cap->load(std::memory_order_relaxed);
-    if (cap > 0 &&
-        ctx->slot->in_flight.load(std::memory_order_relaxed) >= cap) {
-      Fail(Failure::kOverCapacity,
-           absl::StrCat("worker at its cap of ", cap, " requests in flight"),
-           kRefusedStream);
-      return;
-    }
   }
   in_flight_ = true;
   ctx->slot->in_flight.fetch_add(1, std::memory_order_relaxed);

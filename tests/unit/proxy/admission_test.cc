@@ -6,6 +6,8 @@
 #include <cstdint>
 
 #include "gtest/gtest.h"
+#include "server/proxy/proxy_session.h"
+#include "server/scoreboard/scoreboard.h"
 
 namespace forkd::proxy {
 namespace {
@@ -80,6 +82,41 @@ TEST(AdmissionTest, GrowingHandsSlotsToTheLineAndShrinkingWaitsForLeaves) {
   a.Leave(Fake(2), true);
   a.Leave(Fake(3), true);
   EXPECT_TRUE(a.TryEnter(Fake(4)));
+}
+
+// The rules every new request passes, HTTP/1.1 or an HTTP/2 stream, with
+// an HTTP/1.1 or an h2c app (ProxySession and UpstreamBridge both ask).
+TEST(AdmissionRulesTest, ADrainedServerRefusesUnlessTheWorkerIsStopping) {
+  SessionContext ctx;
+  EXPECT_FALSE(RefuseWhileDraining(ctx).has_value());
+  std::atomic<uint32_t> draining{1};
+  ctx.server_draining = &draining;
+  std::optional<Refusal> r = RefuseWhileDraining(ctx);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->failure, Failure::kDraining);
+  EXPECT_EQ(r->detail, "server is draining");
+  std::atomic<bool> stopping{true};
+  ctx.stopping = &stopping;
+  EXPECT_FALSE(RefuseWhileDraining(ctx).has_value());
+}
+
+TEST(AdmissionRulesTest, TheInFlightCapRefusesAtTheCap) {
+  auto board = scoreboard::Scoreboard::Create(1);
+  ASSERT_TRUE(board.ok()) << board.status();
+  SessionContext ctx;
+  ctx.slot = &(*board)->slot(0);
+  EXPECT_FALSE(RefuseOverInFlightCap(ctx).has_value());  // no cap
+  std::atomic<uint32_t> cap{2};
+  ctx.in_flight_cap = &cap;
+  ctx.slot->in_flight.store(1);
+  EXPECT_FALSE(RefuseOverInFlightCap(ctx).has_value());
+  ctx.slot->in_flight.store(2);
+  std::optional<Refusal> r = RefuseOverInFlightCap(ctx);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->failure, Failure::kOverCapacity);
+  EXPECT_EQ(r->detail, "worker at its cap of 2 requests in flight");
+  cap.store(0);  // 0: no cap
+  EXPECT_FALSE(RefuseOverInFlightCap(ctx).has_value());
 }
 
 }  // namespace

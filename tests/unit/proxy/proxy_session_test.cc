@@ -20,8 +20,8 @@
 #include "server/proxy/app_queue.h"
 #include "server/proxy/app_transport.h"
 #include "server/proxy/shared_limit.h"
-#include "server/transport/client_transport.h"
 #include "server/scoreboard/scoreboard.h"
+#include "server/transport/client_transport.h"
 #include "server/upstream/app_router.h"
 #include "server/upstream/upstream_pool.h"
 
@@ -122,6 +122,26 @@ class FakeStreamTransport final : public transport::ClientTransport {
   FakeClientTransport bytes_;
 };
 
+// An HTTP/2 stream's request body as the session takes it: DATA payload
+// held until consumed, END_STREAM and trailers.
+class FakeSource final : public RequestSource {
+ public:
+  std::string_view PendingBody() override { return pending; }
+  void ConsumeBody(size_t n) override {
+    pending.erase(0, n);
+    consumed += n;
+  }
+  bool BodyComplete() const override { return ended; }
+  std::vector<http1::Header> TakeTrailers() override {
+    return std::move(trailers);
+  }
+
+  std::string pending;
+  size_t consumed = 0;  // what the window reopened by
+  bool ended = false;
+  std::vector<http1::Header> trailers;
+};
+
 // One connection as the app sees it.
 struct AppEnd {
   std::string received;  // request bytes the app got
@@ -176,6 +196,10 @@ class FakeApp final : public AppTransport {
   ssize_t Write(upstream::Connection& c, const char* data,
                 size_t len) override {
     AppEnd* end = ends_[&c];
+    if (stall_writes) {
+      errno = EAGAIN;
+      return -1;
+    }
     if (end->reset_writes) {
       errno = ECONNRESET;
       return -1;
@@ -200,6 +224,7 @@ class FakeApp final : public AppTransport {
 
   int connects = 0;
   bool refuse = false;
+  bool stall_writes = false;  // the app takes no request bytes for now
   std::vector<std::unique_ptr<AppEnd>> all;  // in connect order
 
  private:
@@ -621,6 +646,130 @@ TEST_F(ProxySessionTest, ABlockedSinkHoldsTheAppBack) {
   std::vector<std::string> want = {"head 200 Content-Length=6", "body ab",
                                    "body cdef", "end"};
   EXPECT_EQ(sink_.events, want);
+}
+
+// A request its client delivered parsed (an HTTP/2 stream, ServeRequest):
+// the same exchange as for HTTP/1.1 bytes, with no HTTP/1.1 text between
+// the client and the exchange.
+class GivenRequestTest : public ProxySessionTest {
+ protected:
+  void TearDown() override { session_.reset(); }  // before source_
+  void Serve(std::vector<http1::Header> fields, bool body_follows,
+             std::string method = "GET", std::string target = "/g") {
+    OpenStream();
+    http1::RequestHead h;
+    h.method = std::move(method);
+    h.target = std::move(target);
+    h.headers = std::move(fields);
+    session_->ServeRequest(std::move(h), body_follows, &source_);
+  }
+  // DATA (and END_STREAM with `trailers`) from the client.
+  void ClientData(std::string_view data, bool end = false,
+                  std::vector<http1::Header> trailers = {}) {
+    source_.pending.append(data);
+    source_.ended = end;
+    source_.trailers = std::move(trailers);
+    session_->Drive();
+  }
+  FakeSource source_;
+};
+
+TEST_F(GivenRequestTest, ReachesTheAppWithoutBytesFromTheClient) {
+  client_.to_proxy = "not a request";  // never read
+  Serve({{"Host", "h"}, {"X-A", "1"}}, /*body_follows=*/false);
+  ASSERT_EQ(app_.all.size(), 1u);
+  const std::string& sent = app_.all[0]->received;
+  EXPECT_TRUE(sent.starts_with("GET /g HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n"))
+      << sent;
+  EXPECT_NE(sent.find("X-Forwarded-For: 10.0.0.1\r\n"), std::string::npos);
+  EXPECT_EQ(sent.find("Connection"), std::string::npos) << sent;
+  EXPECT_TRUE(sent.ends_with("\r\n\r\n"));
+  EXPECT_EQ(client_.to_proxy, "not a request");
+  AppSends(0, kOk);
+  std::vector<std::string> want = {"head 200 Content-Length=2", "body ok",
+                                   "end"};
+  EXPECT_EQ(sink_.events, want);
+  EXPECT_TRUE(sink_.closed);  // one request per stream
+  EXPECT_EQ(in_flight(), 0);
+}
+
+TEST_F(GivenRequestTest, ABodyWithoutALengthIsBufferedAndSentWithOne) {
+  Serve({{"Host", "h"}}, /*body_follows=*/true, "POST");
+  ClientData("abc");
+  EXPECT_TRUE(app_.all.empty()) << "the app waits for the whole body";
+  ClientData("de", /*end=*/true);
+  ASSERT_EQ(app_.all.size(), 1u);
+  EXPECT_TRUE(app_.all[0]->received.ends_with("Content-Length: 5\r\n\r\nabcde"))
+      << app_.all[0]->received;
+  EXPECT_EQ(source_.consumed, 5u);
+}
+
+TEST_F(GivenRequestTest, ABodyPastTheBufferStreamsChunkedWithItsTrailers) {
+  Serve({{"Host", "h"}, {"TE", "trailers"}}, /*body_follows=*/true, "POST");
+  ClientData(std::string(100, 'x'));
+  ASSERT_EQ(app_.all.size(), 1u);
+  EXPECT_NE(app_.all[0]->received.find("Transfer-Encoding: chunked\r\n"),
+            std::string::npos);
+  ClientData("", /*end=*/true, {{"X-Sum", "1"}, {"Host", "dropped"}});
+  EXPECT_TRUE(app_.all[0]->received.ends_with("0\r\nX-Sum: 1\r\n\r\n"))
+      << app_.all[0]->received;
+}
+
+// The client's window reopens by what the exchange took: an app that
+// takes nothing holds the client back at the buffers' size.
+TEST_F(GivenRequestTest, FlowControlFollowsWhatTheExchangeTakes) {
+  app_.stall_writes = true;
+  Serve({{"Host", "h"}}, /*body_follows=*/true, "POST");
+  ClientData(std::string(1000, 'x'));
+  EXPECT_GT(source_.consumed, 0u);
+  EXPECT_LE(source_.consumed, 2 * ctx_.request_buffer + 64);
+  size_t held = source_.consumed;
+  session_->Drive();
+  EXPECT_EQ(source_.consumed, held);
+  app_.stall_writes = false;
+  session_->OnUpstreamEvents(kReadyOut);
+  EXPECT_EQ(source_.consumed, 1000u);
+}
+
+// The field count is the client's fields plus Host: exactly
+// --limit-request-fields pass.
+TEST_F(GivenRequestTest, TheHeadLimitsCountTheClientsFieldsPlusHost) {
+  ctx_.limits.max_fields = 3;
+  Serve({{"Host", "h"}, {"A", "1"}, {"B", "2"}}, false);
+  EXPECT_EQ(app_.all.size(), 1u);
+  session_.reset();
+  sink_.events.clear();
+  Serve({{"Host", "h"}, {"A", "1"}, {"B", "2"}, {"C", "3"}}, false);
+  ASSERT_EQ(sink_.events.size(), 3u);
+  EXPECT_TRUE(sink_.events[0].starts_with("head 431 ")) << sink_.events[0];
+  EXPECT_NE(sink_.events[1].find("too many header fields"), std::string::npos)
+      << sink_.events[1];
+  EXPECT_EQ(app_.connects, 1);  // the second never reached the app
+  EXPECT_EQ(in_flight(), 0);
+}
+
+TEST_F(GivenRequestTest, AHeadWithoutHostGets400) {
+  Serve({}, false);
+  ASSERT_FALSE(sink_.events.empty());
+  EXPECT_TRUE(sink_.events[0].starts_with("head 400 ")) << sink_.events[0];
+  EXPECT_NE(sink_.events[1].find("missing Host header"), std::string::npos);
+  EXPECT_EQ(app_.connects, 0);
+}
+
+TEST_F(GivenRequestTest, ALengthOverTheBodyLimitGets413) {
+  ctx_.limits.max_body = 10;
+  Serve({{"Host", "h"}, {"content-length", "11"}}, true, "POST");
+  ASSERT_FALSE(sink_.events.empty());
+  EXPECT_TRUE(sink_.events[0].starts_with("head 413 ")) << sink_.events[0];
+}
+
+TEST_F(GivenRequestTest, TooManyTrailersGet431) {
+  ctx_.limits.max_fields = 2;
+  Serve({{"Host", "h"}}, /*body_follows=*/true, "POST");
+  ClientData("x", /*end=*/true, {{"A", "1"}, {"B", "2"}, {"C", "3"}});
+  ASSERT_FALSE(sink_.events.empty());
+  EXPECT_TRUE(sink_.events[0].starts_with("head 431 ")) << sink_.events[0];
+  EXPECT_NE(sink_.events[1].find("too many trailer fields"), std::string::npos);
 }
 
 // --autotune limit in sidecar mode: a SharedLimit and the queue without a
