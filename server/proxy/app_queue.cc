@@ -5,10 +5,31 @@
 
 namespace forkd::proxy {
 
+QueueHeads::QueueHeads(scoreboard::Scoreboard* board, uint32_t own,
+                       int64_t stale_ms)
+    : board_(board), own_(own), stale_ms_(stale_ms) {}
+
+void QueueHeads::Publish(int64_t since_ms) {
+  board_->slot(own_).queue_head_ms.store(since_ms, std::memory_order_relaxed);
+}
+
+bool QueueHeads::OtherWaitsLonger(int64_t since_ms, int64_t now_ms) const {
+  for (uint32_t i = 0; i < board_->capacity(); ++i) {
+    if (i == own_) continue;
+    int64_t other =
+        board_->slot(i).queue_head_ms.load(std::memory_order_relaxed);
+    if (other == 0 || (stale_ms_ > 0 && now_ms - other > stale_ms_)) continue;
+    if (other + kSlackMs < since_ms) return true;
+  }
+  return false;
+}
+
 AppQueue::AppQueue(upstream::AppRouter* router, int64_t max_wait_ms,
-                   AppQueueMetrics metrics, SharedLimit* limit)
+                   AppQueueMetrics metrics, SharedLimit* limit,
+                   QueueHeads* heads)
     : router_(router),
       limit_(limit),
+      heads_(heads),
       max_wait_ms_(max_wait_ms),
       metrics_(metrics) {}
 
@@ -29,6 +50,12 @@ bool AppQueue::Reserve(const upstream::AppReservation* avoid,
   return true;
 }
 
+void AppQueue::PublishHead() {
+  if (heads_ != nullptr) {
+    heads_->Publish(line_.empty() ? 0 : line_.front().since_ms);
+  }
+}
+
 void AppQueue::Gauge(int delta) {
   if (metrics_.queued == nullptr) return;
   if (delta > 0) {
@@ -44,25 +71,34 @@ AppQueue::Result AppQueue::TryEnter(const void* waiter, int64_t now_ms,
   std::lock_guard<std::mutex> lock(mu_);
   auto it = std::find_if(line_.begin(), line_.end(),
                          [waiter](const Waiter& w) { return w.id == waiter; });
+  auto defer = [this, now_ms](int64_t since_ms) {
+    return heads_ != nullptr && heads_->OtherWaitsLonger(since_ms, now_ms);
+  };
   if (it == line_.end()) {
-    if (line_.empty() && Reserve(avoid, out)) return Result::kReserved;
+    if (line_.empty() && !defer(now_ms) && Reserve(avoid, out)) {
+      return Result::kReserved;
+    }
     line_.push_back(Waiter{waiter, now_ms});
+    if (line_.size() == 1) PublishHead();
     Gauge(1);
     return Result::kWaiting;
   }
-  if (it == line_.begin()) {
+  if (it == line_.begin() && !defer(it->since_ms)) {
     if (Reserve(avoid, out)) {
       Count(metrics_.waits, 1);
       Count(metrics_.wait_us_sum,
             static_cast<uint64_t>(std::max<int64_t>(0, now_ms - it->since_ms)) *
                 1000);
       line_.pop_front();
+      PublishHead();
       Gauge(-1);
       return Result::kReserved;
     }
   }
   if (max_wait_ms_ > 0 && now_ms - it->since_ms >= max_wait_ms_) {
+    bool head = it == line_.begin();
     line_.erase(it);
+    if (head) PublishHead();
     Gauge(-1);
     Count(metrics_.timeouts, 1);
     return Result::kTimedOut;
@@ -75,7 +111,9 @@ void AppQueue::Leave(const void* waiter) {
   auto it = std::find_if(line_.begin(), line_.end(),
                          [waiter](const Waiter& w) { return w.id == waiter; });
   if (it == line_.end()) return;
+  bool head = it == line_.begin();
   line_.erase(it);
+  if (head) PublishHead();
   Gauge(-1);
 }
 

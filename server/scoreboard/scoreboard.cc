@@ -15,7 +15,7 @@
 namespace forkd::scoreboard {
 namespace {
 
-constexpr uint64_t kMagic = 0x666f726b64534232ULL;  // "forkdSB2"
+constexpr uint64_t kMagic = 0x666f726b64534233ULL;  // "forkdSB3"
 
 size_t HeaderSize() { return (sizeof(Header) + 63) / 64 * 64; }
 

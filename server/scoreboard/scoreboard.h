@@ -256,6 +256,10 @@ struct alignas(64) Slot {
   std::atomic<uint32_t> connections_active{0};  // client conns with a request
   std::atomic<uint32_t> connections_idle{0};    // keep-alive, waiting
   std::atomic<uint32_t> queued{0};  // app mode: waiting for an app process
+  // MonotonicMs() since which the head of this worker's app queue waits,
+  // 0 when nobody does: the other workers let an older head go first
+  // (proxy::QueueHeads).
+  std::atomic<int64_t> queue_head_ms{0};
   std::atomic<uint64_t> requests_served{0};  // this process, all outcomes
   std::atomic<uint64_t> settings_generation_seen{0};
   std::atomic<uint32_t> exit_reason{0};  // ExitReason

@@ -56,12 +56,17 @@ absl::StatusOr<std::unique_ptr<WorkerRuntime>> WorkerRuntime::Create(
   // Requests wait here for an app process (app mode) and for a place under
   // the limit (both modes), up to --max-queue-time.
   scoreboard::Slot* slot = rt->slot_;
+  // A head older than --max-queue-time (and a second) is a dead worker's.
+  const int64_t max_wait_ms = static_cast<int64_t>(c.max_queue_time * 1000);
+  rt->queue_heads_ = std::make_unique<proxy::QueueHeads>(
+      rt->scoreboard_.get(), rt->args_.slot,
+      max_wait_ms > 0 ? max_wait_ms + 1000 : 0);
   rt->app_queue_ = std::make_unique<proxy::AppQueue>(
-      rt->app_router_.get(), static_cast<int64_t>(c.max_queue_time * 1000),
+      rt->app_router_.get(), max_wait_ms,
       proxy::AppQueueMetrics{&slot->queued, &slot->counters.queue_timeouts,
                              &slot->counters.queue_waits,
                              &slot->counters.queue_wait_us},
-      rt->shared_limit_.get());
+      rt->shared_limit_.get(), rt->queue_heads_.get());
 
   if (!c.access_logfile.empty()) {
     auto log =

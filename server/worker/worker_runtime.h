@@ -116,6 +116,7 @@ class WorkerRuntime {
   std::unique_ptr<upstream::AppRouter> app_router_;  // app mode
   std::unique_ptr<upstream::AppPools> app_pools_;
   std::unique_ptr<proxy::SharedLimit> shared_limit_;
+  std::unique_ptr<proxy::QueueHeads> queue_heads_;
   std::unique_ptr<proxy::AppQueue> app_queue_;
   std::unique_ptr<upstream::H2Upstream> h2_upstream_;
   std::unique_ptr<tls::TlsContext> tls_;  // nullptr: plain HTTP

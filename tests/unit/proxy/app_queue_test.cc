@@ -138,5 +138,50 @@ TEST(AppQueue, LeavingGivesUpThePlace) {
   EXPECT_EQ(f.queue->TryEnter(&next, 1, &r), AppQueue::Result::kReserved);
 }
 
+// Two proxy workers' lines over one app process: the worker that frees it
+// does not keep it for its own younger head while an older head waits in
+// the other worker (within QueueHeads::kSlackMs), and a newcomer does not
+// jump ahead of either. Without QueueHeads worker B would serve b first.
+TEST(QueueHeads, TheOldestHeadAcrossWorkersGoesFirst) {
+  auto sb = *scoreboard::Scoreboard::Create(2, 1);
+  sb->app_slot(0).cap.store(1);
+  sb->app_slot(0).state.store(static_cast<uint32_t>(AppState::kReady));
+  AppRouter router(sb.get());
+  QueueHeads heads_a(sb.get(), 0, 0), heads_b(sb.get(), 1, 0);
+  AppQueue a(&router, 0, AppQueueMetrics{}, nullptr, &heads_a);
+  AppQueue b(&router, 0, AppQueueMetrics{}, nullptr, &heads_b);
+  int running, old_a, young_b, newcomer;
+  AppReservation held, r;
+  ASSERT_EQ(b.TryEnter(&running, 0, &held), AppQueue::Result::kReserved);
+  EXPECT_EQ(a.TryEnter(&old_a, 10, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(sb->slot(0).queue_head_ms.load(), 10);
+  EXPECT_EQ(b.TryEnter(&young_b, 50, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(b.Release(held, true), &young_b);  // B's loop wakes its head...
+  EXPECT_EQ(b.TryEnter(&young_b, 60, &r), AppQueue::Result::kWaiting);
+  EXPECT_EQ(b.TryEnter(&newcomer, 60, &r), AppQueue::Result::kWaiting);
+  // ...which defers to A's, older by more than the slack, on A's recheck.
+  ASSERT_EQ(a.TryEnter(&old_a, 62, &r), AppQueue::Result::kReserved);
+  EXPECT_EQ(sb->slot(0).queue_head_ms.load(), 0);  // A's line is empty
+  EXPECT_EQ(a.Release(r, true), nullptr);
+  EXPECT_EQ(b.TryEnter(&young_b, 70, &r), AppQueue::Result::kReserved);
+  b.Release(r, true);
+  EXPECT_EQ(b.TryEnter(&newcomer, 71, &r), AppQueue::Result::kReserved);
+}
+
+// Heads within the slack do not wait for each other (no idle process for
+// the sake of a few milliseconds), and a dead worker's stale head is
+// ignored.
+TEST(QueueHeads, SlackAndStaleHeads) {
+  auto sb = *scoreboard::Scoreboard::Create(3, 1);
+  QueueHeads mine(sb.get(), 0, /*stale_ms=*/1000);
+  sb->slot(1).queue_head_ms.store(100);
+  EXPECT_FALSE(mine.OtherWaitsLonger(105, 200));
+  EXPECT_FALSE(mine.OtherWaitsLonger(100 + QueueHeads::kSlackMs, 200));
+  EXPECT_TRUE(mine.OtherWaitsLonger(100 + QueueHeads::kSlackMs + 1, 200));
+  EXPECT_FALSE(mine.OtherWaitsLonger(500, 1200));  // slot 1's is stale
+  mine.Publish(42);
+  EXPECT_EQ(sb->slot(0).queue_head_ms.load(), 42);
+}
+
 }  // namespace
 }  // namespace forkd::proxy
