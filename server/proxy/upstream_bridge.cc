@@ -451,15 +451,12 @@ void UpstreamBridge::Stream::Record() {
                                &request_headers_, &response_headers_);
 }
 
-UpstreamBridge::UpstreamBridge(proxy::SessionContext* ctx,
-                               Http2Session* session, std::string peer,
-                               const char* scheme,
-                               std::function<void()> flush_soon)
-    : ctx_(ctx),
-      session_(session),
-      peer_(std::move(peer)),
-      scheme_(scheme),
-      flush_soon_(std::move(flush_soon)) {}
+UpstreamBridge::UpstreamBridge(StreamClient client)
+    : ctx_(client.ctx),
+      session_(client.session),
+      peer_(std::move(client.peer)),
+      scheme_(client.scheme),
+      flush_soon_(std::move(client.flush_soon)) {}
 
 UpstreamBridge::~UpstreamBridge() = default;
 
