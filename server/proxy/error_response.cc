@@ -79,6 +79,34 @@ ErrorAnswer BuildErrorAnswer(int status, std::string_view detail) {
   return a;
 }
 
+ErrorAnswer BuildErrorAnswer(int status, Failure failure,
+                             std::string_view detail, bool head_request,
+                             bool grpc) {
+  if (grpc) {
+    // A gRPC client reads a status from grpc-status, not a text body;
+    // saying so spares clients a content-type they reject.
+    ErrorAnswer a;
+    a.head_only = true;
+    a.fields = {
+        {"content-type", "application/grpc"},
+        {"grpc-status", "14"},
+        {"grpc-message",
+         absl::StrCat(status, " ", std::string(http1::ReasonPhrase(status)),
+                      ": ", std::string(detail))}};
+    return a;
+  }
+  ErrorAnswer a = BuildErrorAnswer(status, detail);
+  if (failure == Failure::kQueueTimeout) {
+    a.fields.push_back({"Retry-After", "1"});
+  }
+  // A HEAD answer has the fields a GET would get but no body.
+  if (head_request) {
+    a.head_only = true;
+    a.body.clear();
+  }
+  return a;
+}
+
 std::string BuildErrorResponse(int status, std::string_view detail, bool close,
                                std::string_view extra_headers) {
   // absl 20220623 here has its own string_view: pass std::string.

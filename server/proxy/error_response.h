@@ -42,8 +42,21 @@ scoreboard::UpstreamError UpstreamErrorFor(Failure failure);
 struct ErrorAnswer {
   std::vector<http1::Header> fields;
   std::string body;
+  // The head is the whole answer (HEAD, or a gRPC trailers-only answer).
+  bool head_only = false;
 };
 ErrorAnswer BuildErrorAnswer(int status, std::string_view detail);
+
+// The answer to a request that failed with `failure` (status = StatusFor
+// it), as an HTTP/2 stream gets it: the plain answer above, with
+// "Retry-After: 1" for a queue timeout (come back soon, the app did not
+// fail) and no body for a HEAD request (`head_request`). For a gRPC call
+// (`grpc`) a trailers-only answer instead: grpc-status 14 (UNAVAILABLE, as
+// gRPC maps 502/503/504) and grpc-message "<status> <Reason>: <detail>";
+// the HTTP status stays for logs and metrics.
+ErrorAnswer BuildErrorAnswer(int status, Failure failure,
+                             std::string_view detail, bool head_request,
+                             bool grpc);
 
 // The same answer as HTTP/1.1 text: with "Connection: close" when `close` is
 // set, a text/plain body "<Reason>: <detail>\n". `extra_headers`: whole field

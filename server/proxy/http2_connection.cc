@@ -10,26 +10,18 @@
 #include "server/common/log.h"
 #include "server/common/loop_clock.h"
 #include "server/common/readiness.h"
-#include "server/http1/fields.h"
+#include "server/proxy/exchange_streams.h"
 #include "server/scoreboard/scoreboard.h"
 
 namespace forkd::proxy {
 
-// The HTTP/2 protocol this client and app side speak.
 using http2::Http2Session;
 using http2::kCancel;
-using http2::kEnhanceYourCalm;
-using http2::kHttp11Required;
-using http2::kInternalError;
-using http2::kNoError;
 using http2::kProtocolError;
-using http2::kRefusedStream;
+
 namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
-// Response bytes a stream may have queued for the client before its
-// session stops reading the app: bounded memory per stream.
-constexpr size_t kStreamQueueLimit = 256 * 1024;
 // An HTTP/2 connection with no stream open is closed after this long.
 constexpr int64_t kMinIdleMs = 60 * 1000;
 
@@ -37,127 +29,6 @@ constexpr int64_t kMinIdleMs = 60 * 1000;
 int64_t NowMs() { return loop_clock::NowMs(); }
 
 }  // namespace
-
-// The per-stream virtual connection of a ProxySession: it says what the
-// client is (scheme, an HTTP/2 stream) and carries no bytes. The request
-// reaches the session parsed (ServeRequest, the stream as RequestSource)
-// and the response leaves it parsed (the stream as ResponseSink).
-class Http2Connection::StreamTransport final
-    : public transport::ClientTransport {
- public:
-  explicit StreamTransport(const char* scheme) : scheme_(scheme) {}
-
-  // Never called: a session serving a given request reads nothing.
-  ssize_t Read(char*, size_t) override {
-    errno = EAGAIN;
-    return -1;
-  }
-  // The response goes to the stream (the session's ResponseSink),
-  // structured; nothing is written.
-  ssize_t Write(const char*, size_t len) override {
-    return static_cast<ssize_t>(len);
-  }
-  void ShutdownWrite() override {}
-  int fd() const override { return -1; }
-  const char* scheme() const override { return scheme_; }
-  bool is_http2_stream() const override { return true; }
-
- private:
-  const char* scheme_;
-};
-
-// One stream: the source of its request's body for the ProxySession, and
-// the sink its response comes back through as HEADERS/DATA/trailers.
-struct Http2Connection::Stream final : public ResponseSink,
-                                       public RequestSource {
-  explicit Stream(Http2Connection* c) : conn(c) {}
-
-  // RequestSource
-  std::string_view PendingBody() override { return body.View(); }
-  void ConsumeBody(size_t n) override;
-  bool BodyComplete() const override { return request_ended; }
-  std::vector<http1::Header> TakeTrailers() override {
-    return std::move(trailers);
-  }
-
-  // ResponseSink
-  void OnInterim(int status, const std::vector<http1::Header>& fields) override;
-  void OnResponseHead(int status, const std::vector<http1::Header>& fields,
-                      bool end_stream) override;
-  void OnResponseBody(std::string_view data) override;
-  void OnResponseEnd(const std::vector<http1::Header>& trailers) override;
-  bool ResponseBlocked() override;
-  void OnExchangeClosed() override { conn->OnStreamTransportGone(this); }
-
-  Http2Connection* conn;
-  int32_t id = 0;
-  // DATA payload the session has not taken yet; its window reopens as the
-  // session takes it (ConsumeBody).
-  Buffer body;
-  std::vector<http1::Header> trailers;  // of END_STREAM, until taken
-  bool h2_closed = false;               // nghttp2 closed the stream
-  bool transport_gone = false;          // the session closed its connection
-  bool write_blocked = false;           // ResponseBlocked() said so
-  bool abort_pending = false;  // reset by the client: abort the session
-  bool ended = false;          // the response ended (or the stream was reset)
-  // The request: all of it arrived (END_STREAM), and when its last bytes
-  // did (--client-body-timeout).
-  bool request_ended = false;
-  bool body_timed_out = false;  // --client-body-timeout reset it
-  int64_t last_input_ms = 0;
-  std::unique_ptr<proxy::ProxySession> session;
-};
-
-// The response, parsed once by the stream's session, becomes frames here.
-// Http2Session lowercases the names and leaves out the HTTP/1.1 connection
-// fields (OutgoingFields). Inside Drive() (and so maybe inside nghttp2's
-// receive callbacks) the loop there flushes; from an app event, soon.
-void Http2Connection::Stream::OnInterim(
-    int status, const std::vector<http1::Header>& fields) {
-  if (h2_closed || ended) return;
-  conn->session_->SubmitInterim(id, status, fields).IgnoreError();
-  conn->FlushSoon();
-}
-
-void Http2Connection::Stream::OnResponseHead(
-    int status, const std::vector<http1::Header>& fields, bool end_stream) {
-  if (h2_closed || ended) return;
-  conn->session_->SubmitResponse(id, status, fields, end_stream).IgnoreError();
-  ended = end_stream;
-  conn->FlushSoon();
-}
-
-void Http2Connection::Stream::OnResponseBody(std::string_view data) {
-  if (h2_closed || ended) return;  // nobody listens
-  conn->session_->AppendResponseData(id, data).IgnoreError();
-  conn->FlushSoon();
-}
-
-void Http2Connection::Stream::OnResponseEnd(
-    const std::vector<http1::Header>& trailers) {
-  if (h2_closed || ended) return;
-  // The app's trailers go in a HEADERS frame with END_STREAM after the
-  // last DATA; none: DATA ends the stream.
-  conn->session_->EndResponse(id, trailers).IgnoreError();
-  ended = true;
-  conn->FlushSoon();
-}
-
-bool Http2Connection::Stream::ResponseBlocked() {
-  if (h2_closed) return false;  // what comes is dropped
-  write_blocked = conn->session_->QueuedResponseBytes(id) >= kStreamQueueLimit;
-  return write_blocked;
-}
-
-void Http2Connection::Stream::ConsumeBody(size_t n) {
-  body.Consume(n);
-  if (h2_closed) return;
-  conn->session_->ConsumeRequestData(id, n);
-  // The session took the body because the app drained it (maybe an app
-  // event, outside Drive()): send the WINDOW_UPDATE now. The client, out
-  // of window, sends nothing that would make us flush it later.
-  conn->FlushSoon();
-}
 
 absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
     proxy::SessionContext* ctx, std::unique_ptr<transport::ClientTransport> t,
@@ -168,12 +39,7 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Create(
       Http2Session::Create(ctx->http2_settings, c.get(), ctx->http2_context);
   if (!session.ok()) return session.status();
   c->session_ = std::move(*session);  // it counts the connection itself
-  if (ctx->h2_upstream != nullptr) {
-    Http2Connection* raw = c.get();
-    c->bridge_ = std::make_unique<UpstreamBridge>(
-        ctx, c->session_.get(), c->peer_, c->client_->scheme(),
-        [raw] { raw->FlushSoon(); });
-  }
+  c->backend_ = MakeStreamBackend(c->BackendClient());
   c->Start(received);
   return c;
 }
@@ -194,12 +60,25 @@ Http2Connection::CreateFromUpgrade(
   c->out_.Append(
       "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
       "Upgrade: h2c\r\n\r\n");
+  // Only an HTTP/1.1 app side upgrades (ProxySession::MaybeUpgradeToH2c
+  // declines with an h2c app): stream 1 is an exchange of the request.
+  auto exchanges = std::make_unique<ExchangeStreams>(c->BackendClient());
+  ExchangeStreams* raw = exchanges.get();
+  c->backend_ = std::move(exchanges);
   ++c->depth_;  // streams are reaped only by Drive()
   // The HTTP/1.1 request was whole and bodiless.
-  c->StartStream(1, upgrade.head, /*body_follows=*/false);
+  raw->StartStream(1, upgrade.head, /*body_follows=*/false);
   --c->depth_;
   c->Start(received);
   return c;
+}
+
+StreamClient Http2Connection::BackendClient() {
+  return StreamClient{.ctx = ctx_,
+                      .session = session_.get(),
+                      .peer = peer_,
+                      .scheme = client_->scheme(),
+                      .flush_soon = [this] { FlushSoon(); }};
 }
 
 void Http2Connection::Start(std::string_view received) {
@@ -245,10 +124,7 @@ absl::StatusOr<std::unique_ptr<Http2Connection>> Http2Connection::Start(
 }
 
 Http2Connection::~Http2Connection() {
-  closing_ = true;  // transports going away must not touch the maps
-  bridge_.reset();
-  streams_.clear();
-  finished_.clear();
+  backend_.reset();  // before the session its streams use
   UpdateConnectionGauge(true);
 }
 
@@ -293,11 +169,12 @@ void Http2Connection::Drive() {
       client_readable_ = true;
       progress = true;
     }
-    WakeBlockedStreams();
+    backend_->AfterClientFlush();
   }
-  if (bridge_ && !closed_) bridge_->AfterClientFlush();
   --depth_;
-  if (depth_ == 0) ReapStreams();
+  // Streams are freed here, at the top of Drive(), never while one of
+  // them is on the stack.
+  if (depth_ == 0) backend_->Reap();
   if (!closed_ && !finishing_ && session_->Done() && out_.empty()) {
     Finish();
     Drive();
@@ -393,135 +270,27 @@ bool Http2Connection::FlushOutput() {
   return progress;
 }
 
+// The request events go to the app side as they come.
 void Http2Connection::OnRequestHeaders(
     int32_t stream_id, std::string_view method, std::string_view scheme,
     std::string_view authority, std::string_view path,
     std::vector<http1::Header> headers, bool end_stream) {
-  if (bridge_) {
-    bridge_->OnRequestHeaders(stream_id, method, scheme, authority, path,
-                              std::move(headers), end_stream);
-    return;
-  }
-  // The request as the exchange takes it, whatever the client protocol:
-  // the Host field is the :authority (the client's own host field goes,
-  // RFC 9113 8.3.1), then the client's fields. Connection-specific fields
-  // never get here: nghttp2 refuses a request carrying one (RFC 9113
-  // 8.2.2).
-  http1::RequestHead head;
-  head.method.assign(method);
-  head.target.assign(path);
-  head.headers.reserve(headers.size() + 1);
-  if (!authority.empty())
-    head.headers.push_back({"Host", std::string(authority)});
-  for (http1::Header& h : headers) {
-    if (!authority.empty() && http1::EqualsIgnoreCase(h.name, "host")) continue;
-    head.headers.push_back(std::move(h));
-  }
-  StartStream(stream_id, std::move(head), /*body_follows=*/!end_stream);
-}
-
-void Http2Connection::StartStream(int32_t stream_id, http1::RequestHead head,
-                                  bool body_follows) {
-  auto stream = std::make_unique<Stream>(this);
-  Stream* s = stream.get();
-  s->id = stream_id;
-  s->request_ended = !body_follows;
-  s->last_input_ms = NowMs();
-  s->session = std::make_unique<proxy::ProxySession>(
-      ctx_, std::make_unique<StreamTransport>(client_->scheme()), peer_,
-      NowMs(), /*sink=*/s);
-  streams_[stream_id] = std::move(stream);
-  s->session->ServeRequest(std::move(head), body_follows, /*source=*/s);
+  backend_->OnRequestHeaders(stream_id, method, scheme, authority, path,
+                             std::move(headers), end_stream);
 }
 
 void Http2Connection::OnRequestData(int32_t stream_id, std::string_view data) {
-  if (bridge_) return bridge_->OnRequestData(stream_id, data);
-  auto it = streams_.find(stream_id);
-  if (it == streams_.end()) return;
-  Stream* s = it->second.get();
-  s->last_input_ms = NowMs();
-  if (s->transport_gone) {
-    session_->ConsumeRequestData(stream_id, data.size());  // nobody reads
-    return;
-  }
-  s->body.Append(data);
-  DriveStream(s);
+  backend_->OnRequestData(stream_id, data);
 }
 
 void Http2Connection::OnRequestEnd(int32_t stream_id,
                                    std::vector<http1::Header> trailers) {
-  if (bridge_) return bridge_->OnRequestEnd(stream_id, std::move(trailers));
-  auto it = streams_.find(stream_id);
-  if (it == streams_.end()) return;
-  Stream* s = it->second.get();
-  s->request_ended = true;
-  if (s->transport_gone) return;
-  // The session checks the trailers against the limits and passes on the
-  // ones allowed in trailers, as for an HTTP/1.1 client.
-  s->trailers = std::move(trailers);
-  DriveStream(s);
+  backend_->OnRequestEnd(stream_id, std::move(trailers));
 }
 
 void Http2Connection::OnStreamClosed(int32_t stream_id, uint32_t error_code) {
-  if (bridge_) {
-    bridge_->OnStreamClosed(stream_id, error_code);
-    deadline_ms_ = 0;  // reap soon even if no event comes
-    return;
-  }
-  auto it = streams_.find(stream_id);
-  if (it == streams_.end()) return;
-  Stream* s = it->second.get();
-  s->h2_closed = true;
-  // Reset before its answer ended: the request is cancelled, which frees
-  // its app connection. Aborting waits for the top of Drive(): the
-  // session may be on the stack right now.
-  if (!s->transport_gone && !s->ended) s->abort_pending = true;
-  finished_.push_back(std::move(it->second));
-  streams_.erase(it);
+  backend_->OnStreamClosed(stream_id, error_code);
   deadline_ms_ = 0;  // reap soon even if no event comes
-}
-
-void Http2Connection::OnStreamTransportGone(Stream* s) {
-  if (closing_) return;
-  s->transport_gone = true;
-  // The body nobody takes now still reopens the window it holds.
-  if (!s->h2_closed && !s->body.empty()) {
-    session_->ConsumeRequestData(s->id, s->body.size());
-  }
-  s->body.Clear();
-  if (!s->ended && !s->h2_closed) {
-    // The exchange ended without a whole response (the app failed after
-    // the head went out): the client must not take it as complete.
-    session_->ResetStream(s->id, kInternalError);
-    s->ended = true;
-  }
-  deadline_ms_ = 0;  // reap it soon
-}
-
-void Http2Connection::DriveStream(Stream* s) {
-  if (s->transport_gone) return;
-  s->session->SetReadiness(true, true, false, false);
-  s->session->Drive();
-}
-
-void Http2Connection::WakeBlockedStreams() {
-  for (auto& [id, s] : streams_) {
-    if (s->write_blocked && !s->transport_gone &&
-        session_->QueuedResponseBytes(id) < kStreamQueueLimit / 2) {
-      s->write_blocked = false;
-      s->session->OnResponseRoom();
-    }
-  }
-}
-
-void Http2Connection::ReapStreams() {
-  // Sessions are freed here, at the top of Drive(), never while one of
-  // them is on the stack.
-  if (bridge_) bridge_->Reap();
-  for (auto& s : finished_) {
-    if (s->abort_pending && !s->transport_gone) s->session->Abort();
-  }
-  finished_.clear();
 }
 
 void Http2Connection::OnTimeout(int64_t now_ms) {
@@ -531,24 +300,18 @@ void Http2Connection::OnTimeout(int64_t now_ms) {
     if (now_ms >= deadline_ms_) Close();
     return;
   }
-  ReapStreams();
+  backend_->Reap();
   if (CheckClientTimeouts(now_ms)) {
     Drive();
     return;
   }
   // A timeout answers (504) or ends a stream; the Drive() below flushes
-  // that. Flushing from inside this loop (OnStreamResponse at depth 0)
-  // could close streams, erasing from streams_ while it is iterated.
+  // that. Flushing from inside the backend's loop over its streams could
+  // close streams, erasing from the map it iterates.
   ++depth_;
-  for (auto& [id, s] : streams_) {
-    if (!s->transport_gone && now_ms >= s->session->deadline_ms()) {
-      s->session->OnTimeout(now_ms);
-    }
-  }
-  if (bridge_) bridge_->OnTimeout(now_ms);
+  backend_->OnTimeout(now_ms);
   --depth_;
-  bool no_streams = streams_.empty() && (!bridge_ || bridge_->empty());
-  if (no_streams && now_ms >= last_activity_ms_ + IdleMs()) {
+  if (backend_->empty() && now_ms >= last_activity_ms_ + IdleMs()) {
     session_->StartGracefulShutdown();
     Finish();
   }
@@ -557,7 +320,6 @@ void Http2Connection::OnTimeout(int64_t now_ms) {
 
 bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
   const int64_t head_ms = ctx_->client_header_timeout_ms;
-  const int64_t body_ms = ctx_->client_body_timeout_ms;
   std::string_view peer = peer_.empty() ? "unix-socket client" : peer_;
   auto count = [this] {
     if (!ctx_->record_metrics) return;
@@ -583,42 +345,17 @@ bool Http2Connection::CheckClientTimeouts(int64_t now_ms) {
     Finish();
     return true;
   }
-  if (body_ms <= 0) return false;
-  for (auto& [id, s] : streams_) {
-    // All request bytes given to the stream's session were read: the
-    // client, not the app, is what the body waits for.
-    if (s->request_ended || s->body_timed_out || s->h2_closed ||
-        !s->body.empty() || now_ms < s->last_input_ms + body_ms) {
-      continue;
-    }
-    count();
-    LOG_ERROR(
-        "HTTP/2 stream %d from %s: no request body bytes for %.3gs "
-        "(--client-body-timeout); RST_STREAM",
-        id, peer, body_ms / 1000.0);
-    s->body_timed_out = true;  // once
-    session_->ResetStream(id, kCancel);
-  }
   return false;
 }
 
 int64_t Http2Connection::ClientDeadline() const {
   int64_t d = loop_clock::kNoDeadlineMs;
   const int64_t head_ms = ctx_->client_header_timeout_ms;
-  const int64_t body_ms = ctx_->client_body_timeout_ms;
   if (head_ms > 0 && !session_->settings_received()) {
     d = std::min(d, created_ms_ + head_ms);
   }
   if (head_ms > 0 && header_block_since_ms_ != 0) {
     d = std::min(d, header_block_since_ms_ + head_ms);
-  }
-  if (body_ms > 0) {
-    for (auto& [id, s] : streams_) {
-      if (!s->request_ended && !s->body_timed_out && !s->h2_closed &&
-          s->body.empty()) {
-        d = std::min(d, s->last_input_ms + body_ms);
-      }
-    }
   }
   return d;
 }
@@ -665,15 +402,12 @@ void Http2Connection::UpdateDeadline() {
     deadline_ms_ = last_activity_ms_ + ctx_->client_timeout_ms;
     return;
   }
-  if (!finished_.empty() || GoawayDue()) {
+  if (GoawayDue()) {
     deadline_ms_ = 0;  // due now
     return;
   }
-  int64_t d = last_activity_ms_ + IdleMs();
-  for (auto& [id, s] : streams_) {
-    if (!s->transport_gone) d = std::min(d, s->session->deadline_ms());
-  }
-  if (bridge_) d = std::min(d, bridge_->deadline_ms());
+  // The backend's is 0 while finished streams await Reap().
+  int64_t d = std::min(last_activity_ms_ + IdleMs(), backend_->deadline_ms());
   deadline_ms_ = std::min(d, ClientDeadline());
 }
 
@@ -697,8 +431,7 @@ void Http2Connection::Close() {
 proxy::ClientConnection::Phase Http2Connection::phase() const {
   if (closed_) return Phase::kClosed;
   if (finishing_) return Phase::kActive;  // its own deadlines end it
-  bool idle = streams_.empty() && (!bridge_ || bridge_->empty());
-  return idle ? Phase::kIdle : Phase::kActive;
+  return backend_->empty() ? Phase::kIdle : Phase::kActive;
 }
 
 }  // namespace forkd::proxy

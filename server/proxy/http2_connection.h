@@ -1,19 +1,12 @@
 // An HTTP/2 client connection in a worker: the nghttp2 session
-// (Http2Session) on the client socket, and one ProxySession per stream.
+// (Http2Session) on the client socket, its GOAWAY/drain, client timeouts,
+// idle close and lingering close. What serves each stream is the
+// connection's StreamBackend (stream_backend.h), chosen once when the
+// connection is created: a ProxySession exchange per stream for an
+// HTTP/1.1 app (ExchangeStreams), or the h2c bridge (UpstreamBridge).
 //
-// Each stream is served as a one-request exchange of a ProxySession on a
-// virtual connection (StreamTransport): the stream's request reaches the
-// session structured (ServeRequest: method, target, fields; the body and
-// trailers through the stream as RequestSource), and the session hands the
-// app's response, parsed once, to the stream (a ResponseSink), which
-// submits it as HEADERS, DATA and trailers. Nothing is written out as
-// HTTP/1.1 text and parsed again. Every rule of the HTTP/1 path
-// (limits, admission against the in-flight cap, buffering, X-Forwarded-*,
-// retries, 502/503/504 answers, counters, access log) so applies to each
-// stream, and streams of one connection reach the app concurrently.
-//
-// It lives in proxy/, with the h2c-app bridge: http2/ holds the protocol
-// alone (Http2Session) and depends on nothing of the proxy.
+// It lives in proxy/: http2/ holds the protocol alone (Http2Session) and
+// depends on nothing of the proxy.
 #ifndef FORKD_SERVER_PROXY_HTTP2_CONNECTION_H_
 #define FORKD_SERVER_PROXY_HTTP2_CONNECTION_H_
 
@@ -24,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "server/common/buffer.h"
 #include "server/http1/message.h"
@@ -32,7 +24,7 @@
 #include "server/proxy/client_connection.h"
 #include "server/proxy/lingering_close.h"
 #include "server/proxy/proxy_session.h"
-#include "server/proxy/upstream_bridge.h"
+#include "server/proxy/stream_backend.h"
 #include "server/transport/client_transport.h"
 
 namespace forkd::proxy {
@@ -92,18 +84,13 @@ class Http2Connection final : public proxy::ClientConnection,
   void OnStreamClosed(int32_t stream_id, uint32_t error_code) override;
 
  private:
-  class StreamTransport;
-  struct Stream;
-
   Http2Connection(proxy::SessionContext* ctx,
                   std::unique_ptr<transport::ClientTransport> transport,
                   std::string peer, int64_t now_ms);
+  // What this connection's StreamBackend uses of it (once session_ is set).
+  StreamClient BackendClient();
   // Feeds the first client bytes, then serves.
   void Start(std::string_view received);
-  // A new stream: its ProxySession serves `head` (ServeRequest), then the
-  // body, if `body_follows`, as DATA brings it.
-  void StartStream(int32_t stream_id, http1::RequestHead head,
-                   bool body_follows);
   void Drive();
   // The worker is stopping (reload, recycle, TERM) or the server drains,
   // and this connection has not said GOAWAY yet.
@@ -113,19 +100,15 @@ class Http2Connection final : public proxy::ClientConnection,
   // Frames were queued outside Drive() (an app event of a stream): write
   // them after the event batch, or now without a batching driver.
   void FlushSoon();
-  void OnStreamTransportGone(Stream* s);
-  void DriveStream(Stream* s);
-  void WakeBlockedStreams();
-  void ReapStreams();
   void UpdateDeadline();
   // Counts this connection in the slot's active (a stream open) or idle
   // client-connection gauge, as ProxySession does for HTTP/1; `gone` takes
   // it out of both.
   void UpdateConnectionGauge(bool gone);
   int64_t IdleMs() const;
-  // --client-header-timeout / --client-body-timeout for the connection's
-  // frames and its streams' bodies: GOAWAY or RST_STREAM, counted and
-  // logged. Returns true when the connection is ending.
+  // --client-header-timeout for the connection's frames: GOAWAY, counted
+  // and logged. Returns true when the connection is ending. (The streams'
+  // --client-body-timeout is their backend's.)
   bool CheckClientTimeouts(int64_t now_ms);
   // The deadline CheckClientTimeouts() acts on next.
   int64_t ClientDeadline() const;
@@ -147,7 +130,6 @@ class Http2Connection final : public proxy::ClientConnection,
   bool client_hup_ = false;
   bool closed_ = false;
   bool stopping_seen_ = false;
-  bool closing_ = false;          // in the destructor
   bool finishing_ = false;        // Finish(): writing the last frames
   proxy::LingeringClose linger_;  // then half-closed, dropping input
   int64_t created_ms_ = 0;
@@ -157,11 +139,8 @@ class Http2Connection final : public proxy::ClientConnection,
   int64_t last_activity_ms_ = 0;
   int64_t deadline_ms_ = 0;
   Phase gauge_phase_ = Phase::kClosed;  // where the slot's gauges count it
-  absl::flat_hash_map<int32_t, std::unique_ptr<Stream>> streams_;
-  std::vector<std::unique_ptr<Stream>> finished_;
-  // --upstream-protocol h2c: streams go to the app stream-to-stream here
-  // instead of through streams_ (see upstream_bridge.h).
-  std::unique_ptr<UpstreamBridge> bridge_;
+  // The app side of every stream (stream_backend.h).
+  std::unique_ptr<StreamBackend> backend_;
 };
 
 }  // namespace forkd::proxy

@@ -184,11 +184,11 @@ bool ProxySession::ReadClient() {
     }
     last_client_ms_ = NowMs();
     last_read_ms_ = last_client_ms_;
-    if (bytes_in_ == 0) {
+    if (rec_.bytes_in == 0) {
       // The first bytes after a PROXY header: the client is whom it named.
       if (const std::string* p = client_->proxied_peer()) peer_ = *p;
     }
-    bytes_in_ += static_cast<uint64_t>(n);
+    rec_.bytes_in += static_cast<uint64_t>(n);
     if (req_state_ == ReqState::kWaitHead) StartHead();
     return true;
   }
@@ -247,10 +247,10 @@ bool ProxySession::BodyWaitsForRoom() const {
 
 void ProxySession::StartHead() {
   req_state_ = ReqState::kHead;
-  req_start_ns_ = NowNs();
-  head_start_ms_ = req_start_ns_ / 1000000;
+  rec_.start_ns = NowNs();
+  head_start_ms_ = rec_.start_ns / 1000000;
   // Wall-clock time only feeds the access log's %(t)s.
-  if (ctx_->access_log != nullptr) req_start_time_ = absl::Now();
+  if (ctx_->access_log != nullptr) rec_.start_time = absl::Now();
 }
 
 bool ProxySession::ProcessClientInput() {
@@ -278,8 +278,8 @@ bool ProxySession::ProcessClientInput() {
       case http1::ParseStatus::kError:
         // Whatever of the request line parsed names the request in the
         // error and access logs ("" when the line itself was bad).
-        method_ = req_parser_.head().method;
-        target_ = req_parser_.head().target;
+        rec_.method = req_parser_.head().method;
+        rec_.target = req_parser_.head().target;
         Fail(Failure::kBadRequest, req_parser_.error().detail);
         return true;
       case http1::ParseStatus::kDone:
@@ -386,10 +386,10 @@ void ProxySession::ServeRequest(http1::RequestHead head, bool body_follows,
     e = http1::CheckRequestHead(ctx_->limits, &h);
   }
   // The head as the HTTP/1.1 bytes it stands for, then the body as taken.
-  bytes_in_ += head_bytes;
+  rec_.bytes_in += head_bytes;
   if (e.kind != http1::ErrorKind::kNone) {
-    method_ = h.method;
-    target_ = h.target;
+    rec_.method = h.method;
+    rec_.target = h.target;
     Fail(Failure::kBadRequest, e.detail, e.kind);
   } else {
     // A body without a content-length runs to the end of the stream: the
@@ -409,7 +409,7 @@ size_t ProxySession::TakeGivenBody(size_t max) {
   size_t used = req_body_->AcceptDecoded(data, &scratch_);
   if (used > 0) {
     source_->ConsumeBody(used);
-    bytes_in_ += used;
+    rec_.bytes_in += used;
   }
   if (!req_body_->failed() && !req_body_->done() && source_->BodyComplete() &&
       source_->PendingBody().empty()) {
@@ -422,7 +422,7 @@ size_t ProxySession::TakeGivenBody(size_t max) {
       LOG_DEBUG(
           "%s %s: %zu request trailer fields dropped after a content-length "
           "body",
-          method_, target_, count);
+          rec_.method, rec_.target, count);
     }
   }
   return used;
@@ -431,14 +431,14 @@ size_t ProxySession::TakeGivenBody(size_t max) {
 void ProxySession::BeginRequest() {
   const http1::RequestHead& h = request_head();
   if (MaybeUpgradeToH2c(h)) return;  // the driver takes it from here
-  method_ = h.method;
-  target_ = h.target;
+  rec_.method = h.method;
+  rec_.target = h.target;
   version_minor_ = h.version_minor;
   // A request given parsed (an HTTP/2 stream) is its connection's only one.
   keep_alive_ = h.keep_alive && !ctx_->force_close && source_ == nullptr;
-  head_request_ = method_ == "HEAD";
+  head_request_ = rec_.method == "HEAD";
   const std::string* rid = h.Find("X-Request-Id");
-  request_id_ = RequestIdFor(rid);
+  rec_.request_id = RequestIdFor(rid);
   if (const http1::Header* f =
           RefusedField(ctx_->forwarding.header_map, h.headers)) {
     Fail(Failure::kBadRequest, RefusalDetail(*f, /*trailer=*/false),
@@ -587,25 +587,13 @@ bool ProxySession::MaybeFinishRequest() {
 }
 
 void ProxySession::FinishRequest() {
-  accesslog::Entry e;
-  e.remote_addr = peer_.empty() ? std::string_view("-") : peer_;
-  e.start = req_start_time_;
-  e.duration_s = static_cast<double>(NowNs() - req_start_ns_) / 1e9;
-  e.upstream_s = upstream_s_;
-  e.method = method_;
-  e.target = target_;
-  e.protocol = http2_stream_         ? "HTTP/2.0"
-               : version_minor_ == 0 ? "HTTP/1.0"
-                                     : "HTTP/1.1";
-  e.status = status_;
-  e.body_bytes = body_bytes_out_;
-  e.request_id = request_id_;
-  e.request_headers = &request_head().headers;
-  e.response_headers = &resp_headers_;
-  RecordFinishedRequest(ctx_, e,
+  RecordFinishedRequest(ctx_, rec_, peer_,
+                        http2_stream_         ? "HTTP/2.0"
+                        : version_minor_ == 0 ? "HTTP/1.0"
+                                              : "HTTP/1.1",
                         http2_stream_ ? scoreboard::Protocol::kHttp2
                                       : scoreboard::Protocol::kHttp1,
-                        bytes_in_);
+                        NowNs(), &request_head().headers, &resp_headers_);
 
   if (close_after_response_ || !keep_alive_ || client_eof_) {
     CloseClient(unread_input_);
@@ -618,9 +606,9 @@ void ProxySession::FinishRequest() {
   req_body_.reset();
   resp_body_.reset();
   req_body_chunked_upstream_ = false;
-  request_id_.clear();
-  method_.clear();
-  target_.clear();
+  rec_.request_id.clear();
+  rec_.method.clear();
+  rec_.target.clear();
   resp_headers_.clear();
   up_out_.Clear();
   up_in_.Clear();
@@ -633,13 +621,13 @@ void ProxySession::FinishRequest() {
   connect_started_ms_ = 0;
   app_connect_retries_ = 0;
   refused_app_.reset();
-  upstream_s_ = 0;
-  status_ = 0;
-  body_bytes_out_ = 0;
+  rec_.upstream_s = 0;
+  rec_.status = 0;
+  rec_.body_bytes_out = 0;
   resp_state_ = RespState::kNotStarted;
   req_state_ = ReqState::kWaitHead;
-  req_start_ns_ = 0;
-  bytes_in_ = in_.size();
+  rec_.start_ns = 0;
+  rec_.bytes_in = in_.size();
   in_.Shrink(64 * 1024);
   out_.Shrink(64 * 1024);
   if (!in_.empty()) StartHead();  // pipelined request already here
@@ -794,14 +782,14 @@ void ProxySession::ClientTimedOut(scoreboard::ClientTimeout kind) {
                                     limit_s);
   if (sent_to_client_) {
     // The app's answer is already on its way: it cannot become a 408.
-    LOG_ERROR("%s %s from %s (request %s): %s; connection closed", method_,
-              target_, PeerForLog(), request_id_, detail);
+    LOG_ERROR("%s %s from %s (request %s): %s; connection closed", rec_.method,
+              rec_.target, PeerForLog(), rec_.request_id, detail);
     CloseClient(false);
     return;
   }
   if (header) {
-    method_ = req_parser_.head().method;
-    target_ = req_parser_.head().target;
+    rec_.method = req_parser_.head().method;
+    rec_.target = req_parser_.head().target;
   }
   ReleaseUpstream(false);  // a body streamed to the app stops here
   Fail(Failure::kClientTimeout, detail);
@@ -921,7 +909,7 @@ void ProxySession::SetReadiness(bool client_readable, bool client_writable,
 }
 
 std::string_view ProxySession::PeerForLog() const {
-  return peer_.empty() ? std::string_view("unix-socket client") : peer_;
+  return proxy::PeerForLog(peer_);
 }
 
 }  // namespace forkd::proxy

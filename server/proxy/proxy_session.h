@@ -33,6 +33,7 @@
 #include "server/proxy/error_response.h"
 #include "server/proxy/forwarding.h"
 #include "server/proxy/lingering_close.h"
+#include "server/proxy/request_record.h"
 #include "server/proxy/request_source.h"
 #include "server/proxy/response_sink.h"
 #include "server/scoreboard/scoreboard.h"
@@ -343,15 +344,12 @@ class ProxySession : public ClientConnection,
   std::optional<http1::BodyDecoder> req_body_;
   Buffer body_buf_;  // body while buffering (up to --request-buffer)
   bool req_body_chunked_upstream_ = false;  // streaming chunked to the app
-  std::string request_id_;
-  std::string method_;
-  std::string target_;
+  // Method, target, id, times, status and byte counts: what the counters
+  // and the access log take (request_record.h).
+  RequestRecord rec_;
   int version_minor_ = 1;
   bool keep_alive_ = true;
   bool head_request_ = false;
-  int64_t req_start_ns_ = 0;
-  absl::Time req_start_time_;
-  uint64_t bytes_in_ = 0;
   std::string scratch_;  // decoder output, reused
   // Scratch for building heads and the Connection tokens: members so a
   // keep-alive connection allocates them once, not per request.
@@ -384,14 +382,11 @@ class ProxySession : public ClientConnection,
   int64_t retry_connect_at_ms_ = 0;
   int64_t last_upstream_ms_ = 0;
   int64_t up_start_ns_ = 0;
-  double upstream_s_ = 0;
   RespState resp_state_ = RespState::kNotStarted;
   http1::ResponseParser resp_parser_;
   std::optional<http1::BodyDecoder> resp_body_;
   bool resp_chunked_to_client_ = false;
   bool resp_keep_alive_ = true;  // the app allows reusing its connection
-  int status_ = 0;
-  uint64_t body_bytes_out_ = 0;
   std::vector<http1::Header> resp_headers_;  // for the access log
 
   int64_t deadline_ms_ = 0;

@@ -60,7 +60,7 @@ void ProxySession::BuildUpstreamHead(UpstreamFraming framing, uint64_t length) {
   ClientFacts facts{.peer = peer_,
                     .scheme = client_->scheme(),
                     .host = h.Find("Host"),
-                    .request_id = request_id_};
+                    .request_id = rec_.request_id};
   // Which client fields pass and what forkd adds (X-Forwarded-*,
   // X-Request-Id) is forwarding.h's decision; the rest is this hop's.
   ForwardingCounts dropped = ForwardedFields(
@@ -319,9 +319,9 @@ bool ProxySession::ReadUpstream() {
 
 void ProxySession::CompleteUpstream() {
   resp_state_ = RespState::kDone;
-  upstream_s_ = static_cast<double>(NowNs() - up_start_ns_) / 1e9;
+  rec_.upstream_s = static_cast<double>(NowNs() - up_start_ns_) / 1e9;
   if (ctx_->record_metrics) {
-    ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
+    ctx_->slot->counters.upstream_duration.Observe(rec_.upstream_s);
   }
   // Reusable only after a complete exchange with nothing left over.
   bool reusable = resp_keep_alive_ && !up_eof_ && up_in_.empty() &&
@@ -350,7 +350,7 @@ void ProxySession::UpstreamFailed(Failure failure, const std::string& detail,
   bool budget = !app_mode || app_connect_retries_ < kAppConnectRetries;
   if (up_ && (up_->reused || (app_mode && unread)) && can_replay_ && budget &&
       failure == Failure::kUpstreamReset && resp_state_ == RespState::kHead &&
-      up_in_.empty() && (!up_wrote_ || IsIdempotent(method_))) {
+      up_in_.empty() && (!up_wrote_ || IsIdempotent(rec_.method))) {
     bool fresh = !up_->reused;
     ReleaseUpstream(false);
     up_out_.Clear();
@@ -368,19 +368,15 @@ void ProxySession::UpstreamFailed(Failure failure, const std::string& detail,
     LOG_DEBUG("retrying on a fresh connection after: %s", detail);
     return;
   }
-  auto kind = UpstreamErrorFor(failure);
-  if (kind != scoreboard::UpstreamError::kCount && ctx_->record_metrics) {
-    ctx_->slot->counters.upstream_errors[static_cast<size_t>(kind)].fetch_add(
-        1, std::memory_order_relaxed);
-  }
+  CountUpstreamError(ctx_, failure);
   ReleaseUpstream(false);
   LeaveInFlight();
   if (!sent_to_client_) {
     Fail(failure, detail);
     return;
   }
-  LOG_ERROR("%s %s (request %s): %s; response cut short", method_, target_,
-            request_id_, detail);
+  LOG_ERROR("%s %s (request %s): %s; response cut short", rec_.method,
+            rec_.target, rec_.request_id, detail);
   CloseClient(false);
 }
 

@@ -29,7 +29,7 @@ bool ProxySession::ProcessUpstreamInput() {
   if (resp_state_ == RespState::kHead) {
     if (up_in_.empty()) return false;
     size_t consumed = 0;
-    switch (resp_parser_.Parse(up_in_.View(), method_, &consumed)) {
+    switch (resp_parser_.Parse(up_in_.View(), rec_.method, &consumed)) {
       case http1::ParseStatus::kNeedMore:
         return false;
       case http1::ParseStatus::kError:
@@ -80,7 +80,7 @@ bool ProxySession::ProcessUpstreamBody() {
                                   resp_body_->error().detail));
       return true;
     }
-    body_bytes_out_ += scratch_.size();
+    rec_.body_bytes_out += scratch_.size();
     if (sink_ != nullptr) {
       if (!scratch_.empty()) {
         sink_->OnResponseBody(scratch_);
@@ -119,7 +119,7 @@ bool ProxySession::ProcessUpstreamBody() {
 
 void ProxySession::OnResponseHead() {
   const http1::ResponseHead& rh = resp_parser_.head();
-  status_ = rh.status;
+  rec_.status = rh.status;
   resp_keep_alive_ = rh.keep_alive;
   if (ctx_->stopping != nullptr && ctx_->stopping->load()) keep_alive_ = false;
   bool streamed = rh.framing == http1::Framing::kChunked ||
@@ -189,11 +189,7 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
     parse_error = req_parser_.error().kind;
   }
   int status = StatusFor(failure, parse_error);
-  auto rejection = RejectionFor(status, failure);
-  if (rejection != scoreboard::Rejection::kCount && ctx_->record_metrics) {
-    ctx_->slot->counters.rejected[static_cast<size_t>(rejection)].fetch_add(
-        1, std::memory_order_relaxed);
-  }
+  CountAndLogFailureAnswer(ctx_, status, failure, rec_, peer_, detail);
   // After an app failure a fully-read request leaves the connection usable;
   // anything else may have unread bytes, so the connection ends.
   bool is_upstream = failure == Failure::kUpstreamRefused ||
@@ -202,30 +198,22 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
                      failure == Failure::kUpstreamBadResponse ||
                      failure == Failure::kQueueTimeout;
   bool close = !(is_upstream && req_state_ == ReqState::kDone && keep_alive_);
-  LOG_ERROR("%d for %s %s from %s (request %s): %s", status,
-            method_.empty() ? "-" : method_, target_.empty() ? "-" : target_,
-            PeerForLog(), request_id_.empty() ? "-" : request_id_, detail);
   if (sink_ != nullptr) {
     if (sent_to_client_) {
       // The app's head went out already: the stream is cut instead.
       CloseClient(false);
       return;
     }
-    ErrorAnswer answer = BuildErrorAnswer(status, detail);
-    // A queue timeout tells the client to come back soon, not that the
-    // app failed.
-    if (failure == Failure::kQueueTimeout) {
-      answer.fields.push_back({"Retry-After", "1"});
-    }
-    // A HEAD answer has the fields a GET would get but no body.
-    bool head_only = method_ == "HEAD";
+    ErrorAnswer answer =
+        BuildErrorAnswer(status, failure, detail, rec_.method == "HEAD",
+                         /*grpc=*/false);
     sink_ended_ = true;
-    sink_->OnResponseHead(status, answer.fields, head_only);
-    if (!head_only) {
+    sink_->OnResponseHead(status, answer.fields, answer.head_only);
+    if (!answer.head_only) {
       sink_->OnResponseBody(answer.body);
       sink_->OnResponseEnd({});
     }
-    body_bytes_out_ = head_only ? 0 : answer.body.size();
+    rec_.body_bytes_out = answer.body.size();
     close = true;  // a stream carries one request
   } else {
     // A queue timeout tells the client to come back soon, not that the app
@@ -237,11 +225,11 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
     // A HEAD answer has the headers a GET would get but no body (RFC 9110
     // 9.3.2): on a kept-alive connection the client would read the body as
     // the start of the next response.
-    if (method_ == "HEAD") response.resize(head_end);
+    if (rec_.method == "HEAD") response.resize(head_end);
     out_.Append(response);
-    body_bytes_out_ = response.size() - head_end;
+    rec_.body_bytes_out = response.size() - head_end;
   }
-  status_ = status;
+  rec_.status = status;
   sent_to_client_ = true;
   LeaveInFlight();
   if (close) {
@@ -256,7 +244,7 @@ void ProxySession::Fail(Failure failure, const std::string& detail,
   }
   upstream_wanted_ = false;
   resp_state_ = RespState::kDone;
-  if (req_start_ns_ == 0) StartHead();
+  if (rec_.start_ns == 0) StartHead();
 }
 
 bool ProxySession::WriteClient() {

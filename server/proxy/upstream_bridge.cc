@@ -102,7 +102,6 @@ class UpstreamBridge::Stream final : public upstream::H2StreamOwner {
   // forkd's own answer (502/503/504...) when no head went out yet,
   // otherwise a reset of the client's stream.
   void Fail(Failure failure, const std::string& detail, uint32_t rst_code);
-  void CountUpstreamError(Failure failure);
   void LeaveInFlight() {
     if (!in_flight_) return;
     in_flight_ = false;
@@ -112,7 +111,8 @@ class UpstreamBridge::Stream final : public upstream::H2StreamOwner {
   UpstreamBridge* b_;
   int32_t id_;
   upstream::H2StreamRef ref_;
-  std::string method_, target_, request_id_;
+  // Method, target, id, times, status, byte counts (request_record.h).
+  proxy::RequestRecord rec_;
   std::vector<http1::Header> request_headers_;   // for the access log
   std::vector<http1::Header> response_headers_;  // for the access log
   bool in_flight_ = false;
@@ -120,19 +120,13 @@ class UpstreamBridge::Stream final : public upstream::H2StreamOwner {
   bool response_ended_ = false;  // the client's response is complete
   bool request_ended_ = false;
   bool grpc_ = false;  // a gRPC call: our own answers carry grpc-status
-  int status_ = 0;
-  uint64_t bytes_in_ = 0;
-  uint64_t bytes_out_ = 0;
   // App response bytes given to the client session, and how many of them
   // the app's window was reopened for.
   uint64_t to_client_ = 0;
   uint64_t consumed_ = 0;
-  int64_t start_ns_ = 0;
-  double upstream_s_ = 0;
-  absl::Time start_time_;
   int64_t last_activity_ms_ = 0;
   // What Replay() needs: the request as sent to the app so far.
-  // (method_ and target_ are the method and path.)
+  // (rec_.method and rec_.target are the method and path.)
   std::string up_scheme_, up_authority_;
   std::vector<http1::Header> up_headers_, up_trailers_;
   std::string replay_;
@@ -152,11 +146,11 @@ void UpstreamBridge::Stream::Start(std::string_view method,
                                    std::vector<http1::Header> headers,
                                    bool end_stream) {
   proxy::SessionContext* ctx = b_->ctx_;
-  start_ns_ = NowNs();
-  if (ctx->access_log != nullptr) start_time_ = absl::Now();
+  rec_.start_ns = NowNs();
+  if (ctx->access_log != nullptr) rec_.start_time = absl::Now();
   last_activity_ms_ = NowMs();
-  method_ = std::string(method);
-  target_ = std::string(path);
+  rec_.method = std::string(method);
+  rec_.target = std::string(path);
   request_ended_ = end_stream;
   std::string host(authority);
   const std::string* rid = nullptr;
@@ -167,7 +161,7 @@ void UpstreamBridge::Stream::Start(std::string_view method,
       grpc_ = std::string_view(h.value).substr(0, 16) == "application/grpc";
     }
   }
-  request_id_ = proxy::RequestIdFor(rid);
+  rec_.request_id = proxy::RequestIdFor(rid);
   if (ctx->access_log != nullptr) request_headers_ = headers;
 
   if (const http1::Header* f =
@@ -194,7 +188,7 @@ void UpstreamBridge::Stream::Start(std::string_view method,
   proxy::ClientFacts facts{.peer = b_->peer_,
                            .scheme = b_->scheme_,
                            .host = host.empty() ? nullptr : &host,
-                           .request_id = request_id_};
+                           .request_id = rec_.request_id};
   proxy::ForwardingCounts dropped = proxy::ForwardedFields(
       ctx->forwarding, facts, headers,
       [&](size_t i) {
@@ -211,8 +205,9 @@ void UpstreamBridge::Stream::Start(std::string_view method,
   up_scheme_ = std::string(scheme.empty() ? b_->scheme_ : scheme);
   up_authority_ = host;
   up_end_stream_ = end_stream;
-  absl::StatusOr<upstream::H2StreamRef> ref = ctx->h2_upstream->Open(
-      this, method_, up_scheme_, up_authority_, target_, up, end_stream);
+  absl::StatusOr<upstream::H2StreamRef> ref =
+      ctx->h2_upstream->Open(this, rec_.method, up_scheme_, up_authority_,
+                             rec_.target, up, end_stream);
   up_headers_ = std::move(up);
   if (!ref.ok()) {
     Fail(Failure::kUpstreamRefused, std::string(ref.status().message()),
@@ -226,8 +221,8 @@ bool UpstreamBridge::Stream::Replay() {
   if (!replayable_ || replayed_ || head_sent_) return false;
   replayed_ = true;
   absl::StatusOr<upstream::H2StreamRef> ref =
-      b_->ctx_->h2_upstream->Open(this, method_, up_scheme_, up_authority_,
-                                  target_, up_headers_, up_end_stream_);
+      b_->ctx_->h2_upstream->Open(this, rec_.method, up_scheme_, up_authority_,
+                                  rec_.target, up_headers_, up_end_stream_);
   if (!ref.ok()) return false;
   ref_ = *ref;
   sent_to_app_ = 0;
@@ -240,12 +235,12 @@ bool UpstreamBridge::Stream::Replay() {
     }
   }
   LOG_DEBUG("HTTP/2 stream %d (request %s) refused by the app; sent again", id_,
-            request_id_);
+            rec_.request_id);
   return true;
 }
 
 void UpstreamBridge::Stream::OnClientData(std::string_view data) {
-  bytes_in_ += data.size();
+  rec_.bytes_in += data.size();
   if (!ref_) {
     client()->ConsumeRequestData(id_, data.size());  // nobody reads it
     return;
@@ -295,11 +290,11 @@ void UpstreamBridge::Stream::OnClientClosed(uint32_t error_code) {
     ref_ = {};
     if (!response_ended_ && error_code != kNoError) {
       LOG_DEBUG("HTTP/2 stream %d (request %s) cancelled by the client", id_,
-                request_id_);
+                rec_.request_id);
     }
   }
   LeaveInFlight();
-  if (status_ == 0) status_ = kClientClosedRequest;
+  if (rec_.status == 0) rec_.status = kClientClosedRequest;
   Record();
 }
 
@@ -344,15 +339,15 @@ void UpstreamBridge::Stream::OnUpstreamHeaders(
   }
   if (head_sent_) return;
   head_sent_ = true;
-  status_ = status;
+  rec_.status = status;
   // Answered: the request is never sent again.
   replayable_ = false;
   std::string().swap(replay_);
   up_headers_.clear();
   up_trailers_.clear();
-  upstream_s_ = static_cast<double>(NowNs() - start_ns_) / 1e9;
+  rec_.upstream_s = static_cast<double>(NowNs() - rec_.start_ns) / 1e9;
   if (b_->ctx_->record_metrics) {
-    b_->ctx_->slot->counters.upstream_duration.Observe(upstream_s_);
+    b_->ctx_->slot->counters.upstream_duration.Observe(rec_.upstream_s);
   }
   if (b_->ctx_->access_log != nullptr) response_headers_ = headers;
   if (end_stream) response_ended_ = true;
@@ -363,7 +358,7 @@ void UpstreamBridge::Stream::OnUpstreamHeaders(
 void UpstreamBridge::Stream::OnUpstreamData(std::string_view data) {
   last_activity_ms_ = NowMs();
   to_client_ += data.size();
-  bytes_out_ += data.size();
+  rec_.body_bytes_out += data.size();
   client()->AppendResponseData(id_, data).IgnoreError();
   b_->flush_soon_();
 }
@@ -408,101 +403,60 @@ void UpstreamBridge::Stream::OnUpstreamClosed(
          end.connection_lost ? kInternalError : MapAppReset(end.error_code));
   } else {
     // The app reset a stream it was answering: so is the client's.
-    CountUpstreamError(Failure::kUpstreamReset);
-    LOG_INFO("%s %s (request %s): %s; stream reset", method_, target_,
-             request_id_, end.detail);
+    proxy::CountUpstreamError(b_->ctx_, Failure::kUpstreamReset);
+    LOG_INFO("%s %s (request %s): %s; stream reset", rec_.method, rec_.target,
+             rec_.request_id, end.detail);
     response_ended_ = true;
     client()->ResetStream(id_, MapAppReset(end.error_code));
     b_->flush_soon_();
   }
 }
 
-void UpstreamBridge::Stream::CountUpstreamError(Failure failure) {
-  auto kind = proxy::UpstreamErrorFor(failure);
-  if (kind != scoreboard::UpstreamError::kCount && b_->ctx_->record_metrics) {
-    b_->ctx_->slot->counters.upstream_errors[static_cast<size_t>(kind)]
-        .fetch_add(1, std::memory_order_relaxed);
-  }
-}
-
 void UpstreamBridge::Stream::Fail(Failure failure, const std::string& detail,
                                   uint32_t rst_code) {
-  CountUpstreamError(failure);
+  proxy::CountUpstreamError(b_->ctx_, failure);
   LeaveInFlight();
   response_ended_ = true;
   if (head_sent_) {
-    LOG_ERROR("%s %s from %s (request %s): %s; stream reset", method_, target_,
-              b_->peer_.empty() ? "unix-socket client" : b_->peer_, request_id_,
+    LOG_ERROR("%s %s from %s (request %s): %s; stream reset", rec_.method,
+              rec_.target, proxy::PeerForLog(b_->peer_), rec_.request_id,
               detail);
     client()->ResetStream(id_, rst_code);
     b_->flush_soon_();
     return;
   }
   int status = proxy::StatusFor(failure, http1::ErrorKind::kNone);
-  auto rejection = proxy::RejectionFor(status, failure);
-  if (rejection != scoreboard::Rejection::kCount && b_->ctx_->record_metrics) {
-    b_->ctx_->slot->counters.rejected[static_cast<size_t>(rejection)].fetch_add(
-        1, std::memory_order_relaxed);
-  }
-  LOG_ERROR("%d for %s %s from %s (request %s): %s", status, method_, target_,
-            b_->peer_.empty() ? "unix-socket client" : b_->peer_, request_id_,
-            detail);
-  std::string reason(http1::ReasonPhrase(status));
+  proxy::CountAndLogFailureAnswer(b_->ctx_, status, failure, rec_, b_->peer_,
+                                  detail);
   head_sent_ = true;
-  status_ = status;
-  if (grpc_) {
-    // A gRPC client reads a status from grpc-status, not a text body
-    // (gRPC's HTTP-to-status mapping makes all of 502/503/504 UNAVAILABLE;
-    // saying so here spares clients a content-type they reject). The HTTP
-    // status stays for logs and metrics.
-    std::vector<http1::Header> fields = {
-        {"content-type", "application/grpc"},
-        {"grpc-status", "14"},
-        {"grpc-message", absl::StrCat(status, " ", reason, ": ", detail)}};
-    client()->SubmitResponse(id_, status, fields, true).IgnoreError();
-    b_->flush_soon_();
-    return;
-  }
-  // The same answer the HTTP/1 path gives (Http2Session lowercases the
-  // field names).
-  proxy::ErrorAnswer answer = proxy::BuildErrorAnswer(status, detail);
-  bool head = method_ == "HEAD";
-  if (client()->SubmitResponse(id_, status, answer.fields, head).ok() &&
-      !head) {
+  rec_.status = status;
+  // The same answer as the exchange's for a stream (Http2Session lowercases
+  // the field names); a gRPC call's carries grpc-status.
+  proxy::ErrorAnswer answer = proxy::BuildErrorAnswer(
+      status, failure, detail, rec_.method == "HEAD", grpc_);
+  if (client()
+          ->SubmitResponse(id_, status, answer.fields, answer.head_only)
+          .ok() &&
+      !answer.head_only) {
     client()->AppendResponseData(id_, answer.body).IgnoreError();
     client()->EndResponse(id_).IgnoreError();
-    bytes_out_ += answer.body.size();
+    rec_.body_bytes_out += answer.body.size();
   }
   b_->flush_soon_();
 }
 
 void UpstreamBridge::Stream::Record() {
-  accesslog::Entry e;
-  e.remote_addr = b_->peer_.empty() ? std::string_view("-") : b_->peer_;
-  e.start = start_time_;
-  e.duration_s = static_cast<double>(NowNs() - start_ns_) / 1e9;
-  e.upstream_s = upstream_s_;
-  e.method = method_;
-  e.target = target_;
-  e.protocol = "HTTP/2.0";
-  e.status = status_;
-  e.body_bytes = bytes_out_;
-  e.request_id = request_id_;
-  e.request_headers = &request_headers_;
-  e.response_headers = &response_headers_;
-  proxy::RecordFinishedRequest(b_->ctx_, e, scoreboard::Protocol::kHttp2,
-                               bytes_in_);
+  proxy::RecordFinishedRequest(b_->ctx_, rec_, b_->peer_, "HTTP/2.0",
+                               scoreboard::Protocol::kHttp2, NowNs(),
+                               &request_headers_, &response_headers_);
 }
 
-UpstreamBridge::UpstreamBridge(proxy::SessionContext* ctx,
-                               Http2Session* session, std::string peer,
-                               const char* scheme,
-                               std::function<void()> flush_soon)
-    : ctx_(ctx),
-      session_(session),
-      peer_(std::move(peer)),
-      scheme_(scheme),
-      flush_soon_(std::move(flush_soon)) {}
+UpstreamBridge::UpstreamBridge(StreamClient client)
+    : ctx_(client.ctx),
+      session_(client.session),
+      peer_(std::move(client.peer)),
+      scheme_(client.scheme),
+      flush_soon_(std::move(client.flush_soon)) {}
 
 UpstreamBridge::~UpstreamBridge() = default;
 

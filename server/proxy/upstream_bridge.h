@@ -1,9 +1,9 @@
 // --upstream-protocol h2c: the streams of one HTTP/2 client connection
 // forwarded stream-to-stream to HTTP/2 streams to the app (H2Upstream),
-// instead of each becoming an HTTP/1.1 exchange (Http2Connection's
-// StreamTransport path). Headers, DATA and trailers go through in both
-// directions as they come, so gRPC (unary, streaming, status trailers,
-// deadlines, cancellation) works unchanged.
+// instead of each becoming an HTTP/1.1 exchange (ExchangeStreams).
+// Headers, DATA and trailers go through in both directions as they come,
+// so gRPC (unary, streaming, status trailers, deadlines, cancellation)
+// works unchanged.
 //
 // Flow control is end to end with bounded memory: client DATA reopens the
 // client's window only once it left for the app (OnUpstreamDataSent), and
@@ -18,8 +18,8 @@
 // RST_STREAM resets the client's stream (mapped code); a client reset sends
 // RST_STREAM(CANCEL) to the app.
 //
-// Owned by an Http2Connection and driven from its event handling, on the
-// worker's loop thread.
+// The StreamBackend (stream_backend.h) of an Http2Connection whose app
+// speaks h2c, driven from its event handling on the worker's loop thread.
 #ifndef FORKD_SERVER_PROXY_UPSTREAM_BRIDGE_H_
 #define FORKD_SERVER_PROXY_UPSTREAM_BRIDGE_H_
 
@@ -33,44 +33,41 @@
 #include "absl/container/flat_hash_map.h"
 #include "server/http1/message.h"
 #include "server/http2/http2_session.h"
+#include "server/proxy/stream_backend.h"
 #include "server/upstream/h2_upstream.h"
 
 namespace forkd::proxy {
 
-struct SessionContext;
-
-class UpstreamBridge {
+class UpstreamBridge final : public StreamBackend {
  public:
-  // `session` is the client connection's; `flush_soon` asks the connection
-  // to write the session's output after the event batch. `scheme` is the
-  // client connection's ("http" or "https"); `peer` its IP ("" for unix).
-  UpstreamBridge(proxy::SessionContext* ctx, http2::Http2Session* session,
-                 std::string peer, const char* scheme,
-                 std::function<void()> flush_soon);
+  // `client`: the client connection's session, peer, scheme ("http" or
+  // "https") and flush request; ctx->h2_upstream is the app.
+  explicit UpstreamBridge(StreamClient client);
   // Cancels (RST_STREAM CANCEL) every stream still open at the app.
-  ~UpstreamBridge();
+  ~UpstreamBridge() override;
   UpstreamBridge(const UpstreamBridge&) = delete;
   UpstreamBridge& operator=(const UpstreamBridge&) = delete;
 
-  // Http2Session::Handler events of the client connection.
+  // http2::Http2Session::Handler events of the client connection.
   void OnRequestHeaders(int32_t stream_id, std::string_view method,
                         std::string_view scheme, std::string_view authority,
                         std::string_view path,
-                        std::vector<http1::Header> headers, bool end_stream);
-  void OnRequestData(int32_t stream_id, std::string_view data);
-  void OnRequestEnd(int32_t stream_id, std::vector<http1::Header> trailers);
-  void OnStreamClosed(int32_t stream_id, uint32_t error_code);
+                        std::vector<http1::Header> headers,
+                        bool end_stream) override;
+  void OnRequestData(int32_t stream_id, std::string_view data) override;
+  void OnRequestEnd(int32_t stream_id,
+                    std::vector<http1::Header> trailers) override;
+  void OnStreamClosed(int32_t stream_id, uint32_t error_code) override;
 
+  // StreamBackend
   // The client session's output was taken: reopen the app's windows by
   // the response bytes that left.
-  void AfterClientFlush();
+  void AfterClientFlush() override;
   // Answers 504 or resets streams whose app side was idle too long.
-  void OnTimeout(int64_t now_ms);
-  // The earliest stream deadline; 0 when finished streams await Reap().
-  int64_t deadline_ms() const;
-  bool empty() const { return streams_.empty(); }
-  // Frees streams that finished; only where none of them is on the stack.
-  void Reap();
+  void OnTimeout(int64_t now_ms) override;
+  int64_t deadline_ms() const override;
+  bool empty() const override { return streams_.empty(); }
+  void Reap() override;
 
  private:
   class Stream;
