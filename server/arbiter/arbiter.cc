@@ -23,12 +23,6 @@
 // The master: construction, start and stop, the loop (Run, Tick).
 namespace forkd::arbiter {
 
-using internal::Load;
-using internal::SecondsToMs;
-using internal::StateOf;
-using internal::Store;
-using scoreboard::WorkerState;
-
 namespace {
 
 constexpr int kHandledSignals[] = {SIGCHLD, SIGHUP,  SIGTERM, SIGINT,

@@ -8,12 +8,6 @@
 // The master: feeding the Autotuner and applying its changes.
 namespace forkd::arbiter {
 
-using internal::Load;
-using internal::SecondsToMs;
-using internal::StateOf;
-using internal::Store;
-using scoreboard::WorkerState;
-
 // --- Autotune ----------------------------------------------------------------
 
 autotune::Sample Arbiter::MakeSample(int64_t now) const {

@@ -16,12 +16,6 @@
 // stop.
 namespace forkd::arbiter {
 
-using internal::Load;
-using internal::SecondsToMs;
-using internal::StateOf;
-using internal::Store;
-using scoreboard::WorkerState;
-
 namespace {
 
 // After SIGKILL, how long to wait for the kernel to hand us the exit.

@@ -33,4 +33,14 @@ inline scoreboard::WorkerState StateOf(const scoreboard::Slot& slot) {
 
 }  // namespace forkd::arbiter::internal
 
+// Only the Arbiter's own files include this header: the short names are
+// theirs.
+namespace forkd::arbiter {
+using internal::Load;
+using internal::SecondsToMs;
+using internal::StateOf;
+using internal::Store;
+using scoreboard::WorkerState;
+}  // namespace forkd::arbiter
+
 #endif  // FORKD_SERVER_ARBITER_ARBITER_INTERNAL_H_

@@ -9,12 +9,6 @@
 // The master: the pool snapshot the admin plane and metrics read.
 namespace forkd::arbiter {
 
-using internal::Load;
-using internal::SecondsToMs;
-using internal::StateOf;
-using internal::Store;
-using scoreboard::WorkerState;
-
 namespace {
 
 // What a worker writes into its slot and the snapshot shows as it is: the

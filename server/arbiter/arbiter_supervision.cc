@@ -19,12 +19,6 @@
 // The master: spawning, watching (heartbeats, timeouts) and reaping workers.
 namespace forkd::arbiter {
 
-using internal::Load;
-using internal::SecondsToMs;
-using internal::StateOf;
-using internal::Store;
-using scoreboard::WorkerState;
-
 namespace {
 
 // Signals that end a process only when someone sends them; a crash of the
