@@ -401,7 +401,7 @@ void Arbiter::OnChildExit(pid_t pid, int status) {
   workers_.erase(it);
   scoreboard::Slot& slot = scoreboard_->slot(w.slot);
   // Its line is gone: the other workers must not defer to its head.
-  Store(slot.queue_head_ms, int64_t{0});
+  scoreboard_->SetQueueHead(w.slot, 0);
   WorkerState st = StateOf(slot);
   auto exit_reason =
       static_cast<scoreboard::ExitReason>(Load(slot.exit_reason));

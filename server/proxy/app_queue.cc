@@ -10,10 +10,14 @@ QueueHeads::QueueHeads(scoreboard::Scoreboard* board, uint32_t own,
     : board_(board), own_(own), stale_ms_(stale_ms) {}
 
 void QueueHeads::Publish(int64_t since_ms) {
-  board_->slot(own_).queue_head_ms.store(since_ms, std::memory_order_relaxed);
+  board_->SetQueueHead(own_, since_ms);
 }
 
 bool QueueHeads::OtherWaitsLonger(int64_t since_ms, int64_t now_ms) const {
+  uint32_t waiting = board_->queue_heads().load(std::memory_order_relaxed);
+  bool mine =
+      board_->slot(own_).queue_head_ms.load(std::memory_order_relaxed) != 0;
+  if (waiting <= (mine ? 1u : 0u)) return false;
   for (uint32_t i = 0; i < board_->capacity(); ++i) {
     if (i == own_) continue;
     int64_t other =

@@ -304,7 +304,18 @@ Scoreboard::~Scoreboard() {
   close(fd_);
 }
 
+void Scoreboard::SetQueueHead(uint32_t index, int64_t since_ms) {
+  int64_t old =
+      slots_[index].queue_head_ms.exchange(since_ms, std::memory_order_relaxed);
+  if (old == 0 && since_ms != 0) {
+    header_->queue_heads.fetch_add(1, std::memory_order_relaxed);
+  } else if (old != 0 && since_ms == 0) {
+    header_->queue_heads.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
 void Scoreboard::ResetSlot(uint32_t index) {
+  SetQueueHead(index, 0);
   Slot* s = &slots_[index];
   // A worker that died mid-request never gave its places back.
   uint32_t held = s->limit_held.exchange(0, std::memory_order_acq_rel);

@@ -342,6 +342,9 @@ struct Header {
   uint32_t app_capacity;  // AppSlots after the worker slots (0: sidecar)
   Settings settings;
   AppLimit app_limit;
+  // Slots whose queue_head_ms is set: while 0, no worker needs to look at
+  // the others' heads (the common case costs one load per request).
+  std::atomic<uint32_t> queue_heads{0};
 };
 
 // Milliseconds on CLOCK_MONOTONIC, comparable between processes.
@@ -362,6 +365,10 @@ class Scoreboard {
   uint32_t capacity() const { return header_->capacity; }
   Settings& settings() { return header_->settings; }
   AppLimit& app_limit() { return header_->app_limit; }
+  std::atomic<uint32_t>& queue_heads() { return header_->queue_heads; }
+  // Sets slot `index`'s queue_head_ms, keeping queue_heads() in step.
+  // 0: its line is empty (or gone). Any process.
+  void SetQueueHead(uint32_t index, int64_t since_ms);
   Slot& slot(uint32_t index) { return slots_[index]; }
   const Slot& slot(uint32_t index) const { return slots_[index]; }
   uint32_t app_capacity() const { return header_->app_capacity; }

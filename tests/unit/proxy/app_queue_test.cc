@@ -174,13 +174,19 @@ TEST(QueueHeads, TheOldestHeadAcrossWorkersGoesFirst) {
 TEST(QueueHeads, SlackAndStaleHeads) {
   auto sb = *scoreboard::Scoreboard::Create(3, 1);
   QueueHeads mine(sb.get(), 0, /*stale_ms=*/1000);
-  sb->slot(1).queue_head_ms.store(100);
+  sb->SetQueueHead(1, 100);
+  EXPECT_EQ(sb->queue_heads().load(), 1u);
   EXPECT_FALSE(mine.OtherWaitsLonger(105, 200));
   EXPECT_FALSE(mine.OtherWaitsLonger(100 + QueueHeads::kSlackMs, 200));
   EXPECT_TRUE(mine.OtherWaitsLonger(100 + QueueHeads::kSlackMs + 1, 200));
   EXPECT_FALSE(mine.OtherWaitsLonger(500, 1200));  // slot 1's is stale
   mine.Publish(42);
   EXPECT_EQ(sb->slot(0).queue_head_ms.load(), 42);
+  EXPECT_EQ(sb->queue_heads().load(), 2u);
+  sb->ResetSlot(1);  // the master, for a worker that died waiting
+  mine.Publish(0);
+  EXPECT_EQ(sb->queue_heads().load(), 0u);
+  EXPECT_FALSE(mine.OtherWaitsLonger(500, 600));
 }
 
 }  // namespace
