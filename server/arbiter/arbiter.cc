@@ -636,6 +636,16 @@ CommandResult Arbiter::HandleCommand(const Command& command) {
         default:
           break;
       }
+      if (r.status.ok() && !command.from_autotune &&
+          (command.kind == CommandKind::kScaleBy ||
+           command.kind == CommandKind::kScaleTo ||
+           command.kind == CommandKind::kSetThreads)) {
+        const bool threads = command.kind == CommandKind::kSetThreads;
+        ApplyTuneChanges(autotuner_->OperatorResized(
+            threads ? autotune::Knob::kThreads : autotune::Knob::kWorkers,
+            threads ? Threads() : DesiredWorkers(),
+            MakeSample(sys_->NowMs())));
+      }
   }
   int64_t now = sys_->NowMs();
   if (stop_ != Stop::kNone) {
@@ -1464,7 +1474,9 @@ void Arbiter::ApplyTuneChanges(const std::vector<autotune::Change>& changes) {
       case autotune::Knob::kWorkers: {
         // The same command as TTIN/TTOU and forkctl scale; an app process
         // scaled away finishes its in-flight requests first.
-        CommandResult r = HandleCommand(Command::ScaleTo(c.value));
+        Command scale = Command::ScaleTo(c.value);
+        scale.from_autotune = true;
+        CommandResult r = HandleCommand(scale);
         if (!r.status.ok()) {
           LOG_WARNING("autotune: workers %d refused: %s", c.value,
                       r.status.message());
@@ -1472,7 +1484,9 @@ void Arbiter::ApplyTuneChanges(const std::vector<autotune::Change>& changes) {
         break;
       }
       case autotune::Knob::kThreads: {
-        CommandResult r = HandleCommand(Command::SetThreads(c.value));
+        Command threads = Command::SetThreads(c.value);
+        threads.from_autotune = true;
+        CommandResult r = HandleCommand(threads);
         if (!r.status.ok()) {
           LOG_WARNING("autotune: threads %d refused: %s", c.value,
                       r.status.message());
