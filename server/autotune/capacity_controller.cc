@@ -19,6 +19,19 @@ double CpuCap(double limit) {
   return limit > 0 ? limit : std::numeric_limits<double>::infinity();
 }
 
+// Relative standard deviation of window values; 0 for fewer than two or a
+// zero mean.
+double Spread(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  double mean = 0, var = 0;
+  for (double r : v) mean += r;
+  mean /= static_cast<double>(v.size());
+  if (mean <= 0) return 0;
+  for (double r : v) var += (r - mean) * (r - mean);
+  var /= static_cast<double>(v.size() - 1);
+  return std::sqrt(var) / mean;
+}
+
 int CpuCeil(double limit) {
   return limit > 0 ? static_cast<int>(std::ceil(limit - 1e-9)) : 1;
 }
@@ -82,7 +95,7 @@ CapacityController::Point CapacityController::Summarise() const {
   uint64_t completed = 0, periods = 0, throttled = 0;
   double duration = 0, cpu = 0, in_flight = 0;
   LatencyHistogram lat, app;
-  std::vector<double> rates;
+  std::vector<double> rates, cpus;
   for (const Window& w : acc_) {
     completed += w.completed;
     duration += w.duration_seconds;
@@ -93,6 +106,7 @@ CapacityController::Point CapacityController::Summarise() const {
     lat.Add(w.latency);
     app.Add(w.app_latency);
     rates.push_back(w.Throughput());
+    cpus.push_back(w.CpuPerRequest());
   }
   const Window& last = acc_.back();
   if (duration > 0) {
@@ -110,16 +124,10 @@ CapacityController::Point CapacityController::Summarise() const {
   p.rss_per_process = last.MeanRssBytes();
   p.cpu_limit = last.cpu_limit_cores;
   p.memory_max = static_cast<double>(last.memory_max_bytes);
-  // Window-to-window spread of throughput at one configuration: the noise
-  // every comparison is held against.
-  if (rates.size() >= 2 && p.throughput > 0) {
-    double mean = 0, var = 0;
-    for (double r : rates) mean += r;
-    mean /= static_cast<double>(rates.size());
-    for (double r : rates) var += (r - mean) * (r - mean);
-    var /= static_cast<double>(rates.size() - 1);
-    p.noise = std::sqrt(var) / mean;
-  }
+  // Window-to-window spread at one configuration: the noise every
+  // comparison is held against.
+  p.noise = Spread(rates);
+  p.cpu_noise = Spread(cpus);
   return p;
 }
 
@@ -317,7 +325,8 @@ void CapacityController::Note(const Window& w, Rule rule,
               {"cpu_per_request", p.cpu_per_request},
               {"cores_used", p.cores_used},
               {"cpu_limit", p.cpu_limit},
-              {"noise", noise_}};
+              {"noise", noise_},
+              {"cpu_noise", cpu_noise_}};
   d.why = absl::StrFormat("[%s] %s", AppClassName(class_), why);
   out->push_back(std::move(d));
 }
@@ -366,6 +375,7 @@ std::vector<Decision> CapacityController::OnPoint(const Window& w,
   std::vector<Decision> out;
   if (p.throughput <= 0) return out;  // no load: nothing to learn
   if (p.noise > 0) noise_ = 0.8 * noise_ + 0.2 * p.noise;
+  if (p.cpu_noise > 0) cpu_noise_ = 0.8 * cpu_noise_ + 0.2 * p.cpu_noise;
   if (p.app_p50 > 0 && (min_app_p50_ == 0 || p.app_p50 < min_app_p50_)) {
     min_app_p50_ = p.app_p50;
   }
@@ -510,9 +520,13 @@ void CapacityController::Steady(const Window& w, std::vector<Decision>* out) {
       opt_.latency_target_seconds > 0 && p99 > opt_.latency_target_seconds;
   // Latency is noisier than throughput: it counts as drift at twice the
   // threshold.
+  // CPU per request against its own measured noise (/proc's ticks).
+  const double cpu_limit = std::max(limit, 3 * cpu_noise_);
+  const bool cpu_moved =
+      baseline_.cpu_per_request > 0 &&
+      std::abs(w.CpuPerRequest() / baseline_.cpu_per_request - 1) > cpu_limit;
   const bool drift =
-      moved(x, baseline_.throughput) ||
-      moved(w.CpuPerRequest(), baseline_.cpu_per_request) ||
+      moved(x, baseline_.throughput) || cpu_moved ||
       (baseline_.p99 > 0 && std::abs(p99 / baseline_.p99 - 1) > 2 * limit &&
        p99 > baseline_.p99) ||
       over_target;
@@ -522,13 +536,14 @@ void CapacityController::Steady(const Window& w, std::vector<Decision>* out) {
   now.throughput = x;
   now.p99 = p99;
   now.cpu_per_request = w.CpuPerRequest();
-  Note(
-      w, Rule::kResearch,
-      absl::StrFormat("%d windows beyond the noise (%.0f%%): throughput "
-                      "%.1f -> %.1f req/s, CPU/request %.2f -> %.2f ms",
-                      drift_count_, limit * 100, baseline_.throughput, x,
-                      baseline_.cpu_per_request * 1e3, w.CpuPerRequest() * 1e3),
-      now, out);
+  Note(w, Rule::kResearch,
+       absl::StrFormat("%d windows beyond the noise (%.0f%%, CPU %.0f%%): "
+                       "throughput %.1f -> %.1f req/s, CPU/request %.2f -> "
+                       "%.2f ms",
+                       drift_count_, limit * 100, cpu_limit * 100,
+                       baseline_.throughput, x, baseline_.cpu_per_request * 1e3,
+                       w.CpuPerRequest() * 1e3),
+       now, out);
   ResetRegime();
   settle_left_ = 0;
 }
