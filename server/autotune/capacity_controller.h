@@ -83,6 +83,7 @@ class CapacityController {
     double throttled = 0, rss_per_process = 0, cpu_limit = 0;
     double memory_max = 0, noise = 0;
     double cpu_noise = 0;  // the same spread, of CPU per request
+    double queue = 0;      // mean requests waiting in forkd for a slot
   };
   struct Probe {
     Config to;
