@@ -27,7 +27,9 @@
 #     and p99 of the 2xx side by side.
 #
 # Environment: QUICK=1 (~4 min: cpu and io, a 2 x 2 grid, shorter runs, one
-# flip), CONNS (64), TARGET (1s), LIMIT_TARGET (150ms), PIN, KEEP, FORKD_BIN.
+# flip), PARTS ("full flip limit": full needs the sweep, flip needs cpu and io
+# in APPS), APPS, WORKERS, THREADS, CONNS (64), TARGET (1s), LIMIT_TARGET
+# (150ms), PIN, KEEP, FORKD_BIN.
 # Needs wrk, h2load, curl. On a shared 2-core machine figures are noisy:
 # compare the ratios, which come from one run.
 set -euo pipefail
@@ -50,6 +52,9 @@ else
   LIMIT_SECS=${LIMIT_SECS:-12}
 fi
 
+PARTS=${PARTS:-"full flip limit"}
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+has full || has flip || APPS=
 make_workdir fkautotune
 cp "$HERE/autotune_app.py" "$WORK/"
 mkdir -p "$WORK/state"
@@ -63,7 +68,7 @@ start_app() {
   PORT=$(free_port)
   MPORT=$(free_port)
   start_forkd "$name" --bind "127.0.0.1:$PORT" --metrics-bind "127.0.0.1:$MPORT" \
-    --admin-bind "" --worker-class gthread "$@" -- \
+    --admin-bind "" --shutdown-delay 0 --worker-class gthread "$@" -- \
     "$PY" "$WORK/autotune_app.py" --threads "$app_threads" --state "$WORK/state"
   wait_ready "$FORKD_PID" "$name" http_ok "http://127.0.0.1:$PORT/"
 }
@@ -105,15 +110,18 @@ autotune_run() {
   stop_pid "$FORKD_PID"
 }
 
-echo "autotune: --autotune full from the defaults, ${REACH}s + ${FOLLOW}s per app" >&2
+has full && echo "autotune: --autotune full from the defaults, ${REACH}s + ${FOLLOW}s per app" >&2
 for app in $APPS; do
+  has full || break
   autotune_run "full-$app" "$app" "$((REACH + FOLLOW))"
   R[full-$app]=$("${WATCH[@]}" converge "$WORK/full-$app.samples" "${BEST[$app]}" 0 \
     "$((REACH + FOLLOW))" "$FOLLOW")
 done
 
 flip_note=
-if [[ " $APPS " == *" cpu "* && " $APPS " == *" io "* ]]; then
+if ! has flip; then
+  flip_note="(flip not run: PARTS)"
+elif [[ " $APPS " == *" cpu "* && " $APPS " == *" io "* ]]; then
   read -r -a modes <<<"$FLIPS"
   marks= i=0
   for m in "${modes[@]}"; do
@@ -132,11 +140,12 @@ else
   flip_note="(flip skipped: APPS lacks cpu or io)"
 fi
 
-echo "autotune: --autotune limit under 2x overload, ${LIMIT_SECS}s each" >&2
+has limit && echo "autotune: --autotune limit under 2x overload, ${LIMIT_SECS}s each" >&2
 # 2 processes x 8 threads x 50 ms = 320 req/s; offered 640/s.
 rate_per=32 period=50ms
 total=$((rate_per * LIMIT_SECS * 20))
 for mode in off limit; do
+  has limit || break
   name=limit-$mode
   extra=()
   [[ $mode == limit ]] && extra=(--autotune limit --latency-target "$LIMIT_TARGET")
@@ -155,6 +164,7 @@ printf '\nbench/autotune.sh  QUICK=%s conns=%s target=%s grid=-w {%s} x --thread
 printf '%-6s | %11s %7s | %9s %8s %8s %7s | %11s %7s\n' \
   app "best static" "-w x -t" "to 90% s" "ratio" "p99 ms" failed "last chg s" "final"
 for app in $APPS; do
+  has full || break
   read -r t90 ratio_ p99 failed last cfg <<<"${R[full-$app]}"
   printf '%-6s | %11s %7s | %9s %8s %8s %7s | %11s %7s\n' "$app" "${BEST[$app]}" \
     "${BESTCFG[$app]}" "$t90" "$ratio_" "$p99" "$((failed + ${R[full-$app-wrkerr]:-0}))" \
@@ -175,6 +185,7 @@ if [[ -z $flip_note ]]; then
 else
   echo "$flip_note"
 fi
+has limit || exit 0
 read -r g_off p_off ok_off bad_off <<<"${R[limit-off]}"
 read -r g_lim p_lim ok_lim bad_lim <<<"${R[limit-limit]}"
 printf '\nlimit under 2x overload (640 req/s offered to 320 req/s of app, %ss, h2load open loop)\n' "$LIMIT_SECS"
