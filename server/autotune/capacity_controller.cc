@@ -14,6 +14,8 @@ namespace {
 constexpr double kBusySlots = 0.85;  // in flight / slots: concurrency-bound
 constexpr double kIdleSlots = 0.6;   // below: slots idle
 constexpr double kCpuSaturated = 0.85;
+// A point's window-to-window spread beyond which it is an outlier.
+constexpr double kOutlierNoise = 0.3;
 
 double CpuCap(double limit) {
   return limit > 0 ? limit : std::numeric_limits<double>::infinity();
@@ -380,7 +382,22 @@ std::vector<Decision> CapacityController::OnPoint(const Window& w,
                                                   const Point& p) {
   std::vector<Decision> out;
   if (p.throughput <= 0) return out;  // no load: nothing to learn
-  if (p.noise > 0) noise_ = 0.8 * noise_ + 0.2 * p.noise;
+  // Windows of one point that disagree far beyond the noise (a stall of a
+  // shared machine: a window with no throughput at all) measure nothing.
+  // Taken as they are, they blew the noise estimate up to 150 % and left
+  // the controller deaf for minutes; measure again instead, at most twice
+  // in a row (a really noisy app is then taken as it is).
+  if (p.noise > std::max(kOutlierNoise, 4 * noise_) && remeasured_ < 2) {
+    ++remeasured_;
+    Note(w, Rule::kRemeasure,
+         absl::StrFormat("windows %.0f%% apart (noise %.0f%%): measured again",
+                         p.noise * 100, noise_ * 100),
+         p, &out);
+    return out;
+  }
+  remeasured_ = 0;
+  if (p.noise > 0)
+    noise_ = 0.8 * noise_ + 0.2 * std::min(p.noise, kOutlierNoise);
   if (p.cpu_noise > 0) cpu_noise_ = 0.8 * cpu_noise_ + 0.2 * p.cpu_noise;
   if (p.app_p50 > 0 && (min_app_p50_ == 0 || p.app_p50 < min_app_p50_)) {
     min_app_p50_ = p.app_p50;

@@ -132,6 +132,7 @@ class CapacityController {
   double cpu_noise_ = 0.02;
   double min_app_p50_ = 0;
   int drift_count_ = 0;
+  int remeasured_ = 0;  // points discarded in a row (kRemeasure)
 };
 
 }  // namespace forkd::autotune

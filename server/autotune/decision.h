@@ -33,6 +33,7 @@ enum class Rule {
   kConverged,   // no neighbour promises more than the threshold
   kResearch,    // throughput/latency/CPU moved beyond the noise: search
   kBound,       // the configuration left its bounds: clamp
+  kRemeasure,   // a point's windows disagree far beyond the noise: again
 };
 const char* RuleName(Rule r);
 

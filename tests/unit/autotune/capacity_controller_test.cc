@@ -370,6 +370,45 @@ TEST(CapacityController, NoProbeUpWhenNobodyWaitsForASlot) {
       << Dump(waiting);
 }
 
+// A stall of the machine: one window of a point with almost no throughput.
+// The point is measured again rather than taken (it would blow the noise
+// estimate up and every threshold with it), and a steady app's noise stays
+// small.
+TEST(CapacityController, StalledWindowIsMeasuredAgain) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    Loop loop(sim::IoBound(), {}, 1, 1, seed);
+    ASSERT_GT(loop.RunUntilSteady(60), 0) << Dump(loop.all);
+    // Leave steady (a real change), then stall one window of the search.
+    loop.app.set_model(sim::CpuBound());
+    std::vector<Decision> made;
+    bool stalled = false;
+    int in_search = 0;
+    for (int i = 0; i < 40; ++i) {
+      loop.now += 1;
+      Window win =
+          loop.app.Run(loop.ctl->workers(), loop.ctl->threads(), loop.now);
+      // The second window of the search: the first is the cool-down.
+      if (loop.ctl->phase() == CapacityController::Phase::kSearch &&
+          ++in_search == 2) {
+        stalled = true;
+        win.completed /= 200;
+        win.app_cpu_seconds /= 200;
+      }
+      for (Decision& d : loop.ctl->OnWindow(win)) made.push_back(d);
+    }
+    ASSERT_TRUE(stalled);
+    bool remeasured = false;
+    for (const Decision& d : made) {
+      remeasured |= d.rule == Rule::kRemeasure;
+      for (const auto& [k, v] : d.inputs) {
+        if (k == "noise") EXPECT_LT(v, 0.2) << d.ToJson();
+      }
+    }
+    EXPECT_TRUE(remeasured) << Dump(made);
+  }
+}
+
 TEST(CapacityController, KneeAppReportsItsKnee) {
   Loop loop(sim::Knee());
   ASSERT_GT(loop.RunUntilSteady(60), 0);
