@@ -254,7 +254,13 @@ std::optional<CapacityController::Probe> CapacityController::NextProbe(
   if (by_workers) {
     up.first += std::clamp(p.workers / 2, 1, opt_.max_worker_step);
   } else {
-    up.second += std::clamp(p.threads, 1, opt_.max_thread_step);
+    // Up to the bound, not past it; at the bound, concurrency comes from
+    // one more process (an I/O-bound app left with 1 x 32 by a CPU-bound
+    // phase served 64 clients with 32 slots for good).
+    up.second =
+        std::min(p.threads + std::clamp(p.threads, 1, opt_.max_thread_step),
+                 opt_.bounds.max_threads);
+    if (up.second == p.threads) up.first += 1;
   }
   if (allowed(up)) {
     const double g = ExpectedUpGain(p, up);

@@ -409,6 +409,25 @@ TEST(CapacityController, StalledWindowIsMeasuredAgain) {
   }
 }
 
+// An I/O-bound app at the thread bound with requests waiting: on one core
+// a CPU-bound phase leaves one process; when the app turns I/O-bound it
+// gets 32 threads (the bound) for 64 clients, and must then grow by
+// processes rather than stay at half the clients' concurrency.
+TEST(CapacityController, IoBoundAtTheThreadBoundGrowsProcesses) {
+  sim::AppModel cpu = sim::CpuBound(), io = sim::IoBound();
+  cpu.cores = io.cores = 1;
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    Loop loop(cpu, {}, 1, 1, seed);
+    ASSERT_GT(loop.RunUntilSteady(60), 0);
+    loop.app.set_model(io);
+    ASSERT_GT(loop.RunUntilSteady(60), 0) << Dump(loop.all);
+    EXPECT_EQ(loop.ctl->threads(), kMaxThreads) << Dump(loop.all);
+    EXPECT_GE(loop.ctl->workers(), 2) << Dump(loop.all);
+    EXPECT_GE(loop.Ratio(), 0.9) << Dump(loop.all);
+  }
+}
+
 TEST(CapacityController, KneeAppReportsItsKnee) {
   Loop loop(sim::Knee());
   ASSERT_GT(loop.RunUntilSteady(60), 0);
