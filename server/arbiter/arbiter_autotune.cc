@@ -49,7 +49,9 @@ void Arbiter::ApplyTuneChanges(const std::vector<autotune::Change>& changes) {
       case autotune::Knob::kWorkers: {
         // The same command as TTIN/TTOU and forkctl scale; an app process
         // scaled away finishes its in-flight requests first.
-        CommandResult r = HandleCommand(Command::ScaleTo(c.value));
+        Command scale = Command::ScaleTo(c.value);
+        scale.from_autotune = true;
+        CommandResult r = HandleCommand(scale);
         if (!r.status.ok()) {
           LOG_WARNING("autotune: workers %d refused: %s", c.value,
                       r.status.message());
@@ -57,7 +59,9 @@ void Arbiter::ApplyTuneChanges(const std::vector<autotune::Change>& changes) {
         break;
       }
       case autotune::Knob::kThreads: {
-        CommandResult r = HandleCommand(Command::SetThreads(c.value));
+        Command threads = Command::SetThreads(c.value);
+        threads.from_autotune = true;
+        CommandResult r = HandleCommand(threads);
         if (!r.status.ok()) {
           LOG_WARNING("autotune: threads %d refused: %s", c.value,
                       r.status.message());

@@ -202,6 +202,16 @@ CommandResult Arbiter::HandleCommand(const Command& command) {
         default:
           break;
       }
+      if (r.status.ok() && !command.from_autotune &&
+          (command.kind == CommandKind::kScaleBy ||
+           command.kind == CommandKind::kScaleTo ||
+           command.kind == CommandKind::kSetThreads)) {
+        const bool threads = command.kind == CommandKind::kSetThreads;
+        ApplyTuneChanges(autotuner_->OperatorResized(
+            threads ? autotune::Knob::kThreads : autotune::Knob::kWorkers,
+            threads ? Threads() : DesiredWorkers(),
+            MakeSample(sys_->NowMs())));
+      }
   }
   int64_t now = sys_->NowMs();
   if (stop_ != Stop::kNone) {

@@ -41,6 +41,9 @@ struct Command {
   bool exact = false;
   // kSetTune: what to change.
   std::shared_ptr<const autotune::TuneUpdate> tune = nullptr;
+  // kScaleTo / kSetThreads issued by the autotuner itself; any other resize
+  // is an operator's, which --autotune full takes as a pin.
+  bool from_autotune = false;
 
   static Command ScaleBy(int delta, bool exact = false) {
     return {CommandKind::kScaleBy, delta, exact};

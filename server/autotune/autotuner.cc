@@ -345,6 +345,30 @@ absl::StatusOr<std::vector<Change>> Autotuner::Update(const TuneUpdate& u,
   return out;
 }
 
+std::vector<Change> Autotuner::OperatorResized(Knob knob, int value,
+                                               const Sample& s) {
+  if (opt_.mode != AutotuneMode::kFull || value < 1) return {};
+  TuneUpdate u;
+  if (knob == Knob::kWorkers) {
+    u.pin_workers = value;
+  } else if (knob == Knob::kThreads && opt_.threads_tunable) {
+    u.pin_threads = value;
+  } else {
+    return {};
+  }
+  absl::StatusOr<std::vector<Change>> changes = Update(u, s);
+  if (!changes.ok()) {
+    LOG_WARNING("autotune: %s set to %d by an operator, not pinned: %s",
+                KnobName(knob), value, changes.status().message());
+    return {};
+  }
+  LOG_INFO(
+      "autotune: %s set to %d by an operator: pinned (forkctl tune --pin "
+      "%s=0 gives it back to autotune)",
+      KnobName(knob), value, KnobName(knob));
+  return *std::move(changes);
+}
+
 TuneStatus Autotuner::Status() const {
   TuneStatus t;
   t.mode = opt_.mode;

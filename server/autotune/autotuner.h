@@ -82,6 +82,14 @@ class Autotuner {
   absl::StatusOr<std::vector<Change>> Update(const TuneUpdate& u,
                                              const Sample& s);
 
+  // An operator resized the pool (forkctl scale / threads, TTIN/TTOU) to
+  // `value`: in full mode that knob becomes a pin, as `forkctl tune --pin`
+  // makes it, so the next decision does not undo the operator's choice (the
+  // controller restarts from the pool as it is). Not called for the
+  // autotuner's own changes. Returns the changes to apply (normally none);
+  // nothing in other modes or for threads that are not a knob.
+  std::vector<Change> OperatorResized(Knob knob, int value, const Sample& s);
+
   TuneStatus Status() const;
   config::AutotuneMode mode() const { return opt_.mode; }
 

@@ -14,9 +14,24 @@ namespace {
 constexpr double kBusySlots = 0.85;  // in flight / slots: concurrency-bound
 constexpr double kIdleSlots = 0.6;   // below: slots idle
 constexpr double kCpuSaturated = 0.85;
+// A point's window-to-window spread beyond which it is an outlier.
+constexpr double kOutlierNoise = 0.3;
 
 double CpuCap(double limit) {
   return limit > 0 ? limit : std::numeric_limits<double>::infinity();
+}
+
+// Relative standard deviation of window values; 0 for fewer than two or a
+// zero mean.
+double Spread(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  double mean = 0, var = 0;
+  for (double r : v) mean += r;
+  mean /= static_cast<double>(v.size());
+  if (mean <= 0) return 0;
+  for (double r : v) var += (r - mean) * (r - mean);
+  var /= static_cast<double>(v.size() - 1);
+  return std::sqrt(var) / mean;
 }
 
 int CpuCeil(double limit) {
@@ -80,24 +95,27 @@ CapacityController::Point CapacityController::Summarise() const {
   p.workers = workers_;
   p.threads = threads_;
   uint64_t completed = 0, periods = 0, throttled = 0;
-  double duration = 0, cpu = 0, in_flight = 0;
+  double duration = 0, cpu = 0, in_flight = 0, queue = 0;
   LatencyHistogram lat, app;
-  std::vector<double> rates;
+  std::vector<double> rates, cpus;
   for (const Window& w : acc_) {
     completed += w.completed;
     duration += w.duration_seconds;
     cpu += w.app_cpu_seconds;
     in_flight += w.mean_in_flight * w.duration_seconds;
+    queue += w.mean_queue_length * w.duration_seconds;
     periods += w.nr_periods;
     throttled += w.nr_throttled;
     lat.Add(w.latency);
     app.Add(w.app_latency);
     rates.push_back(w.Throughput());
+    cpus.push_back(w.CpuPerRequest());
   }
   const Window& last = acc_.back();
   if (duration > 0) {
     p.throughput = static_cast<double>(completed) / duration;
     p.in_flight = in_flight / duration;
+    p.queue = queue / duration;
     p.cores_used = cpu / duration;
   }
   p.cpu_per_request = completed ? cpu / static_cast<double>(completed) : 0;
@@ -110,16 +128,10 @@ CapacityController::Point CapacityController::Summarise() const {
   p.rss_per_process = last.MeanRssBytes();
   p.cpu_limit = last.cpu_limit_cores;
   p.memory_max = static_cast<double>(last.memory_max_bytes);
-  // Window-to-window spread of throughput at one configuration: the noise
-  // every comparison is held against.
-  if (rates.size() >= 2 && p.throughput > 0) {
-    double mean = 0, var = 0;
-    for (double r : rates) mean += r;
-    mean /= static_cast<double>(rates.size());
-    for (double r : rates) var += (r - mean) * (r - mean);
-    var /= static_cast<double>(rates.size() - 1);
-    p.noise = std::sqrt(var) / mean;
-  }
+  // Window-to-window spread at one configuration: the noise every
+  // comparison is held against.
+  p.noise = Spread(rates);
+  p.cpu_noise = Spread(cpus);
   return p;
 }
 
@@ -193,6 +205,10 @@ double CapacityController::ExpectedUpGain(const Point& p, Config to) const {
   }
   const double slots = static_cast<double>(p.workers) * p.threads;
   if (p.in_flight < kBusySlots * slots) return 0;  // load-limited
+  // Also load-limited: a slot to spare on average and nobody waiting for
+  // one in forkd's queue (64 clients on 72 slots: 89 % busy, and more
+  // slots serve nobody more).
+  if (p.queue < 0.5 && p.in_flight <= slots - 1) return 0;
   const double cap = CpuCap(p.cpu_limit);
   const double used = std::max(p.cores_used, 1e-9);
   double gain;
@@ -238,7 +254,13 @@ std::optional<CapacityController::Probe> CapacityController::NextProbe(
   if (by_workers) {
     up.first += std::clamp(p.workers / 2, 1, opt_.max_worker_step);
   } else {
-    up.second += std::clamp(p.threads, 1, opt_.max_thread_step);
+    // Up to the bound, not past it; at the bound, concurrency comes from
+    // one more process (an I/O-bound app left with 1 x 32 by a CPU-bound
+    // phase served 64 clients with 32 slots for good).
+    up.second =
+        std::min(p.threads + std::clamp(p.threads, 1, opt_.max_thread_step),
+                 opt_.bounds.max_threads);
+    if (up.second == p.threads) up.first += 1;
   }
   if (allowed(up)) {
     const double g = ExpectedUpGain(p, up);
@@ -317,7 +339,8 @@ void CapacityController::Note(const Window& w, Rule rule,
               {"cpu_per_request", p.cpu_per_request},
               {"cores_used", p.cores_used},
               {"cpu_limit", p.cpu_limit},
-              {"noise", noise_}};
+              {"noise", noise_},
+              {"cpu_noise", cpu_noise_}};
   d.why = absl::StrFormat("[%s] %s", AppClassName(class_), why);
   out->push_back(std::move(d));
 }
@@ -365,7 +388,23 @@ std::vector<Decision> CapacityController::OnPoint(const Window& w,
                                                   const Point& p) {
   std::vector<Decision> out;
   if (p.throughput <= 0) return out;  // no load: nothing to learn
-  if (p.noise > 0) noise_ = 0.8 * noise_ + 0.2 * p.noise;
+  // Windows of one point that disagree far beyond the noise (a stall of a
+  // shared machine: a window with no throughput at all) measure nothing.
+  // Taken as they are, they blew the noise estimate up to 150 % and left
+  // the controller deaf for minutes; measure again instead, at most twice
+  // in a row (a really noisy app is then taken as it is).
+  if (p.noise > std::max(kOutlierNoise, 4 * noise_) && remeasured_ < 2) {
+    ++remeasured_;
+    Note(w, Rule::kRemeasure,
+         absl::StrFormat("windows %.0f%% apart (noise %.0f%%): measured again",
+                         p.noise * 100, noise_ * 100),
+         p, &out);
+    return out;
+  }
+  remeasured_ = 0;
+  if (p.noise > 0)
+    noise_ = 0.8 * noise_ + 0.2 * std::min(p.noise, kOutlierNoise);
+  if (p.cpu_noise > 0) cpu_noise_ = 0.8 * cpu_noise_ + 0.2 * p.cpu_noise;
   if (p.app_p50 > 0 && (min_app_p50_ == 0 || p.app_p50 < min_app_p50_)) {
     min_app_p50_ = p.app_p50;
   }
@@ -510,9 +549,13 @@ void CapacityController::Steady(const Window& w, std::vector<Decision>* out) {
       opt_.latency_target_seconds > 0 && p99 > opt_.latency_target_seconds;
   // Latency is noisier than throughput: it counts as drift at twice the
   // threshold.
+  // CPU per request against its own measured noise (/proc's ticks).
+  const double cpu_limit = std::max(limit, 3 * cpu_noise_);
+  const bool cpu_moved =
+      baseline_.cpu_per_request > 0 &&
+      std::abs(w.CpuPerRequest() / baseline_.cpu_per_request - 1) > cpu_limit;
   const bool drift =
-      moved(x, baseline_.throughput) ||
-      moved(w.CpuPerRequest(), baseline_.cpu_per_request) ||
+      moved(x, baseline_.throughput) || cpu_moved ||
       (baseline_.p99 > 0 && std::abs(p99 / baseline_.p99 - 1) > 2 * limit &&
        p99 > baseline_.p99) ||
       over_target;
@@ -522,13 +565,14 @@ void CapacityController::Steady(const Window& w, std::vector<Decision>* out) {
   now.throughput = x;
   now.p99 = p99;
   now.cpu_per_request = w.CpuPerRequest();
-  Note(
-      w, Rule::kResearch,
-      absl::StrFormat("%d windows beyond the noise (%.0f%%): throughput "
-                      "%.1f -> %.1f req/s, CPU/request %.2f -> %.2f ms",
-                      drift_count_, limit * 100, baseline_.throughput, x,
-                      baseline_.cpu_per_request * 1e3, w.CpuPerRequest() * 1e3),
-      now, out);
+  Note(w, Rule::kResearch,
+       absl::StrFormat("%d windows beyond the noise (%.0f%%, CPU %.0f%%): "
+                       "throughput %.1f -> %.1f req/s, CPU/request %.2f -> "
+                       "%.2f ms",
+                       drift_count_, limit * 100, cpu_limit * 100,
+                       baseline_.throughput, x, baseline_.cpu_per_request * 1e3,
+                       w.CpuPerRequest() * 1e3),
+       now, out);
   ResetRegime();
   settle_left_ = 0;
 }

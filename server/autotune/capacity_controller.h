@@ -82,6 +82,8 @@ class CapacityController {
     double in_flight = 0, cpu_per_request = 0, cores_used = 0;
     double throttled = 0, rss_per_process = 0, cpu_limit = 0;
     double memory_max = 0, noise = 0;
+    double cpu_noise = 0;  // the same spread, of CPU per request
+    double queue = 0;      // mean requests waiting in forkd for a slot
   };
   struct Probe {
     Config to;
@@ -125,8 +127,12 @@ class CapacityController {
   Point base_;
   Point baseline_;  // steady state
   double noise_ = 0.02;
+  // CPU per request is noisier than throughput: /proc counts each process's
+  // CPU in 10 ms ticks, tens of percent of a light app's window.
+  double cpu_noise_ = 0.02;
   double min_app_p50_ = 0;
   int drift_count_ = 0;
+  int remeasured_ = 0;  // points discarded in a row (kRemeasure)
 };
 
 }  // namespace forkd::autotune

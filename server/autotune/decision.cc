@@ -66,6 +66,8 @@ const char* RuleName(Rule r) {
       return "research";
     case Rule::kBound:
       return "bound";
+    case Rule::kRemeasure:
+      return "remeasure";
   }
   return "unknown";
 }

@@ -21,18 +21,20 @@ enum class Rule {
   kMinRttProbe,   // pin the limit to its minimum to measure minRTT
   kMinRttDone,    // minRTT measured: restore the limit
   // capacity controller
-  kStart,       // classified: (2 x CPU) + 1 workers, the class's threads
-  kReclassify,  // the app changed class: the class's threads
-  kProbe,       // try a neighbour (expected gain > threshold)
-  kExplore,     // try a neighbour to learn the curve (no estimate yet)
-  kTrimCpu,     // CPU at the limit with more processes than cores
-  kTrimIdle,    // slots idle: fewer threads/processes, same throughput
-  kKnee,        // the USL fit says we are past the knee
-  kAccept,      // the probe delivered: keep it
-  kRevert,      // the probe did not deliver: undo (anti-flap penalty)
-  kConverged,   // no neighbour promises more than the threshold
-  kResearch,    // throughput/latency/CPU moved beyond the noise: search
-  kBound,       // the configuration left its bounds: clamp
+  kStart,              // classified: (2 x CPU) + 1 workers, the class's threads
+  kReclassify,         // the app changed class: the class's threads
+  kProbe,              // try a neighbour (expected gain > threshold)
+  kExplore,            // try a neighbour to learn the curve (no estimate yet)
+  kTrimCpu,            // CPU at the limit with more processes than cores
+  kTrimIdle,           // slots idle: fewer threads/processes, same throughput
+  kKnee,               // the USL fit says we are past the knee
+  kAccept,             // the probe delivered: keep it
+  kRevert,             // the probe did not deliver: undo (anti-flap penalty)
+  kConverged,          // no neighbour promises more than the threshold
+  kResearch,           // throughput/latency/CPU moved beyond the noise: search
+  kBound,              // the configuration left its bounds: clamp
+  kRemeasure,          // a point's windows disagree far beyond the noise: again
+  kLast = kRemeasure,  // the metrics export every rule up to this one
 };
 const char* RuleName(Rule r);
 

@@ -115,7 +115,12 @@ std::optional<Decision> LimitController::OnWindow(const Window& w) {
     next = limit_;
     rule = Rule::kAppLimited;
   }
-  const double p99 = w.app_latency.Quantile(0.99);
+  guard_samples_.Add(w.app_latency);
+  double p99 = 0;
+  if (guard_samples_.count() >= opt_.p99_min_requests) {
+    p99 = guard_samples_.Quantile(0.99);
+    guard_samples_ = LatencyHistogram();
+  }
   if (opt_.latency_target_seconds > 0 && p99 > opt_.latency_target_seconds) {
     const double shrink = std::max(0.5, opt_.latency_target_seconds / p99);
     const double guarded = std::min(next, limit_ * shrink);

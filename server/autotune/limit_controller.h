@@ -29,6 +29,10 @@ struct LimitOptions {
   double min_rtt_jitter = 0.15;            // interval * (1 + U[0, jitter))
   uint64_t min_rtt_requests = 50;          // samples needed for a minRTT
   int min_limit_windows_before_probe = 5;  // Envoy: stuck at min: re-measure
+  // The p99 guard judges at least this many requests (windows are merged
+  // until then): in a window of 60 requests the "p99" is its slowest one,
+  // and one stall of a busy machine halved the limit.
+  uint64_t p99_min_requests = 100;
 };
 
 class LimitController {
@@ -64,6 +68,7 @@ class LimitController {
   double next_probe_at_ = 0;
   int windows_at_min_ = 0;
   LatencyHistogram probe_samples_;
+  LatencyHistogram guard_samples_;  // windows not judged by the p99 guard yet
 };
 
 }  // namespace forkd::autotune

@@ -592,7 +592,7 @@ std::string Exposition::Render(const PoolSnapshot& s, const ScrapeInputs& in) {
         "forkd_autotune_decisions_total",
         "Autotune decisions by the rule that fired (each is also one JSON "
         "log line).");
-    for (int r = 0; r <= static_cast<int>(autotune::Rule::kBound); ++r) {
+    for (int r = 0; r <= static_cast<int>(autotune::Rule::kLast); ++r) {
       const char* name = autotune::RuleName(static_cast<autotune::Rule>(r));
       auto it = tune.decisions_by_rule.find(name);
       decisions.Add({{"rule", name}})

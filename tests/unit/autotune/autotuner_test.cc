@@ -136,11 +136,10 @@ TEST_F(AutotunerTest, LimitGrowsThenShrinksUnderOverload) {
   EXPECT_EQ(s.decisions_by_rule["min_rtt_done"], 1u);
   ASSERT_FALSE(s.recent.empty());
   EXPECT_THAT(s.recent.back().ToJson(), HasSubstr("\"controller\":\"limit\""));
-  EXPECT_TRUE(std::any_of(s.recent.begin(), s.recent.end(),
-                          [&](const Decision& d) {
-                            return d.old_value == grown &&
-                                   d.new_value < grown;
-                          }));
+  EXPECT_TRUE(
+      std::any_of(s.recent.begin(), s.recent.end(), [&](const Decision& d) {
+        return d.old_value == grown && d.new_value < grown;
+      }));
 }
 
 TEST_F(AutotunerTest, LatencyTargetGuardsTheLimit) {
@@ -245,6 +244,53 @@ TEST_F(AutotunerTest, PinAndSwitchOffLive) {
   ASSERT_TRUE(bounds.ok());
   EXPECT_EQ(t->Status().limit, 5);
   EXPECT_EQ(t->Status().bounds.max_limit, 9);
+}
+
+// An operator's forkctl scale while full mode runs: without the pin the
+// next decision puts the controller's own count back (it starts a CPU-bound
+// app at (2 x CPU) + 1 = 5 and climbs from there); with it, the operator's
+// 2 stays, the phase shows it, and unpinning hands the knob back.
+TEST_F(AutotunerTest, OperatorScaleInFullModeIsAPin) {
+  sample_.app_pids = {101, 102};
+  host_.procs[101] = {.cpu_seconds = 1, .resident_bytes = 50 << 20};
+  host_.procs[102] = {.cpu_seconds = 1, .resident_bytes = 50 << 20};
+  auto t = Make({.mode = AutotuneMode::kFull,
+                 .app_mode = true,
+                 .bounds = {.max_workers = 8, .max_threads = 8}});
+  auto busy = [&](int windows) {
+    std::vector<Change> all;
+    for (int i = 0; i < 4 * windows; ++i) {
+      host_.procs[101].cpu_seconds += 0.2;
+      host_.procs[102].cpu_seconds += 0.2;
+      for (const Change& c : Step(t.get(), 0.006, 45, 2)) all.push_back(c);
+    }
+    return all;
+  };
+  busy(4);
+  ASSERT_NE(sample_.workers, 2) << "the controller moved the workers";
+  // forkctl scale 2: the arbiter has applied it, then tells the autotuner.
+  sample_.workers = 2;
+  std::vector<Change> now = t->OperatorResized(Knob::kWorkers, 2, sample_);
+  EXPECT_TRUE(now.empty());
+  EXPECT_EQ(t->Status().pin_workers, 2);
+  EXPECT_EQ(t->Status().bounds.max_workers, 8);  // the bounds stay
+  for (const Change& c : busy(30)) {
+    EXPECT_NE(c.knob, Knob::kWorkers)
+        << "undid the operator's scale to " << c.value;
+  }
+  EXPECT_EQ(sample_.workers, 2);
+  EXPECT_EQ(t->Status().workers, 2);
+  // Threads too; other modes take no pin.
+  sample_.threads = 3;
+  EXPECT_TRUE(t->OperatorResized(Knob::kThreads, 3, sample_).empty());
+  EXPECT_EQ(t->Status().pin_threads, 3);
+  EXPECT_EQ(t->Status().phase, "pinned");
+  ASSERT_TRUE(t->Update({.pin_workers = 0, .pin_threads = 0}, sample_).ok());
+  EXPECT_EQ(t->Status().pin_workers, 0);
+  auto limit = Make({.mode = AutotuneMode::kLimit});
+  Step(limit.get(), 0.01, 0, 0);
+  EXPECT_TRUE(limit->OperatorResized(Knob::kWorkers, 3, sample_).empty());
+  EXPECT_EQ(limit->Status().pin_workers, 0);
 }
 
 }  // namespace

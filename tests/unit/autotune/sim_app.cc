@@ -84,6 +84,22 @@ Window SimApp::Run(int workers, int threads, double end, double duration) {
   w.mean_queue_length = m_.clients - n;
   w.mean_queue_seconds = queue;
   w.app_cpu_seconds = w.completed * m_.cpu_seconds;
+  if (m_.cpu_tick_seconds > 0) {
+    // Each process's cumulative CPU, read in whole ticks at both ends of
+    // the window (processes keep their CPU across windows; new ones start
+    // at a random phase of a tick).
+    const double tick = m_.cpu_tick_seconds;
+    while (static_cast<int>(cpu_exact_.size()) < workers) {
+      cpu_exact_.push_back(tick * Uniform());
+    }
+    double read = 0;
+    for (int i = 0; i < workers; ++i) {
+      const double before = std::floor(cpu_exact_[i] / tick) * tick;
+      cpu_exact_[i] += w.app_cpu_seconds / workers * (0.8 + 0.4 * Uniform());
+      read += std::floor(cpu_exact_[i] / tick) * tick - before;
+    }
+    w.app_cpu_seconds = read;
+  }
   w.rss_bytes.assign(
       workers,
       static_cast<uint64_t>(m_.rss_base_bytes + threads * m_.rss_thread_bytes));

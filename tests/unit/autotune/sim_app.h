@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <random>
+#include <vector>
 
 #include "server/autotune/window.h"
 
@@ -25,6 +26,10 @@ struct AppModel {
   double rss_thread_bytes = 1e6;   // per thread
   double memory_max_bytes = 0;     // 0 = no limit
   double noise = 0.02;             // relative sd of a window's throughput
+  // /proc reports CPU in clock ticks (USER_HZ 100: 10 ms) per process; 0
+  // reports it exactly. With ticks, a window's CPU is each process's
+  // cumulative CPU rounded down to a tick, minus that of the window before.
+  double cpu_tick_seconds = 0;
 };
 
 inline AppModel CpuBound() { return AppModel{}; }
@@ -32,6 +37,15 @@ inline AppModel IoBound() {
   AppModel m;
   m.cpu_seconds = 0.0005;
   m.wait_seconds = 0.05;
+  return m;
+}
+// The I/O-bound app as /proc shows a light Python app: 0.1 ms CPU per
+// request read in 10 ms ticks, so a window's CPU per request jitters by
+// tens of percent with nothing changed.
+inline AppModel IoBoundInTicks() {
+  AppModel m = IoBound();
+  m.cpu_seconds = 0.0001;
+  m.cpu_tick_seconds = 0.01;
   return m;
 }
 inline AppModel Mixed() {
@@ -85,6 +99,7 @@ class SimApp {
 
   AppModel m_;
   std::mt19937_64 rng_;
+  std::vector<double> cpu_exact_;  // per process, cumulative (ticks model)
   int memory_violations_ = 0;
 };
 
