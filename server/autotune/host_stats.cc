@@ -11,34 +11,21 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "server/common/small_file.h"
 #include "server/config/cpu_limit.h"
 
 namespace forkd::autotune {
 namespace {
 
-std::optional<std::string> ReadSmallFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string text;
-  char buf[4096];
-  while (text.size() < (1 << 16)) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return text;
-}
-
 // The unified hierarchy's path of this process ("0::/kubepods/..."); the
 // root when the path is not visible in this mount namespace.
 std::string CgroupDir(const std::string& root, const std::string& proc_root) {
-  std::string self = ReadSmallFile(proc_root + "/self/cgroup").value_or("");
+  std::string self =
+      common::ReadSmallFileIfAny(proc_root + "/self/cgroup").value_or("");
   for (absl::string_view line : absl::StrSplit(self, '\n')) {
     if (!absl::ConsumePrefix(&line, "0::")) continue;
     std::string dir = absl::StrCat(root, absl::StripSuffix(line, "/"));
-    if (ReadSmallFile(dir + "/cpu.stat")) return dir;
+    if (common::ReadSmallFileIfAny(dir + "/cpu.stat")) return dir;
   }
   return root;
 }
@@ -84,11 +71,13 @@ std::optional<ProcStats> HostStatsImpl::Process(pid_t pid) {
 
 CgroupStats HostStatsImpl::Cgroup() {
   CgroupStats c;
-  c.cpu_limit_cores =
-      ParseCpuMaxCores(ReadSmallFile(cgroup_dir_ + "/cpu.max").value_or(""));
+  c.cpu_limit_cores = ParseCpuMaxCores(
+      common::ReadSmallFileIfAny(cgroup_dir_ + "/cpu.max").value_or(""));
   if (c.cpu_limit_cores <= 0) c.cpu_limit_cores = host_cpus_;
-  ParseCpuStat(ReadSmallFile(cgroup_dir_ + "/cpu.stat").value_or(""), &c);
-  std::string mem = ReadSmallFile(cgroup_dir_ + "/memory.max").value_or("");
+  ParseCpuStat(
+      common::ReadSmallFileIfAny(cgroup_dir_ + "/cpu.stat").value_or(""), &c);
+  std::string mem =
+      common::ReadSmallFileIfAny(cgroup_dir_ + "/memory.max").value_or("");
   uint64_t max = 0;
   if (absl::SimpleAtoi(absl::StripAsciiWhitespace(mem), &max)) {
     c.memory_max_bytes = max;

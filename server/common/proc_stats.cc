@@ -13,32 +13,11 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "server/common/small_file.h"
 
 namespace forkd {
-namespace {
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int err = errno;
-    if (err == ENOENT || err == ESRCH) {
-      return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(err)));
-    }
-    return absl::InternalError(absl::StrCat(path, ": ", std::strerror(err)));
-  }
-  std::string text;
-  char buf[4096];
-  while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  close(fd);
-  return text;
-}
-
-}  // namespace
+using common::ReadSmallFile;
 
 absl::StatusOr<ProcStats> ParseProcStats(std::string_view stat,
                                          std::string_view statm,

@@ -18,30 +18,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "server/common/small_file.h"
 
 namespace forkd::config {
 namespace {
-
-// Reads a small pseudo-file; nullopt when it is missing or unreadable.
-std::optional<std::string> ReadFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string text;
-  char buf[4096];
-  while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      close(fd);
-      return std::nullopt;
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > (1 << 20)) break;  // /proc/self/cgroup is never this big
-  }
-  close(fd);
-  return text;
-}
 
 bool IsDirectory(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -159,8 +139,10 @@ int EffectiveCpus(const std::string& cgroup_root,
 
   // cgroup v2 (unified): cpu.max and cpuset.cpus.effective.
   for (const std::string& dir : Candidates(cgroup_root, paths.v2)) {
-    if (auto text = ReadFile(dir + "/cpu.max")) limit(ParseCpuMax(*text));
-    if (auto text = ReadFile(dir + "/cpuset.cpus.effective")) {
+    if (auto text = common::ReadSmallFileIfAny(dir + "/cpu.max"))
+      limit(ParseCpuMax(*text));
+    if (auto text =
+            common::ReadSmallFileIfAny(dir + "/cpuset.cpus.effective")) {
       limit(ParseCpuList(*text));
     }
   }
@@ -172,8 +154,8 @@ int EffectiveCpus(const std::string& cgroup_root,
     std::string base = absl::StrCat(cgroup_root, "/", mount);
     if (!IsDirectory(base)) continue;
     for (const std::string& dir : Candidates(base, paths.cpu_v1)) {
-      auto quota_text = ReadFile(dir + "/cpu.cfs_quota_us");
-      auto period_text = ReadFile(dir + "/cpu.cfs_period_us");
+      auto quota_text = common::ReadSmallFileIfAny(dir + "/cpu.cfs_quota_us");
+      auto period_text = common::ReadSmallFileIfAny(dir + "/cpu.cfs_period_us");
       int64_t quota = 0;
       int64_t period = 0;
       if (quota_text && period_text &&
@@ -186,7 +168,8 @@ int EffectiveCpus(const std::string& cgroup_root,
   }
   for (const std::string& dir :
        Candidates(cgroup_root + "/cpuset", paths.cpuset_v1)) {
-    if (auto text = ReadFile(dir + "/cpuset.cpus")) limit(ParseCpuList(*text));
+    if (auto text = common::ReadSmallFileIfAny(dir + "/cpuset.cpus"))
+      limit(ParseCpuList(*text));
   }
 
   if (cpus == INT_MAX && online_cpus <= 0) return 1;  // nothing known
@@ -203,7 +186,8 @@ int HostEffectiveCpus() {
     int allowed = CPU_COUNT(&set);
     if (allowed > 0) cpus = std::min(cpus, allowed);
   }
-  std::string self = ReadFile("/proc/self/cgroup").value_or("");
+  std::string self =
+      common::ReadSmallFileIfAny("/proc/self/cgroup").value_or("");
   return EffectiveCpus("/sys/fs/cgroup", self, cpus);
 }
 
