@@ -506,6 +506,22 @@ def test_a_dead_app_process_the_master_has_not_reaped_costs_no_request():
         assert victim not in after
 
 
+# The tail of the little apps below: a threading HTTP server `s` with the
+# handler class H, on the unix socket forkd hands over as fd 3.
+SERVE_ON_FD3 = r'''
+class S(ThreadingHTTPServer):
+    address_family = socket.AF_UNIX
+    daemon_threads = True
+    def server_bind(self):
+        pass
+    def server_activate(self):
+        pass
+
+s = S("", H, bind_and_activate=False)
+s.socket = socket.socket(fileno=3)
+'''
+
+
 COUNTING_APP = r'''
 import os, socket, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -534,16 +550,7 @@ class H(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-class S(ThreadingHTTPServer):
-    address_family = socket.AF_UNIX
-    daemon_threads = True
-    def server_bind(self):
-        pass
-    def server_activate(self):
-        pass
-
-s = S("", H, bind_and_activate=False)
-s.socket = socket.socket(fileno=3)
+''' + SERVE_ON_FD3 + '''
 s.serve_forever()
 '''
 
@@ -593,16 +600,7 @@ class H(BaseHTTPRequestHandler):
             self.server.socket.close()
             threading.Thread(target=self.server.shutdown).start()
 
-class S(ThreadingHTTPServer):
-    address_family = socket.AF_UNIX
-    daemon_threads = True
-    def server_bind(self):
-        pass
-    def server_activate(self):
-        pass
-
-s = S("", H, bind_and_activate=False)
-s.socket = socket.socket(fileno=3)
+''' + SERVE_ON_FD3 + '''
 try:
     s.serve_forever()
 except OSError:
