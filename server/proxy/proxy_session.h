@@ -245,6 +245,9 @@ class ProxySession : public ClientConnection,
   // the queue again after a short pause, a few times per request. False:
   // not such a failure, or out of tries; the caller answers 502.
   bool RetryOnAnotherAppProcess(int err);
+  // App mode: this exchange holds a reservation of one app process (in
+  // sidecar limit mode a reservation names no process).
+  bool OnAppProcess() const;
   void StartHead();
   void BeginRequest();
   // The current request's head: parsed here from the client's bytes, or

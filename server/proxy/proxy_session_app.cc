@@ -192,8 +192,7 @@ bool ProxySession::StartUpstream() {
         return true;
     }
   }
-  if (!conn->reused && can_replay_ && app_process_ &&
-      ctx_->app_queue->routes()) {
+  if (!conn->reused && can_replay_ && OnAppProcess()) {
     // A fresh connection to an app process may be reset unread (its
     // listener closed with this connection in the backlog): keep a copy to
     // send to another process (UpstreamFailed).
@@ -346,7 +345,7 @@ void ProxySession::UpstreamFailed(Failure failure, const std::string& detail,
   // There each try counts against the app-mode connect retries instead of
   // the single replay, so a reused connection that fails and then a fresh
   // one that is reset both get another try.
-  bool app_mode = app_process_.has_value() && ctx_->app_queue->routes();
+  bool app_mode = OnAppProcess();
   bool budget = !app_mode || app_connect_retries_ < kAppConnectRetries;
   if (up_ && (up_->reused || (app_mode && unread)) && can_replay_ && budget &&
       failure == Failure::kUpstreamReset && resp_state_ == RespState::kHead &&
@@ -396,9 +395,12 @@ void ProxySession::RetryAppQueue() {
   Drive();
 }
 
+bool ProxySession::OnAppProcess() const {
+  return app_process_.has_value() && ctx_->app_queue->routes();
+}
+
 bool ProxySession::RetryOnAnotherAppProcess(int err) {
-  if (!app_process_ || !ctx_->app_queue->routes() ||
-      (err != ECONNREFUSED && err != ENOENT)) {
+  if (!OnAppProcess() || (err != ECONNREFUSED && err != ENOENT)) {
     return false;
   }
   // Dead and not yet reaped, or alive with its listener gone or full: the
