@@ -6,6 +6,7 @@ noisy 2-core machine)."""
 import http.client
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -87,7 +88,8 @@ def test_limit_mode_under_overload_and_forkctl_tune():
         r = forkctl(addr, "tune", timeout=30)
         assert r.returncode == 0, r.stderr
         assert "mode limit, phase " in r.stdout, r.stdout
-        assert "limit %d" % int(limit) in r.stdout or "limit " in r.stdout, r.stdout
+        # The limit moves between the metrics read and this call: a number.
+        assert re.search(r"\blimit \d+", r.stdout), r.stdout
         assert "min_rtt_done" in r.stdout, r.stdout
         r = forkctl(addr, "-o", "json", "tune", timeout=30)
         assert r.returncode == 0, r.stderr
