@@ -666,6 +666,13 @@ void AppSupervisor::PutHistory(uint32_t slot, const History& h) {
   slot_last_status_[slot] = h.status;
 }
 
+std::vector<pid_t> AppSupervisor::Pids() const {
+  std::vector<pid_t> out;
+  out.reserve(procs_.size());
+  for (const auto& [pid, p] : procs_) out.push_back(pid);
+  return out;
+}
+
 std::vector<AppProcessStatus> AppSupervisor::Status() const {
   std::vector<AppProcessStatus> out;
   for (const auto& [pid, p] : procs_) {

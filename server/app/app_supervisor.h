@@ -143,6 +143,9 @@ class AppSupervisor {
   int ReadyCount() const;
   int ProcessCount() const { return static_cast<int>(procs_.size()); }
   std::vector<AppProcessStatus> Status() const;
+  // The pids of the app processes running now; unlike Status(), reads
+  // nothing from /proc (the autotuner asks on every tick).
+  std::vector<pid_t> Pids() const;
   uint64_t RestartsBy(AppExit e) const;
   // App processes that left, by why (kShutdown not counted).
   const std::map<AppExit, uint64_t>& restarts() const { return restarts_; }

@@ -30,11 +30,7 @@ autotune::Sample Arbiter::MakeSample(int64_t now) const {
     per_worker = WorkerConnections();
   }
   s.in_flight_cap = static_cast<int64_t>(std::max(1, s.workers)) * per_worker;
-  if (app_) {
-    for (const app::AppProcessStatus& a : app_->Status()) {
-      if (a.pid > 0) s.app_pids.push_back(a.pid);
-    }
-  }
+  if (app_) s.app_pids = app_->Pids();
   return s;
 }
 
