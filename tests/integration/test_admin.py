@@ -381,6 +381,10 @@ def test_without_a_token_only_loopback_peers_may_change_things(forkd_factory, ex
     # over the veth pair, from the test host in the namespace.
     fk = start_admin_forkd(forkd_factory, example_app, ["--workers", "2"], host="0.0.0.0")
     pids = fk.wait_workers(2)
+    # Workers up is not yet ready (the master sees readiness on its tick):
+    # the remote health call below expects SERVING.
+    wait_until(lambda: AdminClient(fk.admin_addr).health("") == SERVING, 10,
+               what="readiness SERVING")
     remote_addr = "%s:%d" % (netns_host.host_addr, fk.admin_port)
     results = remote_calls(netns_host, remote_addr, [
         ["status", None], ["health", None], ["scale3", None], ["drain", "any-token"],
